@@ -1,0 +1,244 @@
+"""The `routed` command line.
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage or config error. Errors go to
+stderr and say what is wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from routed import __version__
+from routed import log as logsetup
+from routed.config import ConfigError, NodeConfig, load_config
+
+DEFAULT_CONFIG = os.environ.get("ROUTED_CONFIG", "/etc/routed/routed.yaml")
+RT_PROTOS_FILE = Path("/etc/iproute2/rt_protos.d/routed.conf")
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class CliError(Exception):
+    def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="routed", description="L3 routing daemon for container hosts")
+    parser.add_argument("--version", action="version", version=f"routed {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "-c",
+            "--config",
+            default=DEFAULT_CONFIG,
+            help=f"node config file (default {DEFAULT_CONFIG}, or $ROUTED_CONFIG)",
+        )
+
+    run = sub.add_parser("run", help="run the daemon")
+    with_config(run)
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--log-format", default="text", choices=["text", "json"])
+
+    config = sub.add_parser("config", help="config tools").add_subparsers(dest="action", required=True)
+    check = config.add_parser("check", help="validate config files; exit 2 on the first bad one")
+    check.add_argument("files", nargs="+", metavar="FILE")
+
+    workload = sub.add_parser("workload", help="attach, detach and list workloads")
+    actions = workload.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="attach a workload's network namespace")
+    add.add_argument("id", help="workload id (stable; names its host veth)")
+    add.add_argument("--netns", required=True, help="netns name (under /run/netns) or path")
+    add.add_argument(
+        "--ip",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="address from a pool (repeat for IPv4 and IPv6); default: next free",
+    )
+    add.add_argument("--ifname", default="eth0", help="interface name inside the netns")
+    with_config(add)
+    delete = actions.add_parser("del", help="detach a workload")
+    delete.add_argument("id")
+    with_config(delete)
+    listing = actions.add_parser("list", help="list workloads")
+    listing.add_argument("--json", action="store_true")
+    with_config(listing)
+
+    routes = sub.add_parser("routes", help="show routed's kernel routes (proto routed)")
+    routes.add_argument("--json", action="store_true")
+    with_config(routes)
+    return parser
+
+
+def _config(path: str) -> NodeConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise CliError(
+            f"{exc}\nrouted: invalid config; nothing was changed. "
+            "Fix the fields above (see config/README.md).",
+            EXIT_USAGE,
+        ) from exc
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    status = EXIT_OK
+    for name in args.files:
+        try:
+            load_config(name)
+            print(f"{name}: ok")
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            status = EXIT_USAGE
+    return status
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = _config(args.config)
+    logsetup.setup(args.log_level, args.log_format)
+    _install_protocol_name()
+    from routed.daemon import Daemon
+
+    asyncio.run(Daemon(cfg).run())
+    return EXIT_OK
+
+
+def _install_protocol_name() -> None:
+    """Let `ip route` print `proto routed`; cosmetic, so failure is not fatal."""
+    from routed.fib.routes import ROUTE_PROTOCOL, ROUTE_PROTOCOL_NAME
+
+    line = f"{ROUTE_PROTOCOL}\t{ROUTE_PROTOCOL_NAME}\n"
+    try:
+        if not RT_PROTOS_FILE.exists() or RT_PROTOS_FILE.read_text() != line:
+            RT_PROTOS_FILE.parent.mkdir(parents=True, exist_ok=True)
+            RT_PROTOS_FILE.write_text(line)
+    except OSError:
+        pass
+
+
+def _print_workloads(items: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(items, indent=2))
+        return
+    print(f"{'ID':<24} {'NETNS':<24} {'HOST VETH':<15} IPS")
+    for w in items:
+        print(f"{w['id']:<24} {w['netns']:<24} {w['host_ifname']:<15} {' '.join(w['ips'])}")
+
+
+def cmd_workload(args: argparse.Namespace) -> int:
+    from routed import api
+    from routed.daemon import workload_json
+
+    cfg = _config(args.config)
+    request: dict[str, Any] = {"id": getattr(args, "id", None)}
+    if args.action == "add":
+        for ip in args.ip:
+            try:
+                ipaddress.ip_address(ip)
+            except ValueError as exc:
+                raise CliError(f"--ip {ip!r} is not an IP address; e.g. --ip 10.65.0.7", EXIT_USAGE) from exc
+        request.update(netns=args.netns, ips=args.ip, ifname=args.ifname)
+    op = {"add": "workload.add", "del": "workload.del", "list": "workload.list"}[args.action]
+    try:
+        result = api.call(cfg.api.socket, op, **request)
+    except api.DaemonNotRunning:
+        result = asyncio.run(_workload_direct(cfg, args))
+        result = [workload_json(w) for w in result] if args.action == "list" else workload_json(result)
+    except api.ApiError as exc:
+        raise CliError(str(exc), exc.exit_code) from exc
+    if args.action == "list":
+        _print_workloads(result, args.json)
+    else:
+        verb = "attached" if args.action == "add" else "detached"
+        print(f"{verb} {result['id']}: {' '.join(result['ips'])} (host veth {result['host_ifname']})")
+    return EXIT_OK
+
+
+async def _workload_direct(cfg: NodeConfig, args: argparse.Namespace) -> Any:
+    """No daemon: do the work here, touching only this workload's routes."""
+    from routed.dataplane import sysctl
+    from routed.dataplane.workload import WorkloadError
+    from routed.fib.kernel import NetlinkKernel
+    from routed.fib.reconciler import apply_once
+    from routed.workloads.manager import NotFound, UsageError, WorkloadManager
+    from routed.workloads.store import WorkloadStore
+
+    manager = WorkloadManager(cfg, WorkloadStore(cfg.state_dir))
+    if args.action == "list":
+        return manager.all()
+    kernel = NetlinkKernel(cfg.fib.table)
+    try:
+        if args.action == "add":
+            sysctl.enable_forwarding(ipv6=any(p.version == 6 for p in cfg.pools))
+            ips = [ipaddress.ip_address(ip) for ip in args.ip]
+            spec = await manager.add(args.id, args.netns, ips, args.ifname)
+            await apply_once(kernel, spec.routes(cfg.fib.table), {r.key for r in spec.routes(cfg.fib.table)})
+        else:
+            spec = await manager.delete(args.id)
+            await apply_once(kernel, [], {r.key for r in spec.routes(cfg.fib.table)})
+        return spec
+    except UsageError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    except (NotFound, WorkloadError) as exc:
+        raise CliError(str(exc), EXIT_FAILURE) from exc
+    finally:
+        await kernel.close()
+
+
+def cmd_routes(args: argparse.Namespace) -> int:
+    from routed.daemon import route_json
+    from routed.fib.kernel import NetlinkKernel
+    from routed.fib.routes import MAIN_TABLE
+
+    table = MAIN_TABLE
+    if args.config != DEFAULT_CONFIG or Path(args.config).exists():
+        table = _config(args.config).fib.table
+
+    async def read() -> list[dict[str, Any]]:
+        kernel = NetlinkKernel(table)
+        try:
+            view = await kernel.dump()
+        finally:
+            await kernel.close()
+        return [route_json(r) for r in view.ours.values()]
+
+    routes = asyncio.run(read())
+    if args.json:
+        print(json.dumps(routes, indent=2))
+        return EXIT_OK
+    for r in routes:
+        hops = " ".join(
+            f"via {h['gateway']}" if "gateway" in h else f"dev {h['device']}" for h in r["nexthops"]
+        )
+        print(f"{r['dst']:<20} {hops}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handlers = {"run": cmd_run, "config": cmd_config_check, "workload": cmd_workload, "routes": cmd_routes}
+    try:
+        return handlers[args.command](args)
+    except CliError as exc:
+        print(f"routed: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except PermissionError as exc:
+        print(f"routed: {exc}; run as root", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

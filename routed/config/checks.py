@@ -1,0 +1,117 @@
+"""Rules between fields that a per-field schema cannot express.
+
+Each problem carries the field path it is about, so the loader can point at
+the right line of the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from routed.config.schema import IBGP_KINDS, NodeConfig, PeerKind, Role
+from routed.config.yamlmarks import Path
+
+
+@dataclass(frozen=True, slots=True)
+class FieldProblem:
+    path: Path
+    message: str
+
+
+def cross_field_problems(cfg: NodeConfig) -> list[FieldProblem]:
+    problems: list[FieldProblem] = []
+
+    def add(path: Path, message: str) -> None:
+        problems.append(FieldProblem(path, message))
+
+    if cfg.role is Role.NODE and cfg.cluster_id is not None:
+        add(("cluster_id",), "cluster_id is only for role: reflector; remove it or set role: reflector")
+    if cfg.mesh == "full" and not cfg.mesh_nodes:
+        add(("mesh",), "mesh: full needs mesh_nodes, the fabric addresses of every mesh node")
+    if cfg.mesh == "off" and cfg.mesh_nodes:
+        add(("mesh_nodes",), "mesh_nodes is set but mesh is off; set mesh: full or remove mesh_nodes")
+
+    for index, pool in enumerate(cfg.pools):
+        for earlier_index, earlier in enumerate(cfg.pools[:index]):
+            if pool.version == earlier.version and pool.overlaps(earlier):
+                add(
+                    ("pools", index),
+                    f"pool {pool} overlaps pools[{earlier_index}] {earlier}; "
+                    "every address must belong to exactly one pool",
+                )
+        if cfg.fabric.address in pool:
+            add(
+                ("pools", index),
+                f"pool {pool} contains fabric.address {cfg.fabric.address}; pools are for workloads only",
+            )
+
+    own_addresses = {cfg.fabric.address, cfg.router_id}
+    seen: dict[object, int] = {}
+    for index, peer in enumerate(cfg.peers):
+        where = ("peers", index)
+        if peer.address in seen:
+            add(
+                (*where, "address"),
+                f"peer {peer.address} is listed twice (also peers[{seen[peer.address]}]); keep one",
+            )
+        seen.setdefault(peer.address, index)
+        if peer.address in own_addresses:
+            add(
+                (*where, "address"),
+                f"peer {peer.address} is this node's own address; a node cannot peer with itself",
+            )
+        if peer.address.version != cfg.fabric.address.version:
+            add(
+                (*where, "address"),
+                f"peer {peer.address} is IPv{peer.address.version} but fabric.address is "
+                f"IPv{cfg.fabric.address.version}; sessions run from the fabric address",
+            )
+        asn = peer.asn if peer.asn is not None else cfg.asn
+        if peer.kind in IBGP_KINDS and asn != cfg.asn:
+            add(
+                (*where, "asn"),
+                f"a {peer.kind.value} peer is iBGP and must have our AS {cfg.asn}, not {asn}; "
+                "use kind: ebgp for another AS",
+            )
+        if peer.kind is PeerKind.EBGP and asn == cfg.asn:
+            add(
+                (*where, "asn"),
+                f"an ebgp peer needs an AS other than ours ({cfg.asn}); use an iBGP kind for our own AS",
+            )
+        if peer.kind in (PeerKind.CLIENT, PeerKind.NONCLIENT) and cfg.role is not Role.REFLECTOR:
+            add(
+                (*where, "kind"),
+                f"kind: {peer.kind.value} is only for role: reflector; a node peers with kind: reflector",
+            )
+        if peer.kind is PeerKind.REFLECTOR and cfg.role is Role.REFLECTOR:
+            add(
+                (*where, "kind"),
+                "a reflector peers with another reflector as kind: nonclient, not kind: reflector",
+            )
+
+    mesh_seen: set[object] = set()
+    for index, address in enumerate(cfg.mesh_nodes):
+        if address in mesh_seen:
+            add(("mesh_nodes", index), f"mesh node {address} is listed twice; keep one")
+        mesh_seen.add(address)
+        if address in seen and address != cfg.fabric.address:
+            add(("mesh_nodes", index), f"mesh node {address} is also in peers[{seen[address]}]; list it once")
+
+    ips_seen: dict[object, str] = {}
+    ids_seen: set[str] = set()
+    for index, workload in enumerate(cfg.workloads):
+        where = ("workloads", index)
+        if workload.id in ids_seen:
+            add((*where, "id"), f"workload id {workload.id!r} is used twice; ids must be unique")
+        ids_seen.add(workload.id)
+        for ip_index, ip in enumerate(workload.ips):
+            if not any(ip in pool for pool in cfg.pools):
+                pools = ", ".join(str(p) for p in cfg.pools)
+                add(
+                    (*where, "ips", ip_index),
+                    f"{ip} is outside every pool ({pools}); pick an address from a pool",
+                )
+            if ip in ips_seen:
+                add((*where, "ips", ip_index), f"{ip} is already given to workload {ips_seen[ip]!r}")
+            ips_seen.setdefault(ip, workload.id)
+    return problems

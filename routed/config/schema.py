@@ -1,0 +1,249 @@
+"""The node configuration schema: every field, its default, and the rules between fields.
+
+Field docs here are the source of config/README.md; keep them in step.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from enum import StrEnum
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from pathlib import PurePosixPath
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+)
+
+IPAddress = IPv4Address | IPv6Address
+IPNetwork = IPv4Network | IPv6Network
+
+# 0 is reserved and 23456 is AS_TRANS (RFC 6793); neither may name a real AS.
+RESERVED_ASNS = {0, 23456, 65535, 4294967295}
+WORKLOAD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+class Role(StrEnum):
+    NODE = "node"
+    REFLECTOR = "reflector"
+
+
+class PeerKind(StrEnum):
+    REFLECTOR = "reflector"  # we are its client
+    CLIENT = "client"  # we reflect to it (role: reflector only)
+    MESH = "mesh"  # iBGP full-mesh neighbour
+    NONCLIENT = "nonclient"  # iBGP peer of a reflector that is not its client (another reflector)
+    EBGP = "ebgp"  # another AS, e.g. a top-of-rack router
+
+
+IBGP_KINDS = {PeerKind.REFLECTOR, PeerKind.CLIENT, PeerKind.MESH, PeerKind.NONCLIENT}
+
+
+def _parse_cidr(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        try:
+            loose = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a CIDR; write an IPv4 or IPv6 prefix such as 10.65.0.0/16 or fd00:65::/48"
+            ) from exc
+        raise ValueError(f"{value!r} has host bits set; did you mean {loose}?") from exc
+
+
+def _parse_ip(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return ipaddress.ip_address(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not an IP address; write e.g. 10.0.0.11 or fd00::11") from exc
+    return value
+
+
+def _parse_ipv4(value: Any) -> Any:
+    parsed = _parse_ip(value)
+    if isinstance(parsed, IPv6Address):
+        raise ValueError(f"{value!r} is IPv6; this field is a 32-bit id written as IPv4")
+    if isinstance(parsed, int):
+        # A bare integer would be accepted by ipaddress but is almost always a slip.
+        raise ValueError(f"{value!r} must be written as a dotted IPv4 address, e.g. 10.0.0.11")
+    return parsed
+
+
+def _mesh_mode(value: Any) -> Any:
+    # YAML 1.1 reads a bare `off` as false; accept it for what the user meant.
+    if value is False:
+        return "off"
+    if value is True:
+        raise ValueError("write `mesh: full` or `mesh: off`")
+    return value
+
+
+Cidr = Annotated[IPNetwork, BeforeValidator(_parse_cidr)]
+Address = Annotated[IPAddress, BeforeValidator(_parse_ip)]
+RouterId = Annotated[IPv4Address, BeforeValidator(_parse_ipv4)]
+Asn = Annotated[int, Field(ge=1, le=4294967294, strict=True)]
+HoldTime = Annotated[int, Field(strict=True)]
+
+
+def _check_asn(value: int) -> int:
+    if value in RESERVED_ASNS:
+        raise ValueError(f"AS {value} is reserved; pick a private AS (64512-65534 or 4200000000-4294967294)")
+    return value
+
+
+def _check_hold_time(value: int) -> int:
+    if value != 0 and not 3 <= value <= 65535:
+        raise ValueError(f"hold time {value} is not allowed; use 0 (no keepalives) or 3-65535 seconds")
+    return value
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GracefulRestart(Strict):
+    """RFC 4724 graceful restart: peers keep our routes while we restart."""
+
+    enabled: bool = True
+    restart_time: int = Field(default=120, ge=1, le=4095)
+
+
+class Fabric(Strict):
+    """Where this node peers from: the interface on the fabric and its address."""
+
+    interface: str = Field(min_length=1, max_length=15)
+    address: Address
+
+
+class Peer(Strict):
+    address: Address
+    asn: Asn | None = None  # defaults to our own AS for iBGP kinds
+    kind: PeerKind
+    description: str = ""
+    password: str | None = Field(default=None, min_length=1, max_length=80)
+    hold_time: HoldTime | None = None
+    graceful_restart: bool | None = None
+
+    _asn = field_validator("asn")(lambda cls, v: v if v is None else _check_asn(v))
+    _hold = field_validator("hold_time")(lambda cls, v: v if v is None else _check_hold_time(v))
+
+
+class Bgp(Strict):
+    """Defaults that apply to every peer unless the peer overrides them."""
+
+    hold_time: HoldTime = 90
+    graceful_restart: GracefulRestart = GracefulRestart()
+    max_paths: int = Field(default=8, ge=1, le=64)
+
+    _hold = field_validator("hold_time")(lambda cls, v: _check_hold_time(v))
+
+
+class Api(Strict):
+    socket: str = "/run/routed/routed.sock"
+
+    @field_validator("socket")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not PurePosixPath(value).is_absolute():
+            raise ValueError(f"{value!r} must be an absolute path, e.g. /run/routed/routed.sock")
+        return value
+
+
+class Metrics(Strict):
+    listen: str = "127.0.0.1:9180"
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{value!r} must be HOST:PORT, e.g. 127.0.0.1:9180 or [::1]:9180")
+        _parse_ip(host.strip("[]"))
+        return value
+
+
+class Fib(Strict):
+    """How routes reach the kernel."""
+
+    resync_interval: float = Field(default=60.0, ge=1.0, le=86400.0)
+    table: int = Field(default=254, ge=1, le=4294967295)
+
+
+class Workload(Strict):
+    """A workload attached at start-up (others arrive over the API or the CNI)."""
+
+    id: str
+    netns: str = Field(min_length=1)
+    ips: tuple[Address, ...] = Field(min_length=1)
+    ifname: str = Field(default="eth0", min_length=1, max_length=15)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not WORKLOAD_ID.match(value):
+            raise ValueError(
+                f"{value!r} is not a workload id; use 1-128 of A-Z a-z 0-9 . _ : - "
+                "starting with a letter or digit"
+            )
+        return value
+
+
+class NodeConfig(Strict):
+    name: str
+    router_id: RouterId
+    asn: Asn
+    role: Role = Role.NODE
+    fabric: Fabric
+    pools: tuple[Cidr, ...] = Field(min_length=1)
+    mesh: Annotated[Literal["full", "off"], BeforeValidator(_mesh_mode)] = "off"
+    mesh_nodes: tuple[Address, ...] = ()
+    cluster_id: RouterId | None = None
+    peers: tuple[Peer, ...] = ()
+    bgp: Bgp = Bgp()
+    api: Api = Api()
+    metrics: Metrics = Metrics()
+    fib: Fib = Fib()
+    state_dir: str = "/var/lib/routed"
+    workloads: tuple[Workload, ...] = ()
+
+    _asn = field_validator("asn")(lambda cls, v: _check_asn(v))
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NODE_NAME.match(value):
+            raise ValueError(f"{value!r} is not a node name; use 1-63 of A-Z a-z 0-9 . _ -")
+        return value
+
+    @field_validator("state_dir")
+    @classmethod
+    def _state_dir(cls, value: str) -> str:
+        if not PurePosixPath(value).is_absolute():
+            raise ValueError(f"{value!r} must be an absolute path, e.g. /var/lib/routed")
+        return value
+
+    @property
+    def effective_cluster_id(self) -> IPv4Address | None:
+        """RFC 4456: a reflector without an explicit cluster id uses its router id."""
+        if self.role is not Role.REFLECTOR:
+            return None
+        return self.cluster_id or self.router_id
+
+    def resolved_peers(self) -> tuple[Peer, ...]:
+        """Explicit peers plus one mesh peer per other mesh node, each with its AS filled in."""
+        peers = [p if p.asn is not None else p.model_copy(update={"asn": self.asn}) for p in self.peers]
+        explicit = {p.address for p in peers}
+        for address in self.mesh_nodes:
+            if address != self.fabric.address and address not in explicit:
+                peers.append(Peer(address=address, asn=self.asn, kind=PeerKind.MESH))
+        return tuple(peers)

@@ -1,0 +1,146 @@
+"""`routed run`: one asyncio loop holding the reconciler, the workloads and the API.
+
+Stopping the daemon leaves workloads and routes in place: traffic keeps flowing
+while it is down, and the next start adopts what it finds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import signal
+from typing import Any
+
+from routed.api import ApiError, ApiServer
+from routed.config import NodeConfig
+from routed.dataplane import sysctl
+from routed.dataplane.workload import WorkloadError, WorkloadSpec
+from routed.fib.kernel import NetlinkKernel
+from routed.fib.reconciler import Reconciler
+from routed.fib.routes import Route
+from routed.log import event
+from routed.workloads.manager import NotFound, UsageError, WorkloadManager
+from routed.workloads.store import WorkloadStore
+
+log = logging.getLogger("routed.daemon")
+
+SOURCES = ("local", "bgp")  # precedence: a local workload's route beats any learned one
+
+
+def workload_json(spec: WorkloadSpec) -> dict[str, Any]:
+    return {
+        "id": spec.id,
+        "netns": spec.netns,
+        "ips": [str(ip) for ip in spec.ips],
+        "ifname": spec.ifname,
+        "host_ifname": spec.host_ifname,
+    }
+
+
+def route_json(route: Route) -> dict[str, Any]:
+    return {
+        "dst": str(route.dst),
+        "table": route.table,
+        "nexthops": [
+            {"gateway": str(h.gateway)} if h.gateway is not None else {"device": h.device}
+            for h in route.nexthops
+        ],
+    }
+
+
+class Daemon:
+    def __init__(self, cfg: NodeConfig) -> None:
+        self.cfg = cfg
+        self.kernel = NetlinkKernel(cfg.fib.table)
+        self.reconciler = Reconciler(self.kernel, sources=SOURCES, resync_interval=cfg.fib.resync_interval)
+        self.workloads = WorkloadManager(
+            cfg,
+            WorkloadStore(cfg.state_dir),
+            on_change=lambda routes: self.reconciler.set_routes("local", routes),
+        )
+        self.api = ApiServer(
+            cfg.api.socket,
+            {
+                "workload.add": self._api_add,
+                "workload.del": self._api_del,
+                "workload.list": self._api_list,
+                "routes": self._api_routes,
+                "status": self._api_status,
+            },
+        )
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        sysctl.enable_forwarding(ipv6=any(p.version == 6 for p in self.cfg.pools))
+        await self.api.start()
+        fib = asyncio.create_task(self.reconciler.run(), name="fib")
+        try:
+            failed = await self.workloads.restore()
+            self.reconciler.mark_ready("local")
+            # Until BGP lands nothing else contributes routes; BGP will mark itself
+            # ready after its End-of-RIB markers (graceful restart).
+            self.reconciler.mark_ready("bgp")
+            log.info(
+                event(
+                    "started",
+                    node=self.cfg.name,
+                    role=self.cfg.role.value,
+                    workloads=len(self.workloads.routes()),
+                    restore_failed=len(failed),
+                    api=self.cfg.api.socket,
+                )
+            )
+            stop = asyncio.create_task(self._stop.wait())
+            done, _ = await asyncio.wait({fib, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if fib in done:
+                fib.result()  # the reconciler died: fail loudly, exit 1
+        finally:
+            fib.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fib
+            await self.api.close()
+            await self.kernel.close()
+            log.info(event("stopped", node=self.cfg.name, routes_kept="yes"))
+
+    async def _api_add(self, request: dict[str, Any]) -> Any:
+        try:
+            ips = [ipaddress.ip_address(ip) for ip in request.get("ips") or []]
+        except ValueError as exc:
+            raise ApiError(f"{exc}; give an IPv4 or IPv6 address", 2) from exc
+        try:
+            spec = await self.workloads.add(
+                str(request["id"]), str(request["netns"]), ips, str(request.get("ifname") or "eth0")
+            )
+        except UsageError as exc:
+            raise ApiError(str(exc), 2) from exc
+        except (WorkloadError, OSError) as exc:
+            raise ApiError(str(exc), 1) from exc
+        await self.reconciler.wait_in_sync()
+        return workload_json(spec)
+
+    async def _api_del(self, request: dict[str, Any]) -> Any:
+        try:
+            spec = await self.workloads.delete(str(request["id"]))
+        except NotFound as exc:
+            raise ApiError(str(exc), 1) from exc
+        await self.reconciler.wait_in_sync()
+        return workload_json(spec)
+
+    async def _api_list(self, request: dict[str, Any]) -> Any:
+        return [workload_json(w) for w in self.workloads.all()]
+
+    async def _api_routes(self, request: dict[str, Any]) -> Any:
+        return [route_json(r) for r in self.reconciler.installed().values()]
+
+    async def _api_status(self, request: dict[str, Any]) -> Any:
+        stats = self.reconciler.stats
+        return {
+            "node": self.cfg.name,
+            "role": self.cfg.role.value,
+            "fib": {k: getattr(stats, k) for k in stats.__slots__},
+        }

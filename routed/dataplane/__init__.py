@@ -1,0 +1,1 @@
+"""The host's data plane: forwarding sysctls and workload veths, over pyroute2."""

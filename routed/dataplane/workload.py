@@ -1,0 +1,206 @@
+"""Attach and detach a workload: a veth pair between the host and the workload's netns.
+
+Host side: name derived from the workload id, fixed MAC, no address, proxy ARP
+and proxy NDP. Workload side: `eth0` with the workload's /32 and /128, default
+routes via link-local gateways, and permanent neighbour entries for those
+gateways (so the workload never depends on the host answering ARP; see
+shared/notes/dataplane.md). The host's /32 route is not written here: it is a
+desired route handed to the reconciler.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import socket
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
+from pathlib import Path
+from typing import Any
+
+from pyroute2 import AsyncIPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from routed.dataplane import sysctl
+from routed.fib.routes import MAIN_TABLE, Route, local_route
+
+IPAddress = IPv4Address | IPv6Address
+
+NETNS_RUN_DIR = Path("/run/netns")
+HOST_MAC = "ee:ee:ee:ee:ee:ee"
+GATEWAY_V4 = IPv4Address("169.254.1.1")
+GATEWAY_V6 = IPv6Address("fe80::1")
+NTF_PROXY = 0x08
+NUD_PERMANENT = 0x80
+
+
+class WorkloadError(Exception):
+    """A workload could not be attached or detached; the message says why and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadSpec:
+    id: str
+    netns: str  # a name under /run/netns or a path such as /proc/PID/ns/net
+    ips: tuple[IPAddress, ...]
+    ifname: str = "eth0"
+
+    @property
+    def host_ifname(self) -> str:
+        return host_ifname(self.id)
+
+    def routes(self, table: int = MAIN_TABLE) -> list[Route]:
+        return [local_route(_host_prefix(ip), self.host_ifname, table) for ip in self.ips]
+
+
+def host_ifname(workload_id: str) -> str:
+    """`rt` + 11 hex digits of the id's hash: 13 chars, stable across restarts."""
+    return "rt" + hashlib.sha256(workload_id.encode()).hexdigest()[:11]
+
+
+def _peer_ifname(workload_id: str) -> str:
+    return "rp" + hashlib.sha256(workload_id.encode()).hexdigest()[:11]
+
+
+def _host_prefix(ip: IPAddress) -> IPv4Network | IPv6Network:
+    return ip_network(f"{ip}/{ip.max_prefixlen}")
+
+
+def netns_path(netns: str) -> Path:
+    return Path(netns) if "/" in netns else NETNS_RUN_DIR / netns
+
+
+def _family(ip: IPAddress) -> int:
+    return socket.AF_INET if ip.version == 4 else socket.AF_INET6
+
+
+async def _index(ipr: Any, ifname: str) -> int | None:
+    found = await ipr.link_lookup(ifname=ifname)
+    return found[0] if found else None
+
+
+async def attach(spec: WorkloadSpec) -> None:
+    """Create (or repair) the workload's veth pair; idempotent."""
+    path = netns_path(spec.netns)
+    if not path.exists():
+        raise WorkloadError(
+            f"workload {spec.id}: network namespace {spec.netns!r} not found at {path}; "
+            "create it first (ip netns add NAME) or pass a path like /proc/PID/ns/net"
+        )
+    host_name = spec.host_ifname
+    async with AsyncIPRoute() as host:
+        index = await _index(host, host_name)
+        if index is not None and not await _peer_in_netns(spec):
+            # A half-made pair from an earlier failure: start over.
+            await host.link("del", index=index)
+            index = None
+        if index is None:
+            await _create_pair(host, spec, path)
+            index = await _index(host, host_name)
+            if index is None:
+                raise WorkloadError(f"workload {spec.id}: veth {host_name} vanished right after creation")
+        sysctl.set_interface("ipv4", host_name, "proxy_arp", "1")
+        if any(ip.version == 6 for ip in spec.ips):
+            # Without DAD the host's link-local is usable at once, so the first
+            # packets to the workload do not wait for neighbour discovery to settle.
+            sysctl.set_interface("ipv6", host_name, "accept_dad", "0")
+            sysctl.set_interface("ipv6", host_name, "proxy_ndp", "1")
+        await host.link("set", index=index, state="up")
+        if any(ip.version == 6 for ip in spec.ips):
+            await _replace_neigh(
+                host, dst=str(GATEWAY_V6), ifindex=index, family=socket.AF_INET6, flags=NTF_PROXY
+            )
+    await _configure_workload_side(spec)
+
+
+async def _peer_in_netns(spec: WorkloadSpec) -> bool:
+    try:
+        async with AsyncIPRoute(netns=str(netns_path(spec.netns)), flags=0) as ns:
+            return await _index(ns, spec.ifname) is not None
+    except (OSError, NetlinkError):
+        return False
+
+
+async def _create_pair(host: Any, spec: WorkloadSpec, path: Path) -> None:
+    peer = _peer_ifname(spec.id)
+    try:
+        await host.link("add", ifname=spec.host_ifname, kind="veth", address=HOST_MAC, peer={"ifname": peer})
+    except NetlinkError as exc:
+        raise WorkloadError(
+            f"workload {spec.id}: cannot create veth {spec.host_ifname}: {os.strerror(exc.code)}"
+        ) from exc
+    peer_index = await _index(host, peer)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        await host.link("set", index=peer_index, net_ns_fd=fd, ifname=spec.ifname)
+    except NetlinkError as exc:
+        await host.link("del", ifname=spec.host_ifname)
+        hint = " (the namespace already has an interface of that name)" if exc.code == errno.EEXIST else ""
+        raise WorkloadError(
+            f"workload {spec.id}: cannot move the veth into {spec.netns} as "
+            f"{spec.ifname}{hint}: {os.strerror(exc.code)}"
+        ) from exc
+    finally:
+        os.close(fd)
+
+
+async def _replace_neigh(ipr: Any, **kwargs: Any) -> None:
+    try:
+        await ipr.neigh("replace", **kwargs)
+    except NetlinkError as exc:
+        if exc.code != errno.EEXIST:
+            raise
+
+
+async def _configure_workload_side(spec: WorkloadSpec) -> None:
+    async with AsyncIPRoute(netns=str(netns_path(spec.netns)), flags=0) as ns:
+        index = await _index(ns, spec.ifname)
+        if index is None:
+            raise WorkloadError(f"workload {spec.id}: {spec.ifname} missing in {spec.netns}")
+        lo = await _index(ns, "lo")
+        if lo is not None:
+            await ns.link("set", index=lo, state="up")
+        have = {(a.get("address"), a["prefixlen"]) async for a in await ns.addr("dump", index=index)}
+        for ip in spec.ips:
+            if (str(ip), ip.max_prefixlen) not in have:
+                extra = {"flags": 0x02} if ip.version == 6 else {}  # IFA_F_NODAD: the /128 is ours alone
+                await ns.addr(
+                    "add",
+                    index=index,
+                    address=str(ip),
+                    prefixlen=ip.max_prefixlen,
+                    family=_family(ip),
+                    **extra,
+                )
+        await ns.link("set", index=index, state="up")
+        for ip in spec.ips:
+            gateway = GATEWAY_V4 if ip.version == 4 else GATEWAY_V6
+            await _replace_neigh(
+                ns, dst=str(gateway), lladdr=HOST_MAC, ifindex=index, state=NUD_PERMANENT, family=_family(ip)
+            )
+            default = "0.0.0.0/0" if ip.version == 4 else "::/0"
+            onlink = {"flags": 4} if ip.version == 4 else {}  # RTNH_F_ONLINK
+            await ns.route(
+                "replace", dst=default, gateway=str(gateway), oif=index, family=_family(ip), **onlink
+            )
+
+
+async def detach(spec: WorkloadSpec) -> bool:
+    """Remove the veth pair (the kernel drops its routes with it). False if it was already gone."""
+    async with AsyncIPRoute() as host:
+        index = await _index(host, spec.host_ifname)
+        if index is None:
+            return False
+        try:
+            await host.link("del", index=index)
+        except NetlinkError as exc:
+            if exc.code != errno.ENODEV:
+                raise
+            return False
+    return True
+
+
+async def is_attached(spec: WorkloadSpec) -> bool:
+    async with AsyncIPRoute() as host:
+        return await _index(host, spec.host_ifname) is not None

@@ -1,0 +1,252 @@
+"""Keeps the kernel's routes of our protocol equal to the desired set.
+
+Sources (local workloads, BGP) each own a set of routes; the first source in
+precedence order that has a prefix decides it, so a local workload route always
+beats a learned one. The reconciler keeps a view of the kernel fed by netlink
+events, plans only the prefixes that changed, and re-reads the kernel in full
+every `resync_interval` seconds and whenever events were lost.
+
+Until every source is ready, routes of ours that nobody wants yet are kept, not
+deleted: after a restart they are stale routes still forwarding traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from routed.fib.kernel import EventsLost, Kernel, KernelView
+from routed.fib.plan import RoutePlan, plan_routes
+from routed.fib.routes import Route, RouteKey
+from routed.log import event
+
+log = logging.getLogger("routed.fib")
+
+
+@dataclass(slots=True)
+class ReconcilerStats:
+    passes: int = 0
+    full_resyncs: int = 0
+    added: int = 0
+    replaced: int = 0
+    deleted: int = 0
+    failures: int = 0
+    restored: int = 0  # our routes someone else removed and we put back
+
+
+class Reconciler:
+    def __init__(self, kernel: Kernel, *, sources: Sequence[str], resync_interval: float = 60.0) -> None:
+        self._kernel = kernel
+        self._order = tuple(sources)
+        self._routes: dict[str, dict[RouteKey, Route]] = {name: {} for name in sources}
+        self._ready: set[str] = set()
+        self._resync_interval = resync_interval
+        self._view = KernelView()
+        self._dirty: set[RouteKey] = set()
+        self._full_due = True
+        self._wake = asyncio.Event()
+        self._conflicts_logged: set[RouteKey] = set()
+        self._in_sync = asyncio.Event()
+        self.stats = ReconcilerStats()
+
+    # --- what we want -------------------------------------------------------
+
+    def set_routes(self, source: str, routes: Iterable[Route]) -> None:
+        """Replace everything `source` wants with `routes`."""
+        new = {r.key: r for r in routes}
+        old = self._routes[source]
+        changed = {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
+        self._routes[source] = new
+        self._mark(changed)
+
+    def update_routes(
+        self, source: str, upsert: Iterable[Route] = (), remove: Iterable[RouteKey] = ()
+    ) -> None:
+        table = self._routes[source]
+        changed: set[RouteKey] = set()
+        for key in remove:
+            if table.pop(key, None) is not None:
+                changed.add(key)
+        for route in upsert:
+            if table.get(route.key) != route:
+                table[route.key] = route
+                changed.add(route.key)
+        self._mark(changed)
+
+    def mark_ready(self, source: str) -> None:
+        """`source` has said all it will say at start-up; its absent routes may now go."""
+        if source not in self._ready:
+            self._ready.add(source)
+            if self._ready >= set(self._order):
+                self._full_due = True
+                self._wake.set()
+
+    def desired(self) -> dict[RouteKey, Route]:
+        merged: dict[RouteKey, Route] = {}
+        for source in reversed(self._order):
+            merged.update(self._routes[source])
+        return merged
+
+    def installed(self) -> dict[RouteKey, Route]:
+        """Our routes as the kernel holds them (per the event-fed view)."""
+        return dict(self._view.ours)
+
+    def _desired_for(self, key: RouteKey) -> Route | None:
+        for source in self._order:
+            route = self._routes[source].get(key)
+            if route is not None:
+                return route
+        return None
+
+    def _mark(self, keys: set[RouteKey]) -> None:
+        if keys:
+            self._dirty |= keys
+            self._in_sync.clear()
+            self._wake.set()
+
+    async def wait_in_sync(self) -> None:
+        """Returns once every change made so far has been applied (or has failed)."""
+        await self._in_sync.wait()
+
+    # --- the loop -------------------------------------------------------------
+
+    async def run(self) -> None:
+        events = asyncio.create_task(self._follow_events(), name="fib-events")
+        try:
+            next_resync = 0.0
+            while True:
+                now = time.monotonic()
+                if now >= next_resync:
+                    self._full_due = True
+                    next_resync = now + self._resync_interval
+                if self._full_due or self._dirty:
+                    await self._pass()
+                if events.done():
+                    events.result()  # re-raise: without events we would silently drift
+                self._wake.clear()
+                if not (self._full_due or self._dirty):
+                    self._in_sync.set()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), max(0.0, next_resync - time.monotonic()))
+        finally:
+            events.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await events
+
+    async def _follow_events(self) -> None:
+        async for ev in self._kernel.events():
+            if isinstance(ev, EventsLost):
+                self._full_due = True
+                self._wake.set()
+                continue
+            self._view.apply_event(ev)
+            if ev.ours and not ev.added and self._desired_for(ev.key) is not None:
+                self.stats.restored += 1
+                log.warning(
+                    event("route_removed_externally", prefix=ev.key[1], table=ev.key[0], action="restoring")
+                )
+            if ev.ours or self._desired_for(ev.key) is not None:
+                self._mark({ev.key})
+
+    async def _pass(self) -> None:
+        full = self._full_due
+        self._full_due = False
+        if full:
+            self._view = await self._kernel.dump()
+            self._dirty.clear()
+            only = None
+            self.stats.full_resyncs += 1
+        else:
+            only, self._dirty = self._dirty, set()
+        plan = plan_routes(
+            self.desired() if only is None else {k: r for k in only if (r := self._desired_for(k))},
+            self._view.ours,
+            self._view.foreign_keys(),
+            only=only,
+            allow_delete=self._ready >= set(self._order),
+        )
+        self._log_conflicts(plan, full)
+        if plan.is_empty:
+            return
+        started = time.monotonic()
+        failures = await self._kernel.apply(plan)
+        failed = {f.route.key for f in failures}
+        for route in (*plan.add, *plan.replace):
+            if route.key not in failed:
+                self._view.ours[route.key] = route
+        for route in plan.delete:
+            if route.key not in failed:
+                self._view.ours.pop(route.key, None)
+        self.stats.passes += 1
+        self.stats.added += len(plan.add)
+        self.stats.replaced += len(plan.replace)
+        self.stats.deleted += len(plan.delete)
+        self.stats.failures += len(failures)
+        for failure in failures:
+            log.error(
+                event(
+                    "route_failed",
+                    action=failure.action,
+                    route=failure.route,
+                    reason=failure.reason,
+                    retry="next resync",
+                )
+            )
+        log.info(
+            event(
+                "fib_applied",
+                full=full,
+                added=len(plan.add),
+                replaced=len(plan.replace),
+                deleted=len(plan.delete),
+                failed=len(failures),
+                ms=round((time.monotonic() - started) * 1000, 1),
+            )
+        )
+
+    def _log_conflicts(self, plan: RoutePlan, full: bool) -> None:
+        current = {r.key for r in plan.conflicts}
+        for route in plan.conflicts:
+            if route.key not in self._conflicts_logged:
+                log.warning(
+                    event(
+                        "route_conflict",
+                        prefix=route.dst,
+                        table=route.table,
+                        wanted=route,
+                        action="left the other protocol's route alone",
+                    )
+                )
+        self._conflicts_logged |= current
+        if full:
+            self._conflicts_logged &= current
+
+
+async def apply_once(kernel: Kernel, desired: Iterable[Route], only: set[RouteKey]) -> RoutePlan:
+    """Bring just the `only` prefixes in line, once: for the CLI when no daemon runs.
+
+    Anything outside `only` (learned routes kept for graceful restart, other
+    workloads) is not judged, so it cannot be deleted by a one-shot command.
+    """
+    view = await kernel.dump()
+    plan = plan_routes(
+        {r.key: r for r in desired if r.key in only}, view.ours, view.foreign_keys(), only=only
+    )
+    for route in plan.conflicts:
+        log.warning(
+            event(
+                "route_conflict",
+                prefix=route.dst,
+                table=route.table,
+                wanted=route,
+                action="left the other protocol's route alone",
+            )
+        )
+    failures = await kernel.apply(plan)
+    for failure in failures:
+        log.error(event("route_failed", action=failure.action, route=failure.route, reason=failure.reason))
+    return plan

@@ -1,0 +1,77 @@
+"""Routes as routed means them: immutable values, compared by what the kernel forwards on.
+
+Every route routed writes carries ROUTE_PROTOCOL. It never changes: ownership of a
+kernel route is decided by that number alone (see docs in config/README.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+
+IPAddress = IPv4Address | IPv6Address
+IPNetwork = IPv4Network | IPv6Network
+
+ROUTE_PROTOCOL = 201
+ROUTE_PROTOCOL_NAME = "routed"
+MAIN_TABLE = 254
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class NextHop:
+    """Either a gateway (`via`) or a directly attached device (`dev`, scope link).
+
+    The kernel reports the outgoing device of a gateway route as well; routed
+    never pins it, so it is not part of a gateway next hop and two routes via
+    the same gateway compare equal whatever device the kernel resolved.
+    """
+
+    gateway: IPAddress | None = None
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.gateway is None) == (self.device is None):
+            raise ValueError("a next hop is either a gateway or a device, not both or neither")
+
+    def __str__(self) -> str:
+        return f"via {self.gateway}" if self.gateway is not None else f"dev {self.device}"
+
+
+RouteKey = tuple[int, IPNetwork]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    dst: IPNetwork
+    nexthops: tuple[NextHop, ...]
+    table: int = MAIN_TABLE
+
+    def __post_init__(self) -> None:
+        if not self.nexthops:
+            raise ValueError(f"route {self.dst} has no next hop")
+        if list(self.nexthops) != sorted(set(self.nexthops)):
+            # One canonical order so that ECMP sets compare equal however they were built.
+            object.__setattr__(self, "nexthops", tuple(sorted(set(self.nexthops))))
+
+    @property
+    def key(self) -> RouteKey:
+        return (self.table, self.dst)
+
+    @property
+    def is_link_scope(self) -> bool:
+        return len(self.nexthops) == 1 and self.nexthops[0].device is not None
+
+    def __str__(self) -> str:
+        hops = " ".join(str(h) for h in self.nexthops)
+        table = "" if self.table == MAIN_TABLE else f" table {self.table}"
+        return f"{self.dst} {hops}{table}"
+
+
+def local_route(dst: IPNetwork, device: str, table: int = MAIN_TABLE) -> Route:
+    """The host route to a workload: `<ip>/32 dev <host veth> scope link`."""
+    return Route(dst=dst, nexthops=(NextHop(device=device),), table=table)
+
+
+def gateway_route(dst: IPNetwork, gateways: tuple[IPAddress, ...], table: int = MAIN_TABLE) -> Route:
+    """A learned route: `via <next hop>`, or several for ECMP."""
+    return Route(dst=dst, nexthops=tuple(NextHop(gateway=g) for g in gateways), table=table)

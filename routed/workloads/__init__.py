@@ -1,0 +1,1 @@
+"""Workload bookkeeping: the persistent store and the operations the CLI and API share."""

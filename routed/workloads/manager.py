@@ -1,0 +1,146 @@
+"""Add, delete and restore workloads: the one place that touches both the store and the kernel.
+
+The daemon and the daemon-less CLI both use it; the caller decides what to do
+with the resulting routes (hand them to the reconciler, or apply them once).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable, Sequence
+
+from routed import ipam
+from routed.config import NodeConfig
+from routed.config.schema import WORKLOAD_ID
+from routed.dataplane.workload import WorkloadError, WorkloadSpec, attach, detach
+from routed.fib.routes import Route
+from routed.log import event
+from routed.workloads.store import WorkloadStore
+
+log = logging.getLogger("routed.workloads")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class UsageError(Exception):
+    """The request itself is wrong (exit code 2); the message says how to fix it."""
+
+
+class NotFound(Exception):
+    pass
+
+
+class WorkloadManager:
+    def __init__(
+        self, cfg: NodeConfig, store: WorkloadStore, on_change: Callable[[list[Route]], None] | None = None
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self._on_change = on_change
+        self._workloads: dict[str, WorkloadSpec] = {}
+
+    def routes(self) -> list[Route]:
+        return [r for w in self._workloads.values() for r in w.routes(self.cfg.fib.table)]
+
+    def all(self) -> list[WorkloadSpec]:
+        with self.store.locked():
+            self._workloads = self.store.load()
+        return sorted(self._workloads.values(), key=lambda w: w.id)
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change(self.routes())
+
+    async def restore(self) -> list[str]:
+        """Attach every configured and stored workload; returns the ids that failed."""
+        with self.store.locked():
+            stored = self.store.load()
+            for declared in self.cfg.workloads:
+                stored[declared.id] = WorkloadSpec(declared.id, declared.netns, declared.ips, declared.ifname)
+            self.store.save(stored)
+        failed = []
+        for spec in stored.values():
+            try:
+                await attach(spec)
+            except (WorkloadError, OSError) as exc:
+                # Keep it in the store: its namespace may come back (a container restart).
+                failed.append(spec.id)
+                log.error(event("workload_restore_failed", workload=spec.id, netns=spec.netns, reason=exc))
+        self._workloads = {k: v for k, v in stored.items() if k not in failed}
+        self._changed()
+        return failed
+
+    async def add(
+        self, workload_id: str, netns: str, ips: Sequence[IPAddress] = (), ifname: str = "eth0"
+    ) -> WorkloadSpec:
+        if not WORKLOAD_ID.match(workload_id):
+            raise UsageError(
+                f"{workload_id!r} is not a workload id; use 1-128 of A-Z a-z 0-9 . _ : - "
+                "starting with a letter or digit"
+            )
+        if not 1 <= len(ifname) <= 15:
+            raise UsageError(f"interface name {ifname!r} must be 1-15 characters")
+        with self.store.locked():
+            current = self.store.load()
+            existing = current.get(workload_id)
+            if existing is not None:
+                if existing.netns != netns or (ips and tuple(ips) != existing.ips):
+                    raise UsageError(
+                        f"workload {workload_id} already exists in {existing.netns} with "
+                        f"{', '.join(map(str, existing.ips))}; delete it first"
+                    )
+                spec = existing
+            else:
+                spec = WorkloadSpec(workload_id, netns, self._addresses(ips, current), ifname)
+            try:
+                await attach(spec)
+            except (WorkloadError, OSError):
+                if existing is None:
+                    await detach(spec)  # leave nothing half-made behind
+                raise
+            current[spec.id] = spec
+            self.store.save(current)
+            self._workloads = current
+        log.info(
+            event(
+                "workload_added",
+                workload=spec.id,
+                netns=spec.netns,
+                ips=",".join(map(str, spec.ips)),
+                veth=spec.host_ifname,
+            )
+        )
+        self._changed()
+        return spec
+
+    def _addresses(
+        self, requested: Sequence[IPAddress], current: dict[str, WorkloadSpec]
+    ) -> tuple[IPAddress, ...]:
+        used = {ip for w in current.values() for ip in w.ips}
+        pools = self.cfg.pools
+        try:
+            if requested:
+                if len({ip.version for ip in requested}) != len(requested):
+                    raise UsageError("give at most one IPv4 and one IPv6 address per workload")
+                for ip in requested:
+                    ipam.check_requested(ip, pools, used)
+                return tuple(requested)
+            versions = sorted({p.version for p in pools})
+            return tuple(ipam.allocate(pools, used, v) for v in versions)
+        except (ipam.NotInPool, ipam.PoolExhausted) as exc:
+            raise UsageError(str(exc)) from exc
+
+    async def delete(self, workload_id: str) -> WorkloadSpec:
+        with self.store.locked():
+            current = self.store.load()
+            spec = current.get(workload_id)
+            if spec is None:
+                raise NotFound(f"no workload {workload_id!r} on this node; `routed workload list` shows them")
+            await detach(spec)
+            del current[workload_id]
+            self.store.save(current)
+            self._workloads = current
+        log.info(event("workload_deleted", workload=spec.id, veth=spec.host_ifname))
+        self._changed()
+        return spec
