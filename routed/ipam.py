@@ -25,12 +25,14 @@ def _usable(pool: IPNetwork) -> tuple[int, int]:
     """First and last assignable address of a pool, as integers.
 
     IPv4 pools wider than /31 skip the network and broadcast addresses, which
-    some stacks still treat specially; every IPv6 address and every address of a
-    /31 or /32 is usable.
+    some stacks still treat specially; IPv6 pools wider than /127 skip the
+    subnet-router anycast address (the all-zeros one, RFC 4291 2.6.1).
     """
     first, last = int(pool.network_address), int(pool.broadcast_address)
     if pool.version == 4 and pool.prefixlen < 31:
         first, last = first + 1, last - 1
+    elif pool.version == 6 and pool.prefixlen < 127:
+        first += 1
     return first, last
 
 
@@ -66,6 +68,6 @@ def check_requested(ip: IPAddress, pools: Sequence[IPNetwork], used: Set[IPAddre
         )
     first, last = _usable(pool)
     if not first <= int(ip) <= last:
-        raise NotInPool(f"{ip} is the network or broadcast address of {pool}; pick another")
+        raise NotInPool(f"{ip} is a reserved address of {pool} (network, broadcast or anycast); pick another")
     if ip in used:
         raise NotInPool(f"{ip} is already in use by another workload")

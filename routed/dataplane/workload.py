@@ -23,11 +23,11 @@ from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from routed.dataplane import sysctl
+from routed.dataplane.netns import async_iproute, netns_path
 from routed.fib.routes import MAIN_TABLE, Route, local_route
 
 IPAddress = IPv4Address | IPv6Address
 
-NETNS_RUN_DIR = Path("/run/netns")
 HOST_MAC = "ee:ee:ee:ee:ee:ee"
 GATEWAY_V4 = IPv4Address("169.254.1.1")
 GATEWAY_V6 = IPv6Address("fe80::1")
@@ -65,10 +65,6 @@ def _peer_ifname(workload_id: str) -> str:
 
 def _host_prefix(ip: IPAddress) -> IPv4Network | IPv6Network:
     return ip_network(f"{ip}/{ip.max_prefixlen}")
-
-
-def netns_path(netns: str) -> Path:
-    return Path(netns) if "/" in netns else NETNS_RUN_DIR / netns
 
 
 def _family(ip: IPAddress) -> int:
@@ -116,7 +112,7 @@ async def attach(spec: WorkloadSpec) -> None:
 
 async def _peer_in_netns(spec: WorkloadSpec) -> bool:
     try:
-        async with AsyncIPRoute(netns=str(netns_path(spec.netns)), flags=0) as ns:
+        async with async_iproute(spec.netns) as ns:
             return await _index(ns, spec.ifname) is not None
     except (OSError, NetlinkError):
         return False
@@ -154,7 +150,7 @@ async def _replace_neigh(ipr: Any, **kwargs: Any) -> None:
 
 
 async def _configure_workload_side(spec: WorkloadSpec) -> None:
-    async with AsyncIPRoute(netns=str(netns_path(spec.netns)), flags=0) as ns:
+    async with async_iproute(spec.netns) as ns:
         index = await _index(ns, spec.ifname)
         if index is None:
             raise WorkloadError(f"workload {spec.id}: {spec.ifname} missing in {spec.netns}")

@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_ROUTE
 
+from routed.dataplane.netns import async_iproute
 from routed.fib.plan import RoutePlan
 from routed.fib.routes import ROUTE_PROTOCOL, NextHop, Route, RouteKey
 from routed.log import event
@@ -27,6 +27,7 @@ log = logging.getLogger("routed.fib")
 
 SCOPE_UNIVERSE = 0
 SCOPE_LINK = 253
+SCOPE_NOWHERE = 255
 
 
 @dataclass(slots=True)
@@ -98,7 +99,7 @@ class NetlinkKernel:
 
     async def _requests(self) -> Any:
         if self._ipr is None:
-            self._ipr = AsyncIPRoute(netns=self._netns) if self._netns else AsyncIPRoute()
+            self._ipr = async_iproute(self._netns)
         return self._ipr
 
     async def close(self) -> None:
@@ -199,6 +200,7 @@ class NetlinkKernel:
                     dst=str(route.dst),
                     table=route.table,
                     proto=ROUTE_PROTOCOL,
+                    scope=SCOPE_NOWHERE,  # as `ip route del` does: match any scope
                     family=socket.AF_INET if route.dst.version == 4 else socket.AF_INET6,
                 )
             except NetlinkError as exc:
@@ -208,9 +210,7 @@ class NetlinkKernel:
 
     async def events(self) -> AsyncIterator[RouteEvent | EventsLost]:
         groups = RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE
-        listener = (
-            AsyncIPRoute(netns=self._netns, groups=groups) if self._netns else AsyncIPRoute(groups=groups)
-        )
+        listener = async_iproute(self._netns, groups=groups)
         try:
             await listener.bind(groups=groups)
             while True:
