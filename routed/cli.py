@@ -75,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true")
     with_config(listing)
 
+    status = sub.add_parser("status", help="ask the running daemon how it is doing")
+    status.add_argument("--json", action="store_true")
+    with_config(status)
+
     routes = sub.add_parser("routes", help="show routed's kernel routes (proto routed)")
     routes.add_argument("--json", action="store_true")
     with_config(routes)
@@ -225,9 +229,36 @@ def cmd_routes(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from routed import api
+
+    cfg = _config(args.config)
+    try:
+        result = api.call(cfg.api.socket, "status")
+    except api.DaemonNotRunning as exc:
+        raise CliError(
+            f"no routed daemon answers on {cfg.api.socket}; start it with `routed run -c FILE`"
+        ) from exc
+    except api.ApiError as exc:
+        raise CliError(str(exc), exc.exit_code) from exc
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"node {result['node']} ({result['role']})")
+        for key, value in result["fib"].items():
+            print(f"  fib.{key}: {value}")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"run": cmd_run, "config": cmd_config_check, "workload": cmd_workload, "routes": cmd_routes}
+    handlers = {
+        "run": cmd_run,
+        "config": cmd_config_check,
+        "workload": cmd_workload,
+        "routes": cmd_routes,
+        "status": cmd_status,
+    }
     try:
         return handlers[args.command](args)
     except CliError as exc:

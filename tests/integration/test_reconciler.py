@@ -1,0 +1,140 @@
+"""The reconciler against a real kernel: restores ours, never touches anyone else's."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from routed.dataplane.workload import host_ifname
+from tests.integration.conftest import Daemon, Host, Namespaces
+from tests.netns import links, routes, sh, wait_until
+
+
+def route_of(netns: str, prefix: str, family: str = "-4") -> list[tuple[str, str]]:
+    return sorted((r.get("protocol", ""), r.get("dev", "")) for r in routes(netns, prefix, family=family))
+
+
+def full_resyncs(host: Host) -> int:
+    return int(
+        json.loads(host.routed("status", "--json", "-c", str(host.config)).stdout)["fib"]["full_resyncs"]
+    )
+
+
+def test_deleted_route_is_restored(host: Host, daemon: Daemon, namespaces: Namespaces) -> None:
+    c1 = namespaces.add()
+    host.routed("workload", "add", "w", "--netns", c1, "-c", str(host.config))
+    sh(["ip", "-n", host.netns, "route", "del", "10.65.0.1/32"])
+    wait_until(
+        lambda: route_of(host.netns, "10.65.0.1"), [("routed", host_ifname("w"))], what="our route comes back"
+    )
+    assert "event=route_removed_externally prefix=10.65.0.1/32" in daemon.text()
+
+
+def test_foreign_routes_survive(host: Host, daemon: Daemon, namespaces: Namespaces) -> None:
+    # same prefix as a workload will get, and an unrelated one, both proto static
+    sh(["ip", "-n", host.netns, "route", "add", "10.65.0.1/32", "dev", "fab0", "proto", "static"])
+    sh(["ip", "-n", host.netns, "route", "add", "10.65.0.200/32", "via", "10.0.0.9", "proto", "static"])
+    sh(["ip", "-n", host.netns, "route", "add", "10.77.0.0/16", "via", "10.0.0.9", "proto", "boot"])
+    before = routes(host.netns)
+    c1 = namespaces.add()
+    host.routed("workload", "add", "w", "--netns", c1, "-c", str(host.config))
+    assert "event=route_conflict prefix=10.65.0.1/32" in daemon.text()
+    # let two full resyncs (interval 2 s) pass over the foreign routes
+    resyncs = full_resyncs(host)
+    wait_until(lambda: full_resyncs(host) >= resyncs + 2, timeout=15, what="two full resyncs")
+    after = [r for r in routes(host.netns) if r.get("protocol") != "routed"]
+    assert after == [r for r in before if r.get("protocol") != "routed"]
+    # the static route for the workload's prefix still wins: ours was not installed over it
+    assert route_of(host.netns, "10.65.0.1") == [("static", "fab0")]
+    # once the admin removes theirs, ours is installed
+    sh(["ip", "-n", host.netns, "route", "del", "10.65.0.1/32", "proto", "static"])
+    wait_until(lambda: route_of(host.netns, "10.65.0.1"), [("routed", host_ifname("w"))])
+    # and a foreign route with our prefix added later is left alone too (ours stays, theirs is kept)
+    sh(
+        [
+            "ip",
+            "-n",
+            host.netns,
+            "route",
+            "add",
+            "10.65.0.1/32",
+            "dev",
+            "fab0",
+            "proto",
+            "static",
+            "metric",
+            "50",
+        ]
+    )
+    wait_until(
+        lambda: route_of(host.netns, "10.65.0.1"), sorted([("routed", host_ifname("w")), ("static", "fab0")])
+    )
+
+
+def test_ten_thousand_routes_reconcile(namespaces: Namespaces) -> None:
+    """10,000 routes in and out through the real netlink edge; the figure is printed, not asserted."""
+    netns = namespaces.add()
+    sh(["ip", "-n", netns, "link", "add", "fab0", "type", "veth", "peer", "name", "fab1"])
+    sh(["ip", "-n", netns, "addr", "add", "10.0.0.1/24", "dev", "fab0"])
+    sh(["ip", "-n", netns, "link", "set", "fab0", "up"])
+    sh(["ip", "-n", netns, "link", "set", "fab1", "up"])
+    script = textwrap.dedent("""
+        import asyncio, ipaddress, time
+        from routed.fib.kernel import NetlinkKernel
+        from routed.fib.reconciler import Reconciler
+        from routed.fib.routes import gateway_route
+        async def main():
+            kernel = NetlinkKernel(254)
+            rec = Reconciler(kernel, sources=("bgp",), resync_interval=3600)
+            rec.mark_ready("bgp")
+            gw = (ipaddress.ip_address("10.0.0.2"),)
+            prefixes = [f"10.{100 + i // 65536}.{i // 256 % 256}.{i % 256}/32" for i in range(10000)]
+            wanted = [gateway_route(ipaddress.ip_network(p), gw) for p in prefixes]
+            task = asyncio.create_task(rec.run())
+            start = time.monotonic()
+            rec.set_routes("bgp", wanted)
+            await asyncio.sleep(0)
+            await rec.wait_in_sync()
+            added = time.monotonic() - start
+            start = time.monotonic()
+            rec.set_routes("bgp", [])
+            await asyncio.sleep(0)
+            await rec.wait_in_sync()
+            print(f"add={added:.2f}s delete={time.monotonic() - start:.2f}s")
+            task.cancel()
+        asyncio.run(main())
+    """)
+    out = subprocess.run(
+        ["ip", "netns", "exec", netns, sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    print(out.stdout)
+    assert routes(netns, "proto", "201") == []
+
+
+def test_invalid_config_changes_nothing(host: Host, namespaces: Namespaces) -> None:
+    c1 = namespaces.add()
+    bad = host.dir / "bad.yaml"
+    bad.write_text(host.config.read_text().replace("pools: [10.65.0.0/24", "pools: [10.65.0.0/33"))
+    netns_before = sorted(sh("ip netns list").stdout.split())
+    snapshot = (links(host.netns), routes(host.netns), routes(host.netns, family="-6"), links(c1))
+    forwarding = sh(["cat", "/proc/sys/net/ipv4/ip_forward"], netns=host.netns).stdout
+    for args in (
+        ["run", "-c", str(bad)],
+        ["workload", "add", "w", "--netns", c1, "-c", str(bad)],
+        ["workload", "del", "w", "-c", str(bad)],
+        ["config", "check", str(bad)],
+    ):
+        result = host.routed(*args, check=False, timeout=20)
+        assert result.returncode == 2, (args, result.stderr)
+        assert f"{bad}:5:" in result.stderr and "pools[0]" in result.stderr, result.stderr
+    assert (links(host.netns), routes(host.netns), routes(host.netns, family="-6"), links(c1)) == snapshot
+    assert sh(["cat", "/proc/sys/net/ipv4/ip_forward"], netns=host.netns).stdout == forwarding
+    assert sorted(sh("ip netns list").stdout.split()) == netns_before
+    assert not (host.dir / "state").exists()
+    assert not (host.dir / "api.sock").exists()

@@ -1,0 +1,204 @@
+"""Config validation: every class of mistake names file, line, column and field."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from routed.config import ConfigError, load_config, parse_config
+from routed.config.schema import PeerKind, Role
+
+EXAMPLES = sorted((Path(__file__).parents[2] / "config" / "examples").glob("*.yaml"))
+
+GOOD = """\
+name: h1
+router_id: 10.0.0.11
+asn: 64512
+fabric: {interface: eth1, address: 10.0.0.11}
+pools: [10.65.0.0/16, fd00:65::/48]
+peers:
+  - {address: 10.0.0.1, kind: reflector}
+"""
+
+
+def problems(text: str) -> list[tuple[int, str, str]]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(textwrap.dedent(text), "node.yaml")
+    return [(p.line, p.field, p.message) for p in info.value.problems]
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_examples_are_valid(path: Path) -> None:
+    cfg = load_config(path)
+    assert cfg.name
+
+
+def test_examples_exist() -> None:
+    assert {p.name for p in EXAMPLES} >= {"node.yaml", "reflector.yaml", "mesh.yaml"}
+
+
+def test_good_config_defaults() -> None:
+    cfg = parse_config(GOOD, "node.yaml")
+    assert cfg.role is Role.NODE
+    assert cfg.mesh == "off"
+    assert cfg.bgp.hold_time == 90
+    assert cfg.api.socket == "/run/routed/routed.sock"
+    assert cfg.metrics.listen == "127.0.0.1:9180"
+    assert cfg.resolved_peers()[0].asn == 64512
+
+
+def test_config_is_immutable() -> None:
+    cfg = parse_config(GOOD, "node.yaml")
+    with pytest.raises(ValueError):
+        cfg.name = "other"  # type: ignore[misc]
+
+
+def test_unknown_key_names_line_and_field() -> None:
+    found = problems(GOOD + "peer_groups: []\n")
+    assert found == [(8, "peer_groups", "unknown field; check its spelling against config/README.md")]
+
+
+def test_unknown_nested_key() -> None:
+    found = problems(GOOD.replace("kind: reflector}", "kind: reflector, pasword: x}"))
+    assert [(line, field) for line, field, _ in found] == [(7, "peers[0].pasword")]
+
+
+def test_error_string_has_file_line_column() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(GOOD.replace("asn: 64512", "asn: 0"), "conf/h1.yaml")
+    assert str(info.value).startswith("conf/h1.yaml:3:1: asn: ")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "needle"),
+    [
+        ("10.65.0.0/16,", "10.65.0.0/33,", "pools[0]", "not a CIDR"),
+        ("10.65.0.0/16,", "10.65.0.1/16,", "pools[0]", "did you mean 10.65.0.0/16"),
+        ("10.65.0.0/16,", "banana,", "pools[0]", "not a CIDR"),
+        ("router_id: 10.0.0.11", "router_id: fd00::1", "router_id", "IPv6"),
+        ("router_id: 10.0.0.11", "router_id: 167772171", "router_id", "dotted IPv4"),
+        ("asn: 64512", "asn: 4294967296", "asn", "less than or equal"),
+        ("asn: 64512", "asn: 23456", "asn", "reserved"),
+        ("asn: 64512", "asn: -1", "asn", "greater than or equal"),
+        ("asn: 64512", "asn: '64512'", "asn", "valid integer"),
+        ("kind: reflector}", "kind: friend}", "peers[0].kind", "reflector"),
+        ("address: 10.0.0.11}", "address: 10.0.0.300}", "fabric.address", "not an IP address"),
+    ],
+)
+def test_bad_values(old: str, new: str, field: str, needle: str) -> None:
+    found = problems(GOOD.replace(old, new))
+    assert any(f == field and needle in m for _, f, m in found), found
+
+
+def test_overlapping_pools() -> None:
+    found = problems(GOOD.replace("pools: [10.65.0.0/16,", "pools: [10.65.0.0/16, 10.65.128.0/17,"))
+    assert found == [
+        (
+            5,
+            "pools[1]",
+            "pool 10.65.128.0/17 overlaps pools[0] 10.65.0.0/16; every address must belong "
+            "to exactly one pool",
+        )
+    ]
+
+
+def test_duplicate_peers() -> None:
+    found = problems(GOOD + "  - {address: 10.0.0.1, kind: reflector}\n")
+    assert [(line, field) for line, field, _ in found] == [(8, "peers[1].address")]
+    assert "listed twice" in found[0][2]
+
+
+def test_duplicate_yaml_key() -> None:
+    found = problems(GOOD + "asn: 64513\n")
+    assert found[0][:2] == (8, "asn")
+    assert "duplicate key" in found[0][2] and "line 3" in found[0][2]
+
+
+def test_yaml_syntax_error() -> None:
+    found = problems(GOOD + "pools: [10.65.0.0/16\n")
+    assert "YAML syntax error" in found[0][2]
+
+
+def test_missing_required_fields() -> None:
+    found = problems("name: h1\n")
+    assert {f for _, f, _ in found} == {"router_id", "asn", "fabric", "pools"}
+
+
+def test_not_a_mapping() -> None:
+    assert "YAML mapping" in problems("- a\n- b\n")[0][2]
+
+
+def test_peer_rules() -> None:
+    extra = [
+        "{address: 10.0.0.11, kind: reflector}",
+        "{address: 10.0.0.2, kind: ebgp, asn: 64512}",
+        "{address: 10.0.0.3, kind: reflector, asn: 65001}",
+        "{address: 10.0.0.4, kind: client}",
+        "{address: 'fd00::4', kind: reflector}",
+    ]
+    text = GOOD + "".join(f"  - {line}\n" for line in extra)
+    found = {(f, m.split(";")[0]) for _, f, m in problems(text)}
+    assert ("peers[1].address", "peer 10.0.0.11 is this node's own address") in found
+    assert ("peers[2].asn", "an ebgp peer needs an AS other than ours (64512)") in found
+    assert any(f == "peers[3].asn" and "iBGP" in m for f, m in found)
+    assert ("peers[4].kind", "kind: client is only for role: reflector") in found
+    assert any(f == "peers[5].address" and "IPv6" in m for f, m in found)
+    assert len(found) == 5
+
+
+def test_peer_hold_time() -> None:
+    found = problems(GOOD + "  - {address: 10.0.0.5, kind: reflector, hold_time: 2}\n")
+    assert [(line, field) for line, field, _ in found] == [(8, "peers[1].hold_time")]
+    assert "0 (no keepalives) or 3-65535" in found[0][2]
+
+
+def test_mesh_rules() -> None:
+    assert problems(GOOD + "mesh: full\n")[0][1] == "mesh"
+    assert problems(GOOD + "mesh_nodes: [10.0.0.12]\n")[0][1] == "mesh_nodes"
+    cfg = parse_config(GOOD + "mesh: full\nmesh_nodes: [10.0.0.11, 10.0.0.12, 10.0.0.13]\n", "n.yaml")
+    mesh = [p for p in cfg.resolved_peers() if p.kind is PeerKind.MESH]
+    assert [str(p.address) for p in mesh] == ["10.0.0.12", "10.0.0.13"]
+    # YAML 1.1 reads `off` as false; it must still mean off.
+    assert parse_config(GOOD + "mesh: off\n", "n.yaml").mesh == "off"
+
+
+def test_reflector_rules() -> None:
+    assert problems(GOOD + "cluster_id: 10.0.0.254\n")[0][1] == "cluster_id"
+    reflector = GOOD.replace("role: node", "").replace("kind: reflector", "kind: client")
+    cfg = parse_config(reflector + "role: reflector\n", "rr.yaml")
+    assert str(cfg.effective_cluster_id) == "10.0.0.11"
+    found = problems(GOOD + "role: reflector\n")
+    assert found[0][1] == "peers[0].kind"
+
+
+def test_workload_rules() -> None:
+    text = GOOD + textwrap.dedent("""\
+        workloads:
+          - {id: a, netns: a, ips: [10.99.0.1]}
+          - {id: a, netns: b, ips: [10.65.0.1]}
+          - {id: c, netns: c, ips: [10.65.0.1]}
+          - {id: "bad id", netns: d, ips: [10.65.0.2]}
+    """)
+    found = {(f, m.split(" ")[0]) for _, f, m in problems(text)}
+    assert ("workloads[3].id", "'bad") in found
+
+
+def test_workload_cross_rules() -> None:
+    text = GOOD + textwrap.dedent("""\
+        workloads:
+          - {id: a, netns: a, ips: [10.99.0.1]}
+          - {id: a, netns: b, ips: [10.65.0.1]}
+          - {id: c, netns: c, ips: [10.65.0.1]}
+    """)
+    found = {f: m for _, f, m in problems(text)}
+    assert "outside every pool" in found["workloads[0].ips[0]"]
+    assert "used twice" in found["workloads[1].id"]
+    assert "already given to workload 'a'" in found["workloads[2].ips[0]"]
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "missing.yaml")
+    assert "cannot read the config" in str(info.value)
