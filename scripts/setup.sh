@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Install everything routed needs on a Debian machine, as root; safe to run again.
+#   apt: iproute2, ping, bird2, iperf3, tcpdump, python3-venv
+#   .venv: routed (editable) with its test tools
+#   /etc/iproute2/rt_protos.d/routed.conf: so `ip route` prints "proto routed"
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup.sh: run as root (it installs apt packages and writes /etc/iproute2)" >&2
+    exit 2
+fi
+
+APT_PACKAGES=(iproute2 iputils-ping bird2 iperf3 tcpdump procps python3 python3-venv python3-pip)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup.sh: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# bird2's package may start a system BIRD; routed's tests and labs run their own.
+if command -v systemctl >/dev/null && systemctl is-active --quiet bird 2>/dev/null; then
+    systemctl disable --now bird >/dev/null 2>&1 || true
+fi
+
+PYTHON="${PYTHON:-python3}"
+"$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || {
+    echo "setup.sh: routed needs Python >= 3.11; $("$PYTHON" --version 2>&1) found" >&2
+    exit 1
+}
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+
+mkdir -p /etc/iproute2/rt_protos.d
+printf '201\trouted\n' > /etc/iproute2/rt_protos.d/routed.conf
+echo "setup.sh: ready (.venv/bin/routed)"
