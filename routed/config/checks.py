@@ -6,16 +6,9 @@ the right line of the file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from routed.config.document import FieldProblem
 from routed.config.schema import IBGP_KINDS, NodeConfig, PeerKind, Role
 from routed.config.yamlmarks import Path
-
-
-@dataclass(frozen=True, slots=True)
-class FieldProblem:
-    path: Path
-    message: str
 
 
 def cross_field_problems(cfg: NodeConfig) -> list[FieldProblem]:

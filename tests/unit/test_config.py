@@ -201,4 +201,4 @@ def test_workload_cross_rules() -> None:
 def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path / "missing.yaml")
-    assert "cannot read the config" in str(info.value)
+    assert "cannot read the file" in str(info.value)
