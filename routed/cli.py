@@ -79,6 +79,24 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     with_config(status)
 
+    lab = sub.add_parser("lab", help="run containerlab topologies as network namespaces (no Docker)")
+    lab_actions = lab.add_subparsers(dest="action", required=True)
+    for action, text in (
+        ("up", "create the lab's namespaces, links and processes"),
+        ("down", "remove everything the lab made (safe to repeat, also after a crash)"),
+        ("inspect", "show the lab's nodes, namespaces, addresses and state"),
+        ("exec", "run a command in a node: routed lab exec FILE NODE -- CMD..."),
+    ):
+        p = lab_actions.add_parser(action, help=text)
+        p.add_argument("topology", metavar="FILE", help="a containerlab topology (*.clab.yml)")
+        p.add_argument("--name", help="override the lab name (as containerlab deploy --name)")
+        p.add_argument("--prefix", help="override the namespace prefix (default: the file's, else clab)")
+        if action == "exec":
+            p.add_argument("node")
+            p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD")
+        if action == "inspect":
+            p.add_argument("--json", action="store_true")
+
     routes = sub.add_parser("routes", help="show routed's kernel routes (proto routed)")
     routes.add_argument("--json", action="store_true")
     with_config(routes)
@@ -250,6 +268,64 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_lab(args: argparse.Namespace) -> int:
+    from routed.lab import runner
+    from routed.lab.topology import load_topology
+
+    try:
+        topo = load_topology(args.topology, name=args.name, prefix=args.prefix)
+    except ConfigError as exc:
+        raise CliError(f"{exc}\nrouted: invalid topology; nothing was created.", EXIT_USAGE) from exc
+    try:
+        if args.action == "up":
+            runner.up(topo)
+            print(f"lab {topo.full_name} is up ({len(topo.nodes)} nodes, {len(topo.links)} links)")
+            _print_lab(runner.inspect(topo), as_json=False)
+        elif args.action == "down":
+            removed = runner.down(topo)
+            print(f"lab {topo.full_name} is down ({len(removed)} namespaces removed)")
+        elif args.action == "inspect":
+            _print_lab(runner.inspect(topo), as_json=args.json)
+        else:
+            argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+            if not argv:
+                raise CliError("give a command after --: routed lab exec FILE NODE -- CMD...", EXIT_USAGE)
+            return runner.run_in_node(topo, args.node, argv, timeout=None).returncode
+    except runner.LabError as exc:
+        raise CliError(str(exc), EXIT_FAILURE) from exc
+    return EXIT_OK
+
+
+def _print_lab(statuses: list[Any], as_json: bool) -> None:
+    if as_json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": s.name,
+                        "netns": s.netns,
+                        "image": s.image,
+                        "state": s.state,
+                        "pid": s.pid,
+                        "ipv4": list(s.ipv4),
+                        "ipv6": list(s.ipv6),
+                    }
+                    for s in statuses
+                ],
+                indent=2,
+            )
+        )
+        return
+    rows = [("#", "NODE", "NETNS", "STATE", "PID", "IPV4", "IMAGE")]
+    for index, s in enumerate(statuses, 1):
+        rows.append(
+            (str(index), s.name, s.netns, s.state, str(s.pid or "-"), ", ".join(s.ipv4) or "-", s.image)
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {
@@ -258,6 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "workload": cmd_workload,
         "routes": cmd_routes,
         "status": cmd_status,
+        "lab": cmd_lab,
     }
     try:
         return handlers[args.command](args)

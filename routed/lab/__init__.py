@@ -1,0 +1,1 @@
+"""The netns lab runner: containerlab topology files brought up without Docker."""

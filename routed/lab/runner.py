@@ -1,0 +1,409 @@
+"""Bring a containerlab topology up as network namespaces, and take it down again.
+
+Each node is a network namespace named as containerlab names its container
+(`clab-<lab>-<node>`) plus a private mount namespace held by one idle process,
+in which /etc and /var are overlays, /run and /tmp are fresh, /sys shows the
+node's own interfaces, and the topology's `binds` are mounted where it says.
+Commands enter both namespaces with nsenter, so a node behaves like the
+container the same file would give in containerlab.
+
+Everything made is recorded in a state directory as it is made, and `down`
+finds what to remove from the kernel as well as from that record, so it works
+after a crash, a half-made `up`, or a killed node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyroute2 import netns as pyroute2_netns
+from pyroute2.netlink.exceptions import NetlinkError
+
+from routed.dataplane.netns import NETNS_RUN_DIR, async_iproute, entered
+from routed.lab.topology import Node, Topology
+
+STATE_ROOT = Path(os.environ.get("ROUTED_LAB_STATE", "/run/routed-lab"))
+ENTRYPOINT = Path(__file__).resolve().parents[2] / "labs" / "node-entrypoint.sh"
+ENTRYPOINT_IN_IMAGE = "/usr/local/bin/node-entrypoint"
+
+HOLDER_SCRIPT = r"""
+set -e
+scratch="$1"; shift
+mount -t tmpfs -o mode=0700 routed-lab "$scratch"
+umount -l /sys 2>/dev/null || true
+mount -t sysfs sysfs /sys
+for dir in etc var; do
+    mkdir -p "$scratch/$dir/upper" "$scratch/$dir/work"
+    mount -t overlay overlay \
+        -o "lowerdir=/$dir,upperdir=$scratch/$dir/upper,workdir=$scratch/$dir/work" "/$dir"
+done
+while [ "$#" -gt 0 ]; do
+    source="$1"; target="$2"; mode="$3"; shift 3
+    if [ -d "$source" ]; then mkdir -p "$target"; else mkdir -p "$(dirname "$target")"; : >> "$target"; fi
+    mount --bind "$source" "$target"
+    if [ "$mode" = ro ]; then mount -o remount,bind,ro "$target"; fi
+done
+mount -t tmpfs -o mode=0755 run /run
+mkdir -p /run/netns
+mount -t tmpfs -o mode=1777 tmp /tmp
+echo ready
+exec sleep infinity
+"""
+
+
+class LabError(Exception):
+    """The lab could not be brought up or used; the message says what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    name: str
+    netns: str
+    image: str
+    state: str
+    pid: int | None
+    ipv4: tuple[str, ...]
+    ipv6: tuple[str, ...]
+
+
+def state_dir(topo: Topology) -> Path:
+    return STATE_ROOT / topo.full_name
+
+
+def _state_file(topo: Topology) -> Path:
+    return state_dir(topo) / "state.json"
+
+
+def _read_state(topo: Topology) -> dict[str, Any]:
+    try:
+        return dict(json.loads(_state_file(topo).read_text()))
+    except (OSError, ValueError):
+        return {"nodes": {}}
+
+
+def _write_state(topo: Topology, state: dict[str, Any]) -> None:
+    path = _state_file(topo)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=1))
+    os.replace(tmp, path)
+
+
+def _netns_exists(name: str) -> bool:
+    return (NETNS_RUN_DIR / name).exists()
+
+
+def _ns_inode(path: str | Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def _alive(pid: int | None, mnt_ino: int | None) -> bool:
+    """Is `pid` still the process we started (same mount namespace)?"""
+    return pid is not None and mnt_ino is not None and _ns_inode(f"/proc/{pid}/ns/mnt") == mnt_ino
+
+
+# --- up ------------------------------------------------------------------------
+
+
+def up(topo: Topology) -> None:
+    """Create every namespace, link and process of the topology; on failure remove them all."""
+    if _read_state(topo)["nodes"] or any(_netns_exists(n.netns) for n in topo.nodes):
+        raise LabError(
+            f"lab {topo.full_name} is already (partly) up; run `routed lab down {topo.path}` first"
+        )
+    for node in topo.nodes:
+        for bind in node.binds:
+            if not bind.source.exists():
+                raise LabError(
+                    f"node {node.name}: bind source {bind.source} does not exist; fix binds: in {topo.path}"
+                )
+    state: dict[str, Any] = {"lab": topo.name, "prefix": topo.prefix, "topology": str(topo.path), "nodes": {}}
+    _write_state(topo, state)
+    try:
+        for node in topo.nodes:
+            state["nodes"][node.name] = {"netns": node.netns}
+            _write_state(topo, state)
+            pyroute2_netns.create(node.netns)  # plain mount of a new netns, no process left behind
+            asyncio.run(_loopback_up(node.netns))
+            pid, mnt_ino = _start_holder(topo, node)
+            state["nodes"][node.name].update(pid=pid, mnt_ino=mnt_ino)
+            _write_state(topo, state)
+        asyncio.run(_create_links(topo))
+        for node in topo.nodes:
+            state["nodes"][node.name]["entry_pid"] = _start_entrypoint(
+                topo, node, state["nodes"][node.name]["pid"]
+            )
+            _write_state(topo, state)
+        for node in topo.nodes:
+            for command in node.exec:
+                result = run_in_node(topo, node.name, ["sh", "-c", command], capture=True)
+                if result.returncode != 0:
+                    raise LabError(
+                        f"node {node.name}: exec {command!r} exited {result.returncode}: "
+                        f"{(result.stdout + result.stderr).strip()}"
+                    )
+    except BaseException:
+        down(topo)
+        raise
+
+
+async def _loopback_up(netns: str) -> None:
+    async with async_iproute(netns) as ipr:
+        await ipr.link("set", index=1, state="up")
+
+
+def _start_holder(topo: Topology, node: Node) -> tuple[int, int]:
+    scratch = state_dir(topo) / "nodes" / node.name
+    scratch.mkdir(parents=True, exist_ok=True)
+    bind_args = [arg for b in node.binds for arg in (str(b.source), b.target, "ro" if b.read_only else "rw")]
+    netns_fd = os.open(NETNS_RUN_DIR / node.netns, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        holder = subprocess.Popen(
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                HOLDER_SCRIPT,
+                "holder",
+                str(scratch),
+                *bind_args,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            preexec_fn=lambda: _enter_fd(netns_fd),
+            pass_fds=(netns_fd,),
+        )
+    finally:
+        os.close(netns_fd)
+    assert holder.stdout is not None
+    line = holder.stdout.readline().strip()
+    if line != "ready":
+        holder.kill()
+        _, err = holder.communicate(timeout=5)
+        raise LabError(f"node {node.name}: could not set up its mount namespace: {err.strip() or line}")
+    holder.stdout.close()
+    if holder.stderr:
+        holder.stderr.close()
+    mnt_ino = _ns_inode(f"/proc/{holder.pid}/ns/mnt")
+    assert mnt_ino is not None
+    return holder.pid, mnt_ino
+
+
+def _enter_fd(fd: int) -> None:
+    from routed.dataplane.netns import _setns
+
+    _setns(fd)
+
+
+async def _create_links(topo: Topology) -> None:
+    netns_of = {n.name: n.netns for n in topo.nodes}
+    for a, b in topo.links:
+        fd = os.open(NETNS_RUN_DIR / netns_of[b.node], os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            async with async_iproute(netns_of[a.node]) as ipr:
+                try:
+                    await ipr.link(
+                        "add", ifname=a.ifname, kind="veth", peer={"ifname": b.ifname, "net_ns_fd": fd}
+                    )
+                except NetlinkError as exc:
+                    raise LabError(
+                        f"link {a.node}:{a.ifname} <-> {b.node}:{b.ifname}: {os.strerror(exc.code)}; "
+                        f"check links: in {topo.path}"
+                    ) from exc
+                (index,) = await ipr.link_lookup(ifname=a.ifname)
+                await ipr.link("set", index=index, state="up")
+            async with async_iproute(netns_of[b.node]) as ipr:
+                (index,) = await ipr.link_lookup(ifname=b.ifname)
+                await ipr.link("set", index=index, state="up")
+        finally:
+            os.close(fd)
+
+
+def _node_env(topo: Topology, node: Node) -> dict[str, str]:
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": "/root",
+        "CLAB_NODE_NAME": node.name,
+        "CLAB_LAB_NAME": topo.name,
+        "CLAB_INTFS": str(len(node.interfaces)),
+    }
+    env.update(dict(node.env))
+    return env
+
+
+def _nsenter(pid: int, argv: Sequence[str]) -> list[str]:
+    return ["nsenter", "--target", str(pid), "--mount", "--net", "--wd=/", "--", *argv]
+
+
+def _start_entrypoint(topo: Topology, node: Node, holder_pid: int) -> int:
+    """Start what the image's entrypoint starts: routed, BIRD, or nothing (see node-entrypoint.sh)."""
+    logs = state_dir(topo) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with open(logs / f"{node.name}.log", "ab") as log:
+        process = subprocess.Popen(
+            _nsenter(holder_pid, ["sh", str(ENTRYPOINT)]),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=_node_env(topo, node),
+            start_new_session=True,
+        )
+    return process.pid
+
+
+def _holder(topo: Topology, node_name: str) -> int:
+    try:
+        node = topo.node(node_name)
+    except KeyError:
+        names = ", ".join(n.name for n in topo.nodes)
+        raise LabError(f"no node {node_name!r} in {topo.path}; nodes are {names}") from None
+    record = _read_state(topo)["nodes"].get(node.name, {})
+    pid, mnt_ino = record.get("pid"), record.get("mnt_ino")
+    if not _alive(pid, mnt_ino):
+        raise LabError(
+            f"node {node.name} of lab {topo.full_name} is not running; `routed lab up {topo.path}`"
+        )
+    return int(pid)
+
+
+def run_in_node(
+    topo: Topology, node_name: str, argv: Sequence[str], *, capture: bool = False, timeout: float | None = 120
+) -> subprocess.CompletedProcess[str]:
+    pid = _holder(topo, node_name)
+    return subprocess.run(
+        _nsenter(pid, argv),
+        env=_node_env(topo, topo.node(node_name)),
+        text=True,
+        capture_output=capture,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL if capture else None,
+    )
+
+
+# --- down ------------------------------------------------------------------------
+
+
+def _processes_in(net_inodes: set[int], mnt_inodes: set[int]) -> list[int]:
+    found = []
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        if _ns_inode(entry / "ns/net") in net_inodes or _ns_inode(entry / "ns/mnt") in mnt_inodes:
+            found.append(int(entry.name))
+    return found
+
+
+def _inner_netns_inodes(mnt_inodes: set[int]) -> set[int]:
+    """Namespaces that nodes made for their workloads, seen through a process of the node."""
+    inodes: set[int] = set()
+    for pid in _processes_in(set(), mnt_inodes):
+        with contextlib.suppress(OSError):
+            for entry in Path(f"/proc/{pid}/root/run/netns").iterdir():
+                ino = _ns_inode(entry)
+                if ino is not None:
+                    inodes.add(ino)
+        if inodes:
+            break
+    return inodes
+
+
+def _kill_all(net_inodes: set[int], mnt_inodes: set[int], grace: float = 3.0) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = _processes_in(net_inodes, mnt_inodes)
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and _processes_in(net_inodes, mnt_inodes):
+            time.sleep(0.05)
+
+
+def down(topo: Topology) -> list[str]:
+    """Remove every process, namespace and link of the lab; returns the namespaces removed. Idempotent."""
+    state = _read_state(topo)
+    names = {n.netns for n in topo.nodes} | {r["netns"] for r in state["nodes"].values() if "netns" in r}
+    mnt_inodes = {r["mnt_ino"] for r in state["nodes"].values() if r.get("mnt_ino")}
+    net_inodes = {ino for name in names if (ino := _ns_inode(NETNS_RUN_DIR / name)) is not None}
+    net_inodes |= _inner_netns_inodes(mnt_inodes)
+    _kill_all(net_inodes, mnt_inodes)
+    removed = []
+    for name in sorted(names):
+        if _netns_exists(name):
+            try:
+                pyroute2_netns.remove(name)
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+            removed.append(name)
+    directory = state_dir(topo)
+    if directory.exists():
+        subprocess.run(["rm", "-rf", "--one-file-system", str(directory)], check=False)
+    return removed
+
+
+# --- inspect ------------------------------------------------------------------------
+
+
+def inspect(topo: Topology) -> list[NodeStatus]:
+    state = _read_state(topo)
+    statuses = []
+    for node in topo.nodes:
+        record = state["nodes"].get(node.name, {})
+        pid = record.get("pid")
+        ipv4: tuple[str, ...] = ()
+        ipv6: tuple[str, ...] = ()
+        if not _netns_exists(node.netns):
+            status = "absent"
+        elif _alive(pid, record.get("mnt_ino")):
+            status = "running"
+            ipv4, ipv6 = asyncio.run(_addresses(node.netns))
+        else:
+            status = "exited"
+        statuses.append(NodeStatus(node.name, node.netns, node.image, status, pid, ipv4, ipv6))
+    return statuses
+
+
+async def _addresses(netns: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    v4: list[str] = []
+    v6: list[str] = []
+    async with async_iproute(netns) as ipr:
+        names = {link["index"]: link.get("ifname") async for link in await ipr.link("dump")}
+        async for addr in await ipr.addr("dump"):
+            name = names.get(addr["index"], "?")
+            if name == "lo" or addr.get("scope") == 253:
+                continue
+            text = f"{addr.get('address')}/{addr['prefixlen']} ({name})"
+            (v4 if addr["family"] == 2 else v6).append(text)
+    return tuple(v4), tuple(v6)
+
+
+@contextlib.contextmanager
+def in_node_netns(topo: Topology, node_name: str) -> Iterator[None]:
+    """For tests: run a block (without awaits) inside a node's network namespace."""
+    with entered(NETNS_RUN_DIR / topo.node(node_name).netns):
+        yield
