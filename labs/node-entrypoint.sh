@@ -8,11 +8,12 @@
 # (Not guessed from /etc/bird/bird.conf: Debian's bird2 package ships a default one.)
 set -eu
 
-# containerlab attaches a node's links after the container starts; CLAB_INTFS says how many.
+# containerlab attaches a node's links (eth1, eth2, ...; eth0 is its management
+# interface) after the container starts; CLAB_INTFS says how many.
 wanted="${CLAB_INTFS:-0}"
 tries=0
 while :; do
-    have=$(ls /sys/class/net | grep -cv '^lo$' || true)
+    have=$(ls /sys/class/net | grep -c '^eth[1-9]' || true)
     [ "$have" -ge "$wanted" ] && break
     tries=$((tries + 1))
     if [ "$tries" -ge 600 ]; then

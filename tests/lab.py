@@ -1,0 +1,72 @@
+"""Bring a labs/*.clab.yml topology up for a test, and always take it down.
+
+Each test gets its own lab name (`rt-<hex>-<node>` namespaces), so tests never
+collide with each other or with a lab a person has up.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+LABS = Path(__file__).resolve().parents[1] / "labs"
+ROUTED = [sys.executable, "-m", "routed.cli"]
+
+
+@dataclass
+class Lab:
+    file: Path
+    name: str
+    prefix: str = "rt"
+
+    @property
+    def selector(self) -> list[str]:
+        return [str(self.file), "--name", self.name, "--prefix", self.prefix]
+
+    def cli(
+        self, action: str, *extra: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [*ROUTED, "lab", action, *self.selector, *extra], capture_output=True, text=True, timeout=timeout
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"routed lab {action} exited {result.returncode}:\n{result.stdout}{result.stderr}"
+            )
+        return result
+
+    def exec(
+        self, node: str, *argv: str, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        return self.cli("exec", node, "--", *argv, check=check, timeout=timeout)
+
+    def netns(self, node: str) -> str:
+        return f"{self.prefix}-{self.name}-{node}"
+
+    def inspect(self) -> list[dict[str, Any]]:
+        return list(json.loads(self.cli("inspect", "--json").stdout))
+
+    def log(self, node: str) -> str:
+        path = Path("/run/routed-lab") / f"{self.prefix}-{self.name}" / "logs" / f"{node}.log"
+        return path.read_text() if path.exists() else ""
+
+
+def new_lab(topology: str) -> Lab:
+    return Lab(LABS / f"{topology}.clab.yml", uuid.uuid4().hex[:8])
+
+
+@contextmanager
+def running_lab(topology: str) -> Iterator[Lab]:
+    lab = new_lab(topology)
+    try:
+        lab.cli("up")
+        yield lab
+    finally:
+        lab.cli("down", check=False)
