@@ -1,0 +1,66 @@
+"""Import policy: which received routes may enter the RIB. Pure; on by default.
+
+A peer can never take over a local workload's address, a prefix outside the pools,
+or the default route unless allowed; loops (RFC 4456 originator and cluster, and our
+AS in an eBGP path) are dropped; a next hop of ours is ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Set
+from dataclasses import dataclass, field
+from enum import StrEnum
+from ipaddress import IPv4Address
+
+from bgp.model import Attributes, IPAddress, IPNetwork, Peer
+
+
+class Rejection(StrEnum):
+    OUTSIDE_POOLS = "outside pools"
+    DEFAULT_ROUTE = "default route"
+    LOCAL_WORKLOAD = "local workload prefix"
+    OWN_NEXT_HOP = "next hop is this node"
+    ORIGINATOR_LOOP = "originator id is ours"
+    CLUSTER_LOOP = "cluster list has our cluster id"
+    AS_LOOP = "our AS in AS path"
+
+
+@dataclass(frozen=True, slots=True)
+class ImportPolicy:
+    pools: tuple[IPNetwork, ...]
+    router_id: IPv4Address
+    local_asn: int
+    own_addresses: frozenset[IPAddress]
+    cluster_id: IPv4Address | None = None
+    allowed: tuple[IPNetwork, ...] = ()  # extra prefixes accepted besides the pools
+    allow_default: bool = False
+    local_prefixes: frozenset[IPNetwork] = field(default_factory=frozenset)
+
+    def with_local_prefixes(self, prefixes: Set[IPNetwork]) -> ImportPolicy:
+        from dataclasses import replace
+
+        return replace(self, local_prefixes=frozenset(prefixes))
+
+
+def _within(prefix: IPNetwork, networks: tuple[IPNetwork, ...]) -> bool:
+    return any(prefix.version == n.version and prefix.subnet_of(n) for n in networks)  # type: ignore[arg-type]
+
+
+def check_import(policy: ImportPolicy, prefix: IPNetwork, attrs: Attributes, peer: Peer) -> Rejection | None:
+    """None if the route is accepted, else why not."""
+    if prefix.prefixlen == 0:
+        if not policy.allow_default:
+            return Rejection.DEFAULT_ROUTE
+    elif not (_within(prefix, policy.pools) or _within(prefix, policy.allowed)):
+        return Rejection.OUTSIDE_POOLS
+    if prefix in policy.local_prefixes:
+        return Rejection.LOCAL_WORKLOAD
+    if attrs.next_hop in policy.own_addresses:
+        return Rejection.OWN_NEXT_HOP
+    if attrs.originator_id == policy.router_id:
+        return Rejection.ORIGINATOR_LOOP
+    if policy.cluster_id is not None and policy.cluster_id in attrs.cluster_list:
+        return Rejection.CLUSTER_LOOP
+    if peer.ebgp and policy.local_asn in attrs.asns():
+        return Rejection.AS_LOOP
+    return None

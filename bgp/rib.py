@@ -1,0 +1,129 @@
+"""Adj-RIB-In per peer and the Loc-RIB built from it. No I/O.
+
+Adj-RIB-In keeps every path a peer sent, accepted or not, so a change of policy
+(a local workload appears or goes) re-judges them without asking the peer again.
+Every mutation returns the prefixes whose selection changed, with the new
+selection (None: no route left), so the caller programs exactly those.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from bgp.decision import Selection, select
+from bgp.model import Attributes, IPAddress, IPNetwork, Path, Peer
+from bgp.policy import ImportPolicy, Rejection, check_import
+
+Changes = dict[IPNetwork, Selection | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    peer: IPAddress
+    prefix: IPNetwork
+    reason: Rejection
+
+
+@dataclass(slots=True)
+class UpdateResult:
+    changes: Changes = field(default_factory=dict)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+class Rib:
+    def __init__(self, policy: ImportPolicy, max_paths: int = 1) -> None:
+        self.policy = policy
+        self.max_paths = max_paths
+        self._adj_in: dict[IPAddress, dict[IPNetwork, Path]] = {}
+        self._accepted: dict[IPNetwork, dict[IPAddress, Path]] = {}
+        self._loc: dict[IPNetwork, Selection] = {}
+        self.rejected_total: Counter[Rejection] = Counter()
+
+    def loc_rib(self) -> dict[IPNetwork, Selection]:
+        return dict(self._loc)
+
+    def selection(self, prefix: IPNetwork) -> Selection | None:
+        return self._loc.get(prefix)
+
+    def adj_rib_in(self, peer: IPAddress) -> dict[IPNetwork, Path]:
+        return dict(self._adj_in.get(peer, {}))
+
+    def _reselect(self, prefixes: Iterable[IPNetwork], changes: Changes) -> None:
+        for prefix in prefixes:
+            selection = select(list(self._accepted.get(prefix, {}).values()), self.max_paths)
+            if selection != self._loc.get(prefix):
+                if selection is None:
+                    del self._loc[prefix]
+                else:
+                    self._loc[prefix] = selection
+                changes[prefix] = selection
+
+    def _unaccept(self, peer: IPAddress, prefix: IPNetwork) -> bool:
+        paths = self._accepted.get(prefix)
+        if not paths or paths.pop(peer, None) is None:
+            return False
+        if not paths:
+            del self._accepted[prefix]
+        return True
+
+    def _judge(self, path: Path, result: UpdateResult, count: bool = True) -> bool:
+        reason = check_import(self.policy, path.prefix, path.attrs, path.peer)
+        if reason is None:
+            return True
+        if count:
+            self.rejected_total[reason] += 1
+            result.rejected.append(Rejected(path.peer.address, path.prefix, reason))
+        return False
+
+    def update(
+        self,
+        peer: Peer,
+        announced: Iterable[tuple[IPNetwork, Attributes]] = (),
+        withdrawn: Iterable[IPNetwork] = (),
+    ) -> UpdateResult:
+        result = UpdateResult()
+        touched: set[IPNetwork] = set()
+        table = self._adj_in.setdefault(peer.address, {})
+        for prefix in withdrawn:
+            if table.pop(prefix, None) is not None and self._unaccept(peer.address, prefix):
+                touched.add(prefix)
+        for prefix, attrs in announced:
+            path = Path(prefix, peer, attrs)
+            if table.get(prefix) == path:
+                continue
+            table[prefix] = path
+            if self._judge(path, result):
+                self._accepted.setdefault(prefix, {})[peer.address] = path
+                touched.add(prefix)
+            elif self._unaccept(peer.address, prefix):  # replaces an earlier, acceptable path
+                touched.add(prefix)
+        self._reselect(touched, result.changes)
+        return result
+
+    def peer_down(self, peer: IPAddress) -> Changes:
+        """Everything the peer told us goes at once."""
+        changes: Changes = {}
+        table = self._adj_in.pop(peer, {})
+        touched = [prefix for prefix in table if self._unaccept(peer, prefix)]
+        self._reselect(touched, changes)
+        return changes
+
+    def set_policy(self, policy: ImportPolicy) -> UpdateResult:
+        """Re-judge every received path (e.g. a new local workload now shadows a learned /32)."""
+        self.policy = policy
+        result = UpdateResult()
+        touched: set[IPNetwork] = set()
+        for peer_address, table in self._adj_in.items():
+            for prefix, path in table.items():
+                accepted = peer_address in self._accepted.get(prefix, {})
+                if self._judge(path, result, count=accepted):
+                    if not accepted:
+                        self._accepted.setdefault(prefix, {})[peer_address] = path
+                        touched.add(prefix)
+                elif accepted:
+                    self._unaccept(peer_address, prefix)
+                    touched.add(prefix)
+        self._reselect(touched, result.changes)
+        return result
