@@ -235,7 +235,15 @@ def cmd_routes(args: argparse.Namespace) -> int:
             await kernel.close()
         return [route_json(r) for r in view.ours.values()]
 
-    routes = asyncio.run(read())
+    from routed import api
+
+    try:
+        cfg_path = args.config if (args.config != DEFAULT_CONFIG or Path(args.config).exists()) else None
+        if cfg_path is None:
+            raise api.DaemonNotRunning("no config")
+        routes = api.call(_config(cfg_path).api.socket, "routes")
+    except api.DaemonNotRunning:
+        routes = asyncio.run(read())
     if args.json:
         print(json.dumps(routes, indent=2))
         return EXIT_OK

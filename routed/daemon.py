@@ -11,8 +11,10 @@ import contextlib
 import ipaddress
 import logging
 import signal
+from pathlib import Path
 from typing import Any
 
+from bgp.speaker import Speaker
 from routed.api import ApiError, ApiServer
 from routed.config import NodeConfig
 from routed.dataplane import sysctl
@@ -55,11 +57,8 @@ class Daemon:
         self.cfg = cfg
         self.kernel = NetlinkKernel(cfg.fib.table)
         self.reconciler = Reconciler(self.kernel, sources=SOURCES, resync_interval=cfg.fib.resync_interval)
-        self.workloads = WorkloadManager(
-            cfg,
-            WorkloadStore(cfg.state_dir),
-            on_change=lambda routes: self.reconciler.set_routes("local", routes),
-        )
+        self.speaker = Speaker(cfg, self.reconciler, Path(cfg.api.socket).parent / f"bgp-{cfg.name}")
+        self.workloads = WorkloadManager(cfg, WorkloadStore(cfg.state_dir), on_change=self._workloads_changed)
         self.api = ApiServer(
             cfg.api.socket,
             {
@@ -72,6 +71,11 @@ class Daemon:
         )
         self._stop = asyncio.Event()
 
+    def _workloads_changed(self, routes: list[Route]) -> None:
+        # the kernel route and the announcement leave together, in the same loop turn
+        self.reconciler.set_routes("local", routes)
+        self.speaker.set_local_prefixes(r.dst for r in routes)
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -79,12 +83,13 @@ class Daemon:
         sysctl.enable_forwarding(ipv6=any(p.version == 6 for p in self.cfg.pools))
         await self.api.start()
         fib = asyncio.create_task(self.reconciler.run(), name="fib")
+        bgp: asyncio.Task[None] | None = None
         try:
             failed = await self.workloads.restore()
             self.reconciler.mark_ready("local")
-            # Until BGP lands nothing else contributes routes; BGP will mark itself
-            # ready after its End-of-RIB markers (graceful restart).
-            self.reconciler.mark_ready("bgp")
+            # BGP marks itself ready after End-of-RIB from every peer; until then
+            # learned routes left by a previous run stay in the kernel (graceful restart).
+            bgp = asyncio.create_task(self.speaker.run(), name="bgp")
             log.info(
                 event(
                     "started",
@@ -96,10 +101,16 @@ class Daemon:
                 )
             )
             stop = asyncio.create_task(self._stop.wait())
-            done, _ = await asyncio.wait({fib, stop}, return_when=asyncio.FIRST_COMPLETED)
-            if fib in done:
-                fib.result()  # the reconciler died: fail loudly, exit 1
+            done, _ = await asyncio.wait({fib, bgp, stop}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (fib, bgp):
+                if task in done:
+                    task.result()  # the reconciler or the speaker died: fail loudly, exit 1
         finally:
+            await self.speaker.stop()
+            if bgp is not None:
+                bgp.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await bgp
             fib.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await fib
@@ -135,7 +146,16 @@ class Daemon:
         return [workload_json(w) for w in self.workloads.all()]
 
     async def _api_routes(self, request: dict[str, Any]) -> Any:
-        return [route_json(r) for r in self.reconciler.installed().values()]
+        routes = []
+        for route in self.reconciler.installed().values():
+            item = route_json(route)
+            details = self.speaker.route_details(route.dst)
+            if route.is_link_scope:
+                item["source"] = "local"
+            elif details is not None:
+                item.update(details)
+            routes.append(item)
+        return routes
 
     async def _api_status(self, request: dict[str, Any]) -> Any:
         stats = self.reconciler.stats
@@ -143,4 +163,5 @@ class Daemon:
             "node": self.cfg.name,
             "role": self.cfg.role.value,
             "fib": {k: getattr(stats, k) for k in stats.__slots__},
+            "bgp": self.speaker.status(),
         }

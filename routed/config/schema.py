@@ -138,12 +138,31 @@ class Peer(Strict):
     _hold = field_validator("hold_time")(lambda cls, v: v if v is None else _check_hold_time(v))
 
 
+def _community(value: Any) -> Any:
+    if isinstance(value, str):
+        high, sep, low = value.partition(":")
+        if sep and high.isdigit() and low.isdigit() and int(high) < 65536 and int(low) < 65536:
+            return value
+    raise ValueError(f"{value!r} is not a community; write ASN:VALUE with both parts 0-65535, e.g. 64512:100")
+
+
+Community = Annotated[str, BeforeValidator(_community)]
+
+
 class Bgp(Strict):
-    """Defaults that apply to every peer unless the peer overrides them."""
+    """Defaults that apply to every peer unless the peer overrides them, and route policy."""
 
     hold_time: HoldTime = 90
     graceful_restart: GracefulRestart = GracefulRestart()
     max_paths: int = Field(default=8, ge=1, le=64)
+    # export: attributes on the routes we announce for our workloads
+    communities: tuple[Community, ...] = ()
+    local_preference: int | None = Field(default=None, ge=0, le=4294967295)
+    # import: besides the pools, which learned prefixes may be installed
+    import_allow: tuple[Cidr, ...] = ()
+    allow_default_route: bool = False
+    # ExaBGP's reactor loop period in seconds: lower reacts faster and costs more idle CPU
+    reactor_speed: float = Field(default=1.0, ge=0.1, le=10.0)
 
     _hold = field_validator("hold_time")(lambda cls, v: _check_hold_time(v))
 

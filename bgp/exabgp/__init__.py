@@ -1,0 +1,1 @@
+"""The ExaBGP edge: its config, its JSON messages, its commands, and the child process."""
