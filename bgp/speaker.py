@@ -101,6 +101,7 @@ class Speaker:
     async def run(self) -> None:
         if not self.peers:
             self._mark_ready("no peers")
+            await asyncio.Event().wait()  # nothing to speak to: no ExaBGP at all
         loop = asyncio.get_running_loop()
         timeout = self.cfg.bgp.graceful_restart.restart_time
         ready_timer = loop.call_later(timeout, self._mark_ready, f"no End-of-RIB within {timeout}s")
@@ -227,6 +228,7 @@ class Speaker:
                     self._handle_line(raw, changes)
                 self._program(changes)
         finally:
+            channel.close()  # lets the relay go
             if self._channel is channel:
                 self._channel = None
                 self._channel_lost()

@@ -14,7 +14,15 @@ import sys
 import time
 
 
+def _die_with_parent() -> None:
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: ExaBGP gone, we go
+
+
 def main() -> int:
+    _die_with_parent()
     path = sys.argv[1]
     deadline = time.monotonic() + 30
     while True:
@@ -29,9 +37,13 @@ def main() -> int:
                 return 1
             time.sleep(0.1)
     socket.send_fds(sock, [b"exabgp-pipes"], [0, 1])
-    # Our copies must not keep the pipes open once routed has them.
+    # Our copies must not keep the pipes open once routed has them, and our stderr
+    # (ExaBGP's stdout, which routed reads) must not outlive ExaBGP either.
     os.close(0)
     os.close(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
     while sock.recv(4096):
         pass
     return 0

@@ -11,7 +11,9 @@ PREFIX = ip_network("10.65.1.1/32")
 LOCAL_AS = 64512
 
 
-def path(peer: str, nh: str | None = None, asn: int = LOCAL_AS, rid: str | None = None, **attrs: object) -> Path:
+def path(
+    peer: str, nh: str | None = None, asn: int = LOCAL_AS, rid: str | None = None, **attrs: object
+) -> Path:
     p = Peer(ip_address(peer), asn, LOCAL_AS, IPv4Address(rid) if rid else IPv4Address(peer))
     return Path(PREFIX, p, Attributes(next_hop=ip_address(nh or peer), **attrs))  # type: ignore[arg-type]
 

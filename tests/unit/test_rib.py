@@ -54,18 +54,26 @@ def test_ecmp_in_rib() -> None:
 def test_rejections_are_counted() -> None:
     local = ip_network("10.65.1.1/32")
     rib = Rib(POLICY.with_local_prefixes({local}))
-    result = rib.update(B, [
-        (ip_network("10.99.0.0/24"), attrs("10.0.0.2")),
-        (ip_network("0.0.0.0/0"), attrs("10.0.0.2")),
-        (local, attrs("10.0.0.2")),
-        (ip_network("10.65.3.0/32"), attrs("10.0.0.1")),
-        (ip_network("10.65.4.0/32"), attrs("10.0.0.2", originator_id=IPv4Address("10.0.0.1"))),
-        (ip_network("10.65.5.0/32"), attrs("10.0.0.2", cluster_list=(IPv4Address("10.0.0.254"),))),
-    ])
+    result = rib.update(
+        B,
+        [
+            (ip_network("10.99.0.0/24"), attrs("10.0.0.2")),
+            (ip_network("0.0.0.0/0"), attrs("10.0.0.2")),
+            (local, attrs("10.0.0.2")),
+            (ip_network("10.65.3.0/32"), attrs("10.0.0.1")),
+            (ip_network("10.65.4.0/32"), attrs("10.0.0.2", originator_id=IPv4Address("10.0.0.1"))),
+            (ip_network("10.65.5.0/32"), attrs("10.0.0.2", cluster_list=(IPv4Address("10.0.0.254"),))),
+        ],
+    )
     assert result.changes == {}
     assert [r.reason for r in result.rejected] == [
-        Rejection.OUTSIDE_POOLS, Rejection.DEFAULT_ROUTE, Rejection.LOCAL_WORKLOAD,
-        Rejection.OWN_NEXT_HOP, Rejection.ORIGINATOR_LOOP, Rejection.CLUSTER_LOOP]
+        Rejection.OUTSIDE_POOLS,
+        Rejection.DEFAULT_ROUTE,
+        Rejection.LOCAL_WORKLOAD,
+        Rejection.OWN_NEXT_HOP,
+        Rejection.ORIGINATOR_LOOP,
+        Rejection.CLUSTER_LOOP,
+    ]
     assert sum(rib.rejected_total.values()) == 6
 
 
@@ -74,8 +82,9 @@ def test_default_and_extra_prefixes_when_allowed() -> None:
 
     policy = replace(POLICY, allow_default=True, allowed=(ip_network("192.0.2.0/24"),))
     rib = Rib(policy)
-    result = rib.update(B, [(ip_network("0.0.0.0/0"), attrs("10.0.0.2")),
-                            (ip_network("192.0.2.0/25"), attrs("10.0.0.2"))])
+    result = rib.update(
+        B, [(ip_network("0.0.0.0/0"), attrs("10.0.0.2")), (ip_network("192.0.2.0/25"), attrs("10.0.0.2"))]
+    )
     assert len(result.changes) == 2 and not result.rejected
 
 
@@ -84,7 +93,9 @@ def test_ebgp_as_loop() -> None:
 
     tor = Peer(ip_address("10.1.1.0"), 65001, 64512)
     rib = Rib(POLICY)
-    result = rib.update(tor, [(P1, attrs("10.1.1.0", as_path=(AsPathSegment("as-sequence", (65001, 64512)),)))])
+    result = rib.update(
+        tor, [(P1, attrs("10.1.1.0", as_path=(AsPathSegment("as-sequence", (65001, 64512)),)))]
+    )
     assert [r.reason for r in result.rejected] == [Rejection.AS_LOOP]
 
 
