@@ -15,12 +15,13 @@ LABS = Path(__file__).resolve().parents[2] / "labs"
 TOPOLOGIES = sorted(LABS.glob("*.clab.yml"))
 
 
-def test_the_four_topologies_ship() -> None:
+def test_the_topologies_ship() -> None:
     assert {p.name for p in TOPOLOGIES} == {
         "quickstart.clab.yml",
         "dual-rr.clab.yml",
         "mesh.clab.yml",
         "tor-ebgp.clab.yml",
+        "bird-interop.clab.yml",
     }
 
 

@@ -1,0 +1,166 @@
+"""The ExaBGP edge without a process: its JSON parsed, our commands and config rendered."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, ip_address, ip_network
+from pathlib import Path
+
+import pytest
+
+from bgp.exabgp import commands
+from bgp.exabgp.config import is_passive, render_config, render_environment
+from bgp.exabgp.messages import MessageError, parse_line
+from bgp.model import AsPathSegment, CommandAnswer, EndOfRib, Origin, PeerOpen, PeerState, RouteUpdate
+from routed.config import parse_config
+
+HEAD = '{ "exabgp": "5.0.0", "time": 1.0, "host" : "vm", "pid" : 1, "ppid" : 1, "counter": 1, '
+NEIGHBOR = '"neighbor": { "address": { "local": "10.0.0.2", "peer": "10.0.0.1" }, "asn": { "local": 64512, "peer": 64512 }, "router-id": "10.0.0.2" '  # noqa: E501
+
+# Lines as ExaBGP 5.0 printed them in a BIRD2 session (captured on this machine).
+STATE_UP = HEAD + '"type": "state", ' + NEIGHBOR + ', "state": "up" } }'
+OPEN = (
+    HEAD
+    + '"type": "open", '
+    + NEIGHBOR
+    + ', "direction": "receive", "open": { "version": 4, "asn": 64512, "hold_time": 240, "router_id": "10.0.0.1", "capabilities": {} } } }'
+)
+UPDATE = (
+    HEAD
+    + '"type": "update", '
+    + NEIGHBOR
+    + ', "direction": "receive", "message": { "update": { "attribute": { "origin": "igp", "as-path": {"0": {"element": "as-sequence", "value": [65099]}}, "med": 50, "local-preference": 100, "community": [ [ 65000, 7 ] ], "originator-id": "1.2.3.4", "cluster-list": [ "9.9.9.9" ] }, "announce": { "ipv4 unicast": { "10.0.0.1": [ { "nlri": "10.65.1.2/32" } ] } } } } } }'
+)
+WITHDRAW = (
+    HEAD
+    + '"type": "update", '
+    + NEIGHBOR
+    + ', "direction": "receive", "message": { "update": { "withdraw": { "ipv4 unicast": [ { "nlri": "10.65.1.2/32" }, { "nlri": "10.65.1.1/32" } ] } } } } }'
+)
+EOR = (
+    HEAD
+    + '"type": "update", '
+    + NEIGHBOR
+    + ', "direction": "receive", "message": { "eor": { "afi" : "ipv4", "safi" : "unicast" } } } }'
+)
+
+
+def test_state_and_open() -> None:
+    assert parse_line(STATE_UP) == PeerState(ip_address("10.0.0.1"), 64512, "up")
+    assert parse_line(OPEN) == PeerOpen(ip_address("10.0.0.1"), IPv4Address("10.0.0.1"))
+
+
+def test_update_with_every_attribute() -> None:
+    update = parse_line(UPDATE)
+    assert isinstance(update, RouteUpdate)
+    ((prefix, attrs),) = update.announced
+    assert prefix == ip_network("10.65.1.2/32")
+    assert attrs.next_hop == ip_address("10.0.0.1")
+    assert attrs.origin is Origin.IGP
+    assert attrs.as_path == (AsPathSegment("as-sequence", (65099,)),)
+    assert (attrs.med, attrs.local_pref, attrs.communities) == (50, 100, ((65000, 7),))
+    assert attrs.originator_id == IPv4Address("1.2.3.4")
+    assert attrs.cluster_list == (IPv4Address("9.9.9.9"),)
+
+
+def test_withdraw_and_eor() -> None:
+    update = parse_line(WITHDRAW)
+    assert isinstance(update, RouteUpdate)
+    assert update.withdrawn == (ip_network("10.65.1.2/32"), ip_network("10.65.1.1/32"))
+    assert parse_line(EOR) == EndOfRib(ip_address("10.0.0.1"), "ipv4 unicast")
+
+
+def test_answers_and_ignored_lines() -> None:
+    assert parse_line("done") == CommandAnswer(True, "done")
+    assert parse_line("error") == CommandAnswer(False, "error")
+    assert parse_line('{ "answer": "done", "message": "command completed" }') == CommandAnswer(
+        True, "command completed"
+    )
+    assert parse_line("") is None
+    assert parse_line(HEAD + '"type": "keepalive", ' + NEIGHBOR + "} }") is None
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "not json",
+        "[1, 2]",
+        '{"no": "type"}',
+        '{"type": "update", "neighbor": 42}',
+        '{"type": "state", "neighbor": {"address": {"peer": "banana"}, "asn": {"peer": 1}, "state": "up"}}',
+        UPDATE.replace('"10.65.1.2/32"', '"10.65.1.2/33"'),
+        UPDATE.replace('"origin": "igp"', '"origin": "sideways"'),
+    ],
+)
+def test_malformed_lines_raise(line: str) -> None:
+    with pytest.raises(MessageError):
+        parse_line(line)
+
+
+def test_commands_batch_prefixes() -> None:
+    prefixes = [ip_network(f"10.65.{i // 256}.{i % 256}/32") for i in range(commands.NLRI_PER_COMMAND + 1)]
+    lines = commands.announce(
+        ip_address("10.0.0.2"), prefixes, commands.Export(local_pref=200, communities=((64512, 1),))
+    )
+    assert len(lines) == 2
+    assert lines[0].startswith(
+        "neighbor 10.0.0.2 announce attributes next-hop self origin igp "
+        "local-preference 200 community [ 64512:1 ] nlri 10.65.0.0/32 10.65.0.1/32"
+    )
+    assert commands.withdraw(ip_address("10.0.0.2"), prefixes[:2]) == [
+        "neighbor 10.0.0.2 withdraw attributes next-hop self nlri 10.65.0.0/32 10.65.0.1/32"
+    ]
+    assert commands.announce(ip_address("10.0.0.2"), [], commands.Export()) == []
+
+
+def test_reflection_attributes_text() -> None:
+    export = commands.Export(
+        next_hop=ip_address("10.0.0.12"),
+        as_path=(65001,),
+        med=5,
+        originator_id=IPv4Address("10.0.0.12"),
+        cluster_list=(IPv4Address("10.0.0.254"),),
+    )
+    assert export.text() == (
+        "next-hop 10.0.0.12 origin igp as-path [ 65001 ] med 5 "
+        "originator-id 10.0.0.12 cluster-list [ 10.0.0.254 ]"
+    )
+
+
+CONFIG = """\
+name: h1
+router_id: 10.0.0.11
+asn: 64512
+fabric: {interface: eth1, address: 10.0.0.11}
+pools: [10.65.0.0/16]
+mesh: full
+mesh_nodes: [10.0.0.11, 10.0.0.12, 10.0.0.5]
+peers:
+  - {address: 10.1.1.0, kind: ebgp, asn: 65001, password: 's3"cret', hold_time: 9, graceful_restart: false}
+"""
+
+
+def test_render_config() -> None:
+    cfg = parse_config(CONFIG, "h1.yaml")
+    text = render_config(cfg, Path("/run/routed/bgp-h1/api.sock"))
+    assert "run " in text and "-m bgp.exabgp.relay /run/routed/bgp-h1/api.sock;" in text
+    assert "neighbor 10.1.1.0 {" in text and "peer-as 65001;" in text and "hold-time 9;" in text
+    assert 'md5-password "s3\\"cret";' in text
+    assert (
+        "neighbor 10.0.0.12 {" in text
+        and "neighbor 10.0.0.5 {" in text
+        and "neighbor 10.0.0.11 {" not in text
+    )
+    ebgp = text.split("neighbor 10.1.1.0 {")[1].split("\n}")[0]
+    assert "graceful-restart" not in ebgp
+    mesh = text.split("neighbor 10.0.0.12 {")[1].split("\n}")[0]
+    assert "graceful-restart 120;" in mesh and "ipv4 unicast;" in mesh and "ipv6 unicast;" in mesh
+    env = render_environment(cfg)
+    assert env["exabgp.tcp.bind"] == "10.0.0.11" and env["exabgp.api.cli"] == "false"
+
+
+def test_one_side_opens_each_session() -> None:
+    cfg = parse_config(CONFIG, "h1.yaml")
+    peers = {str(p.address): p for p in cfg.resolved_peers()}
+    assert not is_passive(cfg, peers["10.0.0.12"])  # we have the lower address: we connect
+    assert is_passive(cfg, peers["10.0.0.5"])
+    assert not is_passive(cfg, peers["10.1.1.0"])
