@@ -160,7 +160,7 @@ def _print_workloads(items: list[dict[str, Any]], as_json: bool) -> None:
 
 def cmd_workload(args: argparse.Namespace) -> int:
     from routed import api
-    from routed.daemon import workload_json
+    from routed.views import workload_json
 
     cfg = _config(args.config)
     request: dict[str, Any] = {"id": getattr(args, "id", None)}
@@ -219,9 +219,9 @@ async def _workload_direct(cfg: NodeConfig, args: argparse.Namespace) -> Any:
 
 
 def cmd_routes(args: argparse.Namespace) -> int:
-    from routed.daemon import route_json
     from routed.fib.kernel import NetlinkKernel
     from routed.fib.routes import MAIN_TABLE
+    from routed.views import route_json
 
     table = MAIN_TABLE
     if args.config != DEFAULT_CONFIG or Path(args.config).exists():

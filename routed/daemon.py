@@ -18,38 +18,18 @@ from bgp.speaker import Speaker
 from routed.api import ApiError, ApiServer
 from routed.config import NodeConfig
 from routed.dataplane import sysctl
-from routed.dataplane.workload import WorkloadError, WorkloadSpec
+from routed.dataplane.workload import WorkloadError
 from routed.fib.kernel import NetlinkKernel
 from routed.fib.reconciler import Reconciler
 from routed.fib.routes import Route
 from routed.log import event
+from routed.views import route_json, workload_json
 from routed.workloads.manager import NotFound, UsageError, WorkloadManager
 from routed.workloads.store import WorkloadStore
 
 log = logging.getLogger("routed.daemon")
 
 SOURCES = ("local", "bgp")  # precedence: a local workload's route beats any learned one
-
-
-def workload_json(spec: WorkloadSpec) -> dict[str, Any]:
-    return {
-        "id": spec.id,
-        "netns": spec.netns,
-        "ips": [str(ip) for ip in spec.ips],
-        "ifname": spec.ifname,
-        "host_ifname": spec.host_ifname,
-    }
-
-
-def route_json(route: Route) -> dict[str, Any]:
-    return {
-        "dst": str(route.dst),
-        "table": route.table,
-        "nexthops": [
-            {"gateway": str(h.gateway)} if h.gateway is not None else {"device": h.device}
-            for h in route.nexthops
-        ],
-    }
 
 
 class Daemon:

@@ -1,0 +1,1 @@
+"""Benchmarks: timing targets live here, never in the test suite."""
