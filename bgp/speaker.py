@@ -22,6 +22,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
+from bgp import reflection
 from bgp.decision import Selection
 from bgp.exabgp import commands
 from bgp.exabgp.config import render_config, render_environment
@@ -40,9 +41,11 @@ from bgp.model import (
     RouteUpdate,
 )
 from bgp.policy import ImportPolicy
+from bgp.reflection import Role
 from bgp.rib import Changes, Rib, UpdateResult
-from routed.config import NodeConfig
+from routed.config import NodeConfig, PeerKind
 from routed.config import Peer as PeerConfig
+from routed.config.schema import ExportMode
 from routed.fib.reconciler import Reconciler
 from routed.fib.routes import RouteKey, gateway_route
 from routed.log import event
@@ -81,6 +84,16 @@ class Speaker:
         self.rib = Rib(self.policy, cfg.bgp.max_paths)
         self.peers: dict[IPAddress, PeerStatus] = {p.address: PeerStatus(p) for p in cfg.resolved_peers()}
         self.local: set[IPNetwork] = set()
+        self.me = reflection.Speaker(
+            router_id=cfg.router_id,
+            asn=cfg.asn,
+            cluster_id=cfg.effective_cluster_id,
+            local_pref=cfg.bgp.local_preference,
+            communities=tuple((int(a), int(b)) for a, b in (c.split(":") for c in cfg.bgp.communities)),
+            pools=tuple(cfg.pools),
+        )
+        # Adj-RIB-Out: what each peer has been sent, so only differences go out
+        self._out: dict[IPAddress, dict[IPNetwork, commands.Export]] = {a: {} for a in self.peers}
         self.supervisor = ExaBgpSupervisor(
             runtime_dir, lambda path: render_config(cfg, path), render_environment(cfg), self._on_channel
         )
@@ -106,6 +119,7 @@ class Speaker:
         timeout = self.cfg.bgp.graceful_restart.restart_time
         ready_timer = loop.call_later(timeout, self._mark_ready, f"no End-of-RIB within {timeout}s")
         writer = asyncio.create_task(self._write_loop(), name="bgp-writer")
+        self._refresh(self.cfg.pools)  # aggregates for peers that get `export: aggregate`
         try:
             await self._wait_for_fabric_address()
             await self.supervisor.run()
@@ -150,37 +164,64 @@ class Speaker:
 
     def set_local_prefixes(self, prefixes: Iterable[IPNetwork]) -> None:
         wanted = set(prefixes)
-        added, removed = wanted - self.local, self.local - wanted
+        changed = wanted ^ self.local
         self.local = wanted
-        if not (added or removed):
+        if not changed:
             return
-        for address, status in self.peers.items():
-            self._queue(commands.withdraw(address, self._same_family(address, removed)))
-            self._queue(
-                commands.announce(address, self._same_family(address, added), self._export(status.config))
-            )
-        self._apply(self.rib.set_policy(self.policy.with_local_prefixes(wanted)))
+        changes: Changes = {}
+        self._merge(changes, self.rib.set_policy(self.policy.with_local_prefixes(wanted)))
+        self._program(changes, also=changed)
 
     @staticmethod
-    def _same_family(peer: IPAddress, prefixes: Iterable[IPNetwork]) -> list[IPNetwork]:
-        # next-hop self is the session's own address, so each family goes over its own sessions
-        return [p for p in prefixes if p.version == peer.version]
+    def _role(peer: PeerConfig) -> Role:
+        if peer.kind is PeerKind.CLIENT:
+            return Role.CLIENT
+        if peer.kind is PeerKind.EBGP:
+            return Role.EBGP
+        return Role.NONCLIENT
 
-    def _export(self, peer: PeerConfig) -> commands.Export:
-        ebgp = peer.asn is not None and peer.asn != self.cfg.asn
-        communities = tuple(tuple(int(x) for x in c.split(":")) for c in self.cfg.bgp.communities)
-        return commands.Export(
-            local_pref=None if ebgp else self.cfg.bgp.local_preference,
-            communities=communities,  # type: ignore[arg-type]
-        )
+    def _desired(self, address: IPAddress, status: PeerStatus, prefix: IPNetwork) -> commands.Export | None:
+        if prefix.version != address.version:
+            return None  # next hops are session addresses: each family over its own sessions
+        target = self._role(status.config)
+        if status.config.export is ExportMode.AGGREGATE:
+            aggregate = prefix in self.cfg.pools
+            return reflection.local_export(self.me, target) if aggregate else None
+        selection = self.rib.selection(prefix)
+        best = selection.best if selection else None
+        source_status = self.peers.get(best.peer.address) if best else None
+        source = self._role(source_status.config) if source_status else None
+        return reflection.advertise(self.me, address, target, prefix in self.local, best, source)
+
+    def _refresh(self, prefixes: Iterable[IPNetwork]) -> None:
+        """Send each peer the difference between what it should have and what it has."""
+        prefixes = list(prefixes)
+        for address, status in self.peers.items():
+            sent = self._out[address]
+            announce: dict[commands.Export, list[IPNetwork]] = {}
+            withdraw: list[IPNetwork] = []
+            for prefix in prefixes:
+                want = self._desired(address, status, prefix)
+                if want == sent.get(prefix):
+                    continue
+                if want is None:
+                    del sent[prefix]
+                    withdraw.append(prefix)
+                else:
+                    sent[prefix] = want
+                    announce.setdefault(want, []).append(prefix)
+            self._queue(commands.withdraw(address, withdraw))
+            for export, group in announce.items():
+                self._queue(commands.announce(address, group, export))
 
     def _announce_everything(self) -> None:
-        for address, status in self.peers.items():
-            self._queue(
-                commands.announce(
-                    address, self._same_family(address, self.local), self._export(status.config)
-                )
-            )
+        """A new ExaBGP knows nothing: give it every peer's Adj-RIB-Out again."""
+        for address, sent in self._out.items():
+            grouped: dict[commands.Export, list[IPNetwork]] = {}
+            for prefix, export in sent.items():
+                grouped.setdefault(export, []).append(prefix)
+            for export, group in grouped.items():
+                self._queue(commands.announce(address, group, export))
 
     # --- ExaBGP channel ---------------------------------------------------------
 
@@ -361,13 +402,10 @@ class Speaker:
                     )
                 )
 
-    def _apply(self, result: UpdateResult) -> None:
-        changes: Changes = {}
-        self._merge(changes, result)
-        self._program(changes)
-
-    def _program(self, changes: Changes) -> None:
-        if not changes:
+    def _program(self, changes: Changes, also: Iterable[IPNetwork] = ()) -> None:
+        """Hand RIB changes to the FIB and to every peer's Adj-RIB-Out."""
+        self._refresh(set(changes) | set(also))
+        if not changes or not self.cfg.installs_learned_routes:
             return
         upsert = []
         remove: list[RouteKey] = []

@@ -173,10 +173,16 @@ def cmd_workload(args: argparse.Namespace) -> int:
         request.update(netns=args.netns, ips=args.ip, ifname=args.ifname)
     op = {"add": "workload.add", "del": "workload.del", "list": "workload.list"}[args.action]
     try:
-        result = api.call(cfg.api.socket, op, **request)
-    except api.DaemonNotRunning:
-        result = asyncio.run(_workload_direct(cfg, args))
-        result = [workload_json(w) for w in result] if args.action == "list" else workload_json(result)
+        try:
+            result = api.call(cfg.api.socket, op, **request)
+        except api.DaemonNotRunning:
+            try:
+                result = asyncio.run(_workload_direct(cfg, args))
+                result = (
+                    [workload_json(w) for w in result] if args.action == "list" else workload_json(result)
+                )
+            except DaemonAppeared:
+                result = api.call(cfg.api.socket, op, **request)
     except api.ApiError as exc:
         raise CliError(str(exc), exc.exit_code) from exc
     if args.action == "list":
@@ -185,6 +191,21 @@ def cmd_workload(args: argparse.Namespace) -> int:
         verb = "attached" if args.action == "add" else "detached"
         print(f"{verb} {result['id']}: {' '.join(result['ips'])} (host veth {result['host_ifname']})")
     return EXIT_OK
+
+
+class DaemonAppeared(Exception):
+    pass
+
+
+def _no_daemon(socket_path: str) -> None:
+    """Called under the store lock: if a daemon came up meanwhile, it must do the work."""
+    from routed import api
+
+    try:
+        api.call(socket_path, "status", timeout=5)
+    except (api.DaemonNotRunning, api.ApiError, OSError):
+        return
+    raise DaemonAppeared
 
 
 async def _workload_direct(cfg: NodeConfig, args: argparse.Namespace) -> Any:
@@ -204,10 +225,12 @@ async def _workload_direct(cfg: NodeConfig, args: argparse.Namespace) -> Any:
         if args.action == "add":
             sysctl.enable_forwarding(ipv6=any(p.version == 6 for p in cfg.pools))
             ips = [ipaddress.ip_address(ip) for ip in args.ip]
-            spec = await manager.add(args.id, args.netns, ips, args.ifname)
+            spec = await manager.add(
+                args.id, args.netns, ips, args.ifname, guard=lambda: _no_daemon(cfg.api.socket)
+            )
             await apply_once(kernel, spec.routes(cfg.fib.table), {r.key for r in spec.routes(cfg.fib.table)})
         else:
-            spec = await manager.delete(args.id)
+            spec = await manager.delete(args.id, guard=lambda: _no_daemon(cfg.api.socket))
             await apply_once(kernel, [], {r.key for r in spec.routes(cfg.fib.table)})
         return spec
     except UsageError as exc:

@@ -61,15 +61,21 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         sysctl.enable_forwarding(ipv6=any(p.version == 6 for p in self.cfg.pools))
-        await self.api.start()
+        # The API opens under the store lock: a CLI acting without a daemon either
+        # finished before we read the store, or finds our socket and uses it.
+        with self.workloads.store.locked():
+            await self.api.start()
+            stored = self.workloads.take_over()
         fib = asyncio.create_task(self.reconciler.run(), name="fib")
         bgp: asyncio.Task[None] | None = None
         try:
-            failed = await self.workloads.restore()
+            failed = await self.workloads.restore(stored)
             self.reconciler.mark_ready("local")
             # BGP marks itself ready after End-of-RIB from every peer; until then
             # learned routes left by a previous run stay in the kernel (graceful restart).
             bgp = asyncio.create_task(self.speaker.run(), name="bgp")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.reconciler.wait_in_sync(), 10)
             log.info(
                 event(
                     "started",

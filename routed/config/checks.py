@@ -7,7 +7,7 @@ the right line of the file.
 from __future__ import annotations
 
 from routed.config.document import FieldProblem
-from routed.config.schema import IBGP_KINDS, NodeConfig, PeerKind, Role
+from routed.config.schema import IBGP_KINDS, ExportMode, NodeConfig, PeerKind, Role
 from routed.config.yamlmarks import Path
 
 
@@ -75,6 +75,14 @@ def cross_field_problems(cfg: NodeConfig) -> list[FieldProblem]:
             add(
                 (*where, "kind"),
                 f"kind: {peer.kind.value} is only for role: reflector; a node peers with kind: reflector",
+            )
+        if peer.export is ExportMode.AGGREGATE and peer.kind is not PeerKind.EBGP:
+            add((*where, "export"), "export: aggregate is for ebgp peers; iBGP peers need every /32")
+        if peer.export is ExportMode.AGGREGATE and not cfg.installs_learned_routes:
+            add(
+                (*where, "export"),
+                "export: aggregate attracts traffic for the whole pool, so this node must "
+                "forward it: set fib.install_learned: true",
             )
         if peer.kind is PeerKind.REFLECTOR and cfg.role is Role.REFLECTOR:
             add(

@@ -125,14 +125,29 @@ class Fabric(Strict):
     address: Address
 
 
+def _peer_address(value: Any) -> Any:
+    if isinstance(value, str) and "/" in value:
+        raise ValueError(
+            f"{value!r} is a subnet; dynamic peers are not supported (ExaBGP needs every "
+            "neighbour listed), so list each client's address as its own peer"
+        )
+    return _parse_ip(value)
+
+
+class ExportMode(StrEnum):
+    ROUTES = "routes"  # every workload /32 (/128)
+    AGGREGATE = "aggregate"  # the pool prefixes only
+
+
 class Peer(Strict):
-    address: Address
+    address: Annotated[IPAddress, BeforeValidator(_peer_address)]
     asn: Asn | None = None  # defaults to our own AS for iBGP kinds
     kind: PeerKind
     description: str = ""
     password: str | None = Field(default=None, min_length=1, max_length=80)
     hold_time: HoldTime | None = None
     graceful_restart: bool | None = None
+    export: ExportMode = ExportMode.ROUTES
 
     _asn = field_validator("asn")(lambda cls, v: v if v is None else _check_asn(v))
     _hold = field_validator("hold_time")(lambda cls, v: v if v is None else _check_hold_time(v))
@@ -196,6 +211,8 @@ class Fib(Strict):
 
     resync_interval: float = Field(default=60.0, ge=1.0, le=86400.0)
     table: int = Field(default=254, ge=1, le=4294967295)
+    # install learned routes in the kernel; default: yes on nodes, no on reflectors
+    install_learned: bool | None = None
 
 
 class Workload(Strict):
@@ -250,6 +267,12 @@ class NodeConfig(Strict):
         if not PurePosixPath(value).is_absolute():
             raise ValueError(f"{value!r} must be an absolute path, e.g. /var/lib/routed")
         return value
+
+    @property
+    def installs_learned_routes(self) -> bool:
+        if self.fib.install_learned is not None:
+            return self.fib.install_learned
+        return self.role is Role.NODE
 
     @property
     def effective_cluster_id(self) -> IPv4Address | None:

@@ -213,6 +213,9 @@ class NetlinkKernel:
         listener = async_iproute(self._netns, groups=groups)
         try:
             await listener.bind(groups=groups)
+            # Changes made before the subscription took effect are not in any event:
+            # tell the reconciler to read the kernel afresh now that nothing can slip by.
+            yield EventsLost()
             while True:
                 try:
                     async for msg in listener.get():

@@ -186,6 +186,8 @@ class Reconciler:
         self.stats.replaced += len(plan.replace)
         self.stats.deleted += len(plan.delete)
         self.stats.failures += len(failures)
+        if not full and any(f.reason.startswith("EEXIST") for f in failures):
+            self._full_due = True  # a route of another protocol appeared in between: re-read
         for failure in failures:
             log.error(
                 event(

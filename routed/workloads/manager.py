@@ -52,13 +52,19 @@ class WorkloadManager:
         if self._on_change is not None:
             self._on_change(self.routes())
 
-    async def restore(self) -> list[str]:
+    def take_over(self) -> dict[str, WorkloadSpec]:
+        """The workloads to restore: stored plus configured. The caller holds the store lock."""
+        stored = self.store.load()
+        for declared in self.cfg.workloads:
+            stored[declared.id] = WorkloadSpec(declared.id, declared.netns, declared.ips, declared.ifname)
+        self.store.save(stored)
+        return stored
+
+    async def restore(self, stored: dict[str, WorkloadSpec] | None = None) -> list[str]:
         """Attach every configured and stored workload; returns the ids that failed."""
-        with self.store.locked():
-            stored = self.store.load()
-            for declared in self.cfg.workloads:
-                stored[declared.id] = WorkloadSpec(declared.id, declared.netns, declared.ips, declared.ifname)
-            self.store.save(stored)
+        if stored is None:
+            with self.store.locked():
+                stored = self.take_over()
         failed = []
         for spec in stored.values():
             try:
@@ -67,12 +73,18 @@ class WorkloadManager:
                 # Keep it in the store: its namespace may come back (a container restart).
                 failed.append(spec.id)
                 log.error(event("workload_restore_failed", workload=spec.id, netns=spec.netns, reason=exc))
-        self._workloads = {k: v for k, v in stored.items() if k not in failed}
+        with self.store.locked():  # an API request may have added one meanwhile
+            self._workloads = {k: v for k, v in self.store.load().items() if k not in failed}
         self._changed()
         return failed
 
     async def add(
-        self, workload_id: str, netns: str, ips: Sequence[IPAddress] = (), ifname: str = "eth0"
+        self,
+        workload_id: str,
+        netns: str,
+        ips: Sequence[IPAddress] = (),
+        ifname: str = "eth0",
+        guard: Callable[[], None] | None = None,
     ) -> WorkloadSpec:
         if not WORKLOAD_ID.match(workload_id):
             raise UsageError(
@@ -82,6 +94,8 @@ class WorkloadManager:
         if not 1 <= len(ifname) <= 15:
             raise UsageError(f"interface name {ifname!r} must be 1-15 characters")
         with self.store.locked():
+            if guard is not None:
+                guard()  # e.g. "a daemon started meanwhile: go through it instead"
             current = self.store.load()
             existing = current.get(workload_id)
             if existing is not None:
@@ -131,8 +145,10 @@ class WorkloadManager:
         except (ipam.NotInPool, ipam.PoolExhausted) as exc:
             raise UsageError(str(exc)) from exc
 
-    async def delete(self, workload_id: str) -> WorkloadSpec:
+    async def delete(self, workload_id: str, guard: Callable[[], None] | None = None) -> WorkloadSpec:
         with self.store.locked():
+            if guard is not None:
+                guard()
             current = self.store.load()
             spec = current.get(workload_id)
             if spec is None:
