@@ -242,15 +242,17 @@ async def _workload_direct(cfg: NodeConfig, args: argparse.Namespace) -> Any:
 
 
 def cmd_routes(args: argparse.Namespace) -> int:
+    """Routes of proto routed: from the daemon (with why each won), else straight from the kernel."""
+    from routed import api
     from routed.fib.kernel import NetlinkKernel
     from routed.fib.routes import MAIN_TABLE
     from routed.views import route_json
 
-    table = MAIN_TABLE
-    if args.config != DEFAULT_CONFIG or Path(args.config).exists():
-        table = _config(args.config).fib.table
+    have_config = args.config != DEFAULT_CONFIG or Path(args.config).exists()
+    cfg = _config(args.config) if have_config else None
+    table = cfg.fib.table if cfg else MAIN_TABLE
 
-    async def read() -> list[dict[str, Any]]:
+    async def read_kernel() -> list[dict[str, Any]]:
         kernel = NetlinkKernel(table)
         try:
             view = await kernel.dump()
@@ -258,15 +260,13 @@ def cmd_routes(args: argparse.Namespace) -> int:
             await kernel.close()
         return [route_json(r) for r in view.ours.values()]
 
-    from routed import api
-
     try:
-        cfg_path = args.config if (args.config != DEFAULT_CONFIG or Path(args.config).exists()) else None
-        if cfg_path is None:
+        if cfg is None:
             raise api.DaemonNotRunning("no config")
-        routes = api.call(_config(cfg_path).api.socket, "routes")
+        routes = api.call(cfg.api.socket, "routes")
     except api.DaemonNotRunning:
-        routes = asyncio.run(read())
+        routes = asyncio.run(read_kernel())
+    routes.sort(key=lambda r: (":" in r["dst"], r["dst"]))
     if args.json:
         print(json.dumps(routes, indent=2))
         return EXIT_OK
@@ -274,7 +274,14 @@ def cmd_routes(args: argparse.Namespace) -> int:
         hops = " ".join(
             f"via {h['gateway']}" if "gateway" in h else f"dev {h['device']}" for h in r["nexthops"]
         )
-        print(f"{r['dst']:<20} {hops}")
+        line = f"{r['dst']:<20} {hops:<22}"
+        if r.get("source") == "local":
+            line += " local workload"
+        elif r.get("source") == "bgp":
+            line += f" bgp from {r['peer']} ({r['reason']})"
+            if r.get("originator_id"):
+                line += f" originator {r['originator_id']} cluster-list {','.join(r['cluster_list'])}"
+        print(line.rstrip())
     return EXIT_OK
 
 

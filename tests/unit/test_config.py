@@ -202,3 +202,18 @@ def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path / "missing.yaml")
     assert "cannot read the file" in str(info.value)
+
+
+def test_dynamic_clients_are_refused_clearly() -> None:
+    found = problems(GOOD.replace("{address: 10.0.0.1, kind: reflector}", "{address: 10.0.0.0/24, kind: reflector}"))
+    assert found[0][1] == "peers[0].address" and "dynamic peers are not supported" in found[0][2]
+
+
+def test_aggregate_export_rules() -> None:
+    ebgp = GOOD + "  - {address: 10.1.1.0, kind: ebgp, asn: 65001, export: aggregate}\n"
+    assert parse_config(ebgp, "n.yaml").peers[1].export.value == "aggregate"
+    found = problems(GOOD.replace("kind: reflector}", "kind: reflector, export: aggregate}"))
+    assert found[0][1] == "peers[0].export"
+    reflector = ebgp.replace("kind: reflector}", "kind: client}") + "role: reflector\n"
+    found = problems(reflector)
+    assert found[0][1] == "peers[1].export" and "fib.install_learned: true" in found[0][2]

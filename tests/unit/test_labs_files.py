@@ -22,6 +22,8 @@ def test_the_topologies_ship() -> None:
         "mesh.clab.yml",
         "tor-ebgp.clab.yml",
         "bird-interop.clab.yml",
+        "bird-rr.clab.yml",
+        "bird-clients.clab.yml",
     }
 
 

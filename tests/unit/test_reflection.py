@@ -9,9 +9,15 @@ import pytest
 from bgp.model import AsPathSegment, Attributes, Path, Peer
 from bgp.reflection import Role, Speaker, advertise, may_reflect
 
-RR = Speaker(router_id=IPv4Address("10.0.0.1"), asn=64512, cluster_id=IPv4Address("10.0.0.254"),
-             pools=(ip_network("10.65.0.0/16"),))
-NODE = Speaker(router_id=IPv4Address("10.0.0.11"), asn=64512, cluster_id=None, pools=(ip_network("10.65.0.0/16"),))
+RR = Speaker(
+    router_id=IPv4Address("10.0.0.1"),
+    asn=64512,
+    cluster_id=IPv4Address("10.0.0.254"),
+    pools=(ip_network("10.65.0.0/16"),),
+)
+NODE = Speaker(
+    router_id=IPv4Address("10.0.0.11"), asn=64512, cluster_id=None, pools=(ip_network("10.65.0.0/16"),)
+)
 PREFIX = ip_network("10.65.2.1/32")
 H2 = Peer(ip_address("10.0.0.12"), 64512, 64512, IPv4Address("10.0.0.12"))
 TOR = Peer(ip_address("10.1.1.0"), 65001, 64512, IPv4Address("10.1.1.0"))

@@ -1,0 +1,99 @@
+"""What the speaker queues for ExaBGP: per-peer Adj-RIB-Out, families, aggregates. No process runs."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, ip_address, ip_network
+from pathlib import Path
+
+from bgp.model import Attributes, Peer
+from bgp.speaker import Speaker
+from routed.config import parse_config
+from routed.fib.reconciler import Reconciler
+from tests.unit.fakekernel import FakeKernel
+
+NODE = """\
+name: h1
+router_id: 10.0.0.11
+asn: 64512
+fabric: {interface: eth1, address: 10.0.0.11}
+pools: [10.65.0.0/16, fd00:65::/48]
+peers:
+  - {address: 10.0.0.1, kind: reflector}
+  - {address: 10.1.1.0, kind: ebgp, asn: 65001, export: aggregate}
+fib: {install_learned: true}
+"""
+
+
+def make(text: str = NODE) -> Speaker:
+    cfg = parse_config(text, "h1.yaml")
+    return Speaker(cfg, Reconciler(FakeKernel(), sources=("local", "bgp")), Path("/nonexistent"))
+
+
+def queued(speaker: Speaker) -> list[str]:
+    lines = []
+    while not speaker._outbox.empty():
+        lines.append(speaker._outbox.get_nowait())
+    return lines
+
+
+def test_local_routes_to_ibgp_and_aggregate_to_ebgp() -> None:
+    speaker = make()
+    speaker._refresh(speaker.cfg.pools)
+    assert queued(speaker) == [
+        "neighbor 10.1.1.0 announce attributes next-hop self origin igp nlri 10.65.0.0/16"
+    ]
+    speaker.set_local_prefixes([ip_network("10.65.1.1/32"), ip_network("fd00:65::1/128")])
+    # the IPv6 /128 is not sent over the IPv4 sessions; the eBGP peer only ever gets the aggregate
+    assert queued(speaker) == [
+        "neighbor 10.0.0.1 announce attributes next-hop self origin igp nlri 10.65.1.1/32"
+    ]
+    speaker.set_local_prefixes([])
+    assert queued(speaker) == ["neighbor 10.0.0.1 withdraw attributes next-hop self nlri 10.65.1.1/32"]
+    speaker.set_local_prefixes([])
+    assert queued(speaker) == []
+
+
+def test_routes_ebgp_export_and_split_horizon() -> None:
+    speaker = make(NODE.replace(", export: aggregate", ""))
+    rr = Peer(ip_address("10.0.0.1"), 64512, 64512, IPv4Address("10.0.0.1"))
+    result = speaker.rib.update(
+        rr, [(ip_network("10.65.2.1/32"), Attributes(next_hop=ip_address("10.0.0.12")))]
+    )
+    speaker._program(result.changes)
+    # learned from our reflector: passed on to the eBGP ToR (next hop self), not back into iBGP
+    assert queued(speaker) == [
+        "neighbor 10.1.1.0 announce attributes next-hop self origin igp nlri 10.65.2.1/32"
+    ]
+
+
+def test_reflector_reflects_to_other_clients_with_attributes() -> None:
+    rr = make("""\
+name: rr1
+router_id: 10.0.0.1
+asn: 64512
+role: reflector
+cluster_id: 10.0.0.254
+fabric: {interface: eth1, address: 10.0.0.1}
+pools: [10.65.0.0/16]
+peers:
+  - {address: 10.0.0.11, kind: client}
+  - {address: 10.0.0.12, kind: client}
+  - {address: 10.0.0.2, kind: nonclient}
+""")
+    h2 = Peer(ip_address("10.0.0.12"), 64512, 64512, IPv4Address("10.0.0.12"))
+    result = rr.rib.update(h2, [(ip_network("10.65.2.1/32"), Attributes(next_hop=ip_address("10.0.0.12")))])
+    rr._program(result.changes)
+    attrs = (
+        "origin igp local-preference 100 originator-id 10.0.0.12 cluster-list [ 10.0.0.254 ] "
+        "nlri 10.65.2.1/32"
+    )
+    assert queued(rr) == [
+        f"neighbor 10.0.0.11 announce attributes next-hop 10.0.0.12 {attrs}",
+        f"neighbor 10.0.0.2 announce attributes next-hop 10.0.0.12 {attrs}",
+    ]
+    assert rr.fib.desired() == {}  # a reflector without workloads programs no FIB
+    rr._program(rr.rib.peer_down(h2.address))  # client gone: withdrawn from every other peer
+    assert queued(rr) == [
+        "neighbor 10.0.0.11 withdraw attributes next-hop self nlri 10.65.2.1/32",
+        "neighbor 10.0.0.2 withdraw attributes next-hop self nlri 10.65.2.1/32",
+    ]
