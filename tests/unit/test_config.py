@@ -205,7 +205,9 @@ def test_unreadable_file(tmp_path: Path) -> None:
 
 
 def test_dynamic_clients_are_refused_clearly() -> None:
-    found = problems(GOOD.replace("{address: 10.0.0.1, kind: reflector}", "{address: 10.0.0.0/24, kind: reflector}"))
+    found = problems(
+        GOOD.replace("{address: 10.0.0.1, kind: reflector}", "{address: 10.0.0.0/24, kind: reflector}")
+    )
     assert found[0][1] == "peers[0].address" and "dynamic peers are not supported" in found[0][2]
 
 
