@@ -21,14 +21,22 @@ say "routed lab up $LAB"
 "$ROUTED" lab down "$LAB" >/dev/null   # a previous demo may still be up
 "$ROUTED" lab up "$LAB"
 
+say "waiting for BGP: h1 learns h2's and h3's containers through the reflector rr1"
+for _ in $(seq 150); do
+    "$ROUTED" lab exec "$LAB" h1 -- ip route show 10.65.3.2 | grep -q via && break
+    sleep 0.2
+done
+
 say "routed lab exec $LAB h1 -- routed workload list"
 "$ROUTED" lab exec "$LAB" h1 -- routed workload list
 say "routed lab exec $LAB h1 -- routed routes"
 "$ROUTED" lab exec "$LAB" h1 -- routed routes
 say "h1's container web1 (10.65.1.1) pings its neighbour web2 (10.65.1.2) through the host"
 "$ROUTED" lab exec "$LAB" h1 -- ip netns exec web1 ping -c 2 -W 1 10.65.1.2
-say "h1 pings the route reflector across the fabric"
-"$ROUTED" lab exec "$LAB" h1 -- ping -c 2 -W 1 10.0.0.1
+say "h1's web1 (10.65.1.1) pings h3's web2 (10.65.3.2): routed, no encapsulation"
+"$ROUTED" lab exec "$LAB" h1 -- ip netns exec web1 ping -c 3 -W 1 10.65.3.2
+say "h2's web1 pings h1's web2"
+"$ROUTED" lab exec "$LAB" h2 -- ip netns exec web1 ping -c 2 -W 1 10.65.1.2
 
 say "the lab is up; look around:"
 cat <<EOF
