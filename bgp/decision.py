@@ -111,27 +111,28 @@ TIE_BREAKERS: tuple[tuple[Reason, Callable[[list[Path]], list[Path]]], ...] = (
 )
 
 
+def _narrow(
+    candidates: list[Path],
+    rules: tuple[tuple[Reason, Callable[[list[Path]], list[Path]]], ...],
+    reason: Reason,
+) -> tuple[list[Path], Reason]:
+    """Apply rules in order until one path is left; the last rule that removed a path is the reason."""
+    for rule_reason, rule in rules:
+        if len(candidates) == 1:
+            break
+        narrowed = rule(candidates)
+        if len(narrowed) < len(candidates):
+            reason = rule_reason
+        candidates = narrowed
+    return candidates, reason
+
+
 def select(paths: Sequence[Path], max_paths: int = 1) -> Selection | None:
     """The best path among `paths` (all for one prefix), why it won, and its ECMP set."""
     if not paths:
         return None
-    candidates = list(paths)
-    reason = Reason.ONLY_PATH
-    for rule_reason, rule in MULTIPATH_RULES:
-        if len(candidates) == 1:
-            break
-        narrowed = rule(candidates)
-        if len(narrowed) < len(candidates):
-            reason = rule_reason
-        candidates = narrowed
-    equal_cost = candidates
-    for rule_reason, rule in TIE_BREAKERS:
-        if len(candidates) == 1:
-            break
-        narrowed = rule(candidates)
-        if len(narrowed) < len(candidates):
-            reason = rule_reason
-        candidates = narrowed
+    equal_cost, reason = _narrow(list(paths), MULTIPATH_RULES, Reason.ONLY_PATH)
+    candidates, reason = _narrow(equal_cost, TIE_BREAKERS, reason)
     best = candidates[0]
     multipath = [best]
     seen = {best.attrs.next_hop}

@@ -214,18 +214,22 @@ class Reconciler:
         current = {r.key for r in plan.conflicts}
         for route in plan.conflicts:
             if route.key not in self._conflicts_logged:
-                log.warning(
-                    event(
-                        "route_conflict",
-                        prefix=route.dst,
-                        table=route.table,
-                        wanted=route,
-                        action="left the other protocol's route alone",
-                    )
-                )
+                _log_conflict(route)
         self._conflicts_logged |= current
         if full:
             self._conflicts_logged &= current
+
+
+def _log_conflict(route: Route) -> None:
+    log.warning(
+        event(
+            "route_conflict",
+            prefix=route.dst,
+            table=route.table,
+            wanted=route,
+            action="left the other protocol's route alone",
+        )
+    )
 
 
 async def apply_once(kernel: Kernel, desired: Iterable[Route], only: set[RouteKey]) -> RoutePlan:
@@ -239,15 +243,7 @@ async def apply_once(kernel: Kernel, desired: Iterable[Route], only: set[RouteKe
         {r.key: r for r in desired if r.key in only}, view.ours, view.foreign_keys(), only=only
     )
     for route in plan.conflicts:
-        log.warning(
-            event(
-                "route_conflict",
-                prefix=route.dst,
-                table=route.table,
-                wanted=route,
-                action="left the other protocol's route alone",
-            )
-        )
+        _log_conflict(route)
     failures = await kernel.apply(plan)
     for failure in failures:
         log.error(event("route_failed", action=failure.action, route=failure.route, reason=failure.reason))
