@@ -169,6 +169,12 @@ def test_exabgp_killed_is_restarted_and_daemon_killed_leaves_no_exabgp() -> None
         os.kill(daemons[0], signal.SIGKILL)
         wait_until(lambda: pids_in(lab.netns("h1"), "exabgp"), [], timeout=10, what="no ExaBGP left on h1")
         wait_until(lambda: pids_in(lab.netns("h1"), "bgp.exabgp.relay"), [], timeout=10, what="no relay left")
+        # SIGTERM stops ExaBGP cleanly, and the daemon with it
+        (h2_daemon,) = pids_in(lab.netns("h2"), "routed run")
+        os.kill(h2_daemon, signal.SIGTERM)
+        wait_until(lambda: pids_in(lab.netns("h2"), "exabgp"), [], timeout=15, what="no ExaBGP left on h2")
+        wait_until(lambda: "event=stopped node=h2" in lab.log("h2"), timeout=10)
+        assert "event=exabgp_stopped" in lab.log("h2")
 
 
 def test_malformed_messages_are_dropped_and_the_daemon_carries_on() -> None:

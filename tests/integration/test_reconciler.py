@@ -138,3 +138,58 @@ def test_invalid_config_changes_nothing(host: Host, namespaces: Namespaces) -> N
     assert sorted(sh("ip netns list").stdout.split()) == netns_before
     assert not (host.dir / "state").exists()
     assert not (host.dir / "api.sock").exists()
+
+
+def test_ecmp_and_replace_through_the_kernel(namespaces: Namespaces) -> None:
+    """Multipath routes, and a best-path change as one replace (the route never disappears)."""
+    netns = namespaces.add()
+    sh(["ip", "-n", netns, "link", "add", "fab0", "type", "veth", "peer", "name", "fab1"])
+    sh(["ip", "-n", netns, "addr", "add", "10.0.0.1/24", "dev", "fab0"])
+    sh(["ip", "-n", netns, "link", "set", "fab0", "up"])
+    sh(["ip", "-n", netns, "link", "set", "fab1", "up"])
+    script = textwrap.dedent("""
+        import asyncio, ipaddress, json
+        from routed.fib.kernel import NetlinkKernel
+        from routed.fib.reconciler import Reconciler
+        from routed.fib.routes import gateway_route
+        P = ipaddress.ip_network("10.65.2.1/32")
+        gw = lambda *a: tuple(ipaddress.ip_address(x) for x in a)
+        async def main():
+            kernel = NetlinkKernel(254)
+            rec = Reconciler(kernel, sources=("bgp",), resync_interval=3600)
+            rec.mark_ready("bgp")
+            task = asyncio.create_task(rec.run())
+            seen = []
+            for hops in (gw("10.0.0.12", "10.0.0.13"), gw("10.0.0.14"), gw("10.0.0.13", "10.0.0.12")):
+                rec.set_routes("bgp", [gateway_route(P, hops)])
+                await asyncio.sleep(0)
+                await rec.wait_in_sync()
+                view = await kernel.dump()
+                seen.append([str(h) for h in view.ours[(254, P)].nexthops])
+            print(json.dumps({"seen": seen, "stats": [rec.stats.added, rec.stats.replaced]}))
+            task.cancel()
+        asyncio.run(main())
+    """)
+    monitor = subprocess.Popen(["ip", "-n", netns, "monitor", "route"], stdout=subprocess.PIPE, text=True)
+    try:
+        out = subprocess.run(
+            ["ip", "netns", "exec", netns, sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        monitor.terminate()
+        events, _ = monitor.communicate(timeout=5)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["seen"] == [
+        ["via 10.0.0.12", "via 10.0.0.13"],
+        ["via 10.0.0.14"],
+        ["via 10.0.0.12", "via 10.0.0.13"],
+    ]
+    assert result["stats"] == [1, 2]  # one add, then two replaces
+    kernel_view = routes(netns, "10.65.2.1")
+    assert sorted(h["gateway"] for h in kernel_view[0]["nexthops"]) == ["10.0.0.12", "10.0.0.13"]
+    # never deleted in between: the monitor saw no "Deleted" for the prefix
+    assert "Deleted 10.65.2.1" not in events, events
