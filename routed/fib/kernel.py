@@ -1,38 +1,43 @@
-"""The kernel's routing table behind a small interface, and its netlink implementation.
+"""The kernel's routing table behind a small interface, and its rtnetlink implementation.
 
 The reconciler only sees `Kernel`; unit tests give it a fake, the daemon gives it
 `NetlinkKernel`. Every request carries ROUTE_PROTOCOL, and deletions name it, so
 the kernel itself refuses to delete a route of another protocol.
+
+Routes travel as raw rtnetlink messages (routed/fib/rtnl.py), hundreds per system
+call with one acknowledgement each; interface names come from pyroute2.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
-import ipaddress
 import logging
+import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl import RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_ROUTE
-
-from routed.dataplane.netns import async_iproute
+from routed.dataplane.netns import async_iproute, entered, netns_path
+from routed.fib import rtnl
 from routed.fib.plan import RoutePlan
 from routed.fib.routes import ROUTE_PROTOCOL, NextHop, Route, RouteKey
 from routed.log import event
 
 log = logging.getLogger("routed.fib")
 
-SCOPE_UNIVERSE = 0
-SCOPE_LINK = 253
-SCOPE_NOWHERE = 255
+SOL_NETLINK = 270
+NETLINK_CAP_ACK = 10  # acknowledgements without a copy of the request
+SO_RCVBUFFORCE = 33
+RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_ROUTE = 0x40, 0x400
+BATCH = 512  # requests per sendmsg; their acks fit the receive buffer many times over
+ACK_TIMEOUT = 10.0
 
 
 @dataclass(slots=True)
 class KernelView:
-    """What the kernel holds in our table: our routes, and how many foreign routes per prefix."""
+    """What the kernel holds in our table: our routes, and the foreign routes per prefix."""
 
     ours: dict[RouteKey, Route] = field(default_factory=dict)
     # Foreign routes per prefix, each identified by (protocol, metric): set semantics
@@ -69,7 +74,7 @@ class RouteEvent:
 
 @dataclass(frozen=True, slots=True)
 class EventsLost:
-    """The event socket overflowed: the view may be stale, a full resync is due."""
+    """The event socket overflowed (or just opened): the view may be stale, a full resync is due."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,30 +93,53 @@ class Kernel(Protocol):
 
 
 class NetlinkKernel:
-    """`Kernel` over pyroute2: one request socket and one event socket, kept open."""
+    """`Kernel` over rtnetlink: one request socket and one event socket, kept open."""
 
     def __init__(self, table: int, netns: str | None = None) -> None:
         self.table = table
         self._netns = netns
-        self._ipr: Any = None
+        self._sock: socket.socket | None = None
+        self._seq = 0
         self._names: dict[int, str] = {}
         self._indexes: dict[str, int] = {}
 
-    async def _requests(self) -> Any:
-        if self._ipr is None:
-            self._ipr = async_iproute(self._netns)
-        return self._ipr
+    def _open(self, groups: int = 0) -> socket.socket:
+        def make() -> socket.socket:
+            return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+
+        if self._netns:
+            with entered(netns_path(self._netns)):
+                sock = make()
+        else:
+            sock = make()
+        sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 64 << 20)
+        except PermissionError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
+        sock.bind((0, groups))
+        sock.setblocking(False)
+        return sock
+
+    def _requests(self) -> socket.socket:
+        if self._sock is None:
+            self._sock = self._open()
+        return self._sock
 
     async def close(self) -> None:
-        if self._ipr is not None:
-            self._ipr.close()
-            self._ipr = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) & 0x7FFFFFFF or 1
+        return self._seq
+
+    # --- interface names (few, slow-changing: pyroute2) -----------------------
 
     async def _refresh_links(self) -> None:
-        ipr = await self._requests()
-        names: dict[int, str] = {}
-        async for link in await ipr.link("dump"):
-            names[link["index"]] = link.get("ifname")
+        async with async_iproute(self._netns) as ipr:
+            names = {link["index"]: link.get("ifname") async for link in await ipr.link("dump")}
         self._names = names
         self._indexes = {name: index for index, name in names.items()}
 
@@ -120,120 +148,139 @@ class NetlinkKernel:
             await self._refresh_links()
         return self._names.get(index, f"if{index}")
 
-    async def _parse(self, msg: Any) -> RouteEvent | None:
-        """The route of a message in our table as an event; None for anything else."""
-        table = msg.get("table") or msg["table"]
-        if table != self.table or msg["family"] not in (socket.AF_INET, socket.AF_INET6):
+    async def _event(self, msg: rtnl.RouteMessage) -> RouteEvent | None:
+        if msg.table != self.table or msg.cloned:
             return None
-        dst_text = msg.get("dst") or ("0.0.0.0" if msg["family"] == socket.AF_INET else "::")
-        key: RouteKey = (table, ipaddress.ip_network(f"{dst_text}/{msg['dst_len']}"))
-        added = msg.get("event") != "RTM_DELROUTE"
-        if msg["proto"] != ROUTE_PROTOCOL:
-            return RouteEvent(added, key, False, None, (msg["proto"], msg.get("priority") or 0))
-        hops: list[NextHop] = []
-        multipath = msg.get("multipath")
-        if multipath:
-            for hop in multipath:
-                gateway = hop.get("gateway")
-                hops.append(
-                    NextHop(gateway=ipaddress.ip_address(gateway))
-                    if gateway
-                    else NextHop(device=await self._device_name(hop["oif"]))
-                )
-        elif msg.get("gateway"):
-            hops.append(NextHop(gateway=ipaddress.ip_address(msg.get("gateway"))))
-        elif msg.get("oif"):
-            hops.append(NextHop(device=await self._device_name(msg.get("oif"))))
-        route = Route(dst=key[1], nexthops=tuple(hops), table=table) if hops else None
-        return RouteEvent(added, key, True, route if added else None)
+        key: RouteKey = (msg.table, msg.dst)
+        added = msg.kind == rtnl.RTM_NEWROUTE
+        if msg.protocol != ROUTE_PROTOCOL:
+            return RouteEvent(added, key, False, None, (msg.protocol, msg.priority))
+        hops = [
+            NextHop(gateway=h.gateway)
+            if h.gateway is not None
+            else NextHop(device=await self._device_name(h.ifindex))
+            for h in msg.hops
+        ]
+        route = Route(dst=msg.dst, nexthops=tuple(hops), table=msg.table) if hops and added else None
+        return RouteEvent(added, key, True, route)
+
+    # --- dump ------------------------------------------------------------------------
 
     async def dump(self) -> KernelView:
-        ipr = await self._requests()
+        loop = asyncio.get_running_loop()
+        sock = self._requests()
         await self._refresh_links()
         view = KernelView()
         for family in (socket.AF_INET, socket.AF_INET6):
-            async for msg in await ipr.route("dump", family=family, table=self.table):
-                parsed = await self._parse(msg)
-                if parsed is not None:
-                    view.apply_event(parsed)
+            seq = self._next_seq()
+            await loop.sock_sendall(sock, rtnl.dump_request(seq, family))
+            done = False
+            while not done:
+                data = await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), ACK_TIMEOUT)
+                for kind, _, msg_seq, payload in rtnl.messages(data):
+                    if msg_seq != seq:
+                        continue
+                    if kind == rtnl.NLMSG_DONE:
+                        done = True
+                    elif kind == rtnl.NLMSG_ERROR:
+                        raise OSError(rtnl.error_code(payload), "route dump failed")
+                    elif kind == rtnl.RTM_NEWROUTE:
+                        decoded = rtnl.decode(kind, payload)
+                        ev = await self._event(decoded) if decoded else None
+                        if ev is not None:
+                            view.apply_event(ev)
         return view
 
-    def _request(self, route: Route) -> dict[str, Any]:
-        request: dict[str, Any] = {
-            "dst": str(route.dst),
-            "table": route.table,
-            "proto": ROUTE_PROTOCOL,
-            "family": socket.AF_INET if route.dst.version == 4 else socket.AF_INET6,
-        }
+    # --- apply -----------------------------------------------------------------------
+
+    def _encode(self, action: str, route: Route, seq: int) -> bytes:
         if route.is_link_scope:
             device = route.nexthops[0].device
             assert device is not None
             index = self._indexes.get(device)
             if index is None:
                 raise LookupError(f"device {device} does not exist")
-            request.update(oif=index, scope=SCOPE_LINK)
-        elif len(route.nexthops) == 1:
-            request.update(gateway=str(route.nexthops[0].gateway), scope=SCOPE_UNIVERSE)
-        else:
-            request.update(
-                multipath=[{"gateway": str(h.gateway)} for h in route.nexthops],
-                scope=SCOPE_UNIVERSE,
-            )
-        return request
+            return rtnl.encode(action, seq, route.dst, route.table, ROUTE_PROTOCOL, oif=index)
+        if action == "delete":
+            return rtnl.encode(action, seq, route.dst, route.table, ROUTE_PROTOCOL)
+        gateways = tuple(h.gateway for h in route.nexthops if h.gateway is not None)
+        return rtnl.encode(action, seq, route.dst, route.table, ROUTE_PROTOCOL, gateways=gateways)
 
     async def apply(self, plan: RoutePlan) -> list[RouteFailure]:
-        ipr = await self._requests()
         if any(r.is_link_scope for r in (*plan.add, *plan.replace)):
             await self._refresh_links()
+        steps: list[tuple[str, Route]] = [("add", r) for r in plan.add]
+        steps += [("replace", r) for r in plan.replace]
+        steps += [("delete", r) for r in plan.delete]
         failures: list[RouteFailure] = []
-        steps = [("add", r) for r in plan.add] + [("replace", r) for r in plan.replace]
-        for action, route in steps:
-            try:
-                await ipr.route(action, **self._request(route))
-            except (NetlinkError, LookupError) as exc:
-                failures.append(RouteFailure(route, action, _reason(exc)))
-        for route in plan.delete:
-            try:
-                # Naming the protocol makes the kernel match only our route.
-                await ipr.route(
-                    "del",
-                    dst=str(route.dst),
-                    table=route.table,
-                    proto=ROUTE_PROTOCOL,
-                    scope=SCOPE_NOWHERE,  # as `ip route del` does: match any scope
-                    family=socket.AF_INET if route.dst.version == 4 else socket.AF_INET6,
-                )
-            except NetlinkError as exc:
-                if exc.code != errno.ESRCH:
-                    failures.append(RouteFailure(route, "delete", _reason(exc)))
+        for start in range(0, len(steps), BATCH):
+            failures += await self._batch(steps[start : start + BATCH])
         return failures
 
-    async def events(self) -> AsyncIterator[RouteEvent | EventsLost]:
-        groups = RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE
-        listener = async_iproute(self._netns, groups=groups)
+    async def _batch(self, steps: Iterable[tuple[str, Route]]) -> list[RouteFailure]:
+        loop = asyncio.get_running_loop()
+        sock = self._requests()
+        failures: list[RouteFailure] = []
+        pending: dict[int, tuple[str, Route]] = {}
+        chunks: list[bytes] = []
+        for action, route in steps:
+            seq = self._next_seq()
+            try:
+                chunks.append(self._encode(action, route, seq))
+            except LookupError as exc:
+                failures.append(RouteFailure(route, action, str(exc)))
+                continue
+            pending[seq] = (action, route)
+        if not pending:
+            return failures
+        await loop.sock_sendall(sock, b"".join(chunks))
         try:
-            await listener.bind(groups=groups)
+            while pending:
+                data = await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), ACK_TIMEOUT)
+                for kind, _, seq, payload in rtnl.messages(data):
+                    if kind != rtnl.NLMSG_ERROR or seq not in pending:
+                        continue
+                    action, route = pending.pop(seq)
+                    code = rtnl.error_code(payload)
+                    if code and not (action == "delete" and code == errno.ESRCH):
+                        failures.append(
+                            RouteFailure(
+                                route, action, f"{errno.errorcode.get(code, code)}: {os.strerror(code)}"
+                            )
+                        )
+        except (TimeoutError, OSError) as exc:
+            # lost acknowledgements: we cannot tell what happened; the next resync will
+            for action, route in pending.values():
+                failures.append(RouteFailure(route, action, f"no acknowledgement ({exc!r})"))
+        return failures
+
+    # --- events ---------------------------------------------------------------------------
+
+    async def events(self) -> AsyncIterator[RouteEvent | EventsLost]:
+        loop = asyncio.get_running_loop()
+        listener = self._open(RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE)
+        try:
             # Changes made before the subscription took effect are not in any event:
             # tell the reconciler to read the kernel afresh now that nothing can slip by.
             yield EventsLost()
             while True:
                 try:
-                    async for msg in listener.get():
-                        if msg.get("event") not in ("RTM_NEWROUTE", "RTM_DELROUTE"):
-                            continue
-                        parsed = await self._parse(msg)
-                        if parsed is not None:
-                            yield parsed
+                    data = await loop.sock_recv(listener, 1 << 22)
                 except OSError as exc:
                     if exc.errno != errno.ENOBUFS:
                         raise
                     log.warning(event("netlink_events_lost", reason="receive buffer overflow"))
                     yield EventsLost()
+                    continue
+                for kind, _, _, payload in rtnl.messages(data):
+                    if kind not in (rtnl.RTM_NEWROUTE, rtnl.RTM_DELROUTE):
+                        continue
+                    _, _, rtm_table = rtnl.protocol_and_table(payload)
+                    if rtm_table not in (self.table, rtnl.RT_TABLE_COMPAT):
+                        continue  # not our table: skip without decoding
+                    decoded = rtnl.decode(kind, payload)
+                    ev = await self._event(decoded) if decoded else None
+                    if ev is not None:
+                        yield ev
         finally:
             listener.close()
-
-
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, NetlinkError):
-        return f"{errno.errorcode.get(exc.code, exc.code)}: {exc.args[-1] if exc.args else ''}".strip()
-    return str(exc)

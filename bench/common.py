@@ -1,0 +1,207 @@
+"""Shared pieces of the benchmarks: a two-node lab with a BIRD2 injector, receivers, memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from routed.lab import runner
+from routed.lab.topology import Topology, load_topology
+
+RESULTS = Path(os.environ.get("ROUTED_BENCH_RESULTS", Path(__file__).resolve().parents[1] / "bench-results"))
+RECEIVERS = ("routed", "bird", "frr")
+
+
+def prefixes(count: int, base: int = (10 << 24) | (100 << 16)) -> list[str]:
+    """`count` distinct /32s from 10.100.0.0 up."""
+    return [f"{(v >> 24) & 255}.{(v >> 16) & 255}.{(v >> 8) & 255}.{v & 255}" for v in range(base, base + count)]
+
+
+def injector_config(count: int) -> str:
+    """BIRD2 with `count` static /32s, kept back until `birdc enable injected`, and a session to rx."""
+    routes = "\n".join(f"    route {ip}/32 via 10.0.0.1;" for ip in prefixes(count))
+    return textwrap.dedent(f"""\
+        router id 10.0.0.1;
+        protocol device {{}}
+        protocol static injected {{
+            disabled;
+            ipv4;
+        {routes}
+        }}
+        protocol bgp receiver {{
+            local 10.0.0.1 as 64512;
+            neighbor 10.0.0.2 as 64512;
+            hold time 90;
+            connect retry time 1;
+            ipv4 {{ import none; export where proto = "injected"; next hop self; }};
+        }}
+    """)
+
+
+def receiver_files(kind: str, hold_time: int = 90) -> dict[str, tuple[str, str]]:
+    """{file name: (content, target path in the node)} for a receiving daemon."""
+    if kind == "routed":
+        return {"rx.yaml": (textwrap.dedent(f"""\
+            name: rx
+            router_id: 10.0.0.2
+            asn: 64512
+            fabric: {{interface: eth1, address: 10.0.0.2}}
+            pools: [10.100.0.0/14]
+            bgp: {{hold_time: {hold_time}}}
+            peers:
+              - {{address: 10.0.0.1, kind: mesh}}
+            """), "/etc/routed/routed.yaml")}
+    if kind == "bird":
+        return {"rx.conf": (textwrap.dedent(f"""\
+            router id 10.0.0.2;
+            protocol device {{}}
+            protocol direct {{ ipv4; interface "eth*"; }}
+            protocol kernel {{ ipv4 {{ import none; export where source = RTS_BGP; }}; merge paths on; }}
+            protocol bgp inj {{
+                local 10.0.0.2 as 64512;
+                neighbor 10.0.0.1 as 64512;
+                hold time {hold_time};
+                ipv4 {{ import all; export none; }};
+            }}
+            """), "/etc/bird/bird.conf")}
+    if kind == "frr":
+        return {"frr.conf": (textwrap.dedent(f"""\
+            frr defaults traditional
+            hostname rx
+            router bgp 64512
+             bgp router-id 10.0.0.2
+             no bgp ebgp-requires-policy
+             no bgp network import-check
+             neighbor 10.0.0.1 remote-as 64512
+             neighbor 10.0.0.1 timers 30 {hold_time}
+             address-family ipv4 unicast
+              neighbor 10.0.0.1 activate
+             exit-address-family
+            """), "/etc/frr/frr.conf")}
+    raise ValueError(kind)
+
+
+@contextmanager
+def two_node_lab(receiver: str, count: int, hold_time: int = 90) -> Iterator[Topology]:
+    """inj (BIRD2 with `count` static /32s) --eth1-- rx (the receiver), up for the block."""
+    with tempfile.TemporaryDirectory(prefix="routed-bench-") as tmp:
+        base = Path(tmp)
+        (base / "inj.conf").write_text(injector_config(count))
+        binds = []
+        for name, (content, target) in receiver_files(receiver, hold_time).items():
+            (base / name).write_text(content)
+            binds.append(f"{name}:{target}:ro")
+        topo_text = textwrap.dedent(f"""\
+            name: bench
+            topology:
+              nodes:
+                inj:
+                  kind: linux
+                  binds: ["inj.conf:/etc/bird/bird.conf:ro"]
+                  env: {{NODE_DAEMON: bird}}
+                  exec: [ip addr add 10.0.0.1/24 dev eth1]
+                rx:
+                  kind: linux
+                  binds: {json.dumps(binds)}
+                  env: {{NODE_DAEMON: {receiver}}}
+                  exec: [ip addr add 10.0.0.2/24 dev eth1]
+              links:
+                - endpoints: ["inj:eth1", "rx:eth1"]
+            """)
+        (base / "bench.clab.yml").write_text(topo_text)
+        topo = load_topology(base / "bench.clab.yml", name=f"b{uuid.uuid4().hex[:6]}", prefix="rt")
+        runner.up(topo)
+        try:
+            yield topo
+        finally:
+            runner.down(topo)
+
+
+def node_exec(topo: Topology, node: str, *argv: str, check: bool = True) -> str:
+    result = runner.run_in_node(topo, node, list(argv), capture=True)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} on {node}: {result.stderr or result.stdout}")
+    return result.stdout
+
+
+def birdc(topo: Topology, node: str, *args: str) -> str:
+    return node_exec(topo, node, "birdc", "-s", "/run/bird/bird.ctl", *args, check=False)
+
+
+def processes(netns: str) -> list[int]:
+    inode = os.stat(f"/run/netns/{netns}").st_ino
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.stat(entry / "ns/net").st_ino == inode:
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def daemon_cpu_s(netns: str) -> dict[str, float]:
+    """CPU seconds (user + system) used so far per daemon process in the node."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for pid in processes(netns):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue
+        if cmdline.startswith(("sleep", "sh ", "nsenter")) or not cmdline:
+            continue
+        used[cmdline[:80]] = used.get(cmdline[:80], 0.0) + (int(stat[11]) + int(stat[12])) / ticks
+    return used
+
+
+def daemon_memory_kb(netns: str) -> dict[str, int]:
+    """Peak RSS (VmHWM) per daemon process in the node, by command, idle holders left out."""
+    memory: dict[str, int] = {}
+    for pid in processes(netns):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue
+        if cmdline.startswith(("sleep", "sh ", "nsenter")) or not cmdline:
+            continue
+        hwm = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
+        memory[cmdline[:80]] = memory.get(cmdline[:80], 0) + hwm
+    return memory
+
+
+def wait_ready(topo: Topology, receiver: str, timeout: float = 30) -> None:
+    """Until the injector answers and the receiver's daemon listens for BGP."""
+    deadline = time.monotonic() + timeout
+    while "ready" not in birdc(topo, "inj", "show", "status"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the BIRD2 injector does not answer; its log:\n{runner.state_dir(topo) / 'logs'}")
+        time.sleep(0.1)
+    while time.monotonic() < deadline:
+        if "Established" in birdc(topo, "inj", "show", "protocols", "receiver"):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{receiver} on rx did not establish its session within {timeout}s")
+
+
+def save(name: str, data: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=1))
+    return path
+
+
+def run(argv: list[str]) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout

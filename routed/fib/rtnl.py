@@ -1,0 +1,193 @@
+"""Route messages for rtnetlink, packed and unpacked with struct. Pure.
+
+pyroute2 does everything else in routed; for routes, which come by the hundred
+thousand, its message encoder costs ~290 µs a route and its parser ~70 µs (measured
+here), while the kernel itself takes ~23 µs to install one. These few functions
+encode exactly the messages the FIB needs (RTM_NEWROUTE/RTM_DELROUTE with a
+destination, table, protocol, and a gateway, a device or a multipath set) and read
+back the same fields, so routes can go to the kernel many per system call.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
+
+from routed.fib.routes import IPNetwork
+
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK = 0x1, 0x2, 0x4
+NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE, NLM_F_DUMP = 0x100, 0x200, 0x400, 0x300
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE = 1, 4, 5, 6, 9, 15
+RTN_UNICAST = 1
+SCOPE_UNIVERSE, SCOPE_LINK, SCOPE_NOWHERE = 0, 253, 255
+RT_TABLE_COMPAT = 252
+RTM_F_CLONED = 0x200
+
+HEADER = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
+RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
+RTA = struct.Struct("=HH")
+RTNH = struct.Struct("=HBBi")  # rtnexthop: len, flags, hops, ifindex
+
+FLAGS = {
+    "add": NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+    "replace": NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+    "delete": NLM_F_REQUEST | NLM_F_ACK,
+}
+
+
+def _attr(kind: int, data: bytes) -> bytes:
+    length = RTA.size + len(data)
+    return RTA.pack(length, kind) + data + b"\0" * (-length % 4)
+
+
+def _family(version: int) -> int:
+    return socket.AF_INET if version == 4 else socket.AF_INET6
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    gateway: IPv4Address | IPv6Address | None
+    ifindex: int
+
+
+@dataclass(frozen=True, slots=True)
+class RouteMessage:
+    kind: int  # RTM_NEWROUTE or RTM_DELROUTE
+    dst: IPNetwork
+    table: int
+    protocol: int
+    priority: int
+    route_type: int
+    hops: tuple[Hop, ...]
+    flags: int = 0
+
+    @property
+    def cloned(self) -> bool:
+        return bool(self.flags & RTM_F_CLONED)
+
+
+def encode(
+    action: str,
+    seq: int,
+    dst: IPNetwork,
+    table: int,
+    protocol: int,
+    *,
+    gateways: tuple[IPv4Address | IPv6Address, ...] = (),
+    oif: int | None = None,
+) -> bytes:
+    """One RTM_NEWROUTE (add, replace) or RTM_DELROUTE (delete) request with NLM_F_ACK."""
+    family = _family(dst.version)
+    if action == "delete":
+        scope = SCOPE_NOWHERE  # as `ip route del`: match our route whatever its scope
+    else:
+        scope = SCOPE_LINK if oif is not None and not gateways else SCOPE_UNIVERSE
+    body = RTMSG.pack(
+        family,
+        dst.prefixlen,
+        0,
+        0,
+        table if table < 256 else RT_TABLE_COMPAT,
+        protocol,
+        scope,
+        RTN_UNICAST,
+        0,
+    )
+    attrs = [_attr(RTA_DST, dst.network_address.packed), _attr(RTA_TABLE, struct.pack("=I", table))]
+    if action != "delete":
+        if len(gateways) == 1:
+            attrs.append(_attr(RTA_GATEWAY, gateways[0].packed))
+        elif len(gateways) > 1:
+            hops = b""
+            for gateway in gateways:
+                inner = _attr(RTA_GATEWAY, gateway.packed)
+                hops += RTNH.pack(RTNH.size + len(inner), 0, 0, 0) + inner
+            attrs.append(_attr(RTA_MULTIPATH, hops))
+        if oif is not None:
+            attrs.append(_attr(RTA_OIF, struct.pack("=i", oif)))
+    payload = body + b"".join(attrs)
+    kind = RTM_DELROUTE if action == "delete" else RTM_NEWROUTE
+    return HEADER.pack(HEADER.size + len(payload), kind, FLAGS[action], seq, 0) + payload
+
+
+def dump_request(seq: int, family: int) -> bytes:
+    body = RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
+    return HEADER.pack(HEADER.size + len(body), RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
+
+
+def messages(data: bytes) -> Iterator[tuple[int, int, int, memoryview]]:
+    """(type, flags, seq, payload) of each netlink message in a buffer."""
+    view = memoryview(data)
+    offset = 0
+    while offset + HEADER.size <= len(data):
+        length, kind, flags, seq, _ = HEADER.unpack_from(data, offset)
+        if length < HEADER.size:
+            return
+        yield kind, flags, seq, view[offset + HEADER.size : offset + length]
+        offset += (length + 3) & ~3
+
+
+def error_code(payload: memoryview) -> int:
+    """The errno of an NLMSG_ERROR (0: an acknowledgement), positive."""
+    return -int(struct.unpack_from("=i", payload, 0)[0])
+
+
+def _attrs(payload: memoryview, start: int) -> Iterator[tuple[int, memoryview]]:
+    offset = start
+    while offset + RTA.size <= len(payload):
+        length, kind = RTA.unpack_from(payload, offset)
+        if length < RTA.size:
+            return
+        yield kind & 0x7FFF, payload[offset + RTA.size : offset + length]
+        offset += (length + 3) & ~3
+
+
+def protocol_and_table(payload: memoryview) -> tuple[int, int, int]:
+    """(family, protocol, rtm_table) without decoding attributes: a cheap first filter."""
+    family, _, _, _, table, protocol, _, _, _ = RTMSG.unpack_from(payload, 0)
+    return family, protocol, table
+
+
+def decode(kind: int, payload: memoryview) -> RouteMessage | None:
+    family, dst_len, _, _, table, protocol, _, route_type, rtm_flags = RTMSG.unpack_from(payload, 0)
+    if family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    dst_bytes = None
+    priority = 0
+    gateway = None
+    oif = 0
+    hops: list[Hop] = []
+    for attr, data in _attrs(payload, RTMSG.size):
+        if attr == RTA_DST:
+            dst_bytes = bytes(data)
+        elif attr == RTA_TABLE:
+            table = struct.unpack_from("=I", data, 0)[0]
+        elif attr == RTA_PRIORITY:
+            priority = struct.unpack_from("=I", data, 0)[0]
+        elif attr == RTA_GATEWAY:
+            gateway = ip_address(bytes(data))
+        elif attr == RTA_OIF:
+            oif = struct.unpack_from("=i", data, 0)[0]
+        elif attr == RTA_MULTIPATH:
+            offset = 0
+            while offset + RTNH.size <= len(data):
+                length, _, _, ifindex = RTNH.unpack_from(data, offset)
+                if length < RTNH.size:
+                    break
+                hop_gateway = None
+                for inner, value in _attrs(data[offset : offset + length], RTNH.size):
+                    if inner == RTA_GATEWAY:
+                        hop_gateway = ip_address(bytes(value))
+                hops.append(Hop(hop_gateway, ifindex))
+                offset += (length + 3) & ~3
+    if dst_bytes is None:
+        dst_bytes = b"\0" * (4 if family == socket.AF_INET else 16)
+    dst = ip_network((dst_bytes, dst_len))
+    if not hops and (gateway is not None or oif):
+        hops.append(Hop(gateway, oif))
+    return RouteMessage(kind, dst, table, protocol, priority, route_type, tuple(hops), rtm_flags)

@@ -1,0 +1,63 @@
+"""The route messages we pack for rtnetlink read back as what we meant. Pure."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from ipaddress import ip_address, ip_network
+
+from routed.fib import rtnl
+
+
+def roundtrip(data: bytes) -> rtnl.RouteMessage:
+    ((kind, _flags, seq, payload),) = list(rtnl.messages(data))
+    assert seq == 7
+    decoded = rtnl.decode(kind, payload)
+    assert decoded is not None
+    return decoded
+
+
+def test_gateway_route() -> None:
+    data = rtnl.encode("add", 7, ip_network("10.65.2.1/32"), 254, 201, gateways=(ip_address("10.0.0.12"),))
+    length, kind, flags, _, _ = rtnl.HEADER.unpack_from(data)
+    assert length == len(data) and kind == rtnl.RTM_NEWROUTE
+    assert flags == rtnl.NLM_F_REQUEST | rtnl.NLM_F_ACK | rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL
+    msg = roundtrip(data)
+    assert (msg.dst, msg.table, msg.protocol) == (ip_network("10.65.2.1/32"), 254, 201)
+    assert msg.hops == (rtnl.Hop(ip_address("10.0.0.12"), 0),)
+
+
+def test_multipath_ipv6_and_big_table() -> None:
+    gateways = (ip_address("fd00::12"), ip_address("fd00::13"))
+    data = rtnl.encode("replace", 7, ip_network("fd00:65::1/128"), 1000, 201, gateways=gateways)
+    family = rtnl.RTMSG.unpack_from(data, rtnl.HEADER.size)[0]
+    assert family == socket.AF_INET6
+    msg = roundtrip(data)
+    assert msg.table == 1000  # carried in RTA_TABLE, rtm_table says "compat"
+    assert [h.gateway for h in msg.hops] == list(gateways)
+
+
+def test_device_route_and_delete() -> None:
+    msg = roundtrip(rtnl.encode("add", 7, ip_network("10.65.0.1/32"), 254, 201, oif=42))
+    assert msg.hops == (rtnl.Hop(None, 42),)
+    data = rtnl.encode("delete", 7, ip_network("10.65.0.1/32"), 254, 201, gateways=(ip_address("10.0.0.1"),))
+    _, kind, flags, _, _ = rtnl.HEADER.unpack_from(data)
+    assert kind == rtnl.RTM_DELROUTE and flags == rtnl.NLM_F_REQUEST | rtnl.NLM_F_ACK
+    scope = rtnl.RTMSG.unpack_from(data, rtnl.HEADER.size)[6]
+    assert scope == rtnl.SCOPE_NOWHERE
+    assert roundtrip(data).hops == ()  # a delete names no next hop
+
+
+def test_default_route_and_errors() -> None:
+    msg = roundtrip(
+        rtnl.encode("add", 7, ip_network("0.0.0.0/0"), 254, 201, gateways=(ip_address("10.0.0.1"),))
+    )
+    assert msg.dst == ip_network("0.0.0.0/0")
+    ack = rtnl.HEADER.pack(36, rtnl.NLMSG_ERROR, 0, 9, 0) + struct.pack("=i", -17) + b"\0" * 16
+    ((kind, _, seq, payload),) = list(rtnl.messages(ack))
+    assert (kind, seq, rtnl.error_code(payload)) == (rtnl.NLMSG_ERROR, 9, 17)
+
+
+def test_batch_of_messages_splits_back() -> None:
+    data = b"".join(rtnl.encode("add", 7, ip_network(f"10.65.0.{i}/32"), 254, 201, oif=3) for i in range(5))
+    assert len(list(rtnl.messages(data))) == 5
