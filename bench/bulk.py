@@ -47,8 +47,14 @@ def measure(receiver: str, count: int, timeout: float) -> dict[str, Any]:
             counter.close()
 
 
+def fmt(value: float | None) -> str:
+    return f"{value:.2f}" if value is not None else "timeout"
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--receivers", nargs="+", default=list(RECEIVERS), choices=RECEIVERS)
     parser.add_argument("--sizes", nargs="+", type=int, default=[1000, 10000, 100000])
     parser.add_argument("--timeout", type=float, default=300)
@@ -60,9 +66,10 @@ def main() -> int:
             r = measure(receiver, count, args.timeout)
             results.append(r)
             rss = sum(r["rss_kb"].values()) / 1024
-            fmt = lambda v: f"{v:.2f}" if v is not None else "timeout"  # noqa: E731
-            print(f"{receiver:<10}{count:>8}{fmt(r['install_s']):>11}{fmt(r.get('withdraw_s')):>12}{rss:>13.1f}",
-                  flush=True)
+            print(
+                f"{receiver:<10}{count:>8}{fmt(r['install_s']):>11}{fmt(r.get('withdraw_s')):>12}{rss:>13.1f}",
+                flush=True,
+            )
     print(f"results: {save('bulk', {'results': results})}")
     return 0
 

@@ -23,7 +23,9 @@ RECEIVERS = ("routed", "bird", "frr")
 
 def prefixes(count: int, base: int = (10 << 24) | (100 << 16)) -> list[str]:
     """`count` distinct /32s from 10.100.0.0 up."""
-    return [f"{(v >> 24) & 255}.{(v >> 16) & 255}.{(v >> 8) & 255}.{v & 255}" for v in range(base, base + count)]
+    return [
+        f"{(v >> 24) & 255}.{(v >> 16) & 255}.{(v >> 8) & 255}.{v & 255}" for v in range(base, base + count)
+    ]
 
 
 def injector_config(count: int) -> str:
@@ -50,7 +52,9 @@ def injector_config(count: int) -> str:
 def receiver_files(kind: str, hold_time: int = 90) -> dict[str, tuple[str, str]]:
     """{file name: (content, target path in the node)} for a receiving daemon."""
     if kind == "routed":
-        return {"rx.yaml": (textwrap.dedent(f"""\
+        return {
+            "rx.yaml": (
+                textwrap.dedent(f"""\
             name: rx
             router_id: 10.0.0.2
             asn: 64512
@@ -59,9 +63,14 @@ def receiver_files(kind: str, hold_time: int = 90) -> dict[str, tuple[str, str]]
             bgp: {{hold_time: {hold_time}}}
             peers:
               - {{address: 10.0.0.1, kind: mesh}}
-            """), "/etc/routed/routed.yaml")}
+            """),
+                "/etc/routed/routed.yaml",
+            )
+        }
     if kind == "bird":
-        return {"rx.conf": (textwrap.dedent(f"""\
+        return {
+            "rx.conf": (
+                textwrap.dedent(f"""\
             router id 10.0.0.2;
             protocol device {{}}
             protocol direct {{ ipv4; interface "eth*"; }}
@@ -72,9 +81,14 @@ def receiver_files(kind: str, hold_time: int = 90) -> dict[str, tuple[str, str]]
                 hold time {hold_time};
                 ipv4 {{ import all; export none; }};
             }}
-            """), "/etc/bird/bird.conf")}
+            """),
+                "/etc/bird/bird.conf",
+            )
+        }
     if kind == "frr":
-        return {"frr.conf": (textwrap.dedent(f"""\
+        return {
+            "frr.conf": (
+                textwrap.dedent(f"""\
             frr defaults traditional
             hostname rx
             router bgp 64512
@@ -86,7 +100,10 @@ def receiver_files(kind: str, hold_time: int = 90) -> dict[str, tuple[str, str]]
              address-family ipv4 unicast
               neighbor 10.0.0.1 activate
              exit-address-family
-            """), "/etc/frr/frr.conf")}
+            """),
+                "/etc/frr/frr.conf",
+            )
+        }
     raise ValueError(kind)
 
 
@@ -187,7 +204,9 @@ def wait_ready(topo: Topology, receiver: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while "ready" not in birdc(topo, "inj", "show", "status"):
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the BIRD2 injector does not answer; its log:\n{runner.state_dir(topo) / 'logs'}")
+            raise RuntimeError(
+                f"the BIRD2 injector does not answer; its log:\n{runner.state_dir(topo) / 'logs'}"
+            )
         time.sleep(0.1)
     while time.monotonic() < deadline:
         if "Established" in birdc(topo, "inj", "show", "protocols", "receiver"):

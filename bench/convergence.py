@@ -49,15 +49,18 @@ async def wait_route(netns: str, prefix: str, present: bool, timeout: float = 30
             while True:
                 async for msg in listener.get():
                     dst = msg.get("dst")
-                    if dst and f"{dst}/{msg['dst_len']}" == prefix:
-                        if (msg["event"] == "RTM_NEWROUTE") == present:
-                            return time.monotonic()
+                    matches = dst and f"{dst}/{msg['dst_len']}" == prefix
+                    if matches and (msg["event"] == "RTM_NEWROUTE") == present:
+                        return time.monotonic()
     finally:
         listener.close()
 
 
 def node_log_time(log: str, workload: str) -> float | None:
-    match = re.search(rf"ts=(\S+)Z level=info logger=routed.workloads event=workload_(added|deleted) workload={workload} ", log)
+    match = re.search(
+        rf"ts=(\S+)Z level=info logger=routed.workloads event=workload_(added|deleted) workload={workload} ",
+        log,
+    )
     if not match:
         return None
     return datetime.fromisoformat(match.group(1) + "+00:00").timestamp()
@@ -74,8 +77,9 @@ async def trial(topo: Any, src: str, dst: str, index: int, remove: bool) -> dict
     watcher = asyncio.create_task(wait_route(dst_netns, prefix, present=True))
     await asyncio.sleep(0.05)  # listener bound
     wall0, t0 = time.time(), time.monotonic()
-    proc = await asyncio.create_subprocess_exec(*enter, str(ROUTED), "workload", "add", name, "--netns", name,
-                                                "--ip", ip, stdout=subprocess.DEVNULL)
+    proc = await asyncio.create_subprocess_exec(
+        *enter, str(ROUTED), "workload", "add", name, "--netns", name, "--ip", ip, stdout=subprocess.DEVNULL
+    )
     t1 = await watcher
     await proc.wait()
     log = (runner.state_dir(topo) / "logs" / f"{src}.log").read_text()
@@ -87,8 +91,9 @@ async def trial(topo: Any, src: str, dst: str, index: int, remove: bool) -> dict
         watcher = asyncio.create_task(wait_route(dst_netns, prefix, present=False))
         await asyncio.sleep(0.05)
         t0 = time.monotonic()
-        proc = await asyncio.create_subprocess_exec(*enter, str(ROUTED), "workload", "del", name,
-                                                    stdout=subprocess.DEVNULL)
+        proc = await asyncio.create_subprocess_exec(
+            *enter, str(ROUTED), "workload", "del", name, stdout=subprocess.DEVNULL
+        )
         t1 = await watcher
         await proc.wait()
         result["del_ms"] = (t1 - t0) * 1000
@@ -100,13 +105,19 @@ def summarize(results: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     summary = {}
     for key in results[0]:
         values = [r[key] for r in results if key in r]
-        summary[key] = {"p50": statistics.median(values), "p95": percentile(values, 0.95), "max": max(values),
-                        "n": len(values)}
+        summary[key] = {
+            "p50": statistics.median(values),
+            "p95": percentile(values, 0.95),
+            "max": max(values),
+            "n": len(values),
+        }
     return summary
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--lab", default="mesh")
     parser.add_argument("--src", default="h1")
     parser.add_argument("--dst", default="h2")
@@ -118,8 +129,12 @@ def main() -> int:
     runner.up(topo)
     try:
         deadline = time.monotonic() + 60
-        while "10.65.1.1" not in subprocess.run(["ip", "-n", topo.node(args.dst).netns, "route"],
-                                                capture_output=True, text=True).stdout:
+        while (
+            "10.65.1.1"
+            not in subprocess.run(
+                ["ip", "-n", topo.node(args.dst).netns, "route"], capture_output=True, text=True
+            ).stdout
+        ):
             if time.monotonic() > deadline:
                 raise SystemExit("the lab did not converge within 60 s")
             time.sleep(0.2)

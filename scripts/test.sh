@@ -3,8 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check routed bgp tests
-.venv/bin/ruff format --check routed bgp tests
+.venv/bin/ruff check routed bgp tests bench
+.venv/bin/ruff format --check routed bgp tests bench
 .venv/bin/mypy
 # As root, the namespace tests must run: a skip would hide a broken data plane.
 export ROUTED_REQUIRE_ROOT=1
