@@ -28,7 +28,7 @@ def measure(receiver: str, count: int, timeout: float) -> dict[str, Any]:
         counter = RouteCounter(topo.node("rx").netns, _injected)
         cpu_before = daemon_cpu_s(topo.node("rx").netns)
         try:
-            start = time.monotonic()
+            start = time.time()
             birdc(topo, "inj", "enable", "injected")
             installed = counter.wait_for(count, timeout)
             result: dict[str, Any] = {"receiver": receiver, "n": count, "overflows": 0}
@@ -37,7 +37,7 @@ def measure(receiver: str, count: int, timeout: float) -> dict[str, Any]:
             cpu = daemon_cpu_s(topo.node("rx").netns)
             result["install_cpu_s"] = {k: round(v - cpu_before.get(k, 0.0), 2) for k, v in cpu.items()}
             if installed is not None:
-                start = time.monotonic()
+                start = time.time()
                 birdc(topo, "inj", "disable", "injected")
                 gone = counter.wait_for(0, timeout)
                 result["withdraw_s"] = None if gone is None else gone - start

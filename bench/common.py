@@ -17,6 +17,7 @@ from typing import Any
 from routed.lab import runner
 from routed.lab.topology import Topology, load_topology
 
+LABS = Path(__file__).resolve().parents[1] / "labs"
 RESULTS = Path(os.environ.get("ROUTED_BENCH_RESULTS", Path(__file__).resolve().parents[1] / "bench-results"))
 RECEIVERS = ("routed", "bird", "frr")
 
@@ -108,39 +109,48 @@ def receiver_files(kind: str, hold_time: int = 90) -> dict[str, tuple[str, str]]
 
 
 @contextmanager
-def two_node_lab(receiver: str, count: int, hold_time: int = 90) -> Iterator[Topology]:
-    """inj (BIRD2 with `count` static /32s) --eth1-- rx (the receiver), up for the block."""
+def generated_lab(topology: str, files: dict[str, str]) -> Iterator[Topology]:
+    """Bring up a topology written on the fly (with its bound files) for the block."""
     with tempfile.TemporaryDirectory(prefix="routed-bench-") as tmp:
         base = Path(tmp)
-        (base / "inj.conf").write_text(injector_config(count))
-        binds = []
-        for name, (content, target) in receiver_files(receiver, hold_time).items():
+        for name, content in files.items():
             (base / name).write_text(content)
-            binds.append(f"{name}:{target}:ro")
-        topo_text = textwrap.dedent(f"""\
-            name: bench
-            topology:
-              nodes:
-                inj:
-                  kind: linux
-                  binds: ["inj.conf:/etc/bird/bird.conf:ro"]
-                  env: {{NODE_DAEMON: bird}}
-                  exec: [ip addr add 10.0.0.1/24 dev eth1]
-                rx:
-                  kind: linux
-                  binds: {json.dumps(binds)}
-                  env: {{NODE_DAEMON: {receiver}}}
-                  exec: [ip addr add 10.0.0.2/24 dev eth1]
-              links:
-                - endpoints: ["inj:eth1", "rx:eth1"]
-            """)
-        (base / "bench.clab.yml").write_text(topo_text)
+        (base / "bench.clab.yml").write_text(topology)
         topo = load_topology(base / "bench.clab.yml", name=f"b{uuid.uuid4().hex[:6]}", prefix="rt")
         runner.up(topo)
         try:
             yield topo
         finally:
             runner.down(topo)
+
+
+@contextmanager
+def two_node_lab(receiver: str, count: int, hold_time: int = 90) -> Iterator[Topology]:
+    """inj (BIRD2 with `count` static /32s) --eth1-- rx (the receiver), up for the block."""
+    files = {"inj.conf": injector_config(count)}
+    binds = []
+    for name, (content, target) in receiver_files(receiver, hold_time).items():
+        files[name] = content
+        binds.append(f"{name}:{target}:ro")
+    topology = textwrap.dedent(f"""\
+        name: bench
+        topology:
+          nodes:
+            inj:
+              kind: linux
+              binds: ["inj.conf:/etc/bird/bird.conf:ro"]
+              env: {{NODE_DAEMON: bird}}
+              exec: [ip addr add 10.0.0.1/24 dev eth1]
+            rx:
+              kind: linux
+              binds: {json.dumps(binds)}
+              env: {{NODE_DAEMON: {receiver}}}
+              exec: [ip addr add 10.0.0.2/24 dev eth1]
+          links:
+            - endpoints: ["inj:eth1", "rx:eth1"]
+        """)
+    with generated_lab(topology, files) as topo:
+        yield topo
 
 
 def node_exec(topo: Topology, node: str, *argv: str, check: bool = True) -> str:

@@ -1,110 +1,226 @@
-"""Convergence: `routed workload add` on node A until the /32 is in node B's kernel FIB.
+"""Convergence: a container's /32 appears on host A; how long until it is in host B's kernel FIB?
 
-Builds the lab from labs/<lab>.clab.yml, runs the command in A as a user would
-(`routed workload add`, through nsenter, so the CLI's own start-up is included),
-and watches B's routing table through netlink events for the exact moment the
-route lands. Also reports the daemon's share: from A's daemon logging the
-workload to B's kernel having the route.
+One reflector and two hosts on one L2 segment, for each daemon:
 
-    python -m bench.convergence --lab mesh --src h1 --dst h2 --trials 20
+- routed: routed reflector and hosts (labs/quickstart.clab.yml). The container is added
+  through host A's API (`workload.add`, what `routed workload add` and the CNI send).
+- bird: BIRD2 on the hosts and as the reflector, set up as Calico runs it: the host's
+  kernel protocol learns the /32 the CNI writes (`learn`, `scan time 2` as a fallback:
+  BIRD also follows netlink events), exports it with next hop self to the reflector.
+
+Times are taken from netlink: `a_to_b` from the route in A's kernel to the route in B's
+(comparable across daemons), and for routed `api_to_b` from the API request, which also
+includes creating the veth. Removal is timed the same way.
+
+    python -m bench.convergence --daemons routed bird --trials 50
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import ipaddress
 import json
-import re
+import socket
 import statistics
-import subprocess
 import sys
+import textwrap
+import threading
 import time
-import uuid
-from datetime import datetime
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from pyroute2.netlink.rtnl import RTMGRP_IPV4_ROUTE
-
-from routed.dataplane.netns import async_iproute
+from bench.common import LABS, birdc, generated_lab, node_exec, save
+from bench.netlink_count import RouteCounter, wait_all
 from routed.lab import runner
-from routed.lab.topology import load_topology
+from routed.lab.topology import Topology, load_topology
 
-LABS = Path(__file__).resolve().parents[1] / "labs"
-ROUTED = Path(sys.executable).parent / "routed"
+DAEMONS = ("routed", "bird")
+BIRD_HOST = """\
+router id {address};
+protocol device {{ scan time 2; }}
+protocol direct {{ ipv4; interface "eth*"; }}
+protocol kernel {{
+    learn;                 # the /32s the CNI writes, as Calico's BIRD does
+    scan time 2;
+    merge paths on;
+    ipv4 {{ import all; export where source = RTS_BGP; }};
+}}
+filter pool {{ if net ~ [ 10.65.0.0/16{{32,32}} ] then accept; reject; }}
+protocol bgp reflector {{
+    local {address} as 64512;
+    neighbor 10.0.0.1 as 64512;
+    hold time 9;
+    connect retry time 1;
+    ipv4 {{ import all; export filter pool; next hop self; }};
+}}
+"""
+BIRD_RR = """\
+router id 10.0.0.1;
+protocol device {}
+template bgp clients {
+    local 10.0.0.1 as 64512;
+    rr client;
+    hold time 9;
+    connect retry time 1;
+    ipv4 { import all; export all; };
+}
+protocol bgp h1 from clients { neighbor 10.0.0.11 as 64512; }
+protocol bgp h2 from clients { neighbor 10.0.0.12 as 64512; }
+"""
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-async def wait_route(netns: str, prefix: str, present: bool, timeout: float = 30) -> float:
-    """Monotonic time at which `prefix` appears (or vanishes) in `netns`'s main table."""
-    listener = async_iproute(netns, groups=RTMGRP_IPV4_ROUTE)
-    await listener.bind(groups=RTMGRP_IPV4_ROUTE)
+@contextmanager
+def bird_lab() -> Iterator[Topology]:
+    topology = textwrap.dedent("""\
+        name: conv
+        topology:
+          kinds:
+            linux: {env: {NODE_DAEMON: bird}}
+          nodes:
+            sw:
+              kind: linux
+              env: {NODE_DAEMON: none}
+              exec: [ip link add br0 type bridge, ip link set br0 up, ip link set eth1 master br0,
+                     ip link set eth2 master br0, ip link set eth3 master br0]
+            rr:
+              kind: linux
+              binds: ["rr.conf:/etc/bird/bird.conf:ro"]
+              exec: [ip addr add 10.0.0.1/24 dev eth1]
+            h1:
+              kind: linux
+              binds: ["h1.conf:/etc/bird/bird.conf:ro"]
+              exec: [ip addr add 10.0.0.11/24 dev eth1, sysctl -qw net.ipv4.ip_forward=1]
+            h2:
+              kind: linux
+              binds: ["h2.conf:/etc/bird/bird.conf:ro"]
+              exec: [ip addr add 10.0.0.12/24 dev eth1, sysctl -qw net.ipv4.ip_forward=1]
+          links:
+            - endpoints: ["sw:eth1", "rr:eth1"]
+            - endpoints: ["sw:eth2", "h1:eth1"]
+            - endpoints: ["sw:eth3", "h2:eth1"]
+        """)
+    files = {
+        "rr.conf": BIRD_RR,
+        "h1.conf": BIRD_HOST.format(address="10.0.0.11"),
+        "h2.conf": BIRD_HOST.format(address="10.0.0.12"),
+    }
+    with generated_lab(topology, files) as topo:
+        deadline = time.monotonic() + 60
+        while not all(
+            "Established" in birdc(topo, h, "show", "protocols", "reflector") for h in ("h1", "h2")
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError("BIRD sessions did not come up")
+            time.sleep(0.2)
+        # the "container" side: a veth whose host end carries the /32s
+        node_exec(topo, "h1", "ip", "link", "add", "cali0", "type", "veth", "peer", "name", "cali1")
+        node_exec(topo, "h1", "ip", "link", "set", "cali0", "up")
+        node_exec(topo, "h1", "ip", "link", "set", "cali1", "up")
+        yield topo
+
+
+@contextmanager
+def routed_lab() -> Iterator[Topology]:
+    topo = load_topology(LABS / "quickstart.clab.yml", name=f"c{time.monotonic_ns() % 10**6}", prefix="rt")
+    runner.up(topo)
     try:
-        async with asyncio.timeout(timeout):
-            while True:
-                async for msg in listener.get():
-                    dst = msg.get("dst")
-                    matches = dst and f"{dst}/{msg['dst_len']}" == prefix
-                    if matches and (msg["event"] == "RTM_NEWROUTE") == present:
-                        return time.monotonic()
+        deadline = time.monotonic() + 60
+        while "10.65.1.1" not in node_exec(topo, "h2", "ip", "route"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the routed lab did not converge")
+            time.sleep(0.2)
+        yield topo
     finally:
-        listener.close()
+        runner.down(topo)
 
 
-def node_log_time(log: str, workload: str) -> float | None:
-    match = re.search(
-        rf"ts=(\S+)Z level=info logger=routed.workloads event=workload_(added|deleted) workload={workload} ",
-        log,
-    )
-    if not match:
-        return None
-    return datetime.fromisoformat(match.group(1) + "+00:00").timestamp()
+def _matcher(ip: str) -> Any:
+    packed = ipaddress.ip_address(ip).packed
+    return lambda dst, dst_len: dst_len == 32 and dst == packed
 
 
-async def trial(topo: Any, src: str, dst: str, index: int, remove: bool) -> dict[str, float]:
-    holder = runner._holder(topo, src)
-    name = f"bench{index}"
-    ip = f"10.65.{200 + index // 250}.{1 + index % 250}"
-    prefix = f"{ip}/32"
-    dst_netns = topo.node(dst).netns
-    enter = ["nsenter", "--target", str(holder), "--mount", "--net", "--"]
-    subprocess.run([*enter, "ip", "netns", "add", name], check=True)
-    watcher = asyncio.create_task(wait_route(dst_netns, prefix, present=True))
-    await asyncio.sleep(0.05)  # listener bound
-    wall0, t0 = time.time(), time.monotonic()
-    proc = await asyncio.create_subprocess_exec(
-        *enter, str(ROUTED), "workload", "add", name, "--netns", name, "--ip", ip, stdout=subprocess.DEVNULL
-    )
-    t1 = await watcher
-    await proc.wait()
-    log = (runner.state_dir(topo) / "logs" / f"{src}.log").read_text()
-    logged = node_log_time(log, name)
-    result = {"add_ms": (t1 - t0) * 1000}
-    if logged is not None:
-        result["add_daemon_ms"] = (t1 - t0 - (logged - wall0)) * 1000
-    if remove:
-        watcher = asyncio.create_task(wait_route(dst_netns, prefix, present=False))
-        await asyncio.sleep(0.05)
-        t0 = time.monotonic()
-        proc = await asyncio.create_subprocess_exec(
-            *enter, str(ROUTED), "workload", "del", name, stdout=subprocess.DEVNULL
-        )
-        t1 = await watcher
-        await proc.wait()
-        result["del_ms"] = (t1 - t0) * 1000
-    subprocess.run([*enter, "ip", "netns", "del", name], check=False)
+def api_call(topo: Topology, node: str, request: dict[str, Any]) -> dict[str, Any]:
+    """Talk to a node's routed API through its mount namespace, as a local client would."""
+    holder = runner._holder(topo, node)
+    path = f"/proc/{holder}/root/run/routed/routed.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(path)
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        reply = sock.makefile("rb").readline()
+    response: dict[str, Any] = json.loads(reply)
+    if not response.get("ok"):
+        raise RuntimeError(response)
+    return response
+
+
+def watching(counters: list[RouteCounter], count: int) -> tuple[threading.Thread, list[float | None]]:
+    """Start following the namespaces before the change is made, so nothing is read late."""
+    reached: list[float | None] = [None] * len(counters)
+
+    def follow() -> None:
+        reached[:] = wait_all(counters, count, 30)
+
+    thread = threading.Thread(target=follow)
+    thread.start()
+    return thread, reached
+
+
+def trial(daemon: str, topo: Topology, index: int) -> dict[str, float]:
+    ip = f"10.65.{100 + index // 200}.{1 + index % 200}"
+    a = RouteCounter(topo.node("h1").netns, _matcher(ip))
+    b = RouteCounter(topo.node("h2").netns, _matcher(ip))
+    result: dict[str, float] = {}
+    try:
+        if daemon == "routed":
+            name = f"c{index}"
+            node_exec(topo, "h1", "ip", "netns", "add", name)
+        thread, reached = watching([a, b], 1)
+        if daemon == "routed":
+            t0 = time.time()
+            api_call(topo, "h1", {"op": "workload.add", "id": name, "netns": name, "ips": [ip]})
+        else:
+            t0 = time.time()
+            node_exec(topo, "h1", "ip", "route", "add", f"{ip}/32", "dev", "cali0", "proto", "boot")
+        thread.join()
+        t_a, t_b = reached
+        if t_a is None or t_b is None:
+            raise RuntimeError(f"trial {index}: route {ip} did not arrive")
+        result["add_a_to_b_ms"] = (t_b - t_a) * 1000
+        if daemon == "routed":
+            result["add_api_to_b_ms"] = (t_b - t0) * 1000
+        thread, reached = watching([a, b] if daemon == "bird" else [b], 0)
+        t0 = time.time()
+        if daemon == "routed":
+            api_call(topo, "h1", {"op": "workload.del", "id": f"c{index}"})
+        else:
+            node_exec(topo, "h1", "ip", "route", "del", f"{ip}/32", "dev", "cali0")
+        thread.join()
+        t_a, t_b = reached if daemon == "bird" else (None, reached[0])
+        if t_b is None:
+            raise RuntimeError(f"trial {index}: route {ip} was not withdrawn")
+        if daemon == "routed":
+            # the kernel drops A's route with the veth and sends no RTM_DELROUTE for it,
+            # so removal is timed from the API request
+            result["del_api_to_b_ms"] = (t_b - t0) * 1000
+            node_exec(topo, "h1", "ip", "netns", "del", f"c{index}")
+        else:
+            result["del_a_to_b_ms"] = (t_b - (t_a if t_a is not None else t0)) * 1000
+    finally:
+        a.close()
+        b.close()
     return result
 
 
 def summarize(results: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     summary = {}
     for key in results[0]:
-        values = [r[key] for r in results if key in r]
+        values = [r[key] for r in results]
         summary[key] = {
             "p50": statistics.median(values),
             "p95": percentile(values, 0.95),
@@ -114,40 +230,25 @@ def summarize(results: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     return summary
 
 
+def measure(daemon: str, trials: int) -> dict[str, Any]:
+    with routed_lab() if daemon == "routed" else bird_lab() as topo:
+        results = [trial(daemon, topo, i) for i in range(trials)]
+    return {"daemon": daemon, "summary": summarize(results), "trials": results}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--lab", default="mesh")
-    parser.add_argument("--src", default="h1")
-    parser.add_argument("--dst", default="h2")
-    parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--remove", action="store_true", help="also time the withdraw")
-    parser.add_argument("--json", type=Path, help="write results here")
+    parser.add_argument("--daemons", nargs="+", default=list(DAEMONS), choices=DAEMONS)
+    parser.add_argument("--trials", type=int, default=50)
     args = parser.parse_args()
-    topo = load_topology(LABS / f"{args.lab}.clab.yml", name=f"bench{uuid.uuid4().hex[:6]}", prefix="rt")
-    runner.up(topo)
-    try:
-        deadline = time.monotonic() + 60
-        while (
-            "10.65.1.1"
-            not in subprocess.run(
-                ["ip", "-n", topo.node(args.dst).netns, "route"], capture_output=True, text=True
-            ).stdout
-        ):
-            if time.monotonic() > deadline:
-                raise SystemExit("the lab did not converge within 60 s")
-            time.sleep(0.2)
-        results = [asyncio.run(trial(topo, args.src, args.dst, i, args.remove)) for i in range(args.trials)]
-    finally:
-        runner.down(topo)
-    summary = summarize(results)
-    print(f"{args.lab}: {args.src} -> {args.dst}, {args.trials} trials")
-    print(f"{'metric':<16}{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}")
-    for key, s in summary.items():
-        print(f"{key:<16}{s['p50']:>10.1f}{s['p95']:>10.1f}{s['max']:>10.1f}")
-    if args.json:
-        args.json.write_text(json.dumps({"summary": summary, "trials": results}, indent=1))
+    measured = [measure(d, args.trials) for d in args.daemons]
+    print(f"{'daemon':<8}{'metric':<18}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}")
+    for m in measured:
+        for key, s in m["summary"].items():
+            print(f"{m['daemon']:<8}{key:<18}{s['p50']:>9.2f}{s['p95']:>9.2f}{s['max']:>9.2f}")
+    print(f"results: {save('convergence', {'results': measured})}")
     return 0
 
 

@@ -32,18 +32,22 @@ class RouteCounter:
         self.match = match
         self.present: set[bytes] = set()
         self.overflows = 0
+        self.stamp = 0.0  # time.time() when the last batch was read
 
     def close(self) -> None:
         self.sock.close()
 
-    def _read(self) -> None:
+    def _read(self) -> bool:
+        """Read one batch; True if it changed the matching set."""
         try:
             data = self.sock.recv(1 << 22)
         except TimeoutError:
-            return
+            return False
         except OSError:  # ENOBUFS: the count may be off; the caller re-checks with a dump
             self.overflows += 1
-            return
+            return False
+        self.stamp = time.time()
+        before = len(self.present)
         offset = 0
         while offset + 16 <= len(data):
             length, kind = struct.unpack_from("IH", data, offset)
@@ -68,12 +72,33 @@ class RouteCounter:
                         break
                     attr += (alen + 3) & ~3
             offset += (length + 3) & ~3
+        return len(self.present) != before
 
     def wait_for(self, count: int, timeout: float) -> float | None:
-        """Monotonic time when exactly `count` matching routes are present, or None on timeout."""
+        """When (time.time() scale, as read) exactly `count` matching routes were present.
+
+        None on timeout. Counts already reached before the call return the stamp of the
+        message that reached them.
+        """
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while len(self.present) != count:
+            if time.monotonic() > deadline:
+                return None
             self._read()
-            if len(self.present) == count:
-                return time.monotonic()
-        return None
+        return self.stamp
+
+
+def wait_all(counters: list[RouteCounter], count: int, timeout: float) -> list[float | None]:
+    """Follow several namespaces at once, so each is timed when its route lands, not when read."""
+    import select
+
+    deadline = time.monotonic() + timeout
+    reached: list[float | None] = [c.stamp if len(c.present) == count else None for c in counters]
+    while any(r is None for r in reached) and time.monotonic() < deadline:
+        ready, _, _ = select.select([c.sock for c in counters], [], [], 0.2)
+        for index, counter in enumerate(counters):
+            if counter.sock in ready and reached[index] is None:
+                counter._read()
+                if len(counter.present) == count:
+                    reached[index] = counter.stamp
+    return reached
