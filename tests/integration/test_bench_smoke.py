@@ -32,3 +32,22 @@ def test_bulk_smoke(receiver: str, tmp_path: Path) -> None:
     assert result["receiver"] == receiver and result["n"] == 200
     assert result["install_s"] is not None and result["withdraw_s"] is not None
     assert sum(result["rss_kb"].values()) > 0
+
+
+def test_convergence_smoke(tmp_path: Path) -> None:
+    run_bench("bench.convergence", "--trials", "2", tmp=tmp_path)
+    results = {m["daemon"]: m for m in json.loads((tmp_path / "convergence.json").read_text())["results"]}
+    assert set(results) == {"routed", "bird"}
+    assert set(results["routed"]["summary"]) == {"add_a_to_b_ms", "add_api_to_b_ms", "del_api_to_b_ms"}
+    assert set(results["bird"]["summary"]) == {"add_a_to_b_ms", "del_a_to_b_ms"}
+
+
+def test_dataplane_and_plots_smoke(tmp_path: Path) -> None:
+    run_bench("bench.dataplane", "--seconds", "1", tmp=tmp_path)
+    results = json.loads((tmp_path / "dataplane.json").read_text())["results"]
+    assert [r["mode"] for r in results] == ["routed", "plain", "vxlan"]
+    assert all(r["gbit_s"] > 0 for r in results)
+    run_bench("bench.bulk", "--receivers", "routed", "--sizes", "100", tmp=tmp_path)
+    run_bench("bench.plots", tmp=tmp_path)
+    for name in ("bulk", "dataplane"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000

@@ -1,0 +1,184 @@
+"""Data plane: TCP throughput and ping latency between containers on two hosts.
+
+Three ways to carry the same packets between the same namespaces:
+- routed:  routed on both hosts (iBGP), container /32s routed natively;
+- plain:   the same veths and /32 routes written by hand, no daemon at all;
+- vxlan:   the containers' traffic through a VXLAN overlay between the hosts (MTU 1450).
+
+    python -m bench.dataplane --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from bench.common import generated_lab, node_exec, save
+from routed.lab.topology import Topology
+
+MODES = ("routed", "plain", "vxlan")
+HOST_CONFIG = """\
+name: {name}
+router_id: {address}
+asn: 64512
+fabric: {{interface: eth1, address: {address}}}
+pools: [10.65.0.0/16]
+peers:
+  - {{address: {peer}, kind: mesh}}
+"""
+
+
+@contextmanager
+def hosts(mode: str) -> Iterator[Topology]:
+    daemon = "routed" if mode == "routed" else "none"
+    topology = textwrap.dedent(f"""\
+        name: dp
+        topology:
+          nodes:
+            h1:
+              kind: linux
+              binds: ["h1.yaml:/etc/routed/routed.yaml:ro"]
+              env: {{NODE_DAEMON: {daemon}}}
+              exec: [ip addr add 10.0.0.1/24 dev eth1, ip netns add c, sysctl -qw net.ipv4.ip_forward=1]
+            h2:
+              kind: linux
+              binds: ["h2.yaml:/etc/routed/routed.yaml:ro"]
+              env: {{NODE_DAEMON: {daemon}}}
+              exec: [ip addr add 10.0.0.2/24 dev eth1, ip netns add c, sysctl -qw net.ipv4.ip_forward=1]
+          links:
+            - endpoints: ["h1:eth1", "h2:eth1"]
+        """)
+    files = {
+        "h1.yaml": HOST_CONFIG.format(name="h1", address="10.0.0.1", peer="10.0.0.2"),
+        "h2.yaml": HOST_CONFIG.format(name="h2", address="10.0.0.2", peer="10.0.0.1"),
+    }
+    with generated_lab(topology, files) as topo:
+        # the same workload plumbing in every mode (routed's, through the API or directly)
+        node_exec(topo, "h1", "routed", "workload", "add", "c", "--netns", "c", "--ip", "10.65.1.1")
+        node_exec(topo, "h2", "routed", "workload", "add", "c", "--netns", "c", "--ip", "10.65.2.1")
+        if mode == "plain":
+            node_exec(topo, "h1", "ip", "route", "add", "10.65.2.1/32", "via", "10.0.0.2")
+            node_exec(topo, "h2", "ip", "route", "add", "10.65.1.1/32", "via", "10.0.0.1")
+        elif mode == "vxlan":
+            for node, local, remote, mine, other in (
+                ("h1", "10.0.0.1", "10.0.0.2", "1", "2"),
+                ("h2", "10.0.0.2", "10.0.0.1", "2", "1"),
+            ):
+                node_exec(
+                    topo,
+                    node,
+                    "ip",
+                    "link",
+                    "add",
+                    "vxlan0",
+                    "type",
+                    "vxlan",
+                    "id",
+                    "42",
+                    "local",
+                    local,
+                    "remote",
+                    remote,
+                    "dstport",
+                    "4789",
+                )
+                node_exec(topo, node, "ip", "addr", "add", f"172.16.0.{mine}/24", "dev", "vxlan0")
+                node_exec(topo, node, "ip", "link", "set", "vxlan0", "up")
+                node_exec(topo, node, "ip", "route", "add", f"10.65.{other}.1/32", "via", f"172.16.0.{other}")
+                node_exec(topo, node, "ip", "netns", "exec", "c", "ip", "link", "set", "eth0", "mtu", "1450")
+        deadline = time.monotonic() + 60
+        while "0% packet loss" not in node_exec(
+            topo, "h1", "ip", "netns", "exec", "c", "ping", "-c1", "-W1", "10.65.2.1", check=False
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{mode}: containers cannot reach each other")
+        yield topo
+
+
+def cpu_busy_s() -> float:
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields) - idle) / 100.0
+
+
+def measure(mode: str, seconds: int) -> dict[str, Any]:
+    with hosts(mode) as topo:
+        server = subprocess.Popen(
+            [
+                "nsenter",
+                "--target",
+                str(_holder(topo, "h2")),
+                "--mount",
+                "--net",
+                "--",
+                "ip",
+                "netns",
+                "exec",
+                "c",
+                "iperf3",
+                "-s",
+                "-1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while ":5201" not in node_exec(
+                topo, "h2", "ip", "netns", "exec", "c", "ss", "-Hltn", check=False
+            ):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("iperf3 server did not start")
+                time.sleep(0.05)
+            busy = cpu_busy_s()
+            out = node_exec(
+                topo, "h1", "ip", "netns", "exec", "c", "iperf3", "-c", "10.65.2.1", "-t", str(seconds), "-J"
+            )
+            busy = cpu_busy_s() - busy
+        finally:
+            server.wait(timeout=30)
+        report = json.loads(out)
+        bps = report["end"]["sum_received"]["bits_per_second"]
+        gbits = report["end"]["sum_received"]["bytes"] * 8 / 1e9
+        ping = node_exec(
+            topo, "h1", "ip", "netns", "exec", "c", "ping", "-q", "-c", "200", "-i", "0.005", "10.65.2.1"
+        )
+        rtt_avg = float(ping.rsplit("=", 1)[1].split("/")[1])
+        return {"mode": mode, "gbit_s": bps / 1e9, "rtt_avg_ms": rtt_avg, "cpu_s_per_gbit": busy / gbits}
+
+
+def _holder(topo: Topology, node: str) -> int:
+    from routed.lab import runner
+
+    return runner._holder(topo, node)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument("--seconds", type=int, default=10)
+    args = parser.parse_args()
+    results = [measure(mode, args.seconds) for mode in args.modes]
+    base = next((r["gbit_s"] for r in results if r["mode"] == "plain"), None)
+    print(f"{'mode':<8}{'Gbit/s':>9}{'vs plain':>10}{'rtt ms':>9}{'CPU s/Gbit':>12}")
+    for r in results:
+        ratio = f"{r['gbit_s'] / base:.3f}" if base else "-"
+        print(
+            f"{r['mode']:<8}{r['gbit_s']:>9.2f}{ratio:>10}{r['rtt_avg_ms']:>9.3f}{r['cpu_s_per_gbit']:>12.3f}"
+        )
+    print(f"results: {save('dataplane', {'results': results})}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

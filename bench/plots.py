@@ -1,0 +1,105 @@
+"""Draw PNG plots from the JSON results the benchmarks wrote (matplotlib, no display)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from bench.common import RESULTS
+
+
+def _load(name: str) -> Any:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def bulk() -> Path | None:
+    data = _load("bulk")
+    if not data:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    by_receiver: dict[str, list[dict[str, Any]]] = {}
+    for r in data["results"]:
+        by_receiver.setdefault(r["receiver"], []).append(r)
+    for receiver, rows in by_receiver.items():
+        rows.sort(key=lambda r: r["n"])
+        sizes = [r["n"] for r in rows]
+        left.plot(sizes, [r["install_s"] or 0 for r in rows], marker="o", label=f"{receiver} install")
+        left.plot(
+            sizes,
+            [r.get("withdraw_s") or 0 for r in rows],
+            marker="x",
+            linestyle="--",
+            label=f"{receiver} withdraw",
+        )
+        right.plot(sizes, [sum(r["rss_kb"].values()) / 1024 for r in rows], marker="o", label=receiver)
+    for axis, title, unit in (
+        (left, "time until the FIB holds all N", "seconds"),
+        (right, "peak RSS of the receiving daemon(s)", "MB"),
+    ):
+        axis.set_xscale("log")
+        axis.set_xlabel("N routes")
+        axis.set_ylabel(unit)
+        axis.set_title(title)
+        axis.legend()
+        axis.grid(alpha=0.3)
+    path = RESULTS / "bulk.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def convergence() -> Path | None:
+    data = _load("convergence")
+    if not data:
+        return None
+    fig, axis = plt.subplots(figsize=(8, 4))
+    labels, values = [], []
+    for m in data["results"]:
+        for key in m["summary"]:
+            labels.append(f"{m['daemon']}\n{key.removesuffix('_ms')}")
+            values.append([t[key] for t in m["trials"]])
+    axis.boxplot(values, tick_labels=labels)
+    axis.set_yscale("log")
+    axis.set_ylabel("ms (log)")
+    axis.set_title("container /32 on host A -> host B's FIB, one reflector")
+    axis.grid(alpha=0.3)
+    path = RESULTS / "convergence.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def dataplane() -> Path | None:
+    data = _load("dataplane")
+    if not data:
+        return None
+    fig, axis = plt.subplots(figsize=(6, 4))
+    modes = [r["mode"] for r in data["results"]]
+    axis.bar(range(len(modes)), [r["gbit_s"] for r in data["results"]])
+    axis.set_xticks(range(len(modes)), modes)
+    axis.set_ylabel("Gbit/s")
+    axis.set_title("iperf3 TCP between containers on two hosts")
+    path = RESULTS / "dataplane.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def main() -> int:
+    for draw in (bulk, convergence, dataplane):
+        path = draw()
+        if path:
+            print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
