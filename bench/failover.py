@@ -1,0 +1,158 @@
+"""Failover: a host's routing daemon dies; how long until the other host has withdrawn its routes?
+
+One reflector, two hosts, hold time 9 s everywhere, for routed and for BIRD2 (set up as in
+bench.convergence). Two ways to die:
+- kill:   SIGKILL of the daemon (and, for routed, its ExaBGP, which dies with it): the
+          kernel closes the TCP sessions, so the reflector knows at once;
+- freeze: SIGSTOP of the daemon(s): sessions stay open and silent until the hold timer.
+BFD would bound the freeze case in milliseconds; routed has no BFD yet, so none is measured.
+
+    python -m bench.failover --trials 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import signal
+import statistics
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from bench.common import generated_lab, node_exec, processes, save
+from bench.convergence import bird_lab
+from bench.netlink_count import RouteCounter
+from routed.lab.topology import Topology
+
+HOST = """\
+name: {name}
+router_id: {address}
+asn: 64512
+fabric: {{interface: eth1, address: {address}}}
+pools: [10.65.0.0/16]
+bgp: {{hold_time: 9}}
+peers:
+  - {{address: 10.0.0.1, kind: reflector}}
+"""
+REFLECTOR = """\
+name: rr
+router_id: 10.0.0.1
+asn: 64512
+role: reflector
+fabric: {interface: eth1, address: 10.0.0.1}
+pools: [10.65.0.0/16]
+bgp: {hold_time: 9}
+peers:
+  - {address: 10.0.0.11, kind: client}
+  - {address: 10.0.0.12, kind: client}
+"""
+
+
+@contextmanager
+def routed_lab() -> Iterator[Topology]:
+    topology = textwrap.dedent("""\
+        name: fo
+        topology:
+          nodes:
+            sw:
+              kind: linux
+              exec: [ip link add br0 type bridge, ip link set br0 up, ip link set eth1 master br0,
+                     ip link set eth2 master br0, ip link set eth3 master br0]
+            rr:
+              kind: linux
+              binds: ["rr.yaml:/etc/routed/routed.yaml:ro"]
+              exec: [ip addr add 10.0.0.1/24 dev eth1]
+            h1:
+              kind: linux
+              binds: ["h1.yaml:/etc/routed/routed.yaml:ro"]
+              exec: [ip addr add 10.0.0.11/24 dev eth1]
+            h2:
+              kind: linux
+              binds: ["h2.yaml:/etc/routed/routed.yaml:ro"]
+              exec: [ip addr add 10.0.0.12/24 dev eth1]
+          links:
+            - endpoints: ["sw:eth1", "rr:eth1"]
+            - endpoints: ["sw:eth2", "h1:eth1"]
+            - endpoints: ["sw:eth3", "h2:eth1"]
+        """)
+    files = {
+        "rr.yaml": REFLECTOR,
+        "h1.yaml": HOST.format(name="h1", address="10.0.0.11"),
+        "h2.yaml": HOST.format(name="h2", address="10.0.0.12"),
+    }
+    with generated_lab(topology, files) as topo:
+        yield topo
+
+
+def daemon_pids(topo: Topology, daemon: str) -> list[int]:
+    needle = "routed run" if daemon == "routed" else "bird -f"
+    found = []
+    for pid in processes(topo.node("h1").netns):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if needle in cmdline or (daemon == "routed" and "exabgp" in cmdline):
+            found.append(pid)
+    return found
+
+
+def trial(daemon: str, how: str) -> float:
+    lab = routed_lab() if daemon == "routed" else bird_lab()
+    with lab as topo:
+        ip = "10.65.1.77"
+        if daemon == "routed":
+            node_exec(topo, "h1", "ip", "netns", "add", "w")
+            node_exec(topo, "h1", "routed", "workload", "add", "w", "--netns", "w", "--ip", ip)
+        else:
+            node_exec(topo, "h1", "ip", "route", "add", f"{ip}/32", "dev", "cali0", "proto", "boot")
+        packed = ipaddress.ip_address(ip).packed
+        counter = RouteCounter(topo.node("h2").netns, lambda dst, length: length == 32 and dst == packed)
+        try:
+            deadline = time.monotonic() + 60
+            while ip not in node_exec(topo, "h2", "ip", "route"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the route never reached h2")
+                time.sleep(0.1)
+            counter.present.add(packed)
+            start = time.time()
+            for pid in daemon_pids(topo, daemon):
+                os.kill(pid, signal.SIGKILL if how == "kill" else signal.SIGSTOP)
+            gone = counter.wait_for(0, 60)
+            if how == "freeze":
+                for pid in daemon_pids(topo, daemon):
+                    os.kill(pid, signal.SIGCONT)
+            if gone is None:
+                raise RuntimeError(f"{daemon}/{how}: h2 kept the route for 60 s")
+            return (gone - start) * 1000
+        finally:
+            counter.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--daemons", nargs="+", default=["routed", "bird"], choices=["routed", "bird"])
+    parser.add_argument("--ways", nargs="+", default=["kill", "freeze"], choices=["kill", "freeze"])
+    parser.add_argument("--trials", type=int, default=3)
+    args = parser.parse_args()
+    results: list[dict[str, Any]] = []
+    print(f"{'daemon':<8}{'death':<8}{'p50 ms':>10}{'max ms':>10}")
+    for daemon in args.daemons:
+        for how in args.ways:
+            times = [trial(daemon, how) for _ in range(args.trials)]
+            results.append({"daemon": daemon, "death": how, "ms": times})
+            print(f"{daemon:<8}{how:<8}{statistics.median(times):>10.1f}{max(times):>10.1f}", flush=True)
+    print(f"results: {save('failover', {'results': results})}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
