@@ -2,7 +2,8 @@
 
 Each node is a network namespace named as containerlab names its container
 (`clab-<lab>-<node>`) plus a private mount namespace held by one idle process,
-in which /etc and /var are overlays, /run and /tmp are fresh, /sys shows the
+in which /etc, /var and /tmp are overlays (the host's files show through, the
+node's writes stay in the node: a checkout under /tmp still runs), /run is fresh, /sys shows the
 node's own interfaces, and the topology's `binds` are mounted where it says.
 Commands enter both namespaces with nsenter, so a node behaves like the
 container the same file would give in containerlab.
@@ -44,7 +45,7 @@ scratch="$1"; shift
 mount -t tmpfs -o mode=0700 routed-lab "$scratch"
 umount -l /sys 2>/dev/null || true
 mount -t sysfs sysfs /sys
-for dir in etc var; do
+for dir in etc var tmp; do
     mkdir -p "$scratch/$dir/upper" "$scratch/$dir/work"
     mount -t overlay overlay \
         -o "lowerdir=/$dir,upperdir=$scratch/$dir/upper,workdir=$scratch/$dir/work" "/$dir"
@@ -57,7 +58,6 @@ while [ "$#" -gt 0 ]; do
 done
 mount -t tmpfs -o mode=0755 run /run
 mkdir -p /run/netns
-mount -t tmpfs -o mode=1777 tmp /tmp
 echo ready
 exec sleep infinity
 """
