@@ -43,7 +43,16 @@ class ImportPolicy:
 
 
 def _within(prefix: IPNetwork, networks: tuple[IPNetwork, ...]) -> bool:
-    return any(prefix.version == n.version and prefix.subnet_of(n) for n in networks)  # type: ignore[arg-type]
+    # integer arithmetic: ipaddress's subnet_of() was a tenth of all CPU in a 100k-route bulk load
+    address = int(prefix.network_address)
+    for network in networks:
+        if (
+            prefix.version == network.version
+            and prefix.prefixlen >= network.prefixlen
+            and address & int(network.netmask) == int(network.network_address)
+        ):
+            return True
+    return False
 
 
 def check_import(policy: ImportPolicy, prefix: IPNetwork, attrs: Attributes, peer: Peer) -> Rejection | None:

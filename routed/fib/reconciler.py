@@ -144,12 +144,15 @@ class Reconciler:
                 self._wake.set()
                 continue
             self._view.apply_event(ev)
-            if ev.ours and not ev.added and self._desired_for(ev.key) is not None:
+            wanted = self._desired_for(ev.key)
+            if ev.ours and ev.added and ev.route == wanted:
+                continue  # the echo of our own change: nothing to do
+            if ev.ours and not ev.added and wanted is not None:
                 self.stats.restored += 1
                 log.warning(
                     event("route_removed_externally", prefix=ev.key[1], table=ev.key[0], action="restoring")
                 )
-            if ev.ours or self._desired_for(ev.key) is not None:
+            if ev.ours or wanted is not None:
                 self._mark({ev.key})
 
     async def _pass(self) -> None:
