@@ -143,10 +143,12 @@ class Reconciler:
                 self._full_due = True
                 self._wake.set()
                 continue
-            self._view.apply_event(ev)
             wanted = self._desired_for(ev.key)
-            if ev.ours and ev.added and ev.route == wanted:
-                continue  # the echo of our own change: nothing to do
+            if ev.ours and ev.added and wanted is not None and ev.route == wanted:
+                # the echo of our own change: keep the one object we already hold, not a copy
+                self._view.ours[ev.key] = wanted
+                continue
+            self._view.apply_event(ev)
             if ev.ours and not ev.added and wanted is not None:
                 self.stats.restored += 1
                 log.warning(
