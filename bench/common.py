@@ -124,6 +124,40 @@ def generated_lab(topology: str, files: dict[str, str]) -> Iterator[Topology]:
             runner.down(topo)
 
 
+def reflector_topology(daemon: str, file_suffix: str, target: str) -> str:
+    """A reflector `rr` (10.0.0.1) and hosts h1, h2 (.11, .12) on a bridging switch, each node
+    running `daemon` with its own config file `<node>.<file_suffix>` bound at `target`."""
+    nodes = ""
+    for node, address in (("rr", "10.0.0.1"), ("h1", "10.0.0.11"), ("h2", "10.0.0.12")):
+        nodes += textwrap.indent(
+            textwrap.dedent(f"""\
+            {node}:
+              kind: linux
+              binds: ["{node}.{file_suffix}:{target}:ro"]
+              env: {{NODE_DAEMON: {daemon}}}
+              exec: [ip addr add {address}/24 dev eth1, sysctl -qw net.ipv4.ip_forward=1]
+            """),
+            "    ",
+        )
+    return (
+        textwrap.dedent("""\
+        name: rrlab
+        topology:
+          nodes:
+            sw:
+              kind: linux
+              env: {NODE_DAEMON: none}
+              exec: [ip link add br0 type bridge, ip link set br0 up, ip link set eth1 master br0,
+                     ip link set eth2 master br0, ip link set eth3 master br0]
+        """)
+        + nodes
+        + "  links:\n"
+        + "".join(
+            f'    - endpoints: ["sw:eth{i}", "{n}:eth1"]\n' for i, n in ((1, "rr"), (2, "h1"), (3, "h2"))
+        )
+    )
+
+
 @contextmanager
 def two_node_lab(receiver: str, count: int, hold_time: int = 90) -> Iterator[Topology]:
     """inj (BIRD2 with `count` static /32s) --eth1-- rx (the receiver), up for the block."""

@@ -23,14 +23,13 @@ import json
 import socket
 import statistics
 import sys
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from bench.common import LABS, birdc, generated_lab, node_exec, save
+from bench.common import LABS, birdc, generated_lab, node_exec, reflector_topology, save
 from bench.netlink_count import RouteCounter, wait_all
 from routed.lab import runner
 from routed.lab.topology import Topology, load_topology
@@ -77,34 +76,7 @@ def percentile(values: list[float], q: float) -> float:
 
 @contextmanager
 def bird_lab() -> Iterator[Topology]:
-    topology = textwrap.dedent("""\
-        name: conv
-        topology:
-          kinds:
-            linux: {env: {NODE_DAEMON: bird}}
-          nodes:
-            sw:
-              kind: linux
-              env: {NODE_DAEMON: none}
-              exec: [ip link add br0 type bridge, ip link set br0 up, ip link set eth1 master br0,
-                     ip link set eth2 master br0, ip link set eth3 master br0]
-            rr:
-              kind: linux
-              binds: ["rr.conf:/etc/bird/bird.conf:ro"]
-              exec: [ip addr add 10.0.0.1/24 dev eth1]
-            h1:
-              kind: linux
-              binds: ["h1.conf:/etc/bird/bird.conf:ro"]
-              exec: [ip addr add 10.0.0.11/24 dev eth1, sysctl -qw net.ipv4.ip_forward=1]
-            h2:
-              kind: linux
-              binds: ["h2.conf:/etc/bird/bird.conf:ro"]
-              exec: [ip addr add 10.0.0.12/24 dev eth1, sysctl -qw net.ipv4.ip_forward=1]
-          links:
-            - endpoints: ["sw:eth1", "rr:eth1"]
-            - endpoints: ["sw:eth2", "h1:eth1"]
-            - endpoints: ["sw:eth3", "h2:eth1"]
-        """)
+    topology = reflector_topology("bird", "conf", "/etc/bird/bird.conf")
     files = {
         "rr.conf": BIRD_RR,
         "h1.conf": BIRD_HOST.format(address="10.0.0.11"),

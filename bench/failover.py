@@ -18,14 +18,13 @@ import os
 import signal
 import statistics
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.common import generated_lab, node_exec, processes, save
+from bench.common import generated_lab, node_exec, processes, reflector_topology, save
 from bench.convergence import bird_lab
 from bench.netlink_count import RouteCounter
 from routed.lab.topology import Topology
@@ -56,31 +55,7 @@ peers:
 
 @contextmanager
 def routed_lab() -> Iterator[Topology]:
-    topology = textwrap.dedent("""\
-        name: fo
-        topology:
-          nodes:
-            sw:
-              kind: linux
-              exec: [ip link add br0 type bridge, ip link set br0 up, ip link set eth1 master br0,
-                     ip link set eth2 master br0, ip link set eth3 master br0]
-            rr:
-              kind: linux
-              binds: ["rr.yaml:/etc/routed/routed.yaml:ro"]
-              exec: [ip addr add 10.0.0.1/24 dev eth1]
-            h1:
-              kind: linux
-              binds: ["h1.yaml:/etc/routed/routed.yaml:ro"]
-              exec: [ip addr add 10.0.0.11/24 dev eth1]
-            h2:
-              kind: linux
-              binds: ["h2.yaml:/etc/routed/routed.yaml:ro"]
-              exec: [ip addr add 10.0.0.12/24 dev eth1]
-          links:
-            - endpoints: ["sw:eth1", "rr:eth1"]
-            - endpoints: ["sw:eth2", "h1:eth1"]
-            - endpoints: ["sw:eth3", "h2:eth1"]
-        """)
+    topology = reflector_topology("routed", "yaml", "/etc/routed/routed.yaml")
     files = {
         "rr.yaml": REFLECTOR,
         "h1.yaml": HOST.format(name="h1", address="10.0.0.11"),

@@ -73,13 +73,19 @@ def test_foreign_routes_survive(host: Host, daemon: Daemon, namespaces: Namespac
     )
 
 
-def test_ten_thousand_routes_reconcile(namespaces: Namespaces) -> None:
-    """10,000 routes in and out through the real netlink edge; the figure is printed, not asserted."""
+def fabric_namespace(namespaces: Namespaces) -> str:
+    """A namespace with a fabric link 10.0.0.1/24, so gateway routes via 10.0.0.x resolve."""
     netns = namespaces.add()
     sh(["ip", "-n", netns, "link", "add", "fab0", "type", "veth", "peer", "name", "fab1"])
     sh(["ip", "-n", netns, "addr", "add", "10.0.0.1/24", "dev", "fab0"])
     sh(["ip", "-n", netns, "link", "set", "fab0", "up"])
     sh(["ip", "-n", netns, "link", "set", "fab1", "up"])
+    return netns
+
+
+def test_ten_thousand_routes_reconcile(namespaces: Namespaces) -> None:
+    """10,000 routes in and out through the real netlink edge; the figure is printed, not asserted."""
+    netns = fabric_namespace(namespaces)
     script = textwrap.dedent("""
         import asyncio, ipaddress, time
         from routed.fib.kernel import NetlinkKernel
@@ -142,11 +148,7 @@ def test_invalid_config_changes_nothing(host: Host, namespaces: Namespaces) -> N
 
 def test_ecmp_and_replace_through_the_kernel(namespaces: Namespaces) -> None:
     """Multipath routes, and a best-path change as one replace (the route never disappears)."""
-    netns = namespaces.add()
-    sh(["ip", "-n", netns, "link", "add", "fab0", "type", "veth", "peer", "name", "fab1"])
-    sh(["ip", "-n", netns, "addr", "add", "10.0.0.1/24", "dev", "fab0"])
-    sh(["ip", "-n", netns, "link", "set", "fab0", "up"])
-    sh(["ip", "-n", netns, "link", "set", "fab1", "up"])
+    netns = fabric_namespace(namespaces)
     script = textwrap.dedent("""
         import asyncio, ipaddress, json
         from routed.fib.kernel import NetlinkKernel
