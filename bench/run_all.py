@@ -26,6 +26,7 @@ def main() -> int:
             "--receivers",
             "routed",
             "bird",
+            "frr",
             "--sizes",
             *(["500"] if args.quick else ["1000", "10000", "100000"]),
         ],

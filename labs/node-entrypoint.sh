@@ -2,6 +2,7 @@
 # The entrypoint of a routed lab node: the container image's ENTRYPOINT, and what
 # `routed lab up` starts in each node. NODE_DAEMON (the topology's env:) says what runs:
 #   bird    -> BIRD2 with /etc/bird/bird.conf (top-of-rack and spine routers)
+#   frr     -> FRR's zebra and bgpd with /etc/frr/frr.conf (benchmarks)
 #   routed  -> routed run -c /etc/routed/routed.yaml
 #   none    -> an idle process only (e.g. the fabric switch)
 #   unset   -> routed if /etc/routed/routed.yaml exists, else none
@@ -34,9 +35,14 @@ case "$daemon" in
         exec bird -f -c /etc/bird/bird.conf -s /run/bird/bird.ctl ;;
     routed)
         exec routed run -c /etc/routed/routed.yaml ;;
+    frr)
+        # FRR drops to its own user, which the package puts in the vty group
+        mkdir -p /run/frr && chown frr:frr /run/frr
+        /usr/lib/frr/zebra -d -u frr -g frr -f /etc/frr/frr.conf -i /run/frr/zebra.pid
+        exec /usr/lib/frr/bgpd -u frr -g frr -f /etc/frr/frr.conf -i /run/frr/bgpd.pid ;;
     none)
         exec sleep infinity ;;
     *)
-        echo "node-entrypoint: NODE_DAEMON=$daemon is not bird, routed or none" >&2
+        echo "node-entrypoint: NODE_DAEMON=$daemon is not bird, frr, routed or none" >&2
         exit 2 ;;
 esac

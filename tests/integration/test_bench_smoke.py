@@ -25,7 +25,7 @@ def run_bench(module: str, *args: str, tmp: Path) -> subprocess.CompletedProcess
     return result
 
 
-@pytest.mark.parametrize("receiver", ["routed", "bird"])
+@pytest.mark.parametrize("receiver", ["routed", "bird", "frr"])
 def test_bulk_smoke(receiver: str, tmp_path: Path) -> None:
     run_bench("bench.bulk", "--receivers", receiver, "--sizes", "200", "--timeout", "60", tmp=tmp_path)
     (result,) = json.loads((tmp_path / "bulk.json").read_text())["results"]
