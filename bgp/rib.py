@@ -110,13 +110,19 @@ class Rib:
         self._reselect(touched, changes)
         return changes
 
-    def set_policy(self, policy: ImportPolicy) -> UpdateResult:
-        """Re-judge every received path (e.g. a new local workload now shadows a learned /32)."""
+    def set_policy(self, policy: ImportPolicy, prefixes: Iterable[IPNetwork] | None = None) -> UpdateResult:
+        """Re-judge received paths (e.g. a new local workload now shadows a learned /32).
+
+        `prefixes` limits the work to the prefixes the policy change can affect: a workload
+        added next to 100k learned routes must not re-judge all of them.
+        """
         self.policy = policy
         result = UpdateResult()
         touched: set[IPNetwork] = set()
+        only = None if prefixes is None else set(prefixes)
         for peer_address, table in self._adj_in.items():
-            for prefix, path in table.items():
+            paths = table.items() if only is None else [(p, table[p]) for p in only if p in table]
+            for prefix, path in paths:
                 accepted = peer_address in self._accepted.get(prefix, {})
                 if self._judge(path, result, count=accepted):
                     if not accepted:

@@ -169,7 +169,7 @@ class Speaker:
         if not changed:
             return
         changes: Changes = {}
-        self._merge(changes, self.rib.set_policy(self.policy.with_local_prefixes(wanted)))
+        self._merge(changes, self.rib.set_policy(self.policy.with_local_prefixes(wanted), changed))
         self._program(changes, also=changed)
 
     @staticmethod

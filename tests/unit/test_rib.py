@@ -108,6 +108,12 @@ def test_policy_change_rejudges_stored_paths() -> None:
     # ...and come back when the workload goes, without the peer re-sending it
     result = rib.set_policy(POLICY)
     assert result.changes[P1] is not None
+    # the same, re-judging only the prefix that changed hands; other prefixes are not looked at
+    other = ip_network("10.65.7.7/32")
+    rib.update(B, [(other, attrs("10.0.0.2"))])
+    result = rib.set_policy(POLICY.with_local_prefixes({P1, other}), prefixes=[P1])
+    assert result.changes == {P1: None}  # `other` would also be rejected, but was not asked about
+    assert rib.selection(other) is not None
 
 
 def test_rejected_replacement_withdraws_earlier_path() -> None:
