@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", default="text", choices=["text", "json"])
 
     config = sub.add_parser("config", help="config tools").add_subparsers(dest="action", required=True)
-    check = config.add_parser("check", help="validate config files; exit 2 on the first bad one")
+    check = config.add_parser("check", help="validate configs: every problem, exit 2 if any is bad")
     check.add_argument("files", nargs="+", metavar="FILE")
 
     workload = sub.add_parser("workload", help="attach, detach and list workloads")
