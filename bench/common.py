@@ -199,16 +199,8 @@ def birdc(topo: Topology, node: str, *args: str) -> str:
 
 
 def processes(netns: str) -> list[int]:
-    inode = os.stat(f"/run/netns/{netns}").st_ino
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.stat(entry / "ns/net").st_ino == inode:
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
+    inode = runner.ns_inode(f"/run/netns/{netns}")
+    return runner.processes_in({inode} if inode is not None else set(), set())
 
 
 def daemon_cpu_s(netns: str) -> dict[str, float]:

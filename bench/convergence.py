@@ -119,7 +119,7 @@ def _matcher(ip: str) -> Any:
 
 def api_call(topo: Topology, node: str, request: dict[str, Any]) -> dict[str, Any]:
     """Talk to a node's routed API through its mount namespace, as a local client would."""
-    holder = runner._holder(topo, node)
+    holder = runner.holder_pid(topo, node)
     path = f"/proc/{holder}/root/run/routed/routed.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.connect(path)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import generated_lab, node_exec, save
+from routed.lab import runner
 from routed.lab.topology import Topology
 
 MODES = ("routed", "plain", "vxlan")
@@ -116,7 +117,7 @@ def measure(mode: str, seconds: int) -> dict[str, Any]:
             [
                 "nsenter",
                 "--target",
-                str(_holder(topo, "h2")),
+                str(runner.holder_pid(topo, "h2")),
                 "--mount",
                 "--net",
                 "--",
@@ -172,12 +173,6 @@ def measure(mode: str, seconds: int) -> dict[str, Any]:
         )
         rtt_avg = float(ping.rsplit("=", 1)[1].split("/")[1])
         return {"mode": mode, "gbit_s": bps / 1e9, "rtt_avg_ms": rtt_avg, "cpu_s_per_gbit": busy / gbits}
-
-
-def _holder(topo: Topology, node: str) -> int:
-    from routed.lab import runner
-
-    return runner._holder(topo, node)
 
 
 def main() -> int:

@@ -47,6 +47,10 @@ class Lab:
     ) -> subprocess.CompletedProcess[str]:
         return self.cli("exec", node, "--", *argv, check=check, timeout=timeout)
 
+    def birdc(self, node: str, *args: str) -> str:
+        """birdc on a BIRD2 node of the lab; empty-handed while BIRD is still starting."""
+        return self.exec(node, "birdc", "-s", "/run/bird/bird.ctl", *args, check=False).stdout
+
     def netns(self, node: str) -> str:
         return f"{self.prefix}-{self.name}-{node}"
 

@@ -105,7 +105,7 @@ def _netns_exists(name: str) -> bool:
     return (NETNS_RUN_DIR / name).exists()
 
 
-def _ns_inode(path: str | Path) -> int | None:
+def ns_inode(path: str | Path) -> int | None:
     try:
         return os.stat(path).st_ino
     except OSError:
@@ -114,7 +114,7 @@ def _ns_inode(path: str | Path) -> int | None:
 
 def _alive(pid: int | None, mnt_ino: int | None) -> bool:
     """Is `pid` still the process we started (same mount namespace)?"""
-    return pid is not None and mnt_ino is not None and _ns_inode(f"/proc/{pid}/ns/mnt") == mnt_ino
+    return pid is not None and mnt_ino is not None and ns_inode(f"/proc/{pid}/ns/mnt") == mnt_ino
 
 
 # --- up ------------------------------------------------------------------------
@@ -206,7 +206,7 @@ def _start_holder(topo: Topology, node: Node) -> tuple[int, int]:
     holder.stdout.close()
     if holder.stderr:
         holder.stderr.close()
-    mnt_ino = _ns_inode(f"/proc/{holder.pid}/ns/mnt")
+    mnt_ino = ns_inode(f"/proc/{holder.pid}/ns/mnt")
     assert mnt_ino is not None
     return holder.pid, mnt_ino
 
@@ -257,13 +257,13 @@ def _nsenter(pid: int, argv: Sequence[str]) -> list[str]:
     return ["nsenter", "--target", str(pid), "--mount", "--net", "--wd=/", "--", *argv]
 
 
-def _start_entrypoint(topo: Topology, node: Node, holder_pid: int) -> int:
+def _start_entrypoint(topo: Topology, node: Node, holder: int) -> int:
     """Start what the image's entrypoint starts: routed, BIRD, or nothing (see node-entrypoint.sh)."""
     logs = state_dir(topo) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     with open(logs / f"{node.name}.log", "ab") as log:
         process = subprocess.Popen(
-            _nsenter(holder_pid, ["sh", str(ENTRYPOINT)]),
+            _nsenter(holder, ["sh", str(ENTRYPOINT)]),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -273,7 +273,8 @@ def _start_entrypoint(topo: Topology, node: Node, holder_pid: int) -> int:
     return process.pid
 
 
-def _holder(topo: Topology, node_name: str) -> int:
+def holder_pid(topo: Topology, node_name: str) -> int:
+    """The pid holding a running node's namespaces (what nsenter --target needs)."""
     try:
         node = topo.node(node_name)
     except KeyError:
@@ -291,7 +292,7 @@ def _holder(topo: Topology, node_name: str) -> int:
 def run_in_node(
     topo: Topology, node_name: str, argv: Sequence[str], *, capture: bool = False, timeout: float | None = 120
 ) -> subprocess.CompletedProcess[str]:
-    pid = _holder(topo, node_name)
+    pid = holder_pid(topo, node_name)
     return subprocess.run(
         _nsenter(pid, argv),
         env=_node_env(topo, topo.node(node_name)),
@@ -305,13 +306,14 @@ def run_in_node(
 # --- down ------------------------------------------------------------------------
 
 
-def _processes_in(net_inodes: set[int], mnt_inodes: set[int]) -> list[int]:
+def processes_in(net_inodes: set[int], mnt_inodes: set[int]) -> list[int]:
+    """Every process (but us) in one of these network or mount namespaces, by inode."""
     found = []
     me = os.getpid()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
-        if _ns_inode(entry / "ns/net") in net_inodes or _ns_inode(entry / "ns/mnt") in mnt_inodes:
+        if ns_inode(entry / "ns/net") in net_inodes or ns_inode(entry / "ns/mnt") in mnt_inodes:
             found.append(int(entry.name))
     return found
 
@@ -319,10 +321,10 @@ def _processes_in(net_inodes: set[int], mnt_inodes: set[int]) -> list[int]:
 def _inner_netns_inodes(mnt_inodes: set[int]) -> set[int]:
     """Namespaces that nodes made for their workloads, seen through a process of the node."""
     inodes: set[int] = set()
-    for pid in _processes_in(set(), mnt_inodes):
+    for pid in processes_in(set(), mnt_inodes):
         with contextlib.suppress(OSError):
             for entry in Path(f"/proc/{pid}/root/run/netns").iterdir():
-                ino = _ns_inode(entry)
+                ino = ns_inode(entry)
                 if ino is not None:
                     inodes.add(ino)
         if inodes:
@@ -332,14 +334,14 @@ def _inner_netns_inodes(mnt_inodes: set[int]) -> set[int]:
 
 def _kill_all(net_inodes: set[int], mnt_inodes: set[int], grace: float = 3.0) -> None:
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        pids = _processes_in(net_inodes, mnt_inodes)
+        pids = processes_in(net_inodes, mnt_inodes)
         if not pids:
             return
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and _processes_in(net_inodes, mnt_inodes):
+        while time.monotonic() < deadline and processes_in(net_inodes, mnt_inodes):
             time.sleep(0.05)
 
 
@@ -348,7 +350,7 @@ def down(topo: Topology) -> list[str]:
     state = _read_state(topo)
     names = {n.netns for n in topo.nodes} | {r["netns"] for r in state["nodes"].values() if "netns" in r}
     mnt_inodes = {r["mnt_ino"] for r in state["nodes"].values() if r.get("mnt_ino")}
-    net_inodes = {ino for name in names if (ino := _ns_inode(NETNS_RUN_DIR / name)) is not None}
+    net_inodes = {ino for name in names if (ino := ns_inode(NETNS_RUN_DIR / name)) is not None}
     net_inodes |= _inner_netns_inodes(mnt_inodes)
     _kill_all(net_inodes, mnt_inodes)
     removed = []

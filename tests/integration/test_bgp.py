@@ -214,10 +214,6 @@ def test_malformed_messages_are_dropped_and_the_daemon_carries_on() -> None:
         wait_until(lambda: kernel_routes(lab, "h2").get("10.65.1.99"), "10.0.0.11", timeout=10)
 
 
-def birdc(lab: Lab, *args: str) -> str:
-    return lab.exec("bird1", "birdc", "-s", "/run/bird/bird.ctl", *args, check=False).stdout
-
-
 def test_bird_interop_and_hijacks_refused() -> None:
     with running_lab("bird-interop") as lab:
         # BIRD -> routed: the legitimate route is installed via bird1
@@ -229,11 +225,11 @@ def test_bird_interop_and_hijacks_refused() -> None:
         )
         # routed -> BIRD: h1's workload is in BIRD's table, learned from h1
         wait_until(
-            lambda: "10.65.1.1/32" in birdc(lab, "show", "route", "protocol", "h1"),
+            lambda: "10.65.1.1/32" in lab.birdc("bird1", "show", "route", "protocol", "h1"),
             timeout=30,
             what="BIRD learns h1's workload",
         )
-        assert "10.0.0.11" in birdc(lab, "show", "route", "10.65.1.1/32", "protocol", "h1", "all")
+        assert "10.0.0.11" in lab.birdc("bird1", "show", "route", "10.65.1.1/32", "protocol", "h1", "all")
         # hijacks: not installed anywhere, and counted where they arrived
         wait_until(
             lambda: status(lab, "h1")["bgp"]["rejected"],

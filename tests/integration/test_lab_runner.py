@@ -105,12 +105,7 @@ def test_quickstart_up_exec_down() -> None:
 def test_tor_ebgp_runs_bird() -> None:
     with running_lab("tor-ebgp") as lab:
         wait_until(
-            lambda: (
-                "Established"
-                in lab.exec(
-                    "tor1", "birdc", "-s", "/run/bird/bird.ctl", "show", "protocols", "spine", check=False
-                ).stdout
-            ),
+            lambda: "Established" in lab.birdc("tor1", "show", "protocols", "spine"),
             timeout=30,
             what="tor1-spine BGP session",
         )

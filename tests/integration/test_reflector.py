@@ -144,14 +144,8 @@ def test_ebgp_to_bird_top_of_rack() -> None:
         wait_until(lambda: ping(lab, "h4", "web", "10.65.2.1"), timeout=10)
         shown = {r["dst"]: r for r in json.loads(lab.exec("h1", "routed", "routes", "--json").stdout)}
         assert shown["10.65.4.1/32"]["as_path"] == [65001, 65000, 65002, 64622]
-        route = lab.exec(
-            "spine", "birdc", "-s", "/run/bird/bird.ctl", "show", "route", "10.65.1.1/32", "all"
-        ).stdout
+        route = lab.birdc("spine", "show", "route", "10.65.1.1/32", "all")
         assert "BGP.as_path: 65001 64611" in route
-
-
-def birdc(lab: Lab, node: str, *args: str) -> str:
-    return lab.exec(node, "birdc", "-s", "/run/bird/bird.ctl", *args, check=False).stdout
 
 
 def test_routed_clients_of_a_bird_reflector() -> None:
@@ -167,12 +161,12 @@ def test_routed_clients_of_a_bird_reflector() -> None:
 def test_bird_clients_of_a_routed_reflector() -> None:
     with running_lab("bird-clients") as lab:
         # BIRD -> routed reflector -> BIRD, with RFC 4456 attributes as BIRD reads them
-        wait_until(lambda: "10.65.22.1/32" in birdc(lab, "b1", "show", "route"), timeout=30)
-        route = birdc(lab, "b1", "show", "route", "10.65.22.1/32", "all")
+        wait_until(lambda: "10.65.22.1/32" in lab.birdc("b1", "show", "route"), timeout=30)
+        route = lab.birdc("b1", "show", "route", "10.65.22.1/32", "all")
         assert "BGP.originator_id: 10.0.0.22" in route and "BGP.cluster_list: 10.0.0.254" in route
         assert "via 10.0.0.22" in route
         # routed host -> routed reflector -> BIRD, and BIRD -> reflector -> routed host
-        wait_until(lambda: "10.65.1.1/32" in birdc(lab, "b2", "show", "route"), timeout=30)
+        wait_until(lambda: "10.65.1.1/32" in lab.birdc("b2", "show", "route"), timeout=30)
         wait_until(lambda: kernel_routes(lab, "h1").get("10.65.21.1"), "10.0.0.21", timeout=30)
         # the reflector never reflects a route back to where it came from
-        assert "10.65.21.1/32" not in birdc(lab, "b1", "show", "route", "protocol", "rr1")
+        assert "10.65.21.1/32" not in lab.birdc("b1", "show", "route", "protocol", "rr1")
