@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from bgp.decision import Selection, select
 from bgp.model import Attributes, IPAddress, IPNetwork, Path, Peer
-from bgp.policy import ImportPolicy, Rejection, check_import
+from bgp.policy import ImportPolicy, Rejection, check_attributes, check_import, check_prefix
 
 Changes = dict[IPNetwork, Selection | None]
 
@@ -24,6 +24,14 @@ class Rejected:
     peer: IPAddress
     prefix: IPNetwork
     reason: Rejection
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The attribute checks' answer for one Attributes object (held, so its identity is not reused)."""
+
+    attrs: Attributes | None
+    reason: Rejection | None
 
 
 @dataclass(slots=True)
@@ -68,8 +76,13 @@ class Rib:
             del self._accepted[prefix]
         return True
 
-    def _judge(self, path: Path, result: UpdateResult, count: bool = True) -> bool:
-        reason = check_import(self.policy, path.prefix, path.attrs, path.peer)
+    def _judge(
+        self, path: Path, result: UpdateResult, count: bool = True, attrs_verdict: Verdict | None = None
+    ) -> bool:
+        if attrs_verdict is None:
+            reason = check_import(self.policy, path.prefix, path.attrs, path.peer)
+        else:
+            reason = check_prefix(self.policy, path.prefix) or attrs_verdict.reason
         if reason is None:
             return True
         if count:
@@ -89,12 +102,15 @@ class Rib:
         for prefix in withdrawn:
             if table.pop(prefix, None) is not None and self._unaccept(peer.address, prefix):
                 touched.add(prefix)
+        verdict = Verdict(None, None)
         for prefix, attrs in announced:
             path = Path(prefix, peer, attrs)
             if table.get(prefix) == path:
                 continue
             table[prefix] = path
-            if self._judge(path, result):
+            if attrs is not verdict.attrs:  # the NLRI of one UPDATE share one Attributes object
+                verdict = Verdict(attrs, check_attributes(self.policy, attrs, peer))
+            if self._judge(path, result, attrs_verdict=verdict):
                 self._accepted.setdefault(prefix, {})[peer.address] = path
                 touched.add(prefix)
             elif self._unaccept(peer.address, prefix):  # replaces an earlier, acceptable path

@@ -180,28 +180,30 @@ class Speaker:
             return Role.EBGP
         return Role.NONCLIENT
 
-    def _desired(self, address: IPAddress, status: PeerStatus, prefix: IPNetwork) -> commands.Export | None:
+    def _desired(
+        self, address: IPAddress, target: Role, export: ExportMode, prefix: IPNetwork, roles: dict[IPAddress, Role]
+    ) -> commands.Export | None:
         if prefix.version != address.version:
             return None  # next hops are session addresses: each family over its own sessions
-        target = self._role(status.config)
-        if status.config.export is ExportMode.AGGREGATE:
+        if export is ExportMode.AGGREGATE:
             aggregate = prefix in self.cfg.pools
             return reflection.local_export(self.me, target) if aggregate else None
         selection = self.rib.selection(prefix)
         best = selection.best if selection else None
-        source_status = self.peers.get(best.peer.address) if best else None
-        source = self._role(source_status.config) if source_status else None
+        source = roles.get(best.peer.address) if best else None
         return reflection.advertise(self.me, address, target, prefix in self.local, best, source)
 
     def _refresh(self, prefixes: Iterable[IPNetwork]) -> None:
         """Send each peer the difference between what it should have and what it has."""
         prefixes = list(prefixes)
+        roles = {address: self._role(status.config) for address, status in self.peers.items()}
         for address, status in self.peers.items():
             sent = self._out[address]
+            target, export = roles[address], status.config.export
             announce: dict[commands.Export, list[IPNetwork]] = {}
             withdraw: list[IPNetwork] = []
             for prefix in prefixes:
-                want = self._desired(address, status, prefix)
+                want = self._desired(address, target, export, prefix, roles)
                 if want == sent.get(prefix):
                     continue
                 if want is None:
@@ -211,8 +213,8 @@ class Speaker:
                     sent[prefix] = want
                     announce.setdefault(want, []).append(prefix)
             self._queue(commands.withdraw(address, withdraw))
-            for export, group in announce.items():
-                self._queue(commands.announce(address, group, export))
+            for export_attrs, group in announce.items():
+                self._queue(commands.announce(address, group, export_attrs))
 
     def _announce_everything(self) -> None:
         """A new ExaBGP knows nothing: give it every peer's Adj-RIB-Out again."""

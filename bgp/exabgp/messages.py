@@ -24,6 +24,7 @@ from bgp.model import (
     PeerState,
     RouteUpdate,
 )
+from routed.prefixes import parse as parse_prefix
 
 FAMILIES = ("ipv4 unicast", "ipv6 unicast")
 ORIGINS = {"igp": Origin.IGP, "egp": Origin.EGP, "incomplete": Origin.INCOMPLETE}
@@ -91,10 +92,10 @@ def _update(peer: Any, peer_asn: int, update: dict[str, Any]) -> RouteUpdate:
             continue
         for next_hop, nlris in by_next_hop.items():
             attrs = _attributes(update.get("attribute", {}), next_hop)
-            announced.extend((ipaddress.ip_network(n["nlri"]), attrs) for n in nlris)
+            announced.extend((parse_prefix(n["nlri"]), attrs) for n in nlris)
     for family, nlris in update.get("withdraw", {}).items():
         if family in FAMILIES:
-            withdrawn.extend(ipaddress.ip_network(n["nlri"]) for n in nlris)
+            withdrawn.extend(parse_prefix(n["nlri"]) for n in nlris)
     return RouteUpdate(peer, peer_asn, tuple(announced), tuple(withdrawn))
 
 

@@ -22,7 +22,7 @@ from typing import Protocol
 from routed.dataplane.netns import async_iproute, entered, netns_path
 from routed.fib import rtnl
 from routed.fib.plan import RoutePlan
-from routed.fib.routes import ROUTE_PROTOCOL, NextHop, Route, RouteKey
+from routed.fib.routes import ROUTE_PROTOCOL, NextHop, Route, RouteKey, via
 from routed.log import event
 
 log = logging.getLogger("routed.fib")
@@ -156,7 +156,7 @@ class NetlinkKernel:
         if msg.protocol != ROUTE_PROTOCOL:
             return RouteEvent(added, key, False, None, (msg.protocol, msg.priority))
         hops = [
-            NextHop(gateway=h.gateway)
+            via(h.gateway)
             if h.gateway is not None
             else NextHop(device=await self._device_name(h.ifindex))
             for h in msg.hops
@@ -259,6 +259,10 @@ class NetlinkKernel:
     async def events(self) -> AsyncIterator[RouteEvent | EventsLost]:
         loop = asyncio.get_running_loop()
         listener = self._open(RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE)
+        # Our own changes come back as events too (100k of them for a full table); the
+        # reconciler already knows them from the acknowledgements, so the kernel drops them.
+        port_id, _ = self._requests().getsockname()
+        rtnl.drop_messages_from(listener, port_id)
         try:
             # Changes made before the subscription took effect are not in any event:
             # tell the reconciler to read the kernel afresh now that nothing can slip by.

@@ -6,6 +6,7 @@ kernel route is decided by that number alone (see docs in config/README.md).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
@@ -47,6 +48,8 @@ class Route:
     table: int = MAIN_TABLE
 
     def __post_init__(self) -> None:
+        if len(self.nexthops) == 1:
+            return
         if not self.nexthops:
             raise ValueError(f"route {self.dst} has no next hop")
         if list(self.nexthops) != sorted(set(self.nexthops)):
@@ -72,6 +75,12 @@ def local_route(dst: IPNetwork, device: str, table: int = MAIN_TABLE) -> Route:
     return Route(dst=dst, nexthops=(NextHop(device=device),), table=table)
 
 
+@functools.lru_cache(maxsize=4096)
+def via(gateway: IPAddress) -> NextHop:
+    """One shared object per gateway: a full table has 100k routes and a handful of next hops."""
+    return NextHop(gateway=gateway)
+
+
 def gateway_route(dst: IPNetwork, gateways: tuple[IPAddress, ...], table: int = MAIN_TABLE) -> Route:
     """A learned route: `via <next hop>`, or several for ECMP."""
-    return Route(dst=dst, nexthops=tuple(NextHop(gateway=g) for g in gateways), table=table)
+    return Route(dst=dst, nexthops=tuple(via(g) for g in gateways), table=table)

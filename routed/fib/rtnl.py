@@ -10,13 +10,15 @@ back the same fields, so routes can go to the kernel many per system call.
 
 from __future__ import annotations
 
+import ctypes
 import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
+from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from routed.fib.routes import IPNetwork
+from routed.prefixes import from_packed
 
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
@@ -27,6 +29,9 @@ RTN_UNICAST = 1
 SCOPE_UNIVERSE, SCOPE_LINK, SCOPE_NOWHERE = 0, 253, 255
 RT_TABLE_COMPAT = 252
 RTM_F_CLONED = 0x200
+SO_ATTACH_FILTER = 26
+BPF_LD_W_ABS, BPF_JEQ_K, BPF_RET_K = 0x20, 0x15, 0x06
+NLMSG_PID_OFFSET = 12
 
 HEADER = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
 RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
@@ -187,7 +192,25 @@ def decode(kind: int, payload: memoryview) -> RouteMessage | None:
                 offset += (length + 3) & ~3
     if dst_bytes is None:
         dst_bytes = b"\0" * (4 if family == socket.AF_INET else 16)
-    dst = ip_network((dst_bytes, dst_len))
+    dst = from_packed(dst_bytes, dst_len)
     if not hops and (gateway is not None or oif):
         hops.append(Hop(gateway, oif))
     return RouteMessage(kind, dst, table, protocol, priority, route_type, tuple(hops), rtm_flags)
+
+
+def drop_messages_from(sock: socket.socket, port_id: int) -> None:
+    """Attach a socket filter dropping notifications caused by the socket `port_id`.
+
+    The kernel stamps a notification with the port id of the socket whose request
+    caused it. A notification is alone in its buffer, so its header is at offset 0.
+    """
+    program = [
+        # A = nlmsg_pid; absolute loads read big-endian, the field is in host order
+        (BPF_LD_W_ABS, 0, 0, NLMSG_PID_OFFSET),
+        (BPF_JEQ_K, 0, 1, socket.ntohl(port_id)),
+        (BPF_RET_K, 0, 0, 0),  # ours: drop
+        (BPF_RET_K, 0, 0, 0xFFFFFFFF),  # anyone else's: keep all of it
+    ]
+    code = ctypes.create_string_buffer(b"".join(struct.pack("=HBBI", *op) for op in program))
+    fprog = struct.pack("HL", len(program), ctypes.addressof(code))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)

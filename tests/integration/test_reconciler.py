@@ -195,3 +195,36 @@ def test_ecmp_and_replace_through_the_kernel(namespaces: Namespaces) -> None:
     assert sorted(h["gateway"] for h in kernel_view[0]["nexthops"]) == ["10.0.0.12", "10.0.0.13"]
     # never deleted in between: the monitor saw no "Deleted" for the prefix
     assert "Deleted 10.65.2.1" not in events, events
+
+
+def test_own_changes_are_not_echoed_back(namespaces: Namespaces) -> None:
+    """The kernel drops the notifications of our own requests; anyone else's still arrive."""
+    netns = fabric_namespace(namespaces)
+    script = textwrap.dedent("""
+        import asyncio, ipaddress, json, subprocess
+        from routed.fib.kernel import EventsLost, NetlinkKernel
+        from routed.fib.plan import RoutePlan
+        from routed.fib.routes import gateway_route
+        async def main():
+            kernel = NetlinkKernel(254)
+            events = kernel.events()
+            assert isinstance(await anext(events), EventsLost)
+            gw = (ipaddress.ip_address("10.0.0.2"),)
+            ours = [gateway_route(ipaddress.ip_network(f"10.65.0.{i}/32"), gw) for i in range(100)]
+            assert await kernel.apply(RoutePlan(add=tuple(ours))) == []
+            assert await kernel.apply(RoutePlan(delete=tuple(ours[:50]))) == []
+            subprocess.run(["ip", "route", "add", "10.66.0.1/32", "via", "10.0.0.2", "proto", "201"], check=True)
+            subprocess.run(["ip", "route", "del", "10.65.0.99/32", "proto", "201"], check=True)
+            seen = []
+            while len(seen) < 2:
+                ev = await asyncio.wait_for(anext(events), 10)
+                seen.append([ev.added, str(ev.key[1])])
+            print(json.dumps(seen))
+        asyncio.run(main())
+    """)
+    out = subprocess.run(
+        ["ip", "netns", "exec", netns, sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    # the first two events are the other process's changes, not any of our 150
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [[True, "10.66.0.1/32"], [False, "10.65.0.99/32"]]

@@ -1,0 +1,94 @@
+"""IP prefixes made fast and hashed once, for the paths that handle a full table.
+
+A learned /32 is a dictionary key a dozen times on its way from ExaBGP to the
+kernel (Adj-RIB-In, Loc-RIB, Adj-RIB-Out, the FIB's desired set and its view of
+the kernel), and `ipaddress` recomputes a network's hash in Python on every
+lookup and builds each one through a string parser. These subclasses are the
+same values (equal to, and hashing like, the `ipaddress` objects, so the two mix
+freely as keys) with the hash computed once, built straight from integers.
+"""
+
+from __future__ import annotations
+
+import socket
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+
+_MASKS4 = [IPv4Address(((1 << 32) - 1) ^ ((1 << (32 - n)) - 1)) for n in range(33)]
+_MASKS6 = [IPv6Address(((1 << 128) - 1) ^ ((1 << (128 - n)) - 1)) for n in range(129)]
+
+
+class Prefix4(IPv4Network):
+    def __init__(self, address: object, strict: bool = True) -> None:
+        # ipaddress's own methods (supernet, subnets) build instances of our class
+        super().__init__(address, strict)  # type: ignore[arg-type]
+        self._hash = hash(int(self.network_address) ^ int(self.netmask))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
+class Prefix6(IPv6Network):
+    def __init__(self, address: object, strict: bool = True) -> None:
+        super().__init__(address, strict)  # type: ignore[arg-type]
+        self._hash = hash(int(self.network_address) ^ int(self.netmask))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
+def prefix4(value: int, length: int) -> IPv4Network:
+    """The IPv4 prefix value/length; host bits must be zero (as `ip_network`, strict)."""
+    mask = _MASKS4[length]
+    if value & ~int(mask) or not 0 <= value < 1 << 32:
+        raise ValueError(f"{IPv4Address(value & 0xFFFFFFFF)}/{length} has host bits set")
+    prefix = Prefix4.__new__(Prefix4)
+    # The attributes IPv4Network.__init__ sets, without its string parsing.
+    prefix.network_address = address = IPv4Address.__new__(IPv4Address)
+    address._ip = value  # what IPv4Address(int) does once the range is checked (above)
+    prefix.netmask = mask
+    prefix._prefixlen = length
+    prefix._hash = hash(value ^ int(mask))
+    return prefix
+
+
+def prefix6(value: int, length: int) -> IPv6Network:
+    mask = _MASKS6[length]
+    if value & ~int(mask) or not 0 <= value < 1 << 128:
+        raise ValueError(f"{IPv6Address(value & ((1 << 128) - 1))}/{length} has host bits set")
+    prefix = Prefix6.__new__(Prefix6)
+    prefix.network_address = address = IPv6Address.__new__(IPv6Address)
+    address._ip = value
+    address._scope_id = None
+    prefix.netmask = mask
+    prefix._prefixlen = length
+    prefix._hash = hash(value ^ int(mask))
+    return prefix
+
+
+def from_packed(packed: bytes, length: int) -> IPv4Network | IPv6Network:
+    """From the address bytes of a netlink or BGP message (4 or 16 of them)."""
+    value = int.from_bytes(packed, "big")
+    if len(packed) == 4:
+        if not 0 <= length <= 32:
+            raise ValueError(f"prefix length {length} is not valid for IPv4")
+        return prefix4(value, length)
+    if len(packed) == 16:
+        if not 0 <= length <= 128:
+            raise ValueError(f"prefix length {length} is not valid for IPv6")
+        return prefix6(value, length)
+    raise ValueError(f"an address is 4 or 16 bytes, not {len(packed)}")
+
+
+def parse(text: str) -> IPv4Network | IPv6Network:
+    """'10.65.1.7/32' or 'fd00::1/128' (a bare address is its host prefix), strictly."""
+    address, slash, length_text = text.partition("/")
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        packed = socket.inet_pton(family, address)
+    except OSError:
+        raise ValueError(f"{text!r} is not an IP prefix") from None
+    if not slash:
+        return from_packed(packed, len(packed) * 8)
+    if not length_text.isdigit() or not length_text.isascii():
+        raise ValueError(f"{text!r} is not an IP prefix: bad length")
+    return from_packed(packed, int(length_text))
