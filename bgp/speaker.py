@@ -181,7 +181,12 @@ class Speaker:
         return Role.NONCLIENT
 
     def _desired(
-        self, address: IPAddress, target: Role, export: ExportMode, prefix: IPNetwork, roles: dict[IPAddress, Role]
+        self,
+        address: IPAddress,
+        target: Role,
+        export: ExportMode,
+        prefix: IPNetwork,
+        roles: dict[IPAddress, Role],
     ) -> commands.Export | None:
         if prefix.version != address.version:
             return None  # next hops are session addresses: each family over its own sessions

@@ -18,9 +18,11 @@ _MASKS6 = [IPv6Address(((1 << 128) - 1) ^ ((1 << (128 - n)) - 1)) for n in range
 
 
 class Prefix4(IPv4Network):
+    _hash: int
+
     def __init__(self, address: object, strict: bool = True) -> None:
         # ipaddress's own methods (supernet, subnets) build instances of our class
-        super().__init__(address, strict)  # type: ignore[arg-type]
+        super().__init__(address, strict)
         self._hash = hash(int(self.network_address) ^ int(self.netmask))
 
     def __hash__(self) -> int:
@@ -28,12 +30,19 @@ class Prefix4(IPv4Network):
 
 
 class Prefix6(IPv6Network):
+    _hash: int
+
     def __init__(self, address: object, strict: bool = True) -> None:
-        super().__init__(address, strict)  # type: ignore[arg-type]
+        super().__init__(address, strict)
         self._hash = hash(int(self.network_address) ^ int(self.netmask))
 
     def __hash__(self) -> int:
         return self._hash
+
+
+# prefix4/prefix6 set the fields IPv4Network.__init__ and IPv4Address(int) would set
+# (CPython's ipaddress internals, unchanged since 3.3; tests/unit/test_prefixes.py
+# compares the results with ipaddress's own objects, so a change shows up there).
 
 
 def prefix4(value: int, length: int) -> IPv4Network:
@@ -41,12 +50,12 @@ def prefix4(value: int, length: int) -> IPv4Network:
     mask = _MASKS4[length]
     if value & ~int(mask) or not 0 <= value < 1 << 32:
         raise ValueError(f"{IPv4Address(value & 0xFFFFFFFF)}/{length} has host bits set")
+    address = IPv4Address.__new__(IPv4Address)
+    address._ip = value  # type: ignore[attr-defined]
     prefix = Prefix4.__new__(Prefix4)
-    # The attributes IPv4Network.__init__ sets, without its string parsing.
-    prefix.network_address = address = IPv4Address.__new__(IPv4Address)
-    address._ip = value  # what IPv4Address(int) does once the range is checked (above)
+    prefix.network_address = address
     prefix.netmask = mask
-    prefix._prefixlen = length
+    prefix._prefixlen = length  # type: ignore[attr-defined]
     prefix._hash = hash(value ^ int(mask))
     return prefix
 
@@ -55,12 +64,13 @@ def prefix6(value: int, length: int) -> IPv6Network:
     mask = _MASKS6[length]
     if value & ~int(mask) or not 0 <= value < 1 << 128:
         raise ValueError(f"{IPv6Address(value & ((1 << 128) - 1))}/{length} has host bits set")
+    address = IPv6Address.__new__(IPv6Address)
+    address._ip = value  # type: ignore[attr-defined]
+    address._scope_id = None  # type: ignore[attr-defined]
     prefix = Prefix6.__new__(Prefix6)
-    prefix.network_address = address = IPv6Address.__new__(IPv6Address)
-    address._ip = value
-    address._scope_id = None
+    prefix.network_address = address
     prefix.netmask = mask
-    prefix._prefixlen = length
+    prefix._prefixlen = length  # type: ignore[attr-defined]
     prefix._hash = hash(value ^ int(mask))
     return prefix
 

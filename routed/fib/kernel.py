@@ -156,9 +156,7 @@ class NetlinkKernel:
         if msg.protocol != ROUTE_PROTOCOL:
             return RouteEvent(added, key, False, None, (msg.protocol, msg.priority))
         hops = [
-            via(h.gateway)
-            if h.gateway is not None
-            else NextHop(device=await self._device_name(h.ifindex))
+            via(h.gateway) if h.gateway is not None else NextHop(device=await self._device_name(h.ifindex))
             for h in msg.hops
         ]
         route = Route(dst=msg.dst, nexthops=tuple(hops), table=msg.table) if hops and added else None

@@ -223,8 +223,14 @@ def test_own_changes_are_not_echoed_back(namespaces: Namespaces) -> None:
         asyncio.run(main())
     """)
     out = subprocess.run(
-        ["ip", "netns", "exec", netns, sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+        ["ip", "netns", "exec", netns, sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 0, out.stderr
     # the first two events are the other process's changes, not any of our 150
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == [[True, "10.66.0.1/32"], [False, "10.65.0.99/32"]]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [
+        [True, "10.66.0.1/32"],
+        [False, "10.65.0.99/32"],
+    ]
