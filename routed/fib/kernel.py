@@ -17,6 +17,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address
 from typing import Protocol
 
 from routed.dataplane.netns import async_iproute, entered, netns_path
@@ -203,6 +204,8 @@ class NetlinkKernel:
         if action == "delete":
             return rtnl.encode(action, seq, route.dst, route.table, ROUTE_PROTOCOL)
         gateways = tuple(h.gateway for h in route.nexthops if h.gateway is not None)
+        if len(gateways) == 1 and isinstance(gateways[0], IPv4Address) and route.dst.version == 4:
+            return rtnl.encode_via4(action, seq, route.dst, route.table, ROUTE_PROTOCOL, gateways[0])
         return rtnl.encode(action, seq, route.dst, route.table, ROUTE_PROTOCOL, gateways=gateways)
 
     async def apply(self, plan: RoutePlan) -> list[RouteFailure]:

@@ -7,7 +7,7 @@ kernel route is decided by that number alone (see docs in config/README.md).
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 IPAddress = IPv4Address | IPv6Address
@@ -46,8 +46,11 @@ class Route:
     dst: IPNetwork
     nexthops: tuple[NextHop, ...]
     table: int = MAIN_TABLE
+    # (table, dst), made once: it is a dictionary key in several places per route
+    key: RouteKey = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.table, self.dst))
         if len(self.nexthops) == 1:
             return
         if not self.nexthops:
@@ -55,10 +58,6 @@ class Route:
         if list(self.nexthops) != sorted(set(self.nexthops)):
             # One canonical order so that ECMP sets compare equal however they were built.
             object.__setattr__(self, "nexthops", tuple(sorted(set(self.nexthops))))
-
-    @property
-    def key(self) -> RouteKey:
-        return (self.table, self.dst)
 
     @property
     def is_link_scope(self) -> bool:

@@ -76,6 +76,42 @@ class RouteMessage:
         return bool(self.flags & RTM_F_CLONED)
 
 
+# The commonest request by far, a learned route via one IPv4 gateway, packed in one go:
+# nlmsghdr, rtmsg, RTA_DST, RTA_TABLE, RTA_GATEWAY (each attribute 8 bytes, no padding).
+_VIA4 = struct.Struct("=IHHII" + "BBBBBBBBI" + "HH4s" + "HHI" + "HH4s")
+
+
+def encode_via4(
+    action: str, seq: int, dst: IPNetwork, table: int, protocol: int, gateway: IPv4Address
+) -> bytes:
+    """Same bytes as `encode(action, ..., gateways=(gateway,))` for an IPv4 add or replace."""
+    return _VIA4.pack(
+        _VIA4.size,
+        RTM_NEWROUTE,
+        FLAGS[action],
+        seq,
+        0,
+        socket.AF_INET,
+        dst.prefixlen,
+        0,
+        0,
+        table if table < 256 else RT_TABLE_COMPAT,
+        protocol,
+        SCOPE_UNIVERSE,
+        RTN_UNICAST,
+        0,
+        8,
+        RTA_DST,
+        dst.network_address.packed,
+        8,
+        RTA_TABLE,
+        table,
+        8,
+        RTA_GATEWAY,
+        gateway.packed,
+    )
+
+
 def encode(
     action: str,
     seq: int,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from ipaddress import ip_address, ip_network
+from ipaddress import IPv4Address, ip_address, ip_network
 
 from routed.fib import rtnl
 
@@ -61,3 +61,15 @@ def test_default_route_and_errors() -> None:
 def test_batch_of_messages_splits_back() -> None:
     data = b"".join(rtnl.encode("add", 7, ip_network(f"10.65.0.{i}/32"), 254, 201, oif=3) for i in range(5))
     assert len(list(rtnl.messages(data))) == 5
+
+
+def test_fast_ipv4_gateway_encoding_is_byte_identical() -> None:
+    for action, dst, table in (
+        ("add", "10.65.2.1/32", 254),
+        ("replace", "10.64.0.0/10", 1000),
+        ("add", "0.0.0.0/0", 100),
+    ):
+        gateway = ip_address("10.0.0.12")
+        assert isinstance(gateway, IPv4Address)
+        slow = rtnl.encode(action, 9, ip_network(dst), table, 201, gateways=(gateway,))
+        assert rtnl.encode_via4(action, 9, ip_network(dst), table, 201, gateway) == slow
