@@ -53,18 +53,24 @@ def _chunks(prefixes: Sequence[IPNetwork]) -> Iterable[Sequence[IPNetwork]]:
         yield prefixes[start : start + NLRI_PER_COMMAND]
 
 
-def announce(peer: IPAddress, prefixes: Iterable[IPNetwork], export: Export) -> list[str]:
+def _selector(peers: Sequence[IPAddress]) -> str:
+    # ExaBGP applies one command to several neighbours: "neighbor A , neighbor B announce ..."
+    return " , ".join(f"neighbor {peer}" for peer in peers)
+
+
+def announce(peers: Sequence[IPAddress], prefixes: Iterable[IPNetwork], export: Export) -> list[str]:
+    """Commands announcing `prefixes` with `export` to every peer in `peers` (one command, not one each)."""
     ordered = sorted(prefixes, key=lambda p: (p.version, int(p.network_address), p.prefixlen))
     attrs = export.text()
     return [
-        f"neighbor {peer} announce attributes {attrs} nlri {' '.join(map(str, chunk))}"
+        f"{_selector(peers)} announce attributes {attrs} nlri {' '.join(map(str, chunk))}"
         for chunk in _chunks(ordered)
     ]
 
 
-def withdraw(peer: IPAddress, prefixes: Iterable[IPNetwork]) -> list[str]:
+def withdraw(peers: Sequence[IPAddress], prefixes: Iterable[IPNetwork]) -> list[str]:
     ordered = sorted(prefixes, key=lambda p: (p.version, int(p.network_address), p.prefixlen))
     return [
-        f"neighbor {peer} withdraw attributes next-hop self nlri {' '.join(map(str, chunk))}"
+        f"{_selector(peers)} withdraw attributes next-hop self nlri {' '.join(map(str, chunk))}"
         for chunk in _chunks(ordered)
     ]

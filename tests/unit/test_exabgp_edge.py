@@ -99,17 +99,21 @@ def test_malformed_lines_raise(line: str) -> None:
 def test_commands_batch_prefixes() -> None:
     prefixes = [ip_network(f"10.65.{i // 256}.{i % 256}/32") for i in range(commands.NLRI_PER_COMMAND + 1)]
     lines = commands.announce(
-        ip_address("10.0.0.2"), prefixes, commands.Export(local_pref=200, communities=((64512, 1),))
+        [ip_address("10.0.0.2")], prefixes, commands.Export(local_pref=200, communities=((64512, 1),))
     )
     assert len(lines) == 2
     assert lines[0].startswith(
         "neighbor 10.0.0.2 announce attributes next-hop self origin igp "
         "local-preference 200 community [ 64512:1 ] nlri 10.65.0.0/32 10.65.0.1/32"
     )
-    assert commands.withdraw(ip_address("10.0.0.2"), prefixes[:2]) == [
+    assert commands.withdraw([ip_address("10.0.0.2")], prefixes[:2]) == [
         "neighbor 10.0.0.2 withdraw attributes next-hop self nlri 10.65.0.0/32 10.65.0.1/32"
     ]
-    assert commands.announce(ip_address("10.0.0.2"), [], commands.Export()) == []
+    assert commands.announce([ip_address("10.0.0.2")], [], commands.Export()) == []
+    two = [ip_address("10.0.0.2"), ip_address("10.0.0.3")]
+    assert commands.withdraw(two, prefixes[:1]) == [
+        "neighbor 10.0.0.2 , neighbor 10.0.0.3 withdraw attributes next-hop self nlri 10.65.0.0/32"
+    ]
 
 
 def test_reflection_attributes_text() -> None:

@@ -87,13 +87,12 @@ peers:
         "origin igp local-preference 100 originator-id 10.0.0.12 cluster-list [ 10.0.0.254 ] "
         "nlri 10.65.2.1/32"
     )
+    # the two clients get the same change: one command for both
     assert queued(rr) == [
-        f"neighbor 10.0.0.11 announce attributes next-hop 10.0.0.12 {attrs}",
-        f"neighbor 10.0.0.2 announce attributes next-hop 10.0.0.12 {attrs}",
+        f"neighbor 10.0.0.11 , neighbor 10.0.0.2 announce attributes next-hop 10.0.0.12 {attrs}",
     ]
     assert rr.fib.desired() == {}  # a reflector without workloads programs no FIB
     rr._program(rr.rib.peer_down(h2.address))  # client gone: withdrawn from every other peer
     assert queued(rr) == [
-        "neighbor 10.0.0.11 withdraw attributes next-hop self nlri 10.65.2.1/32",
-        "neighbor 10.0.0.2 withdraw attributes next-hop self nlri 10.65.2.1/32",
+        "neighbor 10.0.0.11 , neighbor 10.0.0.2 withdraw attributes next-hop self nlri 10.65.2.1/32",
     ]
