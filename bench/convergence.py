@@ -22,6 +22,7 @@ import ipaddress
 import json
 import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -112,6 +113,48 @@ def routed_lab() -> Iterator[Topology]:
         runner.down(topo)
 
 
+class UpdateTap:
+    """BGP messages longer than a KEEPALIVE seen on the reflector's fabric interface, timestamped
+    by the kernel (tcpdump -tt): splits A -> B into A's hop, the reflector's and B's."""
+
+    # TCP payload longer than 19 bytes (a KEEPALIVE): UPDATEs, in practice, once sessions are up
+    FILTER = "tcp port 179 and (ip[2:2] - ((ip[0] & 0xf) << 2) - ((tcp[12] & 0xf0) >> 2)) > 19"
+
+    def __init__(self, netns: str, interface: str = "eth1") -> None:
+        self.seen: list[tuple[float, str, str]] = []
+        self._proc = subprocess.Popen(
+            ["ip", "netns", "exec", netns, "tcpdump", "-i", interface, "-tt", "-n", "-l", "-U", self.FILTER],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        time.sleep(0.5)  # tcpdump needs a moment before it captures
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            # 1795635811.750248 IP 10.0.0.11.34903 > 10.0.0.1.179: Flags [P.], ...
+            parts = line.split()
+            if len(parts) > 4 and parts[1] == "IP":
+                src, dst = parts[2].rsplit(".", 1)[0], parts[4].rstrip(":").rsplit(".", 1)[0]
+                self.seen.append((float(parts[0]), src, dst))
+
+    def first(self, src: str, dst: str, after: float, deadline: float = 2.0) -> float | None:
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            for stamp, s, d in list(self.seen):
+                if stamp >= after and s == src and d == dst:
+                    return stamp
+            time.sleep(0.01)
+        return None
+
+    def close(self) -> None:
+        self._proc.terminate()
+        self._proc.wait(timeout=5)
+
+
 def _matcher(ip: str) -> Any:
     packed = ipaddress.ip_address(ip).packed
     return lambda dst, dst_len: dst_len == 32 and dst == packed
@@ -143,7 +186,18 @@ def watching(counters: list[RouteCounter], count: int) -> tuple[threading.Thread
     return thread, reached
 
 
-def trial(daemon: str, topo: Topology, index: int) -> dict[str, float]:
+def hops(tap: UpdateTap, t_a: float, t_b: float, result: dict[str, float]) -> None:
+    """The reflector's share (UPDATE in -> UPDATE out on its interface, both stamped by the
+    kernel) and the two hosts' together (the rest of A -> B). Splitting the hosts' share further
+    would compare netlink listener times with packet times, whose offsets differ by milliseconds."""
+    sent = tap.first("10.0.0.11", "10.0.0.1", t_a - 0.05)
+    reflected = tap.first("10.0.0.1", "10.0.0.12", t_a - 0.05)
+    if sent is not None and reflected is not None and reflected >= sent:
+        result["add_reflector_ms"] = (reflected - sent) * 1000
+        result["add_hosts_ms"] = (t_b - t_a) * 1000 - result["add_reflector_ms"]
+
+
+def trial(daemon: str, topo: Topology, index: int, tap: UpdateTap) -> dict[str, float]:
     ip = f"10.65.{100 + index // 200}.{1 + index % 200}"
     a = RouteCounter(topo.node("h1").netns, _matcher(ip))
     b = RouteCounter(topo.node("h2").netns, _matcher(ip))
@@ -164,6 +218,7 @@ def trial(daemon: str, topo: Topology, index: int) -> dict[str, float]:
         if t_a is None or t_b is None:
             raise RuntimeError(f"trial {index}: route {ip} did not arrive")
         result["add_a_to_b_ms"] = (t_b - t_a) * 1000
+        hops(tap, t_a, t_b, result)
         if daemon == "routed":
             result["add_api_to_b_ms"] = (t_b - t0) * 1000
         thread, reached = watching([a, b] if daemon == "bird" else [b], 0)
@@ -192,7 +247,7 @@ def trial(daemon: str, topo: Topology, index: int) -> dict[str, float]:
 def summarize(results: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     summary = {}
     for key in results[0]:
-        values = [r[key] for r in results]
+        values = [r[key] for r in results if key in r]
         summary[key] = {
             "p50": statistics.median(values),
             "p95": percentile(values, 0.95),
@@ -204,7 +259,11 @@ def summarize(results: list[dict[str, float]]) -> dict[str, dict[str, float]]:
 
 def measure(daemon: str, trials: int) -> dict[str, Any]:
     with routed_lab() if daemon == "routed" else bird_lab() as topo:
-        results = [trial(daemon, topo, i) for i in range(trials)]
+        tap = UpdateTap(topo.node("rr1" if daemon == "routed" else "rr").netns)
+        try:
+            results = [trial(daemon, topo, i, tap) for i in range(trials)]
+        finally:
+            tap.close()
     return {"daemon": daemon, "summary": summarize(results), "trials": results}
 
 
