@@ -246,7 +246,7 @@ def trial(daemon: str, topo: Topology, index: int, tap: UpdateTap) -> dict[str, 
 
 def summarize(results: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     summary = {}
-    for key in results[0]:
+    for key in dict.fromkeys(key for r in results for key in r):
         values = [r[key] for r in results if key in r]
         summary[key] = {
             "p50": statistics.median(values),
