@@ -65,7 +65,7 @@ def convergence() -> Path | None:
     for m in data["results"]:
         for key in m["summary"]:
             labels.append(f"{m['daemon']}\n{key.removesuffix('_ms')}")
-            values.append([t[key] for t in m["trials"]])
+            values.append([t[key] for t in m["trials"] if t.get(key, 0) > 0])  # log scale
     axis.boxplot(values, tick_labels=labels)
     axis.set_yscale("log")
     axis.set_ylabel("ms (log)")
