@@ -52,3 +52,17 @@ def test_dataplane_and_plots_smoke(tmp_path: Path) -> None:
     run_bench("bench.plots", tmp=tmp_path)
     for name in ("bulk", "dataplane"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
+
+
+def test_failover_smoke(tmp_path: Path) -> None:
+    run_bench("bench.failover", "--ways", "kill", "--trials", "1", tmp=tmp_path)
+    results = json.loads((tmp_path / "failover.json").read_text())["results"]
+    assert [(r["daemon"], r["death"], len(r["ms"])) for r in results] == [
+        ("routed", "kill", 1),
+        ("bird", "kill", 1),
+        ("bird-bfd", "kill", 1),
+    ]
+    # a frozen BIRD with BFD is noticed by BFD, not the hold timer: cheap enough for the suite
+    run_bench("bench.failover", "--daemons", "bird-bfd", "--ways", "freeze", "--trials", "1", tmp=tmp_path)
+    (frozen,) = json.loads((tmp_path / "failover.json").read_text())["results"]
+    assert frozen["daemon"] == "bird-bfd" and frozen["ms"][0] > 0
