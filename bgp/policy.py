@@ -7,7 +7,6 @@ AS in an eBGP path) are dropped; a next hop of ours is ignored.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Set
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -36,6 +35,13 @@ class ImportPolicy:
     allowed: tuple[IPNetwork, ...] = ()  # extra prefixes accepted besides the pools
     allow_default: bool = False
     local_prefixes: frozenset[IPNetwork] = field(default_factory=frozenset)
+    # (version, length, mask, address) of pools and allowed prefixes, as integers, made once
+    acceptable: tuple[tuple[int, int, int, int], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        networks = (*self.pools, *self.allowed)
+        bounds = tuple((n.version, n.prefixlen, int(n.netmask), int(n.network_address)) for n in networks)
+        object.__setattr__(self, "acceptable", bounds)
 
     def with_local_prefixes(self, prefixes: Set[IPNetwork]) -> ImportPolicy:
         from dataclasses import replace
@@ -43,15 +49,10 @@ class ImportPolicy:
         return replace(self, local_prefixes=frozenset(prefixes))
 
 
-@functools.lru_cache(maxsize=64)
-def _bounds(networks: tuple[IPNetwork, ...]) -> tuple[tuple[int, int, int, int], ...]:
-    return tuple((n.version, n.prefixlen, int(n.netmask), int(n.network_address)) for n in networks)
-
-
-def _within(prefix: IPNetwork, networks: tuple[IPNetwork, ...]) -> bool:
+def _within(prefix: IPNetwork, bounds: tuple[tuple[int, int, int, int], ...]) -> bool:
     # integer arithmetic: ipaddress's subnet_of() was a tenth of all CPU in a 100k-route bulk load
     address, version, length = int(prefix.network_address), prefix.version, prefix.prefixlen
-    for net_version, net_length, mask, net_address in _bounds(networks):
+    for net_version, net_length, mask, net_address in bounds:
         if version == net_version and length >= net_length and address & mask == net_address:
             return True
     return False
@@ -62,7 +63,7 @@ def check_prefix(policy: ImportPolicy, prefix: IPNetwork) -> Rejection | None:
     if prefix.prefixlen == 0:
         if not policy.allow_default:
             return Rejection.DEFAULT_ROUTE
-    elif not (_within(prefix, policy.pools) or _within(prefix, policy.allowed)):
+    elif not _within(prefix, policy.acceptable):
         return Rejection.OUTSIDE_POOLS
     if prefix in policy.local_prefixes:
         return Rejection.LOCAL_WORKLOAD

@@ -254,6 +254,11 @@ class NetlinkKernel:
 
     @staticmethod
     def _check_acks(data: bytes, pending: dict[int, tuple[str, Route]], failures: list[RouteFailure]) -> None:
+        if len(data) == rtnl.ACK.size:  # the usual datagram: one successful acknowledgement
+            _, kind, _, seq, _, code = rtnl.ACK.unpack(data)
+            if kind == rtnl.NLMSG_ERROR and code == 0 and seq in pending:
+                del pending[seq]
+                return
         for kind, _, seq, payload in rtnl.messages(data):
             if kind != rtnl.NLMSG_ERROR or seq not in pending:
                 continue

@@ -82,4 +82,6 @@ def via(gateway: IPAddress) -> NextHop:
 
 def gateway_route(dst: IPNetwork, gateways: tuple[IPAddress, ...], table: int = MAIN_TABLE) -> Route:
     """A learned route: `via <next hop>`, or several for ECMP."""
+    if len(gateways) == 1:
+        return Route(dst, (via(gateways[0]),), table)
     return Route(dst=dst, nexthops=tuple(via(g) for g in gateways), table=table)

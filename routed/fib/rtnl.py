@@ -37,6 +37,8 @@ HEADER = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
 RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
 RTA = struct.Struct("=HH")
 RTNH = struct.Struct("=HBBi")  # rtnexthop: len, flags, hops, ifindex
+# NLMSG_ERROR with NETLINK_CAP_ACK: nlmsghdr, error, and the request's nlmsghdr (16 bytes)
+ACK = struct.Struct("=IHHIIi16x")
 
 FLAGS = {
     "add": NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
