@@ -5,7 +5,7 @@ The reconciler only sees `Kernel`; unit tests give it a fake, the daemon gives i
 the kernel itself refuses to delete a route of another protocol.
 
 Routes travel as raw rtnetlink messages (routed/fib/rtnl.py), hundreds per system
-call with one acknowledgement each; interface names come from pyroute2.
+call with one acknowledgement per batch; interface names come from pyroute2.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ SOL_NETLINK = 270
 NETLINK_CAP_ACK = 10  # acknowledgements without a copy of the request
 SO_RCVBUFFORCE = 33
 RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_ROUTE = 0x40, 0x400
-BATCH = 512  # requests per sendmsg; their acks fit the receive buffer many times over
+BATCH = 512  # requests per sendmsg; even if all fail, their answers fit the receive buffer
 ACK_TIMEOUT = 10.0
-ACK_BUFFER = 64 << 10  # acknowledgements are 36 bytes, one per datagram
+ACK_BUFFER = 64 << 10  # answers are 36 bytes (NETLINK_CAP_ACK), one per datagram
 
 
 @dataclass(slots=True)
@@ -193,20 +193,20 @@ class NetlinkKernel:
 
     # --- apply -----------------------------------------------------------------------
 
-    def _encode(self, action: str, route: Route, seq: int) -> bytes:
+    def _encode(self, action: str, route: Route, seq: int, ack: bool) -> bytes:
         if route.is_link_scope:
             device = route.nexthops[0].device
             assert device is not None
             index = self._indexes.get(device)
             if index is None:
                 raise LookupError(f"device {device} does not exist")
-            return rtnl.encode(action, seq, route.dst, route.table, ROUTE_PROTOCOL, oif=index)
+            return rtnl.encode(action, seq, route.dst, route.table, ROUTE_PROTOCOL, oif=index, ack=ack)
         if action == "delete":
-            return rtnl.encode(action, seq, route.dst, route.table, ROUTE_PROTOCOL)
+            return rtnl.encode(action, seq, route.dst, route.table, ROUTE_PROTOCOL, ack=ack)
         gateways = tuple(h.gateway for h in route.nexthops if h.gateway is not None)
         if len(gateways) == 1 and isinstance(gateways[0], IPv4Address) and route.dst.version == 4:
-            return rtnl.encode_via4(action, seq, route.dst, route.table, ROUTE_PROTOCOL, gateways[0])
-        return rtnl.encode(action, seq, route.dst, route.table, ROUTE_PROTOCOL, gateways=gateways)
+            return rtnl.encode_via4(action, seq, route.dst, route.table, ROUTE_PROTOCOL, gateways[0], ack=ack)
+        return rtnl.encode(action, seq, route.dst, route.table, ROUTE_PROTOCOL, gateways=gateways, ack=ack)
 
     async def apply(self, plan: RoutePlan) -> list[RouteFailure]:
         if any(r.is_link_scope for r in (*plan.add, *plan.replace)):
@@ -220,53 +220,61 @@ class NetlinkKernel:
         return failures
 
     async def _batch(self, steps: Iterable[tuple[str, Route]]) -> list[RouteFailure]:
+        """Send a batch of requests; only the last asks for an acknowledgement.
+
+        The kernel answers a failed request whether or not it asked for an ack, and handles
+        a batch in order: once the last request's answer is in, every request before it has
+        been handled, and those that got no error succeeded. (One ack per request meant one
+        datagram, one recv() and one answer to decode for each of 100k routes.)
+        """
         loop = asyncio.get_running_loop()
         sock = self._requests()
         failures: list[RouteFailure] = []
-        pending: dict[int, tuple[str, Route]] = {}
+        sent: dict[int, tuple[str, Route]] = {}
         chunks: list[bytes] = []
         for action, route in steps:
             seq = self._next_seq()
             try:
-                chunks.append(self._encode(action, route, seq))
+                chunks.append(self._encode(action, route, seq, ack=False))
             except LookupError as exc:
                 failures.append(RouteFailure(route, action, str(exc)))
                 continue
-            pending[seq] = (action, route)
-        if not pending:
+            sent[seq] = (action, route)
+        if not sent:
             return failures
+        last = next(reversed(sent))
+        chunks[-1] = self._encode(*sent[last], last, ack=True)
         await loop.sock_sendall(sock, b"".join(chunks))
         try:
             async with asyncio.timeout(ACK_TIMEOUT):
-                while pending:
-                    # one acknowledgement per datagram: read what is there without a trip
-                    # through the event loop each (that was a third of a 100k-route load)
+                while last in sent:
                     try:
                         data = sock.recv(ACK_BUFFER)
                     except BlockingIOError:
                         data = await loop.sock_recv(sock, ACK_BUFFER)
-                    self._check_acks(data, pending, failures)
+                    self._check_answers(data, sent, last, failures)
         except (TimeoutError, OSError) as exc:
-            # lost acknowledgements: we cannot tell what happened; the next resync will
-            for action, route in pending.values():
+            # lost answers: we cannot tell what happened to the batch; the next resync will
+            for action, route in sent.values():
                 failures.append(RouteFailure(route, action, f"no acknowledgement ({exc!r})"))
         return failures
 
     @staticmethod
-    def _check_acks(data: bytes, pending: dict[int, tuple[str, Route]], failures: list[RouteFailure]) -> None:
-        if len(data) == rtnl.ACK.size:  # the usual datagram: one successful acknowledgement
-            _, kind, _, seq, _, code = rtnl.ACK.unpack(data)
-            if kind == rtnl.NLMSG_ERROR and code == 0 and seq in pending:
-                del pending[seq]
-                return
+    def _check_answers(
+        data: bytes, sent: dict[int, tuple[str, Route]], last: int, failures: list[RouteFailure]
+    ) -> None:
         for kind, _, seq, payload in rtnl.messages(data):
-            if kind != rtnl.NLMSG_ERROR or seq not in pending:
+            if kind != rtnl.NLMSG_ERROR or seq not in sent:
                 continue
-            action, route = pending.pop(seq)
             code = rtnl.error_code(payload)
+            action, route = sent[seq]
             if code and not (action == "delete" and code == errno.ESRCH):
                 reason = f"{errno.errorcode.get(code, code)}: {os.strerror(code)}"
                 failures.append(RouteFailure(route, action, reason))
+            if seq == last:
+                sent.clear()  # everything before it was handled too
+            else:
+                del sent[seq]
 
     # --- events ---------------------------------------------------------------------------
 

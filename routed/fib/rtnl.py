@@ -37,8 +37,6 @@ HEADER = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
 RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
 RTA = struct.Struct("=HH")
 RTNH = struct.Struct("=HBBi")  # rtnexthop: len, flags, hops, ifindex
-# NLMSG_ERROR with NETLINK_CAP_ACK: nlmsghdr, error, and the request's nlmsghdr (16 bytes)
-ACK = struct.Struct("=IHHIIi16x")
 
 FLAGS = {
     "add": NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
@@ -84,13 +82,13 @@ _VIA4 = struct.Struct("=IHHII" + "BBBBBBBBI" + "HH4s" + "HHI" + "HH4s")
 
 
 def encode_via4(
-    action: str, seq: int, dst: IPNetwork, table: int, protocol: int, gateway: IPv4Address
+    action: str, seq: int, dst: IPNetwork, table: int, protocol: int, gateway: IPv4Address, ack: bool = True
 ) -> bytes:
     """Same bytes as `encode(action, ..., gateways=(gateway,))` for an IPv4 add or replace."""
     return _VIA4.pack(
         _VIA4.size,
         RTM_NEWROUTE,
-        FLAGS[action],
+        FLAGS[action] if ack else FLAGS[action] & ~NLM_F_ACK,
         seq,
         0,
         socket.AF_INET,
@@ -123,8 +121,10 @@ def encode(
     *,
     gateways: tuple[IPv4Address | IPv6Address, ...] = (),
     oif: int | None = None,
+    ack: bool = True,
 ) -> bytes:
-    """One RTM_NEWROUTE (add, replace) or RTM_DELROUTE (delete) request with NLM_F_ACK."""
+    """One RTM_NEWROUTE (add, replace) or RTM_DELROUTE (delete) request; `ack`: ask for NLM_F_ACK
+    (the kernel answers errors either way)."""
     family = _family(dst.version)
     if action == "delete":
         scope = SCOPE_NOWHERE  # as `ip route del`: match our route whatever its scope
@@ -155,7 +155,8 @@ def encode(
             attrs.append(_attr(RTA_OIF, struct.pack("=i", oif)))
     payload = body + b"".join(attrs)
     kind = RTM_DELROUTE if action == "delete" else RTM_NEWROUTE
-    return HEADER.pack(HEADER.size + len(payload), kind, FLAGS[action], seq, 0) + payload
+    flags = FLAGS[action] if ack else FLAGS[action] & ~NLM_F_ACK
+    return HEADER.pack(HEADER.size + len(payload), kind, flags, seq, 0) + payload
 
 
 def dump_request(seq: int, family: int) -> bytes:

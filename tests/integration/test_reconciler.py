@@ -234,3 +234,33 @@ def test_own_changes_are_not_echoed_back(namespaces: Namespaces) -> None:
         [True, "10.66.0.1/32"],
         [False, "10.65.0.99/32"],
     ]
+
+
+def test_a_failure_inside_a_batch_is_reported_alone(namespaces: Namespaces) -> None:
+    """Only the last request of a batch asks for an ack: a failure in the middle must still be
+    seen, attributed to its route, and the routes around it installed."""
+    netns = fabric_namespace(namespaces)
+    sh(["ip", "-n", netns, "route", "add", "10.65.0.5/32", "via", "10.0.0.2", "proto", "static"])
+    script = textwrap.dedent("""
+        import asyncio, ipaddress, json
+        from routed.fib.kernel import NetlinkKernel
+        from routed.fib.plan import RoutePlan
+        from routed.fib.routes import gateway_route
+        async def main():
+            kernel = NetlinkKernel(254)
+            gw = (ipaddress.ip_address("10.0.0.2"),)
+            routes = [gateway_route(ipaddress.ip_network(f"10.65.0.{i}/32"), gw) for i in range(10)]
+            failures = await kernel.apply(RoutePlan(add=tuple(routes)))
+            print(json.dumps([[str(f.route.dst), f.reason.split(":")[0]] for f in failures]))
+        asyncio.run(main())
+    """)
+    out = subprocess.run(
+        ["ip", "netns", "exec", netns, sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [["10.65.0.5/32", "EEXIST"]]
+    ours = {r["dst"] for r in routes(netns, "proto", "201")}
+    assert ours == {f"10.65.0.{i}" for i in range(10) if i != 5}
