@@ -49,3 +49,10 @@ def test_from_packed_rejects_bad_sizes() -> None:
         prefixes.from_packed(b"\x01\x02\x03", 8)
     with pytest.raises(ValueError):
         prefixes.from_packed(bytes(4), 40)
+
+
+def test_equality_between_fast_prefixes() -> None:
+    assert prefixes.parse("10.0.0.0/8") == prefixes.parse("10.0.0.0/8")
+    assert prefixes.parse("10.0.0.0/8") != prefixes.parse("10.0.0.0/16")
+    assert prefixes.parse("10.0.0.0/16") != prefixes.parse("10.1.0.0/16")
+    assert prefixes.parse("10.0.0.0/8") != ip_network("::/8") and prefixes.parse("10.0.0.0/8") != "10.0.0.0/8"
