@@ -132,7 +132,8 @@ def select(paths: Sequence[Path], max_paths: int = 1) -> Selection | None:
     if not paths:
         return None
     if len(paths) == 1:  # the common case by far: one path per prefix
-        return Selection(paths[0], (paths[0],), Reason.ONLY_PATH)
+        # tuple() of the RIB's own 1-tuple is that same tuple: no copy per prefix
+        return Selection(paths[0], tuple(paths), Reason.ONLY_PATH)
     equal_cost, reason = _narrow(list(paths), MULTIPATH_RULES, Reason.ONLY_PATH)
     candidates, reason = _narrow(equal_cost, TIE_BREAKERS, reason)
     best = candidates[0]

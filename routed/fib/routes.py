@@ -80,8 +80,13 @@ def via(gateway: IPAddress) -> NextHop:
     return NextHop(gateway=gateway)
 
 
+@functools.lru_cache(maxsize=4096)
+def _only_via(gateway: IPAddress) -> tuple[NextHop]:
+    return (via(gateway),)  # shared as well: one tuple fewer per learned route
+
+
 def gateway_route(dst: IPNetwork, gateways: tuple[IPAddress, ...], table: int = MAIN_TABLE) -> Route:
     """A learned route: `via <next hop>`, or several for ECMP."""
     if len(gateways) == 1:
-        return Route(dst, (via(gateways[0]),), table)
+        return Route(dst, _only_via(gateways[0]), table)
     return Route(dst=dst, nexthops=tuple(via(g) for g in gateways), table=table)
