@@ -139,7 +139,7 @@ class ExaBgpSupervisor:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "exabgp",
+            "bgp.exabgp.launch",  # ExaBGP's main with a reactor bug fixed (see launch.py)
             "server",
             str(self.config_path),
             stdin=asyncio.subprocess.DEVNULL,

@@ -180,7 +180,7 @@ def test_exabgp_killed_is_restarted_and_daemon_killed_leaves_no_exabgp() -> None
 def test_malformed_messages_are_dropped_and_the_daemon_carries_on() -> None:
     with running_lab("mesh") as lab:
         wait_until(lambda: learned(lab, "h2"), expected_mesh_routes("h2"), timeout=30)
-        (exabgp_pid,) = pids_in(lab.netns("h2"), "exabgp server")
+        (exabgp_pid,) = pids_in(lab.netns("h2"), "bgp.exabgp.launch server")
         # find the pipe ExaBGP writes its JSON into (it is what routed reads) and write junk into it
         target = None
         for fd in Path(f"/proc/{exabgp_pid}/fd").iterdir():

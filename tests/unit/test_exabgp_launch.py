@@ -1,0 +1,76 @@
+"""The ExaBGP reactor fix in bgp.exabgp.launch, on a real poll set (no ExaBGP process)."""
+
+from __future__ import annotations
+
+import select
+import socket
+from typing import Any
+
+from exabgp.reactor.loop import Reactor
+
+from bgp.exabgp import launch
+
+
+class FakeReactor:
+    """The attributes Reactor._wait_for_io uses; counts the sleeps of spin prevention."""
+
+    def __init__(self, api_fds: list[int] | None = None) -> None:
+        self._poller = select.poll()
+        self.processes = type("Processes", (), {"fds": api_fds or []})()
+        self.spin_sleeps = 0
+
+    def _prevent_spin(self) -> None:
+        self.spin_sleeps += 1
+
+    def register(self, fd: int) -> None:
+        mask = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLNVAL | select.POLLERR
+        self._poller.register(fd, mask)
+
+
+def closed_peer(reactor: FakeReactor) -> socket.socket:
+    """A live socket registered, plus one whose descriptor was closed while registered."""
+    live, other = socket.socketpair()
+    dead, _ = socket.socketpair()
+    reactor.register(live.fileno())
+    reactor.register(dead.fileno())
+    dead.close()
+    other.send(b"x")
+    return live
+
+
+def test_closed_descriptor_is_dropped_without_spin_sleep() -> None:
+    reactor = FakeReactor()
+    live = closed_peer(reactor)
+    assert list(launch.wait_for_io(reactor, 0)) == [live.fileno()]
+    assert reactor.spin_sleeps == 0
+    # the closed descriptor is gone from the poll set: only the live socket answers now
+    assert [fd for fd, _ in reactor._poller.poll(0)] == [live.fileno()]
+
+
+def test_exabgp_unpatched_sleeps_on_every_turn() -> None:
+    """The bug itself, so the fix stays needed only while it exists."""
+    reactor = FakeReactor()
+    closed_peer(reactor)
+    for _ in range(3):
+        list(Reactor._wait_for_io(reactor, 0))  # type: ignore[arg-type]
+    assert reactor.spin_sleeps == 3
+
+
+def test_api_pipes_are_left_to_exabgp() -> None:
+    dead, _ = socket.socketpair()
+    fd = dead.fileno()
+    reactor = FakeReactor(api_fds=[fd])
+    reactor.register(fd)
+    dead.close()
+    assert list(launch.wait_for_io(reactor, 0)) == []
+    assert reactor.spin_sleeps == 1 and [f for f, _ in reactor._poller.poll(0)] == [fd]
+
+
+def test_applies_only_to_the_versions_it_was_written_for(monkeypatch: Any) -> None:
+    import exabgp.version
+
+    monkeypatch.setattr(Reactor, "_wait_for_io", Reactor._wait_for_io)  # restored after the test
+    monkeypatch.setattr(exabgp.version, "version", "6.0.0")
+    assert launch.patch() is False
+    monkeypatch.setattr(exabgp.version, "version", "5.0.15")
+    assert launch.patch() is True and Reactor._wait_for_io is launch.wait_for_io
