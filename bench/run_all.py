@@ -30,7 +30,7 @@ def main() -> int:
             "--sizes",
             *(["500"] if args.quick else ["1000", "10000", "100000"]),
         ],
-        ["bench.dataplane", "--seconds", "2" if args.quick else "5", "--repeat", "1" if args.quick else "5"],
+        ["bench.dataplane", "--seconds", "2" if args.quick else "5", "--repeat", "1" if args.quick else "9"],
         ["bench.failover", "--trials", "1" if args.quick else "3"],
     ]
     for module, *rest in runs:
