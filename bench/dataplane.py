@@ -203,9 +203,9 @@ def main() -> int:
     print(f"{'mode':<8}{'Gbit/s':>9}{'vs plain':>10}{'per round':>11}{'rtt ms':>9}{'CPU s/Gbit':>12}")
     for r in results:
         ratio = f"{r['gbit_s'] / base:.3f}" if base else "-"
-        per_round = f"{r['ratio_median']:.3f}" if "ratio_median" in r else "-"
+        round_ratio = f"{r['ratio_median']:.3f}" if "ratio_median" in r else "-"
         print(
-            f"{r['mode']:<8}{r['gbit_s']:>9.2f}{ratio:>10}{per_round:>11}"
+            f"{r['mode']:<8}{r['gbit_s']:>9.2f}{ratio:>10}{round_ratio:>11}"
             f"{r['rtt_avg_ms']:>9.3f}{r['cpu_s_per_gbit']:>12.3f}"
         )
     print(f"results: {save('dataplane', {'results': results})}")
