@@ -60,13 +60,14 @@ def convergence() -> Path | None:
     data = _load("convergence")
     if not data:
         return None
-    fig, axis = plt.subplots(figsize=(8, 4))
+    fig, axis = plt.subplots(figsize=(10, 4))
     labels, values = [], []
     for m in data["results"]:
         for key in m["summary"]:
             labels.append(f"{m['daemon']}\n{key.removesuffix('_ms')}")
             values.append([t[key] for t in m["trials"] if t.get(key, 0) > 0])  # log scale
     axis.boxplot(values, tick_labels=labels)
+    axis.tick_params(axis="x", labelsize=7)
     axis.set_yscale("log")
     axis.set_ylabel("ms (log)")
     axis.set_title("container /32 on host A -> host B's FIB, one reflector")
