@@ -12,67 +12,64 @@ from __future__ import annotations
 
 import socket
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import Any
 
 _MASKS4 = [IPv4Address(((1 << 32) - 1) ^ ((1 << (32 - n)) - 1)) for n in range(33)]
 _MASKS6 = [IPv6Address(((1 << 128) - 1) ^ ((1 << (128 - n)) - 1)) for n in range(129)]
 
 
-class Prefix4(IPv4Network):
+class _HashedOnce:
+    """Mixed in before an ipaddress network class: the same hash, computed once."""
+
     _hash: int
 
     def __init__(self, address: object, strict: bool = True) -> None:
-        # ipaddress's own methods (supernet, subnets) build instances of our class
-        super().__init__(address, strict)
-        self._hash = hash(int(self.network_address) ^ int(self.netmask))
+        # ipaddress's own methods (supernet, subnets) build instances of our classes
+        super().__init__(address, strict)  # type: ignore[call-arg]
+        self._hash = hash(int(self.network_address) ^ int(self.netmask))  # type: ignore[attr-defined]
 
     def __hash__(self) -> int:
         return self._hash
 
 
-class Prefix6(IPv6Network):
-    _hash: int
-
-    def __init__(self, address: object, strict: bool = True) -> None:
-        super().__init__(address, strict)
-        self._hash = hash(int(self.network_address) ^ int(self.netmask))
-
-    def __hash__(self) -> int:
-        return self._hash
+class Prefix4(_HashedOnce, IPv4Network):
+    pass
 
 
-# prefix4/prefix6 set the fields IPv4Network.__init__ and IPv4Address(int) would set
-# (CPython's ipaddress internals, unchanged since 3.3; tests/unit/test_prefixes.py
-# compares the results with ipaddress's own objects, so a change shows up there).
+class Prefix6(_HashedOnce, IPv6Network):
+    pass
+
+
+# _build sets the fields IPv4Network.__init__ and IPv4Address(int) would set (CPython's
+# ipaddress internals, unchanged since 3.3, hence Any; tests/unit/test_prefixes.py compares
+# the results with ipaddress's own objects, so a change shows up there).
+
+
+def _build(network: type[Any], address_type: type[Any], bits: int, value: int, length: int) -> Any:
+    mask = (_MASKS4 if bits == 32 else _MASKS6)[length]
+    if value & ~int(mask) or not 0 <= value < 1 << bits:
+        raise ValueError(f"{address_type(value & ((1 << bits) - 1))}/{length} has host bits set")
+    address = object.__new__(address_type)
+    address._ip = value
+    if bits == 128:
+        address._scope_id = None
+    prefix = object.__new__(network)
+    prefix.network_address = address
+    prefix.netmask = mask
+    prefix._prefixlen = length
+    prefix._hash = hash(value ^ int(mask))
+    return prefix
 
 
 def prefix4(value: int, length: int) -> IPv4Network:
     """The IPv4 prefix value/length; host bits must be zero (as `ip_network`, strict)."""
-    mask = _MASKS4[length]
-    if value & ~int(mask) or not 0 <= value < 1 << 32:
-        raise ValueError(f"{IPv4Address(value & 0xFFFFFFFF)}/{length} has host bits set")
-    address = IPv4Address.__new__(IPv4Address)
-    address._ip = value  # type: ignore[attr-defined]
-    prefix = Prefix4.__new__(Prefix4)
-    prefix.network_address = address
-    prefix.netmask = mask
-    prefix._prefixlen = length  # type: ignore[attr-defined]
-    prefix._hash = hash(value ^ int(mask))
-    return prefix
+    built: IPv4Network = _build(Prefix4, IPv4Address, 32, value, length)
+    return built
 
 
 def prefix6(value: int, length: int) -> IPv6Network:
-    mask = _MASKS6[length]
-    if value & ~int(mask) or not 0 <= value < 1 << 128:
-        raise ValueError(f"{IPv6Address(value & ((1 << 128) - 1))}/{length} has host bits set")
-    address = IPv6Address.__new__(IPv6Address)
-    address._ip = value  # type: ignore[attr-defined]
-    address._scope_id = None  # type: ignore[attr-defined]
-    prefix = Prefix6.__new__(Prefix6)
-    prefix.network_address = address
-    prefix.netmask = mask
-    prefix._prefixlen = length  # type: ignore[attr-defined]
-    prefix._hash = hash(value ^ int(mask))
-    return prefix
+    built: IPv6Network = _build(Prefix6, IPv6Address, 128, value, length)
+    return built
 
 
 def from_packed(packed: bytes, length: int) -> IPv4Network | IPv6Network:

@@ -83,6 +83,18 @@ def fabric_namespace(namespaces: Namespaces) -> str:
     return netns
 
 
+def run_script(netns: str, script: str, timeout: int) -> subprocess.CompletedProcess[str]:
+    """Run a Python script inside the namespace, as the daemon would run there; it must succeed."""
+    out = subprocess.run(
+        ["ip", "netns", "exec", netns, sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert out.returncode == 0, out.stderr
+    return out
+
+
 def test_ten_thousand_routes_reconcile(namespaces: Namespaces) -> None:
     """10,000 routes in and out through the real netlink edge; the figure is printed, not asserted."""
     netns = fabric_namespace(namespaces)
@@ -112,13 +124,7 @@ def test_ten_thousand_routes_reconcile(namespaces: Namespaces) -> None:
             task.cancel()
         asyncio.run(main())
     """)
-    out = subprocess.run(
-        ["ip", "netns", "exec", netns, sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr
+    out = run_script(netns, script, timeout=300)
     print(out.stdout)
     assert routes(netns, "proto", "201") == []
 
@@ -174,16 +180,10 @@ def test_ecmp_and_replace_through_the_kernel(namespaces: Namespaces) -> None:
     """)
     monitor = subprocess.Popen(["ip", "-n", netns, "monitor", "route"], stdout=subprocess.PIPE, text=True)
     try:
-        out = subprocess.run(
-            ["ip", "netns", "exec", netns, sys.executable, "-c", script],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        out = run_script(netns, script, timeout=60)
     finally:
         monitor.terminate()
         events, _ = monitor.communicate(timeout=5)
-    assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["seen"] == [
         ["via 10.0.0.12", "via 10.0.0.13"],
@@ -222,13 +222,7 @@ def test_own_changes_are_not_echoed_back(namespaces: Namespaces) -> None:
             print(json.dumps(seen))
         asyncio.run(main())
     """)
-    out = subprocess.run(
-        ["ip", "netns", "exec", netns, sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
+    out = run_script(netns, script, timeout=60)
     # the first two events are the other process's changes, not any of our 150
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [
         [True, "10.66.0.1/32"],
@@ -254,13 +248,7 @@ def test_a_failure_inside_a_batch_is_reported_alone(namespaces: Namespaces) -> N
             print(json.dumps([[str(f.route.dst), f.reason.split(":")[0]] for f in failures]))
         asyncio.run(main())
     """)
-    out = subprocess.run(
-        ["ip", "netns", "exec", netns, sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
+    out = run_script(netns, script, timeout=60)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [["10.65.0.5/32", "EEXIST"]]
     ours = {r["dst"] for r in routes(netns, "proto", "201")}
     assert ours == {f"10.65.0.{i}" for i in range(10) if i != 5}
