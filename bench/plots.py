@@ -94,8 +94,25 @@ def dataplane() -> Path | None:
     return path
 
 
+def failover() -> Path | None:
+    data = _load("failover")
+    if not data:
+        return None
+    fig, axis = plt.subplots(figsize=(8, 4))
+    labels = [f"{r['daemon']}\n{r['death']}" for r in data["results"]]
+    axis.boxplot([r["ms"] for r in data["results"]], tick_labels=labels)
+    axis.set_yscale("log")
+    axis.set_ylabel("ms until B withdrew A's route (log)")
+    axis.set_title("a host's daemon dies: SIGKILL (kill) or SIGSTOP (freeze)")
+    axis.grid(alpha=0.3)
+    path = RESULTS / "failover.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
+
+
 def main() -> int:
-    for draw in (bulk, convergence, dataplane):
+    for draw in (bulk, convergence, dataplane, failover):
         path = draw()
         if path:
             print(f"wrote {path}")

@@ -66,3 +66,5 @@ def test_failover_smoke(tmp_path: Path) -> None:
     run_bench("bench.failover", "--daemons", "bird-bfd", "--ways", "freeze", "--trials", "1", tmp=tmp_path)
     (frozen,) = json.loads((tmp_path / "failover.json").read_text())["results"]
     assert frozen["daemon"] == "bird-bfd" and frozen["ms"][0] > 0
+    run_bench("bench.plots", tmp=tmp_path)
+    assert (tmp_path / "failover.png").stat().st_size > 1000
