@@ -121,3 +121,17 @@ def test_rejected_replacement_withdraws_earlier_path() -> None:
     rib.update(B, [(P1, attrs("10.0.0.2"))])
     result = rib.update(B, [(P1, attrs("10.0.0.1"))])  # now with our own next hop
     assert result.changes == {P1: None}
+
+
+def test_one_update_with_several_attribute_sets_judges_each() -> None:
+    """The attribute verdict is reused only for the same Attributes object within an UPDATE."""
+    rib = Rib(POLICY)
+    looped, fine = attrs("10.0.0.1"), attrs("10.0.0.2")  # 10.0.0.1 is our own address
+    p2, p3, outside = ip_network("10.65.2.2/32"), ip_network("10.65.2.3/32"), ip_network("192.0.2.1/32")
+    result = rib.update(B, [(P1, looped), (p2, fine), (p3, looped), (outside, fine)])
+    assert set(result.changes) == {p2}
+    assert {(r.prefix, r.reason) for r in result.rejected} == {
+        (P1, Rejection.OWN_NEXT_HOP),
+        (p3, Rejection.OWN_NEXT_HOP),
+        (outside, Rejection.OUTSIDE_POOLS),
+    }
