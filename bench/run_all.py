@@ -1,6 +1,6 @@
 """Run every benchmark with the sizes docs/benchmarks.md reports, then draw the plots.
 
-python -m bench.run_all            # full run (about 15 minutes on 2 cores)
+python -m bench.run_all            # full run (about 20 minutes on 2 cores)
 python -m bench.run_all --quick    # small sizes, to check the scripts
 """
 
