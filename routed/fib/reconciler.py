@@ -145,7 +145,9 @@ class Reconciler:
                 continue
             wanted = self._desired_for(ev.key)
             if ev.ours and ev.added and wanted is not None and ev.route == wanted:
-                # the echo of our own change: keep the one object we already hold, not a copy
+                # already what we want: an echo of our own change (NetlinkKernel has the kernel
+                # drop those, other Kernels need not) or someone else writing the same route.
+                # Keep the one object we hold, not a copy, and plan nothing.
                 self._view.ours[ev.key] = wanted
                 continue
             self._view.apply_event(ev)
