@@ -17,7 +17,6 @@ import os
 import socket
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
 from typing import Protocol
 
 from routed.dataplane.netns import async_iproute, entered, netns_path
@@ -204,8 +203,6 @@ class NetlinkKernel:
         if action == "delete":
             return rtnl.encode(action, seq, route.dst, route.table, ROUTE_PROTOCOL, ack=ack)
         gateways = tuple(h.gateway for h in route.nexthops if h.gateway is not None)
-        if len(gateways) == 1 and isinstance(gateways[0], IPv4Address) and route.dst.version == 4:
-            return rtnl.encode_via4(action, seq, route.dst, route.table, ROUTE_PROTOCOL, gateways[0], ack=ack)
         return rtnl.encode(action, seq, route.dst, route.table, ROUTE_PROTOCOL, gateways=gateways, ack=ack)
 
     async def apply(self, plan: RoutePlan) -> list[RouteFailure]:

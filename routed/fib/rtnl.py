@@ -81,10 +81,10 @@ class RouteMessage:
 _VIA4 = struct.Struct("=IHHII" + "BBBBBBBBI" + "HH4s" + "HHI" + "HH4s")
 
 
-def encode_via4(
-    action: str, seq: int, dst: IPNetwork, table: int, protocol: int, gateway: IPv4Address, ack: bool = True
+def _pack_via4(
+    action: str, seq: int, dst: IPNetwork, table: int, protocol: int, gateway: IPv4Address, ack: bool
 ) -> bytes:
-    """Same bytes as `encode(action, ..., gateways=(gateway,))` for an IPv4 add or replace."""
+    """The same bytes as `_pack` for an IPv4 add or replace via one IPv4 gateway."""
     return _VIA4.pack(
         _VIA4.size,
         RTM_NEWROUTE,
@@ -125,6 +125,27 @@ def encode(
 ) -> bytes:
     """One RTM_NEWROUTE (add, replace) or RTM_DELROUTE (delete) request; `ack`: ask for NLM_F_ACK
     (the kernel answers errors either way)."""
+    if (
+        action != "delete"
+        and oif is None
+        and len(gateways) == 1
+        and isinstance(gateways[0], IPv4Address)
+        and dst.version == 4
+    ):
+        return _pack_via4(action, seq, dst, table, protocol, gateways[0], ack)
+    return _pack(action, seq, dst, table, protocol, gateways, oif, ack)
+
+
+def _pack(
+    action: str,
+    seq: int,
+    dst: IPNetwork,
+    table: int,
+    protocol: int,
+    gateways: tuple[IPv4Address | IPv6Address, ...],
+    oif: int | None,
+    ack: bool,
+) -> bytes:
     family = _family(dst.version)
     if action == "delete":
         scope = SCOPE_NOWHERE  # as `ip route del`: match our route whatever its scope

@@ -71,5 +71,6 @@ def test_fast_ipv4_gateway_encoding_is_byte_identical() -> None:
     ):
         gateway = ip_address("10.0.0.12")
         assert isinstance(gateway, IPv4Address)
-        slow = rtnl.encode(action, 9, ip_network(dst), table, 201, gateways=(gateway,))
-        assert rtnl.encode_via4(action, 9, ip_network(dst), table, 201, gateway) == slow
+        for ack in (True, False):
+            slow = rtnl._pack(action, 9, ip_network(dst), table, 201, (gateway,), None, ack)
+            assert rtnl.encode(action, 9, ip_network(dst), table, 201, gateways=(gateway,), ack=ack) == slow
