@@ -1,5 +1,9 @@
 """The BGP decision process (RFC 4271 9.1.2.2, with RFC 4456's CLUSTER_LIST rule).
 
+Before every RFC 4271 rule comes freshness: a path kept as stale through its peer's
+restart (RFC 4724) or as long-lived stale loses to any fresh path, whatever its
+attributes, so a live session always carries the traffic.
+
 Each rule narrows the candidate set; the rule that leaves one path is the reason it won.
 Multipath: the paths still tied after the rules that ECMP must respect (local pref,
 AS path length, origin, MED, eBGP/iBGP) share the traffic.
@@ -12,13 +16,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import IPv4Address
 
-from bgp.model import IPAddress, Path
+from bgp.model import GRACEFUL_SHUTDOWN, IPAddress, Path
 
 DEFAULT_LOCAL_PREF = 100
 
 
 class Reason(StrEnum):
     ONLY_PATH = "only path"
+    FRESHNESS = "fresh over stale"
     LOCAL_PREF = "local preference"
     AS_PATH = "AS path length"
     ORIGIN = "origin"
@@ -41,6 +46,8 @@ class Selection:
 
 
 def _local_pref(path: Path) -> int:
+    if GRACEFUL_SHUTDOWN in path.attrs.communities:
+        return 0
     pref = path.attrs.local_pref
     return DEFAULT_LOCAL_PREF if pref is None or path.peer.ebgp else pref
 
@@ -49,6 +56,11 @@ def _keep_min(paths: list[Path], key: Callable[[Path], object]) -> list[Path]:
     values = [key(p) for p in paths]
     lowest = min(values)  # type: ignore[type-var]
     return [p for p, v in zip(paths, values, strict=True) if v == lowest]
+
+
+def by_freshness(paths: list[Path]) -> list[Path]:
+    """A path kept through a peer's restart loses to any path a live session vouches for."""
+    return _keep_min(paths, lambda p: int(p.stale))
 
 
 def by_local_pref(paths: list[Path]) -> list[Path]:
@@ -98,6 +110,7 @@ def by_peer_address(paths: list[Path]) -> list[Path]:
 
 
 MULTIPATH_RULES: tuple[tuple[Reason, Callable[[list[Path]], list[Path]]], ...] = (
+    (Reason.FRESHNESS, by_freshness),
     (Reason.LOCAL_PREF, by_local_pref),
     (Reason.AS_PATH, by_as_path),
     (Reason.ORIGIN, by_origin),

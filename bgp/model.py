@@ -10,6 +10,9 @@ IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
 
 
+GRACEFUL_SHUTDOWN = (65535, 0)  # RFC 8326's well-known community: the sender is about to go
+
+
 class Origin(IntEnum):
     IGP = 0
     EGP = 1
@@ -68,11 +71,24 @@ class Peer:
         return self.asn != self.local_asn
 
 
+class Staleness(IntEnum):
+    """How much a path can still be trusted; lower is better, and best path prefers lower.
+
+    STALE: kept through the peer's graceful restart (RFC 4724) until its End-of-RIB or
+    restart time. LONG_LIVED: kept after that, as local policy while no reflector is up.
+    """
+
+    FRESH = 0
+    STALE = 1
+    LONG_LIVED = 2
+
+
 @dataclass(frozen=True, slots=True)
 class Path:
     prefix: IPNetwork
     peer: Peer
     attrs: Attributes
+    stale: Staleness = Staleness.FRESH
 
 
 # --- events from the speaker (ExaBGP), already parsed ----------------------------
@@ -87,9 +103,20 @@ class PeerState:
 
 
 @dataclass(frozen=True, slots=True)
+class GracefulRestartCapability:
+    """What a peer's OPEN said about RFC 4724 graceful restart."""
+
+    restart_time: int
+    restarted: bool  # the R bit: it has just restarted
+    forwarding: frozenset[int]  # IP versions whose forwarding state it kept (the F bits)
+
+
+@dataclass(frozen=True, slots=True)
 class PeerOpen:
     peer: IPAddress
     router_id: IPv4Address
+    graceful_restart: GracefulRestartCapability | None = None
+    families: frozenset[str] = frozenset({"ipv4 unicast"})  # e.g. "ipv6 unicast"
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from enum import StrEnum
 from ipaddress import IPv4Address
 
 from bgp.exabgp.commands import Export
-from bgp.model import IPAddress, IPNetwork, Path
+from bgp.model import GRACEFUL_SHUTDOWN, IPAddress, IPNetwork, Path
 
 
 class Role(StrEnum):
@@ -33,6 +33,7 @@ class Speaker:
     local_pref: int | None = None
     communities: tuple[tuple[int, int], ...] = ()
     pools: tuple[IPNetwork, ...] = ()  # what may leave towards eBGP peers
+    draining: bool = False  # RFC 8326 graceful shutdown: ask peers to move traffic elsewhere
 
     @property
     def reflector(self) -> bool:
@@ -54,11 +55,17 @@ def may_reflect(source: Role, target: Role) -> bool:
 
 
 def local_export(me: Speaker, target: Role) -> Export:
-    """Our own workload routes: next hop self."""
-    return Export(
-        local_pref=None if target is Role.EBGP else me.local_pref,
-        communities=me.communities,
-    )
+    """Our own workload routes: next hop self.
+
+    While draining, they carry GRACEFUL_SHUTDOWN, and iBGP peers also get local
+    preference 0 so that a peer which ignores the community moves away as well.
+    """
+    local_pref = None if target is Role.EBGP else me.local_pref
+    communities = me.communities
+    if me.draining:
+        communities = (*communities, GRACEFUL_SHUTDOWN)
+        local_pref = None if target is Role.EBGP else 0
+    return Export(local_pref=local_pref, communities=communities)
 
 
 def learned_export(me: Speaker, best: Path, source: Role, target: Role) -> Export | None:

@@ -4,16 +4,21 @@ Adj-RIB-In keeps every path a peer sent, accepted or not, so a change of policy
 (a local workload appears or goes) re-judges them without asking the peer again.
 Every mutation returns the prefixes whose selection changed, with the new
 selection (None: no route left), so the caller programs exactly those.
+
+Staleness is data here: when a peer restarts gracefully its paths are re-marked
+stale (they stay selected unless a fresh path exists), each announcement from the
+new session makes a path fresh again, and `sweep_stale` removes what was not
+re-announced. When and why those happen (timers, End-of-RIB) is the caller's business.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bgp.decision import Selection, select
-from bgp.model import Attributes, IPAddress, IPNetwork, Path, Peer
+from bgp.model import Attributes, IPAddress, IPNetwork, Path, Peer, Staleness
 from bgp.policy import ImportPolicy, Rejection, check_attributes, check_import, check_prefix
 
 Changes = dict[IPNetwork, Selection | None]
@@ -49,6 +54,7 @@ class Rib:
         # path and a dict per prefix was a third of the RIB's memory at 100k routes
         self._accepted: dict[IPNetwork, tuple[Path, ...]] = {}
         self._loc: dict[IPNetwork, Selection] = {}
+        self._stale: dict[IPAddress, set[IPNetwork]] = {}  # per peer: its paths not fresh
         self.rejected_total: Counter[Rejection] = Counter()
 
     def loc_rib(self) -> dict[IPNetwork, Selection]:
@@ -111,11 +117,16 @@ class Rib:
         result = UpdateResult()
         touched: set[IPNetwork] = set()
         table = self._adj_in.setdefault(peer.address, {})
+        stale = self._stale.get(peer.address)
         for prefix in withdrawn:
+            if stale:
+                stale.discard(prefix)
             if table.pop(prefix, None) is not None and self._unaccept(peer.address, prefix):
                 touched.add(prefix)
         verdict = Verdict(None, None)
         for prefix, attrs in announced:
+            if stale:
+                stale.discard(prefix)
             path = Path(prefix, peer, attrs)
             if table.get(prefix) == path:
                 continue
@@ -133,10 +144,63 @@ class Rib:
     def peer_down(self, peer: IPAddress) -> Changes:
         """Everything the peer told us goes at once."""
         changes: Changes = {}
+        self._stale.pop(peer, None)
         table = self._adj_in.pop(peer, {})
         touched = [prefix for prefix in table if self._unaccept(peer, prefix)]
         self._reselect(touched, changes)
         return changes
+
+    # --- graceful restart --------------------------------------------------------
+
+    def mark_stale(self, peer: IPAddress, level: Staleness = Staleness.STALE) -> Changes:
+        """Keep every path of `peer` at `level` or worse: they forward on, but lose to any fresher path."""
+        changes: Changes = {}
+        table = self._adj_in.get(peer)
+        if not table:
+            return changes
+        stale = self._stale.setdefault(peer, set())
+        touched: list[IPNetwork] = []
+        for prefix, path in table.items():
+            if path.stale >= level:
+                continue
+            kept = replace(path, stale=level)
+            table[prefix] = kept
+            stale.add(prefix)
+            if self._is_accepted(peer, prefix):
+                self._accept(kept)
+                touched.append(prefix)
+        self._reselect(touched, changes)
+        return changes
+
+    def sweep_stale(self, peer: IPAddress, version: int | None = None) -> Changes:
+        """Remove the peer's paths still stale (of one IP version, or all): not vouched for again."""
+        changes: Changes = {}
+        stale = self._stale.get(peer)
+        if not stale:
+            return changes
+        gone = [p for p in stale if version is None or p.version == version]
+        stale.difference_update(gone)
+        if not stale:
+            del self._stale[peer]
+        table = self._adj_in.get(peer, {})
+        touched = []
+        for prefix in gone:
+            table.pop(prefix, None)
+            if self._unaccept(peer, prefix):
+                touched.append(prefix)
+        self._reselect(touched, changes)
+        return changes
+
+    def stale_count(self, peer: IPAddress | None = None) -> int:
+        if peer is None:
+            return sum(len(s) for s in self._stale.values())
+        return len(self._stale.get(peer, ()))
+
+    def accepted_count(self, peer: IPAddress) -> int:
+        return sum(1 for prefix in self._adj_in.get(peer, {}) if self._is_accepted(peer, prefix))
+
+    def stale_peers(self) -> set[IPAddress]:
+        return set(self._stale)
 
     def set_policy(self, policy: ImportPolicy, prefixes: Iterable[IPNetwork] | None = None) -> UpdateResult:
         """Re-judge received paths (e.g. a new local workload now shadows a learned /32).

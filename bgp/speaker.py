@@ -4,15 +4,19 @@ Event-driven throughout: a workload change is announced the moment it happens,
 received updates are applied to the RIB and handed to the FIB reconciler in
 batches (one per chunk read from ExaBGP), never polled.
 
-When ExaBGP itself dies, learned routes stay in the FIB as stale (traffic keeps
-flowing); once the restarted ExaBGP's sessions send End-of-RIB, the stale
-routes that were not announced again are swept. A session going down while
-ExaBGP runs withdraws that peer's routes at once.
+Graceful restart (RFC 4724), both roles. Helper: a peer whose session drops without
+a NOTIFICATION keeps its paths in the RIB and the FIB, marked stale, for the restart
+time it advertised; its new session's UPDATEs make them fresh again and its End-of-RIB
+sweeps the rest. When our own ExaBGP dies, every peer's paths are kept the same way.
+Restarting: our End-of-RIB goes to a peer only when our table is whole (bgp.graceful).
+The rules are pure (bgp.graceful, the RIB's staleness, best path's freshness rule);
+this module holds the timers and says when.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import Counter, deque
@@ -22,7 +26,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from bgp import reflection
+from bgp import graceful, reflection
 from bgp.decision import Selection
 from bgp.exabgp import commands
 from bgp.exabgp.config import render_config, render_environment
@@ -32,6 +36,7 @@ from bgp.model import (
     CommandAnswer,
     EndOfRib,
     Event,
+    GracefulRestartCapability,
     IPAddress,
     IPNetwork,
     Notification,
@@ -45,6 +50,7 @@ from bgp.reflection import Role
 from bgp.rib import Changes, Rib, UpdateResult
 from routed.config import NodeConfig, PeerKind
 from routed.config import Peer as PeerConfig
+from routed.config import Role as NodeRole
 from routed.config.schema import ExportMode
 from routed.fib.reconciler import Reconciler
 from routed.fib.routes import RouteKey, gateway_route
@@ -62,9 +68,17 @@ class PeerStatus:
     state: str = "idle"
     since: float = field(default_factory=time.time)
     router_id: IPv4Address | None = None
-    eor: set[str] = field(default_factory=set)
+    eor: set[str] = field(default_factory=set)  # End-of-RIBs received in this session
     up_in_channel: bool = False
     updates: int = 0
+    graceful: GracefulRestartCapability | None = None  # from the peer's last OPEN
+    families: frozenset[str] = frozenset({"ipv4 unicast"})
+    notified: bool = False  # the peer sent a NOTIFICATION in this session
+    eor_sent: bool = False
+    stale_until: float | None = None  # wall time its stale paths are swept, if it has any
+    stale_timer: str = ""  # "restart time" (session down) or "stalepath time" (back, no End-of-RIB yet)
+    last_error: str = ""
+    flaps: int = 0
 
 
 class Speaker:
@@ -102,11 +116,14 @@ class Speaker:
         self._in_flight: deque[str] = deque()
         self._window_open = asyncio.Event()
         self._window_open.set()
-        self._stale: dict[IPAddress, set[IPNetwork]] = {}
         self._stale_timers: dict[IPAddress, asyncio.TimerHandle] = {}
+        self._local_ready = False  # our own workloads restored and in the kernel
+        self._deferral_expired = False
+        self._deferral_timer: asyncio.TimerHandle | None = None
         self._logged_rejections: set[tuple[IPAddress, IPNetwork, str]] = set()
         self.counters: Counter[str] = Counter()
         self._tasks: list[asyncio.Task[Any]] = []
+        self._withdrawing = False
         self.ready = asyncio.Event()
 
     # --- lifecycle -----------------------------------------------------------
@@ -130,7 +147,48 @@ class Speaker:
                 task.cancel()
 
     async def stop(self) -> None:
+        """Stop ExaBGP without a NOTIFICATION: peers keep our routes for our restart time."""
         await self.supervisor.stop()
+
+    async def withdraw_and_stop(self, timeout: float = 10.0) -> int:
+        """Decommission: withdraw everything we announced, close every session with a Cease
+        (peers drop our routes at once, not after a restart time), then stop ExaBGP."""
+        withdrawn = sum(len(sent) for sent in self._out.values())
+        self._withdrawing = True
+        self._refresh({prefix for sent in self._out.values() for prefix in sent})
+        up = [a for a, s in self.peers.items() if s.state == "up"]
+        if up:
+            self._queue([commands.teardown(up)])
+        await self._flushed(timeout)
+        log.warning(event("bgp_withdrawn_for_stop", routes=withdrawn, peers_notified=len(up)))
+        await self.supervisor.stop()
+        return withdrawn
+
+    async def _flushed(self, timeout: float) -> None:
+        """Returns when ExaBGP has answered every command queued so far (or after `timeout`)."""
+        deadline = time.monotonic() + timeout
+        while (not self._outbox.empty() or self._in_flight) and time.monotonic() < deadline:
+            if self._channel is None:
+                return  # no ExaBGP to tell; its death already ended every session
+            await asyncio.sleep(0.02)
+
+    def set_draining(self, draining: bool) -> None:
+        """RFC 8326: re-announce our routes with GRACEFUL_SHUTDOWN (or without it again)."""
+        if self.me.draining == draining:
+            return
+        self.me = dataclasses.replace(self.me, draining=draining)
+        log.warning(event("bgp_drain" if draining else "bgp_undrain", routes=len(self.local)))
+        self._refresh(self.local | set(self.cfg.pools))
+
+    @property
+    def draining(self) -> bool:
+        return self.me.draining
+
+    def set_local_ready(self) -> None:
+        """The daemon has restored and installed our workloads: our table is whole."""
+        if not self._local_ready:
+            self._local_ready = True
+            self._send_due_eors()
 
     async def _wait_for_fabric_address(self) -> None:
         """ExaBGP cannot listen on an address the host does not have yet (a node still booting)."""
@@ -190,6 +248,8 @@ class Speaker:
     ) -> commands.Export | None:
         if prefix.version != address.version:
             return None  # next hops are session addresses: each family over its own sessions
+        if self._withdrawing:
+            return None
         if export is ExportMode.AGGREGATE:
             aggregate = prefix in self.cfg.pools
             return reflection.local_export(self.me, target) if aggregate else None
@@ -247,6 +307,15 @@ class Speaker:
         self._window_open.set()
         for status in self.peers.values():
             status.up_in_channel = False
+            status.eor_sent = False
+            status.eor.clear()
+        # a new ExaBGP is our restart as far as peers can tell: defer our End-of-RIBs again
+        self._deferral_expired = False
+        if self._deferral_timer is not None:
+            self._deferral_timer.cancel()
+        self._deferral_timer = asyncio.get_running_loop().call_later(
+            self.cfg.bgp.graceful_restart.select_defer_time, self._deferral_over
+        )
         self._announce_everything()
         self._tasks = [t for t in self._tasks if not t.done()]
         self._tasks.append(asyncio.create_task(self._read_loop(channel), name="bgp-reader"))
@@ -320,26 +389,52 @@ class Speaker:
             log.warning(event("bgp_unknown_peer", peer=ev.peer, message=type(ev).__name__))
             return
         if isinstance(ev, PeerOpen):
-            status.router_id = ev.router_id
+            self._peer_open(status, ev, changes)
         elif isinstance(ev, PeerState):
             self._peer_state(status, ev, changes)
         elif isinstance(ev, RouteUpdate):
             status.updates += 1
             peer = Peer(ev.peer, ev.peer_asn, self.cfg.asn, status.router_id)
-            stale = self._stale.get(ev.peer)
-            if stale:
-                stale.difference_update(ev.withdrawn)
-                stale.difference_update(p for p, _ in ev.announced)
             self._merge(changes, self.rib.update(peer, ev.announced, ev.withdrawn))
         elif isinstance(ev, EndOfRib):
             status.eor.add(ev.family)
-            self._sweep_stale(ev.peer, ev.family, changes)
+            self._end_of_rib(status, ev, changes)
             if all(s.eor for s in self.peers.values()):
                 self._mark_ready("End-of-RIB from every peer")
+            self._send_due_eors()
         elif isinstance(ev, Notification):
+            status.notified = True
+            status.last_error = f"NOTIFICATION {ev.code}/{ev.subcode} received {ev.data}".strip()
             log.warning(
                 event("bgp_notification", peer=ev.peer, code=ev.code, subcode=ev.subcode, data=ev.data)
             )
+
+    def _graceful_locally(self, status: PeerStatus) -> bool:
+        setting = status.config.graceful_restart
+        return self.cfg.bgp.graceful_restart.enabled if setting is None else setting
+
+    def _peer_open(self, status: PeerStatus, ev: PeerOpen, changes: Changes) -> None:
+        status.router_id = ev.router_id
+        status.graceful, status.families = ev.graceful_restart, ev.families
+        status.notified = False
+        if not self.rib.stale_count(ev.peer):
+            return
+        # RFC 4724 4.2: a peer back without forwarding state for a family lost those routes
+        capability = ev.graceful_restart if self._graceful_locally(status) else None
+        for version in sorted(graceful.versions_without_forwarding(capability)):
+            swept = self.rib.sweep_stale(ev.peer, version)
+            if swept:
+                changes.update(swept)
+                log.warning(
+                    event(
+                        "bgp_stale_flushed",
+                        peer=ev.peer,
+                        ipv=version,
+                        routes=len(swept),
+                        reason="no forwarding state",
+                    )
+                )
+        self._stale_timer_check(status)
 
     def _peer_state(self, status: PeerStatus, ev: PeerState, changes: Changes) -> None:
         previous = status.state
@@ -347,58 +442,139 @@ class Speaker:
         if ev.state == "up":
             status.up_in_channel = True
             status.eor.clear()
-            log.info(event("bgp_session_up", peer=ev.peer, asn=ev.peer_asn, router_id=status.router_id))
+            status.eor_sent = False
+            stale = self.rib.stale_count(ev.peer)
+            if stale:  # back from its restart: now its End-of-RIB is awaited, for so long
+                self._arm_stale_timer(status, self.cfg.bgp.graceful_restart.stalepath_time, "stalepath time")
+            log.info(
+                event(
+                    "bgp_session_up", peer=ev.peer, asn=ev.peer_asn, router_id=status.router_id, stale=stale
+                )
+            )
+            self._send_due_eors()
         elif ev.state == "down" and (status.up_in_channel or previous == "up"):
             status.up_in_channel = False
-            self._drop_stale(ev.peer)
-            withdrawn = self.rib.peer_down(ev.peer)
-            changes.update(withdrawn)
-            log.warning(event("bgp_session_down", peer=ev.peer, reason=ev.reason, withdrawn=len(withdrawn)))
+            status.flaps += 1
+            if ev.reason and not status.notified:
+                status.last_error = ev.reason
+            verdict = graceful.on_session_down(
+                status.graceful, self._graceful_locally(status), status.notified
+            )
+            status.notified = False
+            if verdict.action is graceful.DownAction.KEEP_STALE:
+                kept = self.rib.mark_stale(ev.peer)
+                changes.update(kept)
+                self._arm_stale_timer(status, verdict.restart_time, "restart time")
+                log.warning(
+                    event(
+                        "bgp_session_down",
+                        peer=ev.peer,
+                        reason=ev.reason,
+                        action="keeping its routes as stale",
+                        stale=self.rib.stale_count(ev.peer),
+                        restart_time=verdict.restart_time,
+                    )
+                )
+            else:
+                self._cancel_stale_timer(status)
+                withdrawn = self.rib.peer_down(ev.peer)
+                changes.update(withdrawn)
+                log.warning(
+                    event(
+                        "bgp_session_down",
+                        peer=ev.peer,
+                        reason=ev.reason,
+                        action="withdrawing its routes",
+                        why=verdict.why,
+                        withdrawn=len(withdrawn),
+                    )
+                )
 
-    # --- stale routes across an ExaBGP restart -----------------------------------
+    # --- graceful restart: stale paths and their timers ----------------------------
 
     def _channel_lost(self) -> None:
-        loop = asyncio.get_running_loop()
+        """Our ExaBGP died: every session went with it, but the kernel still forwards.
+        Each peer's paths stay as stale until its new session's End-of-RIB or our restart time."""
+        changes: Changes = {}
         for address, status in self.peers.items():
-            status.state, status.up_in_channel = "idle", False
-            kept = set(self.rib.adj_rib_in(address))
-            if kept:
-                self._stale[address] = kept
-                old = self._stale_timers.pop(address, None)
-                if old:
-                    old.cancel()
-                self._stale_timers[address] = loop.call_later(
-                    self.cfg.bgp.graceful_restart.restart_time, self._stale_expired, address
-                )
+            status.state, status.up_in_channel, status.since = "idle", False, time.time()
+            status.notified = False
+            if self.rib.adj_rib_in(address):
+                changes.update(self.rib.mark_stale(address))
+                self._arm_stale_timer(status, self.cfg.bgp.graceful_restart.restart_time, "restart time")
         log.warning(
-            event("exabgp_channel_lost", stale_peers=len(self._stale), action="keeping routes as stale")
+            event(
+                "exabgp_channel_lost",
+                stale_peers=len(self.rib.stale_peers()),
+                stale=self.rib.stale_count(),
+                action="keeping routes as stale",
+            )
         )
+        self._program(changes)
 
-    def _stale_expired(self, address: IPAddress) -> None:
-        if self._stale.pop(address, None) is not None:
-            changes = self.rib.peer_down(address)
-            log.warning(event("bgp_stale_expired", peer=address, withdrawn=len(changes)))
-            self._program(changes)
+    def _arm_stale_timer(self, status: PeerStatus, seconds: float, kind: str) -> None:
+        self._cancel_stale_timer(status)
+        address = status.config.address
+        loop = asyncio.get_running_loop()
+        self._stale_timers[address] = loop.call_later(seconds, self._stale_expired, address, kind)
+        status.stale_until, status.stale_timer = time.time() + seconds, kind
 
-    def _sweep_stale(self, address: IPAddress, family: str, changes: Changes) -> None:
-        stale = self._stale.get(address)
-        if not stale:
-            return
-        version = 4 if family.startswith("ipv4") else 6
-        gone = [p for p in stale if p.version == version]
-        stale.difference_update(gone)
-        if not stale:
-            self._drop_stale(address)
-        if gone:
-            peer = next(iter(self.rib.adj_rib_in(address).values())).peer
-            self._merge(changes, self.rib.update(peer, withdrawn=gone))
-            log.info(event("bgp_stale_swept", peer=address, family=family, withdrawn=len(gone)))
-
-    def _drop_stale(self, address: IPAddress) -> None:
-        self._stale.pop(address, None)
-        timer = self._stale_timers.pop(address, None)
+    def _cancel_stale_timer(self, status: PeerStatus) -> None:
+        timer = self._stale_timers.pop(status.config.address, None)
         if timer:
             timer.cancel()
+        status.stale_until, status.stale_timer = None, ""
+
+    def _stale_timer_check(self, status: PeerStatus) -> None:
+        if not self.rib.stale_count(status.config.address):
+            self._cancel_stale_timer(status)
+
+    def _stale_expired(self, address: IPAddress, kind: str) -> None:
+        status = self.peers[address]
+        self._stale_timers.pop(address, None)
+        status.stale_until, status.stale_timer = None, ""
+        changes = self.rib.sweep_stale(address)
+        log.warning(event("bgp_stale_expired", peer=address, timer=kind, withdrawn=len(changes)))
+        self._program(changes)
+
+    def _end_of_rib(self, status: PeerStatus, ev: EndOfRib, changes: Changes) -> None:
+        version = graceful.FAMILY_VERSIONS.get(ev.family)
+        if version is None:
+            return
+        swept = self.rib.sweep_stale(ev.peer, version)
+        changes.update(swept)
+        if swept:
+            log.info(event("bgp_stale_swept", peer=ev.peer, family=ev.family, withdrawn=len(swept)))
+        self._stale_timer_check(status)
+
+    # --- graceful restart: our End-of-RIB -------------------------------------------
+
+    def _deferral_over(self) -> None:
+        self._deferral_expired = True
+        waiting = [str(a) for a, s in self.peers.items() if not s.eor]
+        if waiting and self.cfg.role is NodeRole.REFLECTOR:
+            log.warning(event("bgp_select_deferral_expired", without_end_of_rib_from=",".join(waiting)))
+        self._send_due_eors()
+
+    def _send_due_eors(self) -> None:
+        if self._channel is None:
+            return
+        received = [address for address, s in self.peers.items() if s.eor]
+        for address, status in self.peers.items():
+            if status.state != "up" or status.eor_sent:
+                continue
+            if graceful.eor_due(
+                local_ready=self._local_ready,
+                reflects=self.cfg.role is NodeRole.REFLECTOR,
+                target=address,
+                peers=list(self.peers),
+                eor_received=received,
+                deferral_expired=self._deferral_expired,
+            ):
+                status.eor_sent = True
+                families = sorted(status.families & set(graceful.FAMILY_VERSIONS))
+                self._queue(commands.end_of_rib([address], family) for family in families)
+                log.info(event("bgp_end_of_rib_sent", peer=address, families=",".join(families)))
 
     # --- RIB -> FIB ----------------------------------------------------------------
 
@@ -435,22 +611,43 @@ class Speaker:
     # --- status -----------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        return {
-            "peers": [
+        now = time.time()
+        peers = []
+        for address, s in self.peers.items():
+            local_gr = self._graceful_locally(s)
+            peers.append(
                 {
                     "address": str(address),
+                    "description": s.config.description,
                     "kind": s.config.kind.value,
                     "asn": s.config.asn if s.config.asn is not None else self.cfg.asn,
                     "state": s.state,
                     "since": round(s.since, 3),
                     "router_id": str(s.router_id) if s.router_id else None,
                     "received": len(self.rib.adj_rib_in(address)),
+                    "accepted": self.rib.accepted_count(address),
+                    "announced": len(self._out.get(address, {})),
                     "eor": sorted(s.eor),
+                    "eor_sent": s.eor_sent,
+                    "flaps": s.flaps,
+                    "last_error": s.last_error,
+                    "graceful_restart": {
+                        "local": local_gr,
+                        "peer_restart_time": s.graceful.restart_time if s.graceful else None,
+                        "negotiated": local_gr and s.graceful is not None,
+                        "helper_active": s.stale_timer == "restart time",
+                        "stale": self.rib.stale_count(address),
+                        "timer": s.stale_timer or None,
+                        "timer_left_s": round(max(0.0, s.stale_until - now), 1) if s.stale_until else None,
+                    },
                 }
-                for address, s in self.peers.items()
-            ],
+            )
+        return {
+            "peers": peers,
             "loc_rib": len(self.rib.loc_rib()),
             "announced": len(self.local),
+            "stale": self.rib.stale_count(),
+            "draining": self.me.draining,
             "rejected": {r.value: n for r, n in self.rib.rejected_total.items()},
             "counters": dict(self.counters),
             "exabgp": {
@@ -476,4 +673,5 @@ class Speaker:
             "communities": [f"{a}:{b}" for a, b in best.attrs.communities],
             "originator_id": str(best.attrs.originator_id) if best.attrs.originator_id else None,
             "cluster_list": [str(c) for c in best.attrs.cluster_list],
+            "stale": best.stale.name.lower() if best.stale else None,
         }

@@ -99,7 +99,25 @@ def _parser() -> argparse.ArgumentParser:
 
     routes = sub.add_parser("routes", help="show routed's kernel routes (proto routed)")
     routes.add_argument("--json", action="store_true")
+    routes.add_argument("--stale", action="store_true", help="only routes kept through a peer's restart")
     with_config(routes)
+    stop = sub.add_parser(
+        "stop",
+        help="stop the daemon; peers keep our routes for our restart time (graceful restart)",
+    )
+    stop.add_argument(
+        "--withdraw",
+        action="store_true",
+        help="withdraw every route and close sessions with a Cease first: peers drop our routes at once "
+        "(decommissioning a host)",
+    )
+    with_config(stop)
+    drain = sub.add_parser(
+        "drain",
+        help="graceful shutdown (RFC 8326): peers move traffic off our routes before the host goes",
+    )
+    drain.add_argument("--undo", action="store_true", help="stop draining: our routes are preferred again")
+    with_config(drain)
     return parser
 
 
@@ -267,6 +285,8 @@ def cmd_routes(args: argparse.Namespace) -> int:
     except api.DaemonNotRunning:
         routes = asyncio.run(read_kernel())
     routes.sort(key=lambda r: (":" in r["dst"], r["dst"]))
+    if args.stale:
+        routes = [r for r in routes if r.get("stale")]
     if args.json:
         print(json.dumps(routes, indent=2))
         return EXIT_OK
@@ -281,6 +301,8 @@ def cmd_routes(args: argparse.Namespace) -> int:
             line += f" bgp from {r['peer']} ({r['reason']})"
             if r.get("originator_id"):
                 line += f" originator {r['originator_id']} cluster-list {','.join(r['cluster_list'])}"
+            if r.get("stale"):
+                line += f" [{r['stale'].replace('_', '-')} stale]"
         print(line.rstrip())
     return EXIT_OK
 
@@ -300,9 +322,40 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"node {result['node']} ({result['role']})")
-        for key, value in result["fib"].items():
-            print(f"  fib.{key}: {value}")
+        from routed.views import status_text
+
+        print(status_text(result))
+    return EXIT_OK
+
+
+def _daemon_call(cfg: NodeConfig, op: str, timeout: float = 30, **request: Any) -> Any:
+    from routed import api
+
+    try:
+        return api.call(cfg.api.socket, op, timeout=timeout, **request)
+    except api.DaemonNotRunning as exc:
+        raise CliError(f"no routed daemon answers on {cfg.api.socket}; nothing to {op}") from exc
+    except api.ApiError as exc:
+        raise CliError(str(exc), exc.exit_code) from exc
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    cfg = _config(args.config)
+    result = _daemon_call(cfg, "stop", withdraw=args.withdraw)
+    if args.withdraw:
+        print(f"withdrew {result['withdrawn']} routes, closed every session with a Cease; daemon stopping")
+    else:
+        print("daemon stopping; peers keep our routes for our restart time (graceful restart)")
+    return EXIT_OK
+
+
+def cmd_drain(args: argparse.Namespace) -> int:
+    cfg = _config(args.config)
+    result = _daemon_call(cfg, "drain", on=not args.undo)
+    if result["draining"]:
+        print(f"draining: {result['routes']} routes re-announced with GRACEFUL_SHUTDOWN (65535:0)")
+    else:
+        print(f"drain undone: {result['routes']} routes announced normally again")
     return EXIT_OK
 
 
@@ -373,6 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "routes": cmd_routes,
         "status": cmd_status,
         "lab": cmd_lab,
+        "stop": cmd_stop,
+        "drain": cmd_drain,
     }
     try:
         return handlers[args.command](args)

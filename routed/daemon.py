@@ -1,7 +1,8 @@
 """`routed run`: one asyncio loop holding the reconciler, the workloads and the API.
 
 Stopping the daemon leaves workloads and routes in place: traffic keeps flowing
-while it is down, and the next start adopts what it finds.
+while it is down, peers keep our routes through graceful restart, and the next
+start adopts what it finds. `routed stop --withdraw` is the way to leave for good.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import contextlib
 import ipaddress
 import logging
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
+from bgp.model import IPNetwork
 from bgp.speaker import Speaker
 from routed.api import ApiError, ApiServer
 from routed.config import NodeConfig
@@ -47,20 +50,38 @@ class Daemon:
                 "workload.list": self._api_list,
                 "routes": self._api_routes,
                 "status": self._api_status,
+                "stop": self._api_stop,
+                "drain": self._api_drain,
             },
         )
         self._stop = asyncio.Event()
+        self._started = time.time()
+        self._local_prefixes: set[IPNetwork] = set()
+        self._announcer: asyncio.Task[None] | None = None
+        self._drain_file = Path(cfg.state_dir) / "draining"
 
     def _workloads_changed(self, routes: list[Route]) -> None:
-        # the kernel route and the announcement leave together, in the same loop turn
+        """A workload's /32 is announced only once it is in our kernel, so no peer routes
+        traffic here before we can deliver it; a withdrawal leaves at once."""
         self.reconciler.set_routes("local", routes)
-        self.speaker.set_local_prefixes(r.dst for r in routes)
+        self._local_prefixes = {r.dst for r in routes}
+        kept = self.speaker.local & self._local_prefixes
+        if kept != self.speaker.local:
+            self.speaker.set_local_prefixes(kept)
+        if self._local_prefixes - self.speaker.local and (self._announcer is None or self._announcer.done()):
+            self._announcer = asyncio.get_running_loop().create_task(self._announce_when_installed())
+
+    async def _announce_when_installed(self) -> None:
+        await self.reconciler.wait_in_sync()
+        self.speaker.set_local_prefixes(self._local_prefixes)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         sysctl.enable_forwarding(ipv6=any(p.version == 6 for p in self.cfg.pools))
+        if self._drain_file.exists():
+            self.speaker.set_draining(True)  # drained before a restart: stays drained until undone
         # The API opens under the store lock: a CLI acting without a daemon either
         # finished before we read the store, or finds our socket and uses it.
         with self.workloads.store.locked():
@@ -76,6 +97,10 @@ class Daemon:
             bgp = asyncio.create_task(self.speaker.run(), name="bgp")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.reconciler.wait_in_sync(), 10)
+            # our table is whole: workloads restored, in the kernel, then announced; only
+            # now may our End-of-RIB tell peers to sweep what we did not announce again
+            self.speaker.set_local_prefixes(self._local_prefixes)
+            self.speaker.set_local_ready()
             log.info(
                 event(
                     "started",
@@ -148,6 +173,30 @@ class Daemon:
         return {
             "node": self.cfg.name,
             "role": self.cfg.role.value,
+            "router_id": str(self.cfg.router_id),
+            "asn": self.cfg.asn,
+            "started": round(self._started, 3),
             "fib": {k: getattr(stats, k) for k in stats.__slots__},
             "bgp": self.speaker.status(),
         }
+
+    async def _api_stop(self, request: dict[str, Any]) -> Any:
+        """Stop the daemon. With `withdraw`, peers drop our routes at once (decommissioning);
+        without, they keep them for our restart time, as after SIGTERM."""
+        withdrawn = 0
+        if request.get("withdraw"):
+            log.warning(event("stopping", withdraw="yes"))
+            withdrawn = await self.speaker.withdraw_and_stop()
+        asyncio.get_running_loop().call_later(0.1, self._stop.set)  # after this answer has gone out
+        return {"withdrawn": withdrawn}
+
+    async def _api_drain(self, request: dict[str, Any]) -> Any:
+        """RFC 8326: peers move traffic off this host's routes before it goes; persists across restarts."""
+        on = bool(request.get("on", True))
+        if on:
+            self._drain_file.parent.mkdir(parents=True, exist_ok=True)
+            self._drain_file.touch()
+        else:
+            self._drain_file.unlink(missing_ok=True)
+        self.speaker.set_draining(on)
+        return {"draining": on, "routes": len(self.speaker.local)}

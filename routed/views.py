@@ -31,3 +31,82 @@ def route_json(route: Route) -> dict[str, Any]:
             for h in route.nexthops
         ],
     }
+
+
+def human_duration(seconds: float) -> str:
+    """3m12s, 2h05m, 4d01h: short enough for a table column."""
+    seconds = int(max(0, seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+def status_text(status: dict[str, Any], now: float | None = None) -> str:
+    """`routed status` for people: the node, one row per peer (like `birdc show protocols`), the FIB."""
+    import time
+
+    now = time.time() if now is None else now
+    bgp = status["bgp"]
+    exabgp = bgp["exabgp"]
+    lines = [
+        f"node {status['node']}  role {status['role']}  router-id {status.get('router_id', '?')}  "
+        f"AS {status.get('asn', '?')}  up {human_duration(now - status.get('started', now))}",
+        f"exabgp pid {exabgp['pid'] or '-'} restarts {exabgp['restarts']}  "
+        f"bgp {'ready' if bgp['ready'] else 'waiting for End-of-RIB'}"
+        + ("  DRAINING (graceful shutdown)" if bgp.get("draining") else "")
+        + (f"  stale routes {bgp['stale']}" if bgp.get("stale") else ""),
+        "",
+    ]
+    rows: list[tuple[str, ...]] = [
+        ("PEER", "DESCRIPTION", "KIND", "AS", "STATE", "SINCE", "RECV", "ACC", "SENT", "GR", "STALE", "INFO")
+    ]
+    for peer in bgp["peers"]:
+        gr = peer.get("graceful_restart", {})
+        if not gr:
+            gr_text, info = "-", ""
+        else:
+            gr_text = "yes" if gr["negotiated"] else ("off" if not gr["local"] else "no")
+            info = ""
+            if gr.get("timer") == "restart time":
+                info = f"helping its restart, {gr['timer_left_s']:.0f}s left"
+            elif gr.get("timer"):
+                info = f"awaiting its End-of-RIB, {gr['timer_left_s']:.0f}s left"
+        if peer.get("last_error") and peer["state"] != "up":
+            info = f"{info}; {peer['last_error']}" if info else peer["last_error"]
+        rows.append(
+            (
+                peer["address"],
+                peer.get("description") or "-",
+                peer["kind"],
+                str(peer["asn"]),
+                peer["state"],
+                human_duration(now - peer["since"]),
+                str(peer["received"]),
+                str(peer.get("accepted", peer["received"])),
+                str(peer.get("announced", "-")),
+                gr_text,
+                str(gr.get("stale", 0)) if gr else "-",
+                info,
+            )
+        )
+    lines += _table(rows) if bgp["peers"] else ["no BGP peers configured"]
+    fib = status["fib"]
+    lines += [
+        "",
+        f"fib: {fib.get('added', 0)} added, {fib.get('replaced', 0)} replaced, "
+        f"{fib.get('deleted', 0)} deleted, {fib.get('failures', 0)} failed, {fib.get('restored', 0)} restored, "
+        f"{fib.get('full_resyncs', 0)} full resyncs",
+    ]
+    return "\n".join(lines)

@@ -74,3 +74,14 @@ def withdraw(peers: Sequence[IPAddress], prefixes: Iterable[IPNetwork]) -> list[
         f"{_selector(peers)} withdraw attributes next-hop self nlri {' '.join(map(str, chunk))}"
         for chunk in _chunks(ordered)
     ]
+
+
+def end_of_rib(peers: Sequence[IPAddress], family: str) -> str:
+    """Our End-of-RIB for one family (ExaBGP runs with `manual-eor`: we say when the table is whole)."""
+    return f"{_selector(peers)} announce eor {family}"
+
+
+def teardown(peers: Sequence[IPAddress], subcode: int = 2) -> str:
+    """Close sessions with a Cease NOTIFICATION (subcode 2: administrative shutdown), so peers
+    withdraw our routes at once instead of keeping them through a graceful restart."""
+    return f"{_selector(peers)} teardown {subcode}"

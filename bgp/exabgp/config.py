@@ -48,6 +48,10 @@ def neighbor_block(cfg: NodeConfig, peer: Peer) -> str:
         "    group-updates true;",
         # routed keeps the Adj-RIB-In; ExaBGP's copy cost 12 % of its CPU and most of its memory
         "    adj-rib-in false;",
+        # our End-of-RIB goes when our table is whole (workloads restored, and on a reflector
+        # the clients' End-of-RIBs in), not when the session opens: a peer keeping our routes
+        # through our restart sweeps whatever we have not announced by then
+        "    manual-eor true;",
     ]
     if is_passive(cfg, peer):
         lines.append("    passive true;")

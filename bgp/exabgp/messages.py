@@ -17,6 +17,7 @@ from bgp.model import (
     CommandAnswer,
     EndOfRib,
     Event,
+    GracefulRestartCapability,
     IPNetwork,
     Notification,
     Origin,
@@ -68,7 +69,14 @@ def _parse(message: dict[str, Any]) -> Event | None:
     if kind == "open":
         if neighbor.get("direction") != "receive":
             return None
-        return PeerOpen(peer, IPv4Address(neighbor["open"]["router_id"]))
+        opened = neighbor["open"]
+        capabilities = opened.get("capabilities", {})
+        return PeerOpen(
+            peer,
+            IPv4Address(opened["router_id"]),
+            _graceful_restart(capabilities),
+            _families(capabilities),
+        )
     if kind == "notification":
         note = neighbor.get("notification", message.get("notification", {}))
         return Notification(
@@ -82,6 +90,41 @@ def _parse(message: dict[str, Any]) -> Event | None:
     if update is None:
         return None
     return _update(peer, peer_asn, update)
+
+
+def _capability(capabilities: dict[str, Any], name: str) -> dict[str, Any] | None:
+    # keyed by code or by ExaBGP's name for it, depending on the version: find it by its "name"
+    for value in capabilities.values():
+        if isinstance(value, dict) and value.get("name") == name:
+            return value
+    return None
+
+
+def _graceful_restart(capabilities: dict[str, Any]) -> GracefulRestartCapability | None:
+    """RFC 4724's capability. ExaBGP 5.0 labels its bits the other way round: a family's
+    forwarding-state bit (0x80) is printed "restart" and the restart-state bit "forwarding";
+    either label is read as what the position means, so a fixed ExaBGP reads the same."""
+    cap = _capability(capabilities, "graceful restart")
+    if cap is None:
+        return None
+    forwarding = set()
+    for family, flags in dict(cap.get("address-family-flags", {})).items():
+        afi = str(family).split("/")[0]
+        if flags and afi in ("ipv4", "ipv6"):
+            forwarding.add(4 if afi == "ipv4" else 6)
+    return GracefulRestartCapability(
+        restart_time=int(cap.get("time", 0)),
+        restarted=bool(cap.get("restart-flags")),
+        forwarding=frozenset(forwarding),
+    )
+
+
+def _families(capabilities: dict[str, Any]) -> frozenset[str]:
+    """Families the peer offers (RFC 4760); without the capability, IPv4 unicast alone."""
+    cap = _capability(capabilities, "multiprotocol")
+    if cap is None:
+        return frozenset({"ipv4 unicast"})
+    return frozenset(str(f).replace("/", " ") for f in cap.get("families", []))
 
 
 def _update(peer: Any, peer_asn: int, update: dict[str, Any]) -> RouteUpdate:

@@ -112,10 +112,17 @@ class Strict(BaseModel):
 
 
 class GracefulRestart(Strict):
-    """RFC 4724 graceful restart: peers keep our routes while we restart."""
+    """RFC 4724 graceful restart: peers keep our routes while we restart, and we keep theirs."""
 
     enabled: bool = True
+    # advertised to peers: how long they keep our routes after our session drops
     restart_time: int = Field(default=120, ge=1, le=4095)
+    # once a restarting peer is back: how long we wait for its End-of-RIB before we sweep
+    # the routes it has not announced again
+    stalepath_time: int = Field(default=360, ge=1, le=3600)
+    # a restarting reflector waits this long at most for its peers' End-of-RIBs before it
+    # sends its own (RFC 4724's selection deferral timer)
+    select_defer_time: int = Field(default=60, ge=0, le=3600)
 
 
 class Fabric(Strict):
