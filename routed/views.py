@@ -103,10 +103,6 @@ def status_text(status: dict[str, Any], now: float | None = None) -> str:
         )
     lines += _table(rows) if bgp["peers"] else ["no BGP peers configured"]
     fib = status["fib"]
-    lines += [
-        "",
-        f"fib: {fib.get('added', 0)} added, {fib.get('replaced', 0)} replaced, "
-        f"{fib.get('deleted', 0)} deleted, {fib.get('failures', 0)} failed, {fib.get('restored', 0)} restored, "
-        f"{fib.get('full_resyncs', 0)} full resyncs",
-    ]
+    counts = ("added", "replaced", "deleted", "failures", "restored", "full_resyncs")
+    lines += ["", "fib: " + ", ".join(f"{fib.get(k, 0)} {k.replace('_', ' ')}" for k in counts)]
     return "\n".join(lines)
