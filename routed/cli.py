@@ -86,13 +86,15 @@ def _parser() -> argparse.ArgumentParser:
         ("down", "remove everything the lab made (safe to repeat, also after a crash)"),
         ("inspect", "show the lab's nodes, namespaces, addresses and state"),
         ("exec", "run a command in a node: routed lab exec FILE NODE -- CMD..."),
+        ("start", "start a node's daemon again after it stopped or crashed: routed lab start FILE NODE"),
     ):
         p = lab_actions.add_parser(action, help=text)
         p.add_argument("topology", metavar="FILE", help="a containerlab topology (*.clab.yml)")
         p.add_argument("--name", help="override the lab name (as containerlab deploy --name)")
         p.add_argument("--prefix", help="override the namespace prefix (default: the file's, else clab)")
-        if action == "exec":
+        if action in ("exec", "start"):
             p.add_argument("node")
+        if action == "exec":
             p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD")
         if action == "inspect":
             p.add_argument("--json", action="store_true")
@@ -377,6 +379,9 @@ def cmd_lab(args: argparse.Namespace) -> int:
             print(f"lab {topo.full_name} is down ({len(removed)} namespaces removed)")
         elif args.action == "inspect":
             _print_lab(runner.inspect(topo), as_json=args.json)
+        elif args.action == "start":
+            pid = runner.start(topo, args.node)
+            print(f"node {args.node}: entrypoint started again (pid {pid})")
         else:
             argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
             if not argv:

@@ -7,6 +7,7 @@ collide with each other or with a lab a person has up.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import uuid
@@ -61,16 +62,37 @@ class Lab:
         path = Path("/run/routed-lab") / f"{self.prefix}-{self.name}" / "logs" / f"{node}.log"
         return path.read_text() if path.exists() else ""
 
+    def start(self, node: str) -> None:
+        """Start the node's daemon again, as `docker start` would after it stopped or crashed."""
+        self.cli("start", node)
 
-def new_lab(topology: str) -> Lab:
-    return Lab(LABS / f"{topology}.clab.yml", uuid.uuid4().hex[:8])
+
+def new_lab(topology: str | Path) -> Lab:
+    file = topology if isinstance(topology, Path) else LABS / f"{topology}.clab.yml"
+    return Lab(file, uuid.uuid4().hex[:8])
 
 
 @contextmanager
-def running_lab(topology: str) -> Iterator[Lab]:
+def running_lab(topology: str | Path) -> Iterator[Lab]:
     lab = new_lab(topology)
     try:
         lab.cli("up")
         yield lab
     finally:
         lab.cli("down", check=False)
+
+
+@contextmanager
+def lab_variant(topology: str, appended: dict[str, str]) -> Iterator[Path]:
+    """A copy of a labs/ topology whose node files get extra YAML appended, e.g.
+    {"h1.yaml": "bgp: {graceful_restart: {restart_time: 6}}"}; removed afterwards."""
+    root = Path("/tmp") / f"rt-lab-{uuid.uuid4().hex[:8]}"
+    try:
+        shutil.copytree(LABS / topology, root / topology)
+        shutil.copy(LABS / f"{topology}.clab.yml", root)
+        for name, text in appended.items():
+            with open(root / topology / name, "a") as handle:
+                handle.write("\n" + text + "\n")
+        yield root / f"{topology}.clab.yml"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -289,6 +289,18 @@ def holder_pid(topo: Topology, node_name: str) -> int:
     return int(pid)
 
 
+def start(topo: Topology, node_name: str) -> int:
+    """Run a node's entrypoint again (its daemon stopped or crashed), as `docker start` would.
+    The node's namespaces, links and workloads are the ones it had: a restart, not a new node."""
+    holder = holder_pid(topo, node_name)
+    node = topo.node(node_name)
+    pid = _start_entrypoint(topo, node, holder)
+    state = _read_state(topo)
+    state["nodes"][node.name]["entry_pid"] = pid
+    _write_state(topo, state)
+    return pid
+
+
 def run_in_node(
     topo: Topology, node_name: str, argv: Sequence[str], *, capture: bool = False, timeout: float | None = 120
 ) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,98 @@
+"""Counted traffic for restart tests: ping streams at a known rate, every packet accounted for.
+
+A stream is `ping -i INTERVAL -c COUNT -W 1` inside a container of a lab node; its
+summary line says how many were sent and how many came back. Nothing is inferred.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+
+from tests.lab import Lab
+
+SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received")
+
+
+@dataclass
+class PingStream:
+    lab: Lab
+    node: str
+    netns: str
+    destination: str
+    seconds: float
+    rate: int = 20  # packets per second
+    output: str = ""
+    _thread: threading.Thread | None = field(default=None, repr=False)
+
+    @property
+    def count(self) -> int:
+        return int(self.seconds * self.rate)
+
+    def start(self) -> PingStream:
+        def run() -> None:
+            self.output = self.lab.exec(
+                self.node,
+                "ip",
+                "netns",
+                "exec",
+                self.netns,
+                "ping",
+                "-q",
+                "-i",
+                str(1 / self.rate),
+                "-c",
+                str(self.count),
+                "-W",
+                "1",
+                self.destination,
+                check=False,
+                timeout=self.seconds + 60,
+            ).stdout
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        return self
+
+    def result(self) -> tuple[int, int]:
+        """(sent, received), once the stream has ended."""
+        assert self._thread is not None
+        self._thread.join(timeout=self.seconds + 90)
+        match = SUMMARY.search(self.output)
+        assert match, f"no ping summary from {self.node}/{self.netns} -> {self.destination}: {self.output!r}"
+        return int(match.group(1)), int(match.group(2))
+
+    @property
+    def label(self) -> str:
+        return f"{self.node}/{self.netns}->{self.destination}"
+
+
+def lost(streams: list[PingStream]) -> dict[str, tuple[int, int]]:
+    """{stream: (sent, lost)} for every stream, after all have ended."""
+    out = {}
+    for stream in streams:
+        sent, received = stream.result()
+        assert sent == stream.count, f"{stream.label}: ping sent {sent} of {stream.count}"
+        out[stream.label] = (sent, sent - received)
+    return out
+
+
+def total_lost(counts: dict[str, tuple[int, int]]) -> int:
+    return sum(lost for _, lost in counts.values())
+
+
+def kill_and_wait(pid: int, sig: signal.Signals, timeout: float = 20) -> None:
+    os.kill(pid, sig)
+    deadline = time.monotonic() + timeout
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                if handle.read().split(") ", 1)[1].startswith("Z"):
+                    break  # a zombie: gone as far as the network is concerned
+        except OSError:
+            break
+        time.sleep(0.05)
