@@ -304,7 +304,7 @@ def cmd_routes(args: argparse.Namespace) -> int:
             if r.get("originator_id"):
                 line += f" originator {r['originator_id']} cluster-list {','.join(r['cluster_list'])}"
             if r.get("stale"):
-                line += f" [{r['stale'].replace('_', '-')} stale]"
+                line += " [stale]" if r["stale"] == "stale" else " [long-lived stale]"
         print(line.rstrip())
     return EXIT_OK
 

@@ -241,3 +241,85 @@ def test_drain_moves_traffic_off_before_the_host_goes() -> None:
         wait_until(lambda: status(lab, "h2")["bgp"]["draining"], True, timeout=20)
         lab.exec("h2", "routed", "drain", "--undo")
         wait_until(lambda: kernel_routes(lab, "h1").get(anycast), "10.0.0.12", timeout=20, what="back to h2")
+
+
+# --- interop: BIRD2 and FRR, both directions (labs/gr-interop.clab.yml) ----------------------
+
+
+def interop_ready(lab: Lab) -> None:
+    wait_until(lambda: kernel_routes(lab, "h1").get("10.65.9.1"), "10.0.0.31", timeout=40, what="from BIRD")
+    wait_until(lambda: kernel_routes(lab, "h1").get("10.65.8.1"), "10.0.0.41", timeout=40, what="from FRR")
+    wait_until(
+        lambda: "10.65.1.1/32" in lab.birdc("bird1", "show", "route"), timeout=30, what="BIRD learns h1"
+    )
+    wait_until(lambda: "10.65.1.1" in vtysh(lab, "show ip route bgp"), timeout=30, what="FRR learns h1")
+    for node, dst in (
+        ("h1", "10.65.9.1"),
+        ("h1", "10.65.8.1"),
+        ("bird1", "10.65.1.1"),
+        ("frr1", "10.65.1.1"),
+    ):
+        wait_until(lambda n=node, d=dst: ping(lab, n, "web", d), timeout=10, what=f"{node} -> {dst}")
+
+
+def vtysh(lab: Lab, command: str) -> str:
+    return lab.exec("frr1", "vtysh", "-c", command, check=False).stdout
+
+
+def node_pid(lab: Lab, node: str, needle: str) -> int:
+    (pid,) = pids_in(lab.netns(node), needle)
+    return pid
+
+
+def test_bird_and_frr_keep_routed_routes_across_its_restart() -> None:
+    with running_lab("gr-interop") as lab:
+        interop_ready(lab)
+        running = [
+            PingStream(lab, "bird1", "web", "10.65.1.1", 12).start(),
+            PingStream(lab, "frr1", "web", "10.65.1.1", 12).start(),
+        ]
+        time.sleep(2)
+        kill_and_wait(daemon_pid(lab, "h1"), signal.SIGKILL)
+        # both helpers keep h1's route, in their RIB and in the kernel
+        wait_until(lambda: "(stale)" in vtysh(lab, "show bgp ipv4 unicast 10.65.1.1/32"), timeout=10)
+        assert "10.65.1.1/32" in lab.birdc("bird1", "show", "route", "10.65.1.1/32")
+        for node in ("bird1", "frr1"):
+            assert "via 10.0.0.11" in lab.exec(node, "ip", "route", "show", "10.65.1.1").stdout
+        time.sleep(2)
+        lab.start("h1")
+        counts = lost(running)
+        assert total_lost(counts) == 0, counts
+        wait_until(lambda: "(stale)" in vtysh(lab, "show bgp ipv4 unicast 10.65.1.1/32"), False, timeout=20)
+
+
+def test_routed_keeps_bird_routes_across_birds_graceful_restart() -> None:
+    with running_lab("gr-interop") as lab:
+        interop_ready(lab)
+        running = [PingStream(lab, "h1", "web", "10.65.9.1", 12).start()]
+        time.sleep(2)
+        lab.birdc("bird1", "graceful", "restart")
+        wait_until(lambda: peer(lab, "h1", "10.0.0.31")["graceful_restart"]["helper_active"], timeout=10)
+        assert "[stale]" in lab.exec("h1", "routed", "routes", "--stale").stdout
+        assert kernel_routes(lab, "h1")["10.65.9.1"] == "10.0.0.31"
+        time.sleep(2)
+        lab.exec("bird1", "bird", "-R", "-c", "/etc/bird/bird.conf", "-s", "/run/bird/bird.ctl")
+        counts = lost(running)
+        assert total_lost(counts) == 0, counts
+        wait_until(lambda: settled(lab, ["h1"]), all_settled(["h1"]), timeout=30, what="no stale left")
+        assert kernel_routes(lab, "h1")["10.65.9.1"] == "10.0.0.31"
+
+
+def test_routed_keeps_frr_routes_across_a_bgpd_restart() -> None:
+    with running_lab("gr-interop") as lab:
+        interop_ready(lab)
+        running = [PingStream(lab, "h1", "web", "10.65.8.1", 12).start()]
+        time.sleep(2)
+        kill_and_wait(node_pid(lab, "frr1", "/usr/lib/frr/bgpd"), signal.SIGKILL)
+        wait_until(lambda: peer(lab, "h1", "10.0.0.41")["graceful_restart"]["helper_active"], timeout=10)
+        assert kernel_routes(lab, "h1")["10.65.8.1"] == "10.0.0.41"
+        time.sleep(2)
+        lab.exec("frr1", "/usr/lib/frr/bgpd", "-d", "-u", "frr", "-g", "frr", "-f", "/etc/frr/frr.conf")
+        counts = lost(running)
+        assert total_lost(counts) == 0, counts
+        wait_until(lambda: settled(lab, ["h1"]), all_settled(["h1"]), timeout=30, what="no stale left")
+        assert kernel_routes(lab, "h1")["10.65.8.1"] == "10.0.0.41"

@@ -158,7 +158,9 @@ def test_render_config() -> None:
     assert "graceful-restart" not in ebgp
     mesh = text.split("neighbor 10.0.0.12 {")[1].split("\n}")[0]
     assert "graceful-restart 120;" in mesh and "ipv4 unicast;" in mesh and "ipv6 unicast;" in mesh
-    assert "manual-eor true;" in mesh and "manual-eor true;" in ebgp  # our End-of-RIB, when our table is whole
+    assert (
+        "manual-eor true;" in mesh and "manual-eor true;" in ebgp
+    )  # our End-of-RIB, when our table is whole
     env = render_environment(cfg)
     assert env["exabgp.tcp.bind"] == "10.0.0.11" and env["exabgp.api.cli"] == "false"
 
