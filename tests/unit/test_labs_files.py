@@ -24,6 +24,7 @@ def test_the_topologies_ship() -> None:
         "bird-interop.clab.yml",
         "bird-rr.clab.yml",
         "bird-clients.clab.yml",
+        "gr-interop.clab.yml",
     }
 
 
@@ -42,11 +43,29 @@ def test_topology_parses_and_binds_exist(path: Path) -> None:
                 assert cfg.fabric.interface in node.interfaces
 
 
+def bound(target: str) -> list[Path]:
+    return sorted(
+        {b.source for t in TOPOLOGIES for n in load_topology(t).nodes for b in n.binds if b.target == target}
+    )
+
+
 @pytest.mark.skipif(shutil.which("bird") is None, reason="bird2 is installed by scripts/setup.sh")
-@pytest.mark.parametrize("conf", sorted(LABS.glob("*/*.conf")), ids=lambda p: p.name)
+@pytest.mark.parametrize("conf", bound("/etc/bird/bird.conf"), ids=lambda p: p.name)
 def test_bird_configs_parse(conf: Path) -> None:
     result = subprocess.run(["bird", "-p", "-c", str(conf)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(shutil.which("vtysh") is None, reason="frr is installed by scripts/setup.sh")
+@pytest.mark.parametrize("conf", bound("/etc/frr/frr.conf"), ids=lambda p: p.parent.name)
+def test_frr_configs_parse(conf: Path) -> None:
+    result = subprocess.run(["vtysh", "--dryrun", "-f", str(conf)], capture_output=True, text=True)
+    assert result.returncode == 0 and "No such command" not in result.stderr + result.stdout, result
+
+
+def test_every_daemon_config_is_checked() -> None:
+    shipped = {p for p in LABS.glob("*/*") if p.suffix == ".conf"}
+    assert shipped == set(bound("/etc/bird/bird.conf")) | set(bound("/etc/frr/frr.conf"))
 
 
 def test_shapes() -> None:
