@@ -1,6 +1,6 @@
 """Run every benchmark with the sizes docs/benchmarks.md reports, then draw the plots.
 
-python -m bench.run_all            # full run (about 20 minutes on 2 cores)
+python -m bench.run_all            # full run (about 30 minutes on 2 cores)
 python -m bench.run_all --quick    # small sizes, to check the scripts
 """
 
@@ -32,6 +32,7 @@ def main() -> int:
         ],
         ["bench.dataplane", "--seconds", "2" if args.quick else "5", "--repeat", "1" if args.quick else "9"],
         ["bench.failover", "--trials", "1" if args.quick else "3"],
+        ["bench.restarts", "--seconds", "6" if args.quick else "20"],
     ]
     for module, *rest in runs:
         print(f"== python -m {module} {' '.join(rest)}", flush=True)

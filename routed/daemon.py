@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bgp.model import IPNetwork
 from bgp.speaker import Speaker
 from routed.api import ApiError, ApiServer
 from routed.config import NodeConfig
@@ -39,7 +38,12 @@ class Daemon:
     def __init__(self, cfg: NodeConfig) -> None:
         self.cfg = cfg
         self.kernel = NetlinkKernel(cfg.fib.table)
-        self.reconciler = Reconciler(self.kernel, sources=SOURCES, resync_interval=cfg.fib.resync_interval)
+        self.reconciler = Reconciler(
+            self.kernel,
+            sources=SOURCES,
+            resync_interval=cfg.fib.resync_interval,
+            on_pass=lambda: self._announce_installed(),
+        )
         self.speaker = Speaker(cfg, self.reconciler, Path(cfg.api.socket).parent / f"bgp-{cfg.name}")
         self.workloads = WorkloadManager(cfg, WorkloadStore(cfg.state_dir), on_change=self._workloads_changed)
         self.api = ApiServer(
@@ -56,24 +60,21 @@ class Daemon:
         )
         self._stop = asyncio.Event()
         self._started = time.time()
-        self._local_prefixes: set[IPNetwork] = set()
-        self._announcer: asyncio.Task[None] | None = None
+        self._local_routes: list[Route] = []
         self._drain_file = Path(cfg.state_dir) / "draining"
 
     def _workloads_changed(self, routes: list[Route]) -> None:
-        """A workload's /32 is announced only once it is in our kernel, so no peer routes
-        traffic here before we can deliver it; a withdrawal leaves at once."""
+        self._local_routes = routes
         self.reconciler.set_routes("local", routes)
-        self._local_prefixes = {r.dst for r in routes}
-        kept = self.speaker.local & self._local_prefixes
-        if kept != self.speaker.local:
-            self.speaker.set_local_prefixes(kept)
-        if self._local_prefixes - self.speaker.local and (self._announcer is None or self._announcer.done()):
-            self._announcer = asyncio.get_running_loop().create_task(self._announce_when_installed())
+        self._announce_installed()
 
-    async def _announce_when_installed(self) -> None:
-        await self.reconciler.wait_in_sync()
-        self.speaker.set_local_prefixes(self._local_prefixes)
+    def _announce_installed(self) -> None:
+        """Announce exactly the workloads whose /32 is in our kernel: no peer may route traffic
+        here before we can deliver it (a new workload, a route refused for a conflict). A
+        workload that goes is withdrawn at once. Called on every change and after every FIB pass."""
+        installed = {r.dst for r in self._local_routes if self.reconciler.is_installed(r)}
+        if installed != self.speaker.local:
+            self.speaker.set_local_prefixes(installed)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -99,7 +100,7 @@ class Daemon:
                 await asyncio.wait_for(self.reconciler.wait_in_sync(), 10)
             # our table is whole: workloads restored, in the kernel, then announced; only
             # now may our End-of-RIB tell peers to sweep what we did not announce again
-            self.speaker.set_local_prefixes(self._local_prefixes)
+            self._announce_installed()
             self.speaker.set_local_ready()
             log.info(
                 event(

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from routed.fib.kernel import EventsLost, Kernel, KernelView
@@ -39,8 +39,16 @@ class ReconcilerStats:
 
 
 class Reconciler:
-    def __init__(self, kernel: Kernel, *, sources: Sequence[str], resync_interval: float = 60.0) -> None:
+    def __init__(
+        self,
+        kernel: Kernel,
+        *,
+        sources: Sequence[str],
+        resync_interval: float = 60.0,
+        on_pass: Callable[[], None] | None = None,
+    ) -> None:
         self._kernel = kernel
+        self._on_pass = on_pass  # told after each pass, e.g. to announce what is now installed
         self._order = tuple(sources)
         self._routes: dict[str, dict[RouteKey, Route]] = {name: {} for name in sources}
         self._ready: set[str] = set()
@@ -91,6 +99,10 @@ class Reconciler:
             merged.update(self._routes[source])
         return merged
 
+    def is_installed(self, route: Route) -> bool:
+        """Whether the kernel holds exactly this route of ours (per the event-fed view)."""
+        return self._view.ours.get(route.key) == route
+
     def installed(self) -> dict[RouteKey, Route]:
         """Our routes as the kernel holds them (per the event-fed view)."""
         return dict(self._view.ours)
@@ -125,6 +137,8 @@ class Reconciler:
                     next_resync = now + self._resync_interval
                 if self._full_due or self._dirty:
                     await self._pass()
+                    if self._on_pass is not None:
+                        self._on_pass()
                 if events.done():
                     events.result()  # re-raise: without events we would silently drift
                 self._wake.clear()

@@ -68,3 +68,16 @@ def test_failover_smoke(tmp_path: Path) -> None:
     assert frozen["daemon"] == "bird-bfd" and frozen["ms"][0] > 0
     run_bench("bench.plots", tmp=tmp_path)
     assert (tmp_path / "failover.png").stat().st_size > 1000
+
+
+def test_restarts_smoke(tmp_path: Path) -> None:
+    # routed's own restart events are the graceful-restart tests; here the generated BIRD2 and
+    # FRR labs of the comparison must come up, converge and be counted
+    run_bench(
+        "bench.restarts", "--daemons", "bird", "frr", "--events", "host-kill", "--seconds", "4", tmp=tmp_path
+    )
+    results = json.loads((tmp_path / "restarts.json").read_text())["results"]
+    assert [(r["daemon"], r["event"]) for r in results] == [("bird", "host-kill"), ("frr", "host-kill")]
+    for result in results:
+        assert result["sent"] == 3 * 4 * 20 and 0 <= result["lost"] <= result["sent"]
+        assert len(result["streams"]) == 3

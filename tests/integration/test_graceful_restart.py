@@ -323,3 +323,22 @@ def test_routed_keeps_frr_routes_across_a_bgpd_restart() -> None:
         assert total_lost(counts) == 0, counts
         wait_until(lambda: settled(lab, ["h1"]), all_settled(["h1"]), timeout=30, what="no stale left")
         assert kernel_routes(lab, "h1")["10.65.8.1"] == "10.0.0.41"
+
+
+def test_a_workload_is_announced_only_once_its_route_is_in_the_kernel() -> None:
+    with running_lab("quickstart") as lab:
+        quickstart_ready(lab)
+        # another protocol holds 10.65.1.50 on h1, so routed cannot install the workload's /32
+        lab.exec("h1", "ip", "route", "add", "10.65.1.50/32", "dev", "lo", "proto", "static")
+        lab.exec("h1", "ip", "netns", "add", "late")
+        lab.exec("h1", "routed", "workload", "add", "late", "--netns", "late", "--ip", "10.65.1.50")
+        wait_until(lambda: "event=route_conflict" in lab.log("h1"), timeout=10)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:  # h1 cannot deliver to it, so nobody may route it to h1
+            assert "10.65.1.50" not in kernel_routes(lab, "h2")
+            time.sleep(0.1)
+        # the conflict goes, routed installs the /32, and only then announces it
+        lab.exec("h1", "ip", "route", "del", "10.65.1.50/32", "dev", "lo", "proto", "static")
+        wait_until(lambda: kernel_routes(lab, "h1").get("10.65.1.50", "").startswith("rt"), timeout=10)
+        wait_until(lambda: kernel_routes(lab, "h2").get("10.65.1.50"), "10.0.0.11", timeout=10)
+        wait_until(lambda: ping(lab, "h2", "web1", "10.65.1.50"), timeout=10)
