@@ -156,10 +156,15 @@ class Speaker:
         withdrawn = sum(len(sent) for sent in self._out.values())
         self._withdrawing = True
         self._refresh({prefix for sent in self._out.values() for prefix in sent})
+        await self._flushed(timeout)
+        await asyncio.sleep(0.2)  # ExaBGP answers when it has queued an UPDATE, sends it a turn later
         up = [a for a, s in self.peers.items() if s.state == "up"]
         if up:
             self._queue([commands.teardown(up)])
-        await self._flushed(timeout)
+            await self._flushed(timeout)
+            deadline = time.monotonic() + timeout
+            while any(self.peers[a].state == "up" for a in up) and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)  # the Cease is out once ExaBGP reports the session down
         log.warning(event("bgp_withdrawn_for_stop", routes=withdrawn, peers_notified=len(up)))
         await self.supervisor.stop()
         return withdrawn

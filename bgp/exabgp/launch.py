@@ -9,8 +9,16 @@ dead host's routes took two periods (~210 ms at speed 10 instead of ~10 ms), and
 every later update from the live peers one period each.
 
 The fix: a descriptor that polls as POLLNVAL is closed, so it is unregistered and not
-counted as a spin. API pipes are left to ExaBGP's own handling. Meant for upstream;
-applied only to the ExaBGP versions it was written against.
+counted as a spin. API pipes are left to ExaBGP's own handling.
+
+A second change, of behaviour: an API `teardown` of a session that negotiated graceful
+restart closed it silently (the same path as a restart), so the peer kept our routes
+as stale for our whole restart time. `routed stop --withdraw` needs the opposite: a
+teardown asked for over the API now sends its Cease NOTIFICATION, which ends the
+peer's helper mode at once (RFC 4724, and RFC 8538's hard reset). A shutdown (SIGTERM)
+still closes silently, as a restart should.
+
+Both meant for upstream; applied only to the ExaBGP versions they were written against.
 """
 
 from __future__ import annotations
@@ -45,14 +53,39 @@ def wait_for_io(self: Any, sleeptime: int) -> Iterator[int]:
         return
 
 
+SILENT_CLOSE = "graceful restarted negotiated"  # how ExaBGP 5.0 words its silent close
+
+
+def hard_teardowns(peer_class: Any) -> None:
+    """Make an API teardown send its NOTIFICATION even where graceful restart was negotiated."""
+    from exabgp.bgp.message import Notify  # type: ignore[import-untyped]
+
+    teardown, close = peer_class.teardown, peer_class._close
+
+    def teardown_hard(self: Any, code: int, restart: bool = True) -> None:
+        self._routed_hard_reset = code
+        teardown(self, code, restart)
+
+    def close_or_notify(self: Any, message: str = "", error: str = "") -> Any:
+        code = getattr(self, "_routed_hard_reset", None)
+        if code is not None and message.startswith(SILENT_CLOSE):
+            self._routed_hard_reset = None
+            raise Notify(6, code)  # the peer loop sends it, then closes
+        return close(self, message, error)
+
+    peer_class.teardown, peer_class._close = teardown_hard, close_or_notify
+
+
 def patch() -> bool:
-    """Apply the fix if this ExaBGP is one it was written for; True if applied."""
+    """Apply the fixes if this ExaBGP is one they were written for; True if applied."""
     from exabgp.reactor.loop import Reactor  # type: ignore[import-untyped]
+    from exabgp.reactor.peer import Peer  # type: ignore[import-untyped]
     from exabgp.version import version  # type: ignore[import-untyped]
 
     if not version.startswith(PATCHED_VERSIONS):
         return False
     Reactor._wait_for_io = wait_for_io
+    hard_teardowns(Peer)
     return True
 
 

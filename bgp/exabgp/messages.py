@@ -61,6 +61,8 @@ def _parse(message: dict[str, Any]) -> Event | None:
         raise MessageError("no 'type' field")
     if kind not in ("state", "open", "update", "notification"):
         return None
+    if kind == "notification" and "neighbor" not in message:
+        return None  # ExaBGP's own {"notification": "shutdown"} as it stops: about no peer
     neighbor = message["neighbor"]
     peer = ipaddress.ip_address(neighbor["address"]["peer"])
     peer_asn = int(neighbor["asn"]["peer"])

@@ -77,6 +77,8 @@ def test_answers_and_ignored_lines() -> None:
     )
     assert parse_line("") is None
     assert parse_line(HEAD + '"type": "keepalive", ' + NEIGHBOR + "} }") is None
+    # ExaBGP says so as it stops (seen when routed stops it): about no peer, not malformed
+    assert parse_line(HEAD + '"type": "notification", "notification": "shutdown" }') is None
 
 
 @pytest.mark.parametrize(

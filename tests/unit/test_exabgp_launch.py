@@ -6,6 +6,7 @@ import select
 import socket
 from typing import Any
 
+import pytest
 from exabgp.reactor.loop import Reactor
 
 from bgp.exabgp import launch
@@ -68,9 +69,47 @@ def test_api_pipes_are_left_to_exabgp() -> None:
 
 def test_applies_only_to_the_versions_it_was_written_for(monkeypatch: Any) -> None:
     import exabgp.version
+    from exabgp.reactor.peer import Peer
 
     monkeypatch.setattr(Reactor, "_wait_for_io", Reactor._wait_for_io)  # restored after the test
+    monkeypatch.setattr(Peer, "teardown", Peer.teardown)
+    monkeypatch.setattr(Peer, "_close", Peer._close)
     monkeypatch.setattr(exabgp.version, "version", "6.0.0")
     assert launch.patch() is False
     monkeypatch.setattr(exabgp.version, "version", "5.0.15")
     assert launch.patch() is True and Reactor._wait_for_io is launch.wait_for_io
+
+
+def test_an_api_teardown_sends_its_notification_even_with_graceful_restart() -> None:
+    from exabgp.bgp.message import Notify
+
+    class FakePeer:
+        closed: str = ""
+        torn: int | None = None
+
+        def teardown(self, code: int, restart: bool = True) -> None:
+            self.torn = code
+
+        def _close(self, message: str = "", error: str = "") -> None:
+            self.closed = message
+
+    launch.hard_teardowns(FakePeer)
+    peer = FakePeer()
+    silent = launch.SILENT_CLOSE + ", closing without sending any notification"
+    peer._close(silent)  # a shutdown (SIGTERM): silent, as a restart must be
+    assert peer.closed == silent
+    peer.teardown(2)
+    assert peer.torn == 2
+    with pytest.raises(Notify) as raised:
+        peer._close(silent)
+    assert (raised.value.code, raised.value.subcode) == (6, 2)
+    peer._close("notification sent (6,2)")  # what ExaBGP does after sending it
+    assert peer.closed == "notification sent (6,2)"
+
+
+def test_the_silent_close_is_still_worded_as_patched() -> None:
+    import inspect
+
+    from exabgp.reactor.peer import Peer
+
+    assert launch.SILENT_CLOSE in inspect.getsource(Peer._main)
