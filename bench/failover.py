@@ -8,6 +8,11 @@ bench.convergence). Two ways to die:
 `bird-bfd` is BIRD2 with BFD on every session (50 ms x 3), which bounds the freeze case;
 routed has no BFD yet (a later issue), so its BFD figure does not exist.
 
+Graceful restart is off on both sides here: this measures how fast a dead speaker is
+noticed. With it on (routed's default), a daemon that dies while its kernel forwards is
+*meant* to keep its routes for its restart time (bench.restarts counts the packets that
+saves); telling a dead path from a restarting daemon is BFD's job.
+
     python -m bench.failover --trials 3
 """
 
@@ -36,7 +41,7 @@ router_id: {address}
 asn: 64512
 fabric: {{interface: eth1, address: {address}}}
 pools: [10.65.0.0/16]
-bgp: {{hold_time: 9}}
+bgp: {{hold_time: 9, graceful_restart: {{enabled: false}}}}
 peers:
   - {{address: 10.0.0.1, kind: reflector}}
 """
@@ -47,7 +52,7 @@ asn: 64512
 role: reflector
 fabric: {interface: eth1, address: 10.0.0.1}
 pools: [10.65.0.0/16]
-bgp: {hold_time: 9}
+bgp: {hold_time: 9, graceful_restart: {enabled: false}}
 peers:
   - {address: 10.0.0.11, kind: client}
   - {address: 10.0.0.12, kind: client}
