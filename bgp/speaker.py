@@ -403,6 +403,7 @@ class Speaker:
             self._merge(changes, self.rib.update(peer, ev.announced, ev.withdrawn))
         elif isinstance(ev, EndOfRib):
             status.eor.add(ev.family)
+            log.info(event("bgp_end_of_rib_received", peer=ev.peer, family=ev.family))
             self._end_of_rib(status, ev, changes)
             if all(s.eor for s in self.peers.values()):
                 self._mark_ready("End-of-RIB from every peer")

@@ -24,7 +24,8 @@ QUICKSTART = {
     "h2": {"web1": "10.65.2.1", "web2": "10.65.2.2"},
     "h3": {"web1": "10.65.3.1", "web2": "10.65.3.2"},
 }
-HOST_ADDRESS = {"h1": "10.0.0.11", "h2": "10.0.0.12", "h3": "10.0.0.13"}
+HOST_ADDRESS = {"h1": "10.0.0.11", "h2": "10.0.0.12", "h3": "10.0.0.13", "h4": "10.0.0.14"}
+QUICKSTART_HOSTS = ("10.0.0.11", "10.0.0.12", "10.0.0.13")
 STREAMS = [("h2", "web1", "10.65.1.1"), ("h3", "web1", "10.65.1.2"), ("h1", "web1", "10.65.3.1")]
 
 
@@ -130,15 +131,24 @@ def test_only_reflector_killed_and_restarted_loses_no_packet() -> None:
         nodes = ["rr1", *QUICKSTART]
         wait_until(lambda: settled(lab, nodes), all_settled(nodes), timeout=30, what="no stale left")
         assert learned_everything(lab, QUICKSTART)
-        # the reflector rebuilt its table from its clients' End-of-RIBs before sending its own
-        log = lab.log("rr1")
-        assert "event=bgp_end_of_rib_sent" in log and "bgp_select_deferral_expired" not in log
+        # the reflector rebuilt its table from its clients' End-of-RIBs before sending its own:
+        # in the restarted daemon's log, each End-of-RIB to a client follows the other two's
+        restarted = lab.log("rr1").rsplit("event=exabgp_started", 1)[1].splitlines()
+        received: set[str] = set()
+        sent = []
+        for line in restarted:
+            if "event=bgp_end_of_rib_received" in line and 'family="ipv4 unicast"' in line:
+                received.add(line.split("peer=")[1].split()[0])
+            if "event=bgp_end_of_rib_sent" in line:
+                target = line.split("peer=")[1].split()[0]
+                sent.append(target)
+                assert set(QUICKSTART_HOSTS) - {target} <= received, (target, received)
+        assert sorted(sent) == sorted(QUICKSTART_HOSTS)
 
 
 def test_one_of_two_reflectors_restarted_loses_no_packet() -> None:
     hosts = {"h1": {"web": "10.65.1.1"}, "h2": {"web": "10.65.2.1"}, "h3": {"web": "10.65.3.1"}}
     with running_lab("dual-rr") as lab:
-        HOST_ADDRESS.setdefault("h4", "10.0.0.14")
         wait_until(lambda: learned_everything(lab, hosts), timeout=40, what="dual-rr converged")
         nodes = ["rr1", "rr2", "h1", "h2", "h3", "h4"]
         wait_until(lambda: settled(lab, nodes), all_settled(nodes), timeout=30)
