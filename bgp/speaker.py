@@ -44,6 +44,7 @@ from bgp.model import (
     PeerOpen,
     PeerState,
     RouteUpdate,
+    Staleness,
 )
 from bgp.policy import ImportPolicy
 from bgp.reflection import Role
@@ -58,6 +59,9 @@ from routed.log import event
 
 log = logging.getLogger("bgp.speaker")
 
+RESTART_TIMER = "restart time"  # a GR peer is down: its routes are kept this long
+STALEPATH_TIMER = "stalepath time"  # it is back: its End-of-RIB is awaited this long
+LONG_LIVED_TIMER = "long-lived stale time"  # past its restart time, kept as long-lived stale
 ACK_WINDOW = 64  # commands in flight before we wait for ExaBGP's answers
 READ_CHUNK = 1 << 20
 
@@ -76,7 +80,7 @@ class PeerStatus:
     notified: bool = False  # the peer sent a NOTIFICATION in this session
     eor_sent: bool = False
     stale_until: float | None = None  # wall time its stale paths are swept, if it has any
-    stale_timer: str = ""  # "restart time" (session down) or "stalepath time" (back, no End-of-RIB yet)
+    stale_timer: str = ""  # RESTART_TIMER (session down) or STALEPATH_TIMER (back, no End-of-RIB yet)
     last_error: str = ""
     flaps: int = 0
 
@@ -125,6 +129,10 @@ class Speaker:
         self._tasks: list[asyncio.Task[Any]] = []
         self._withdrawing = False
         self.ready = asyncio.Event()
+        self._ready_timer: asyncio.TimerHandle | None = None
+        self._startup_over = False  # our restart time since start has passed
+        self._reflector_ever_up = False
+        self.headless_since: float | None = None
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -134,14 +142,15 @@ class Speaker:
             await asyncio.Event().wait()  # nothing to speak to: no ExaBGP at all
         loop = asyncio.get_running_loop()
         timeout = self.cfg.bgp.graceful_restart.restart_time
-        ready_timer = loop.call_later(timeout, self._mark_ready, f"no End-of-RIB within {timeout}s")
+        self._ready_timer = loop.call_later(timeout, self._startup_timer_over, timeout)
         writer = asyncio.create_task(self._write_loop(), name="bgp-writer")
         self._refresh(self.cfg.pools)  # aggregates for peers that get `export: aggregate`
         try:
             await self._wait_for_fabric_address()
             await self.supervisor.run()
         finally:
-            ready_timer.cancel()
+            if self._ready_timer is not None:
+                self._ready_timer.cancel()
             writer.cancel()
             for task in self._tasks:
                 task.cancel()
@@ -216,6 +225,72 @@ class Speaker:
                     )
                     logged = True
                 await asyncio.sleep(0.2)
+
+    def _reflector_peers(self) -> list[PeerStatus]:
+        return [s for s in self.peers.values() if s.config.kind is PeerKind.REFLECTOR]
+
+    def _long_lived(self, status: PeerStatus) -> bool:
+        setting = status.config.long_lived_stale
+        wanted = status.config.kind is PeerKind.REFLECTOR if setting is None else setting
+        return wanted and self.cfg.bgp.long_lived_stale_time > 0
+
+    def _startup_timer_over(self, waited: int) -> None:
+        """Our restart time since start has passed without End-of-RIB from every peer."""
+        self._startup_over = True
+        self._update_headless()
+        reflectors = self._reflector_peers()
+        if (
+            not self.ready.is_set()
+            and reflectors
+            and not any(s.eor for s in reflectors)
+            and any(self._long_lived(s) for s in reflectors)
+        ):
+            # no reflector has told us anything since we started: the routes our previous run
+            # left in the kernel are all the fabric's knowledge we have, so they stay (long-lived)
+            keep = self.cfg.bgp.long_lived_stale_time
+            log.warning(
+                event("bgp_ready_deferred", reason="no reflector reachable", keep_kernel_routes_s=keep)
+            )
+            self._ready_timer = asyncio.get_running_loop().call_later(
+                keep, self._mark_ready, f"no reflector within {waited + keep}s"
+            )
+            return
+        self._mark_ready(f"no End-of-RIB within {waited}s")
+
+    def _check_ready(self) -> None:
+        if all(s.eor for s in self.peers.values()):
+            self._mark_ready("End-of-RIB from every peer")
+        elif self._startup_over and any(s.eor for s in self._reflector_peers()):
+            self._mark_ready("End-of-RIB from a reflector")
+
+    def _update_headless(self) -> None:
+        """Headless: we have reflectors, none is up, and we are past start-up (or had one)."""
+        reflectors = self._reflector_peers()
+        if not reflectors:
+            return
+        up = any(s.state == "up" for s in reflectors)
+        self._reflector_ever_up |= up
+        headless = not up and (self._reflector_ever_up or self._startup_over)
+        now = time.time()
+        if headless and self.headless_since is None:
+            self.headless_since = now
+            log.warning(
+                event(
+                    "bgp_headless",
+                    reflectors=len(reflectors),
+                    stale=self.rib.stale_count(),
+                    action="forwarding on kept routes; local changes wait for a reflector",
+                )
+            )
+        elif not headless and self.headless_since is not None:
+            log.warning(
+                event(
+                    "bgp_headless_over",
+                    lasted_s=round(now - self.headless_since, 1),
+                    stale=self.rib.stale_count(),
+                )
+            )
+            self.headless_since = None
 
     def _mark_ready(self, why: str) -> None:
         if not self.ready.is_set():
@@ -405,8 +480,7 @@ class Speaker:
             status.eor.add(ev.family)
             log.info(event("bgp_end_of_rib_received", peer=ev.peer, family=ev.family))
             self._end_of_rib(status, ev, changes)
-            if all(s.eor for s in self.peers.values()):
-                self._mark_ready("End-of-RIB from every peer")
+            self._check_ready()
             self._send_due_eors()
         elif isinstance(ev, Notification):
             status.notified = True
@@ -451,13 +525,14 @@ class Speaker:
             status.eor_sent = False
             stale = self.rib.stale_count(ev.peer)
             if stale:  # back from its restart: now its End-of-RIB is awaited, for so long
-                self._arm_stale_timer(status, self.cfg.bgp.graceful_restart.stalepath_time, "stalepath time")
+                self._arm_stale_timer(status, self.cfg.bgp.graceful_restart.stalepath_time, STALEPATH_TIMER)
             log.info(
                 event(
                     "bgp_session_up", peer=ev.peer, asn=ev.peer_asn, router_id=status.router_id, stale=stale
                 )
             )
             self._send_due_eors()
+            self._update_headless()
         elif ev.state == "down" and (status.up_in_channel or previous == "up"):
             status.up_in_channel = False
             status.flaps += 1
@@ -470,7 +545,7 @@ class Speaker:
             if verdict.action is graceful.DownAction.KEEP_STALE:
                 kept = self.rib.mark_stale(ev.peer)
                 changes.update(kept)
-                self._arm_stale_timer(status, verdict.restart_time, "restart time")
+                self._arm_stale_timer(status, verdict.restart_time, RESTART_TIMER)
                 log.warning(
                     event(
                         "bgp_session_down",
@@ -495,6 +570,7 @@ class Speaker:
                         withdrawn=len(withdrawn),
                     )
                 )
+            self._update_headless()
 
     # --- graceful restart: stale paths and their timers ----------------------------
 
@@ -507,7 +583,7 @@ class Speaker:
             status.notified = False
             if self.rib.adj_rib_in(address):
                 changes.update(self.rib.mark_stale(address))
-                self._arm_stale_timer(status, self.cfg.bgp.graceful_restart.restart_time, "restart time")
+                self._arm_stale_timer(status, self.cfg.bgp.graceful_restart.restart_time, RESTART_TIMER)
         log.warning(
             event(
                 "exabgp_channel_lost",
@@ -516,6 +592,7 @@ class Speaker:
                 action="keeping routes as stale",
             )
         )
+        self._update_headless()
         self._program(changes)
 
     def _arm_stale_timer(self, status: PeerStatus, seconds: float, kind: str) -> None:
@@ -539,6 +616,17 @@ class Speaker:
         status = self.peers[address]
         self._stale_timers.pop(address, None)
         status.stale_until, status.stale_timer = None, ""
+        if kind == RESTART_TIMER and self._long_lived(status):
+            # in the spirit of RFC 9494, as local policy (ExaBGP cannot carry the LLGR
+            # capability): a reflector away this long still beats no route at all
+            changes = self.rib.mark_stale(address, Staleness.LONG_LIVED)
+            keep = self.cfg.bgp.long_lived_stale_time
+            self._arm_stale_timer(status, keep, LONG_LIVED_TIMER)
+            log.warning(
+                event("bgp_long_lived_stale", peer=address, routes=self.rib.stale_count(address), keep_s=keep)
+            )
+            self._program(changes)
+            return
         changes = self.rib.sweep_stale(address)
         log.warning(event("bgp_stale_expired", peer=address, timer=kind, withdrawn=len(changes)))
         self._program(changes)
@@ -641,7 +729,7 @@ class Speaker:
                         "local": local_gr,
                         "peer_restart_time": s.graceful.restart_time if s.graceful else None,
                         "negotiated": local_gr and s.graceful is not None,
-                        "helper_active": s.stale_timer == "restart time",
+                        "helper_active": s.stale_timer == RESTART_TIMER,
                         "stale": self.rib.stale_count(address),
                         "timer": s.stale_timer or None,
                         "timer_left_s": round(max(0.0, s.stale_until - now), 1) if s.stale_until else None,
@@ -654,6 +742,7 @@ class Speaker:
             "announced": len(self.local),
             "stale": self.rib.stale_count(),
             "draining": self.me.draining,
+            "headless_since": round(self.headless_since, 3) if self.headless_since else None,
             "rejected": {r.value: n for r, n in self.rib.rejected_total.items()},
             "counters": dict(self.counters),
             "exabgp": {

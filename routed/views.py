@@ -66,9 +66,15 @@ def status_text(status: dict[str, Any], now: float | None = None) -> str:
         f"exabgp pid {exabgp['pid'] or '-'} restarts {exabgp['restarts']}  "
         f"bgp {'ready' if bgp['ready'] else 'waiting for End-of-RIB'}"
         + ("  DRAINING (graceful shutdown)" if bgp.get("draining") else "")
-        + (f"  stale routes {bgp['stale']}" if bgp.get("stale") else ""),
-        "",
+        + (f"  stale routes {bgp['stale']}" if bgp.get("stale") and not bgp.get("headless_since") else ""),
     ]
+    if bgp.get("headless_since"):
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(bgp["headless_since"]))
+        lines.append(
+            f"HEADLESS since {since} ({human_duration(now - bgp['headless_since'])}), "
+            f"{bgp.get('stale', 0)} stale routes: no reflector is up; forwarding on kept routes"
+        )
+    lines.append("")
     rows: list[tuple[str, ...]] = [
         ("PEER", "DESCRIPTION", "KIND", "AS", "STATE", "SINCE", "RECV", "ACC", "SENT", "GR", "STALE", "INFO")
     ]
@@ -81,6 +87,8 @@ def status_text(status: dict[str, Any], now: float | None = None) -> str:
             info = ""
             if gr.get("timer") == "restart time":
                 info = f"helping its restart, {gr['timer_left_s']:.0f}s left"
+            elif gr.get("timer") == "long-lived stale time":
+                info = f"past its restart time: long-lived stale, {human_duration(gr['timer_left_s'])} left"
             elif gr.get("timer"):
                 info = f"awaiting its End-of-RIB, {gr['timer_left_s']:.0f}s left"
         if peer.get("last_error") and peer["state"] != "up":

@@ -154,6 +154,9 @@ class Peer(Strict):
     password: str | None = Field(default=None, min_length=1, max_length=80)
     hold_time: HoldTime | None = None
     graceful_restart: bool | None = None
+    # keep its routes as long-lived stale once its restart time runs out; default: yes for
+    # reflectors (a fabric whose reflectors are all down keeps forwarding), no otherwise
+    long_lived_stale: bool | None = None
     export: ExportMode = ExportMode.ROUTES
 
     _asn = field_validator("asn")(lambda cls, v: v if v is None else _check_asn(v))
@@ -176,6 +179,9 @@ class Bgp(Strict):
 
     hold_time: HoldTime = 90
     graceful_restart: GracefulRestart = GracefulRestart()
+    # how long routes of a peer that stays away past its restart time are kept (see
+    # Peer.long_lived_stale); they lose to any fresh or restart-stale path. 0: never
+    long_lived_stale_time: int = Field(default=86400, ge=0, le=16777215)
     max_paths: int = Field(default=8, ge=1, le=64)
     # export: attributes on the routes we announce for our workloads
     communities: tuple[Community, ...] = ()
