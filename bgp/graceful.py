@@ -66,6 +66,7 @@ def eor_due(
     peers: Collection[IPAddress],
     eor_received: Collection[IPAddress],
     deferral_expired: bool,
+    restarting: Collection[IPAddress] = (),
 ) -> bool:
     """May our End-of-RIB go to `target` now?
 
@@ -73,9 +74,11 @@ def eor_due(
     A speaker that passes learned routes on (a reflector) also waits for the End-of-RIB of
     every other peer, as those fill the target's table, or for its selection deferral
     timer (RFC 4724 4.1), so a dead peer cannot hold everyone's sweep back for long.
+    Peers whose OPEN set the Restart State bit are restarting themselves and wait for
+    ours; waiting for theirs would deadlock two reflectors restarted together.
     """
     if not local_ready:
         return False
     if not reflects or deferral_expired:
         return True
-    return all(peer in eor_received for peer in peers if peer != target)
+    return all(peer in eor_received for peer in peers if peer != target and peer not in restarting)

@@ -654,6 +654,11 @@ class Speaker:
         if self._channel is None:
             return
         received = [address for address, s in self.peers.items() if s.eor]
+        restarting = [
+            a
+            for a, s in self.peers.items()
+            if s.state == "up" and s.graceful is not None and s.graceful.restarted
+        ]
         for address, status in self.peers.items():
             if status.state != "up" or status.eor_sent:
                 continue
@@ -664,6 +669,7 @@ class Speaker:
                 peers=list(self.peers),
                 eor_received=received,
                 deferral_expired=self._deferral_expired,
+                restarting=restarting,
             ):
                 status.eor_sent = True
                 families = sorted(status.families & set(graceful.FAMILY_VERSIONS))

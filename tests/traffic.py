@@ -27,6 +27,7 @@ class PingStream:
     seconds: float
     rate: int = 20  # packets per second
     output: str = ""
+    started: float = 0.0  # time.monotonic() when the stream began
     _thread: threading.Thread | None = field(default=None, repr=False)
 
     @property
@@ -55,6 +56,7 @@ class PingStream:
             ).stdout
 
         self._thread = threading.Thread(target=run, daemon=True)
+        self.started = time.monotonic()
         self._thread.start()
         return self
 

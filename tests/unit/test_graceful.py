@@ -150,6 +150,16 @@ def test_end_of_rib_waits_for_our_table_and_on_a_reflector_for_the_others() -> N
     assert graceful.eor_due(
         local_ready=True, reflects=True, target=a, peers=peers, eor_received=[], deferral_expired=True
     )
+    # c restarted too (Restart State bit): it waits for ours, so we do not wait for its
+    assert graceful.eor_due(
+        local_ready=True,
+        reflects=True,
+        target=a,
+        peers=peers,
+        eor_received=[b],
+        deferral_expired=False,
+        restarting=[c],
+    )
 
 
 # --- the ExaBGP edge ---------------------------------------------------------------------

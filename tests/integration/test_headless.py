@@ -1,0 +1,101 @@
+"""Headless operation, from labs: every reflector gone and the fabric keeps forwarding.
+
+dual-rr (two reflectors, four hosts, one container each) under ping streams from every
+host, every packet counted; the ground truth of every host's routes checked with
+bench.truth afterwards.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from bench import truth
+from routed.lab.topology import load_topology
+from tests.integration.test_bgp import kernel_routes, pids_in, ping, status
+from tests.integration.test_graceful_restart import all_settled, daemon_pid, settled
+from tests.lab import Lab, lab_variant, running_lab
+from tests.netns import wait_until
+from tests.traffic import PingStream, kill_and_wait, lost, total_lost
+
+HOSTS = {"h1": "10.65.1.1", "h2": "10.65.2.1", "h3": "10.65.3.1", "h4": "10.65.4.1"}
+NODES = ["rr1", "rr2", *HOSTS]
+RING = [("h1", "h2"), ("h2", "h3"), ("h3", "h4"), ("h4", "h1")]
+
+
+def differences(lab: Lab) -> list[str]:
+    topo = load_topology(lab.file, name=lab.name, prefix=lab.prefix)
+    return [str(d) for d in truth.check(topo).differences]
+
+
+def dual_rr_ready(lab: Lab) -> None:
+    wait_until(lambda: differences(lab), [], timeout=40, what="dual-rr converged (truth check)")
+    wait_until(lambda: settled(lab, NODES), all_settled(NODES), timeout=30, what="all sessions up")
+    for src, dst in RING:
+        wait_until(lambda s=src, d=dst: ping(lab, s, "web", HOSTS[d]), timeout=10, what=f"{src} -> {dst}")
+
+
+def ring_streams(lab: Lab, seconds: float) -> list[PingStream]:
+    return [PingStream(lab, src, "web", HOSTS[dst], seconds).start() for src, dst in RING]
+
+
+def test_both_reflectors_gone_for_two_minutes_loses_no_packet() -> None:
+    restart_time = 20  # the reflectors' advertised restart time: long-lived stale takes over after it
+    appended = {
+        f"{rr}.yaml": f"bgp: {{graceful_restart: {{restart_time: {restart_time}}}}}" for rr in ("rr1", "rr2")
+    }
+    with lab_variant("dual-rr", appended) as topology, running_lab(topology) as lab:
+        dual_rr_ready(lab)
+        lab.exec("h1", "ip", "netns", "add", "old")
+        lab.exec("h1", "routed", "workload", "add", "old", "--netns", "old", "--ip", "10.65.1.66")
+        wait_until(lambda: kernel_routes(lab, "h3").get("10.65.1.66"), "10.0.0.11", timeout=10)
+        running = ring_streams(lab, 140)
+        time.sleep(5)
+        for rr in ("rr1", "rr2"):
+            kill_and_wait(daemon_pid(lab, rr), signal.SIGKILL)
+        wait_until(lambda: status(lab, "h2")["bgp"]["headless_since"] is not None, True, timeout=10)
+        # headless: local changes apply to the local kernel at once and wait for a reflector
+        lab.exec("h1", "routed", "workload", "del", "old")
+        lab.exec("h1", "ip", "netns", "add", "new")
+        lab.exec("h1", "routed", "workload", "add", "new", "--netns", "new", "--ip", "10.65.1.77")
+        assert kernel_routes(lab, "h1")["10.65.1.77"].startswith("rt")
+        # past the reflectors' restart time their routes are long-lived stale, still forwarding
+        wait_until(
+            lambda: {p["graceful_restart"]["timer"] for p in status(lab, "h3")["bgp"]["peers"]},
+            {"long-lived stale time"},
+            timeout=restart_time + 15,
+        )
+        assert "HEADLESS since" in lab.exec("h3", "routed", "status").stdout
+        assert kernel_routes(lab, "h3")["10.65.1.1"] == "10.0.0.11"
+        time.sleep(max(0.0, 125 - (time.monotonic() - running[0].started)))  # two minutes without reflectors
+        lab.start("rr1")
+        # within seconds of one reflector coming back, the new workload is everywhere
+        for node in ("h2", "h3", "h4"):
+            wait_until(lambda n=node: kernel_routes(lab, n).get("10.65.1.77"), "10.0.0.11", timeout=15)
+        wait_until(lambda: ping(lab, "h3", "web", "10.65.1.77"), timeout=10)
+        counts = lost(running)
+        assert total_lost(counts) == 0, counts
+        lab.start("rr2")
+        wait_until(lambda: settled(lab, NODES), all_settled(NODES), timeout=40, what="no stale left")
+        assert differences(lab) == []  # 10.65.1.66 is gone everywhere, 10.65.1.77 is everywhere
+        assert "event=bgp_headless_over" in lab.log("h2")
+
+
+def test_consecutive_reflector_restarts_lose_no_route() -> None:
+    with running_lab("dual-rr") as lab:
+        dual_rr_ready(lab)
+        running = ring_streams(lab, 14)
+        time.sleep(2)
+        kill_and_wait(daemon_pid(lab, "rr1"), signal.SIGKILL)
+        time.sleep(1)
+        lab.start("rr1")
+        # before rr1 has sent its End-of-RIB, rr2 goes too
+        wait_until(lambda: bool(pids_in(lab.netns("rr1"), "bgp.exabgp.launch")), timeout=10)
+        assert "event=bgp_end_of_rib_sent" not in lab.log("rr1").rsplit("event=exabgp_started", 1)[1]
+        kill_and_wait(daemon_pid(lab, "rr2"), signal.SIGKILL)
+        time.sleep(1)
+        lab.start("rr2")
+        counts = lost(running)
+        assert total_lost(counts) == 0, counts
+        wait_until(lambda: settled(lab, NODES), all_settled(NODES), timeout=40, what="no stale left")
+        assert differences(lab) == []
