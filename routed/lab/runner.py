@@ -253,7 +253,7 @@ def _node_env(topo: Topology, node: Node) -> dict[str, str]:
     return env
 
 
-def _nsenter(pid: int, argv: Sequence[str]) -> list[str]:
+def nsenter_argv(pid: int, argv: Sequence[str]) -> list[str]:
     return ["nsenter", "--target", str(pid), "--mount", "--net", "--wd=/", "--", *argv]
 
 
@@ -263,7 +263,7 @@ def _start_entrypoint(topo: Topology, node: Node, holder: int) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     with open(logs / f"{node.name}.log", "ab") as log:
         process = subprocess.Popen(
-            _nsenter(holder, ["sh", str(ENTRYPOINT)]),
+            nsenter_argv(holder, ["sh", str(ENTRYPOINT)]),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -306,7 +306,7 @@ def run_in_node(
 ) -> subprocess.CompletedProcess[str]:
     pid = holder_pid(topo, node_name)
     return subprocess.run(
-        _nsenter(pid, argv),
+        nsenter_argv(pid, argv),
         env=_node_env(topo, topo.node(node_name)),
         text=True,
         capture_output=capture,
