@@ -30,7 +30,8 @@ log = logging.getLogger("routed.fib")
 SOL_NETLINK = 270
 NETLINK_CAP_ACK = 10  # acknowledgements without a copy of the request
 SO_RCVBUFFORCE = 33
-RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_ROUTE = 0x40, 0x400
+RTMGRP_LINK, RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_ROUTE = 0x1, 0x40, 0x400
+WORKLOAD_LINK_PREFIX = "rt"  # our workload veths: their routes are the workload manager's business
 BATCH = 512  # requests per sendmsg; even if all fail, their answers fit the receive buffer
 ACK_TIMEOUT = 10.0
 ACK_BUFFER = 64 << 10  # answers are 36 bytes (NETLINK_CAP_ACK), one per datagram
@@ -75,7 +76,11 @@ class RouteEvent:
 
 @dataclass(frozen=True, slots=True)
 class EventsLost:
-    """The event socket overflowed (or just opened): the view may be stale, a full resync is due."""
+    """The view may be stale, a full resync is due: the event socket overflowed or just opened,
+    or a link went down or up (the kernel flushes routes through a link that goes down without
+    telling anyone, and routes through it can be added again only once it is back)."""
+
+    reason: str = "events lost"
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +282,8 @@ class NetlinkKernel:
 
     async def events(self) -> AsyncIterator[RouteEvent | EventsLost]:
         loop = asyncio.get_running_loop()
-        listener = self._open(RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE)
+        listener = self._open(RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE)
+        usable: dict[int, bool] = {}  # per link index, whether it was up with carrier
         # Our own changes come back as events too (100k of them for a full table); the
         # reconciler already knows them from the acknowledgements, so the kernel drops them.
         port_id, _ = self._requests().getsockname()
@@ -296,6 +302,15 @@ class NetlinkKernel:
                     yield EventsLost()
                     continue
                 for kind, _, _, payload in rtnl.messages(data):
+                    if kind in (rtnl.RTM_NEWLINK, rtnl.RTM_DELLINK):
+                        index, name, up = rtnl.link_state(payload)
+                        up = up and kind == rtnl.RTM_NEWLINK
+                        was = usable.get(index)
+                        usable[index] = up
+                        if was != up and not name.startswith(WORKLOAD_LINK_PREFIX):
+                            log.info(event("link_changed", link=name, up=up, action="full resync"))
+                            yield EventsLost(f"link {name} {'up' if up else 'down'}")
+                        continue
                     if kind not in (rtnl.RTM_NEWROUTE, rtnl.RTM_DELROUTE):
                         continue
                     _, _, rtm_table = rtnl.protocol_and_table(payload)

@@ -26,6 +26,8 @@ from routed.log import event
 
 log = logging.getLogger("routed.fib")
 
+RETRY_FIRST = 1.0  # seconds before a failed route is tried again; doubles up to the resync interval
+
 
 @dataclass(slots=True)
 class ReconcilerStats:
@@ -59,6 +61,8 @@ class Reconciler:
         self._wake = asyncio.Event()
         self._conflicts_logged: set[RouteKey] = set()
         self._in_sync = asyncio.Event()
+        self._next_resync = 0.0
+        self._retry_delay = RETRY_FIRST
         self.stats = ReconcilerStats()
 
     # --- what we want -------------------------------------------------------
@@ -129,12 +133,11 @@ class Reconciler:
     async def run(self) -> None:
         events = asyncio.create_task(self._follow_events(), name="fib-events")
         try:
-            next_resync = 0.0
             while True:
                 now = time.monotonic()
-                if now >= next_resync:
+                if now >= self._next_resync:
                     self._full_due = True
-                    next_resync = now + self._resync_interval
+                    self._next_resync = now + self._resync_interval
                 if self._full_due or self._dirty:
                     await self._pass()
                     if self._on_pass is not None:
@@ -145,7 +148,9 @@ class Reconciler:
                 if not (self._full_due or self._dirty):
                     self._in_sync.set()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), max(0.0, next_resync - time.monotonic()))
+                        await asyncio.wait_for(
+                            self._wake.wait(), max(0.0, self._next_resync - time.monotonic())
+                        )
         finally:
             events.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -209,6 +214,13 @@ class Reconciler:
         self.stats.failures += len(failures)
         if not full and any(f.reason.startswith("EEXIST") for f in failures):
             self._full_due = True  # a route of another protocol appeared in between: re-read
+        retry_in = self._retry_delay
+        if failures:
+            # e.g. a next hop unreachable while a link comes back: retry soon, backing off
+            self._next_resync = min(self._next_resync, time.monotonic() + retry_in)
+            self._retry_delay = min(retry_in * 2, self._resync_interval)
+        else:
+            self._retry_delay = RETRY_FIRST
         for failure in failures:
             log.error(
                 event(
@@ -216,7 +228,7 @@ class Reconciler:
                     action=failure.action,
                     route=failure.route,
                     reason=failure.reason,
-                    retry="next resync",
+                    retry=f"in {retry_in:g}s",
                 )
             )
         log.info(

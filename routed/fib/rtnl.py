@@ -22,6 +22,10 @@ from routed.prefixes import from_packed
 
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+RTM_NEWLINK, RTM_DELLINK = 16, 17
+IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
+IFLA_IFNAME = 3
+IFF_UP, IFF_LOWER_UP = 0x1, 0x10000
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK = 0x1, 0x2, 0x4
 NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE, NLM_F_DUMP = 0x100, 0x200, 0x400, 0x300
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE = 1, 4, 5, 6, 9, 15
@@ -210,6 +214,16 @@ def _attrs(payload: memoryview, start: int) -> Iterator[tuple[int, memoryview]]:
             return
         yield kind & 0x7FFF, payload[offset + RTA.size : offset + length]
         offset += (length + 3) & ~3
+
+
+def link_state(payload: memoryview) -> tuple[int, str, bool]:
+    """(index, name, usable) of an RTM_NEWLINK/DELLINK: usable is up with carrier."""
+    _, _, index, flags, _ = IFINFOMSG.unpack_from(payload, 0)
+    name = ""
+    for kind, value in _attrs(payload, IFINFOMSG.size):
+        if kind == IFLA_IFNAME:
+            name = bytes(value).split(b"\0", 1)[0].decode(errors="replace")
+    return index, name, bool(flags & IFF_UP) and bool(flags & IFF_LOWER_UP)
 
 
 def protocol_and_table(payload: memoryview) -> tuple[int, int, int]:

@@ -252,3 +252,40 @@ def test_a_failure_inside_a_batch_is_reported_alone(namespaces: Namespaces) -> N
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [["10.65.0.5/32", "EEXIST"]]
     ours = {r["dst"] for r in routes(netns, "proto", "201")}
     assert ours == {f"10.65.0.{i}" for i in range(10) if i != 5}
+
+
+def test_routes_come_back_after_a_link_flap(namespaces: Namespaces) -> None:
+    """The kernel flushes routes through a link that goes down, silently; routed puts them back
+    once the link is up again, long before its next periodic resync (an hour here)."""
+    netns = fabric_namespace(namespaces)
+    script = textwrap.dedent("""
+        import asyncio, ipaddress, json, subprocess, time
+        from routed.fib.kernel import NetlinkKernel
+        from routed.fib.reconciler import Reconciler
+        from routed.fib.routes import gateway_route
+        def ours():
+            out = subprocess.run(["ip", "-j", "route", "show", "proto", "201"], capture_output=True, text=True)
+            return sorted(r["dst"] for r in json.loads(out.stdout or "[]"))
+        async def main():
+            rec = Reconciler(NetlinkKernel(254), sources=("bgp",), resync_interval=3600)
+            rec.mark_ready("bgp")
+            gw = (ipaddress.ip_address("10.0.0.2"),)
+            rec.set_routes("bgp", [gateway_route(ipaddress.ip_network(f"10.65.9.{i}/32"), gw) for i in (1, 2)])
+            task = asyncio.create_task(rec.run())
+            await asyncio.sleep(0)
+            await rec.wait_in_sync()
+            assert ours() == ["10.65.9.1", "10.65.9.2"], ours()
+            subprocess.run(["ip", "link", "set", "fab0", "down"], check=True)
+            await asyncio.sleep(0.5)
+            assert ours() == [], ours()  # flushed by the kernel, without a netlink event
+            subprocess.run(["ip", "link", "set", "fab0", "up"], check=True)
+            deadline = time.monotonic() + 15
+            while ours() != ["10.65.9.1", "10.65.9.2"] and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert ours() == ["10.65.9.1", "10.65.9.2"], ours()
+            print(f"full resyncs {rec.stats.full_resyncs}")
+            task.cancel()
+        asyncio.run(main())
+    """)
+    out = run_script(netns, script, timeout=60)
+    assert "full resyncs" in out.stdout
