@@ -13,7 +13,7 @@ fabric link down (the data plane itself was cut), plus a short margin after it.
 The schedule comes from `--seed` (printed; the same seed replays the same events).
 
     python -m bench.soak --minutes 30                   # the long run of docs/benchmarks.md
-    python -m bench.soak --minutes 1 --seed 7           # the suite's short run
+    python -m bench.soak --minutes 1 --seed 7 --cover   # the suite's short run: every kind at least once
     python -m bench.soak --events power --count 5       # mass restarts only, with recovery times
 """
 
@@ -294,6 +294,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", nargs="+", choices=EVENTS, default=list(EVENTS))
     parser.add_argument("--count", type=int, default=None, help="stop after this many events")
     parser.add_argument("--checkpoint-every", type=int, default=8, help="events between checkpoints")
+    parser.add_argument(
+        "--cover",
+        action="store_true",
+        help="begin with every event kind once (in a seeded order), then random",
+    )
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     print(f"soak seed {seed} (replay with --seed {seed})", flush=True)
@@ -313,8 +318,9 @@ def main(argv: list[str] | None = None) -> int:
         kinds = list(args.events)
         weights = [WEIGHTS[k] for k in kinds]
         ends = time.monotonic() + args.minutes * 60
+        opening = rng.sample(kinds, len(kinds)) if args.cover else []
         while time.monotonic() < ends and (args.count is None or len(events) < args.count):
-            kind = rng.choices(kinds, weights)[0]
+            kind = opening.pop(0) if opening else rng.choices(kinds, weights)[0]
             pause = round(rng.uniform(1.0, 6.0), 2)
             record = {"at_s": round(args.minutes * 60 - (ends - time.monotonic()), 1), **soak.event(kind)}
             events.append(record)

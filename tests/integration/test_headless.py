@@ -7,8 +7,13 @@ bench.truth afterwards.
 
 from __future__ import annotations
 
+import json
+import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from bench import truth
 from routed.lab.topology import load_topology
@@ -20,6 +25,7 @@ from tests.traffic import PingStream, kill_and_wait, lost, total_lost
 
 HOSTS = {"h1": "10.65.1.1", "h2": "10.65.2.1", "h3": "10.65.3.1", "h4": "10.65.4.1"}
 NODES = ["rr1", "rr2", *HOSTS]
+ROOT = Path(__file__).resolve().parents[2]
 RING = [("h1", "h2"), ("h2", "h3"), ("h3", "h4"), ("h4", "h1")]
 
 
@@ -110,3 +116,47 @@ def test_reflector_restarts_lose_no_packet() -> None:
         assert total_lost(counts) == 0, ("consecutive", counts)
         wait_until(lambda: settled(lab, NODES), all_settled(NODES), timeout=40, what="no stale left")
         assert differences(lab) == []
+
+
+def test_short_soak(tmp_path: Path) -> None:
+    """The randomized soak, short: every event kind at least once (a power event among them,
+    its recovery time printed), truth checked at checkpoints, every lost packet explained."""
+    env = dict(os.environ, ROUTED_BENCH_RESULTS=str(tmp_path))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.soak",
+            "--minutes",
+            "1",
+            "--seed",
+            "7",
+            "--cover",
+            "--checkpoint-every",
+            "4",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    summary = json.loads((tmp_path / "soak.json").read_text())
+    print(f"power event recovered in {summary['power_recovered_s']} s; packets {summary['packets']}")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert set(summary["by_kind"]) == {
+        "workload-add",
+        "workload-del",
+        "host-restart",
+        "exabgp-kill",
+        "rr-restart",
+        "link-flap",
+        "power",
+    }
+    assert summary["differences"] == 0 and summary["unexplained_lost"] == 0
+    assert all(s is not None for s in summary["power_recovered_s"])
+    # only a link flap may cost packets, and only on streams of the flapped host
+    flapped = {e["host"] for e in summary["event_log"] if e["event"] == "link-flap"}
+    for stream, counts in summary["packets"].items():
+        if not flapped & set(stream.split("->")):
+            assert counts["lost"] == 0, (stream, counts)
