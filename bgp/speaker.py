@@ -19,10 +19,8 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +30,11 @@ from bgp.exabgp import commands
 from bgp.exabgp.config import render_config, render_environment
 from bgp.exabgp.messages import MessageError, parse_line
 from bgp.exabgp.process import Channel, ExaBgpSupervisor
+from bgp.exabgp.pump import CommandPump
 from bgp.model import (
     CommandAnswer,
     EndOfRib,
     Event,
-    GracefulRestartCapability,
     IPAddress,
     IPNetwork,
     Notification,
@@ -46,6 +44,7 @@ from bgp.model import (
     RouteUpdate,
     Staleness,
 )
+from bgp.peers import LONG_LIVED_TIMER, RESTART_TIMER, STALEPATH_TIMER, PeerStatus
 from bgp.policy import ImportPolicy
 from bgp.reflection import Role
 from bgp.rib import Changes, Rib, UpdateResult
@@ -59,30 +58,7 @@ from routed.log import event
 
 log = logging.getLogger("bgp.speaker")
 
-RESTART_TIMER = "restart time"  # a GR peer is down: its routes are kept this long
-STALEPATH_TIMER = "stalepath time"  # it is back: its End-of-RIB is awaited this long
-LONG_LIVED_TIMER = "long-lived stale time"  # past its restart time, kept as long-lived stale
-ACK_WINDOW = 64  # commands in flight before we wait for ExaBGP's answers
 READ_CHUNK = 1 << 20
-
-
-@dataclass(slots=True)
-class PeerStatus:
-    config: PeerConfig
-    state: str = "idle"
-    since: float = field(default_factory=time.time)
-    router_id: IPv4Address | None = None
-    eor: set[str] = field(default_factory=set)  # End-of-RIBs received in this session
-    up_in_channel: bool = False
-    updates: int = 0
-    graceful: GracefulRestartCapability | None = None  # from the peer's last OPEN
-    families: frozenset[str] = frozenset({"ipv4 unicast"})
-    notified: bool = False  # the peer sent a NOTIFICATION in this session
-    eor_sent: bool = False
-    stale_until: float | None = None  # wall time its stale paths are swept, if it has any
-    stale_timer: str = ""  # RESTART_TIMER (session down) or STALEPATH_TIMER (back, no End-of-RIB yet)
-    last_error: str = ""
-    flaps: int = 0
 
 
 class Speaker:
@@ -115,17 +91,13 @@ class Speaker:
         self.supervisor = ExaBgpSupervisor(
             runtime_dir, lambda path: render_config(cfg, path), render_environment(cfg), self._on_channel
         )
-        self._channel: Channel | None = None
-        self._outbox: asyncio.Queue[str] = asyncio.Queue()
-        self._in_flight: deque[str] = deque()
-        self._window_open = asyncio.Event()
-        self._window_open.set()
         self._stale_timers: dict[IPAddress, asyncio.TimerHandle] = {}
         self._local_ready = False  # our own workloads restored and in the kernel
         self._deferral_expired = False
         self._deferral_timer: asyncio.TimerHandle | None = None
         self._logged_rejections: set[tuple[IPAddress, IPNetwork, str]] = set()
         self.counters: Counter[str] = Counter()
+        self.pump = CommandPump(self.counters)
         self._tasks: list[asyncio.Task[Any]] = []
         self._withdrawing = False
         self.ready = asyncio.Event()
@@ -143,7 +115,7 @@ class Speaker:
         loop = asyncio.get_running_loop()
         timeout = self.cfg.bgp.graceful_restart.restart_time
         self._ready_timer = loop.call_later(timeout, self._startup_timer_over, timeout)
-        writer = asyncio.create_task(self._write_loop(), name="bgp-writer")
+        writer = asyncio.create_task(self.pump.run(), name="bgp-writer")
         self._refresh(self.cfg.pools)  # aggregates for peers that get `export: aggregate`
         try:
             await self._wait_for_fabric_address()
@@ -165,26 +137,18 @@ class Speaker:
         withdrawn = sum(len(sent) for sent in self._out.values())
         self._withdrawing = True
         self._refresh({prefix for sent in self._out.values() for prefix in sent})
-        await self._flushed(timeout)
+        await self.pump.flushed(timeout)
         await asyncio.sleep(0.2)  # ExaBGP answers when it has queued an UPDATE, sends it a turn later
         up = [a for a, s in self.peers.items() if s.state == "up"]
         if up:
             self._queue([commands.teardown(up)])
-            await self._flushed(timeout)
+            await self.pump.flushed(timeout)
             deadline = time.monotonic() + timeout
             while any(self.peers[a].state == "up" for a in up) and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)  # the Cease is out once ExaBGP reports the session down
         log.warning(event("bgp_withdrawn_for_stop", routes=withdrawn, peers_notified=len(up)))
         await self.supervisor.stop()
         return withdrawn
-
-    async def _flushed(self, timeout: float) -> None:
-        """Returns when ExaBGP has answered every command queued so far (or after `timeout`)."""
-        deadline = time.monotonic() + timeout
-        while (not self._outbox.empty() or self._in_flight) and time.monotonic() < deadline:
-            if self._channel is None:
-                return  # no ExaBGP to tell; its death already ended every session
-            await asyncio.sleep(0.02)
 
     def set_draining(self, draining: bool) -> None:
         """RFC 8326: re-announce our routes with GRACEFUL_SHUTDOWN (or without it again)."""
@@ -382,9 +346,7 @@ class Speaker:
     # --- ExaBGP channel ---------------------------------------------------------
 
     async def _on_channel(self, channel: Channel) -> None:
-        self._channel = channel
-        self._in_flight.clear()
-        self._window_open.set()
+        self.pump.attach(channel)
         for status in self.peers.values():
             status.up_in_channel = False
             status.eor_sent = False
@@ -401,27 +363,7 @@ class Speaker:
         self._tasks.append(asyncio.create_task(self._read_loop(channel), name="bgp-reader"))
 
     def _queue(self, lines: Iterable[str]) -> None:
-        for line in lines:
-            self._outbox.put_nowait(line)
-
-    async def _write_loop(self) -> None:
-        while True:
-            line = await self._outbox.get()
-            while True:
-                await self._window_open.wait()
-                channel = self._channel
-                if channel is not None and not channel.writer.is_closing():
-                    break
-                await asyncio.sleep(0.1)  # no ExaBGP right now; the next channel re-announces anyway
-            try:
-                channel.writer.write(line.encode() + b"\n")
-                await channel.writer.drain()
-            except (ConnectionError, OSError):
-                continue
-            self._in_flight.append(line)
-            self.counters["commands_sent"] += 1
-            if len(self._in_flight) >= ACK_WINDOW:
-                self._window_open.clear()
+        self.pump.queue(lines)
 
     async def _read_loop(self, channel: Channel) -> None:
         pending = b""
@@ -435,8 +377,8 @@ class Speaker:
                 self._program(changes)
         finally:
             channel.close()  # lets the relay go
-            if self._channel is channel:
-                self._channel = None
+            if self.pump.channel is channel:
+                self.pump.channel = None
                 self._channel_lost()
 
     def _handle_line(self, raw: bytes, changes: Changes) -> None:
@@ -457,12 +399,7 @@ class Speaker:
 
     def _handle(self, ev: Event, changes: Changes) -> None:
         if isinstance(ev, CommandAnswer):
-            sent = self._in_flight.popleft() if self._in_flight else "?"
-            if not ev.ok:
-                self.counters["commands_failed"] += 1
-                log.error(event("exabgp_command_failed", answer=ev.text, command=sent[:300]))
-            if len(self._in_flight) < ACK_WINDOW:
-                self._window_open.set()
+            self.pump.answered(ev.ok, ev.text)
             return
         status = self.peers.get(ev.peer)
         if status is None:
@@ -651,7 +588,7 @@ class Speaker:
         self._send_due_eors()
 
     def _send_due_eors(self) -> None:
-        if self._channel is None:
+        if self.pump.channel is None:
             return
         received = [address for address, s in self.peers.items() if s.eor]
         restarting = [
@@ -712,36 +649,18 @@ class Speaker:
 
     def status(self) -> dict[str, Any]:
         now = time.time()
-        peers = []
-        for address, s in self.peers.items():
-            local_gr = self._graceful_locally(s)
-            peers.append(
-                {
-                    "address": str(address),
-                    "description": s.config.description,
-                    "kind": s.config.kind.value,
-                    "asn": s.config.asn if s.config.asn is not None else self.cfg.asn,
-                    "state": s.state,
-                    "since": round(s.since, 3),
-                    "router_id": str(s.router_id) if s.router_id else None,
-                    "received": len(self.rib.adj_rib_in(address)),
-                    "accepted": self.rib.accepted_count(address),
-                    "announced": len(self._out.get(address, {})),
-                    "eor": sorted(s.eor),
-                    "eor_sent": s.eor_sent,
-                    "flaps": s.flaps,
-                    "last_error": s.last_error,
-                    "graceful_restart": {
-                        "local": local_gr,
-                        "peer_restart_time": s.graceful.restart_time if s.graceful else None,
-                        "negotiated": local_gr and s.graceful is not None,
-                        "helper_active": s.stale_timer == RESTART_TIMER,
-                        "stale": self.rib.stale_count(address),
-                        "timer": s.stale_timer or None,
-                        "timer_left_s": round(max(0.0, s.stale_until - now), 1) if s.stale_until else None,
-                    },
-                }
+        peers = [
+            s.json(
+                now,
+                asn=s.config.asn if s.config.asn is not None else self.cfg.asn,
+                graceful_locally=self._graceful_locally(s),
+                received=len(self.rib.adj_rib_in(address)),
+                accepted=self.rib.accepted_count(address),
+                announced=len(self._out.get(address, {})),
+                stale=self.rib.stale_count(address),
             )
+            for address, s in self.peers.items()
+        ]
         return {
             "peers": peers,
             "loc_rib": len(self.rib.loc_rib()),

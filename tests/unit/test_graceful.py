@@ -257,3 +257,37 @@ def test_status_text_shows_graceful_restart_per_peer() -> None:
     row = next(line for line in text.splitlines() if line.startswith("10.0.0.1"))
     assert "3m12s" in row and "helping its restart, 97s left" in row and " yes " in row
     assert human_duration(5) == "5s" and human_duration(90061) == "1d01h"
+
+
+def test_status_text_says_headless() -> None:
+    status = {
+        "node": "h2",
+        "role": "node",
+        "fib": {},
+        "bgp": {
+            "exabgp": {"pid": 7, "restarts": 0},
+            "ready": True,
+            "stale": 6,
+            "headless_since": 1000.0 - 125,
+            "peers": [
+                {
+                    "address": "10.0.0.1",
+                    "kind": "reflector",
+                    "asn": 64512,
+                    "state": "idle",
+                    "since": 1000.0 - 125,
+                    "received": 3,
+                    "graceful_restart": {
+                        "local": True,
+                        "negotiated": True,
+                        "stale": 3,
+                        "timer": "long-lived stale time",
+                        "timer_left_s": 86295.0,
+                    },
+                }
+            ],
+        },
+    }
+    text = status_text(status, now=1000.0)
+    assert "HEADLESS since" in text and "(2m05s), 6 stale routes" in text
+    assert "long-lived stale, 23h58m left" in text

@@ -30,10 +30,7 @@ def make(text: str = NODE) -> Speaker:
 
 
 def queued(speaker: Speaker) -> list[str]:
-    lines = []
-    while not speaker._outbox.empty():
-        lines.append(speaker._outbox.get_nowait())
-    return lines
+    return speaker.pump.take_queued()
 
 
 def test_local_routes_to_ibgp_and_aggregate_to_ebgp() -> None:

@@ -1,0 +1,82 @@
+"""Our commands to ExaBGP: queued, written in order, at most ACK_WINDOW unanswered at a time.
+
+ExaBGP answers every command (`exabgp.api.ack`); answers come back in order on the
+JSON stream, so each one settles the oldest command in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Iterable
+
+from bgp.exabgp.process import Channel
+from routed.log import event
+
+log = logging.getLogger("bgp.exabgp")
+
+ACK_WINDOW = 64  # commands in flight before we wait for ExaBGP's answers
+
+
+class CommandPump:
+    def __init__(self, counters: Counter[str]) -> None:
+        self.channel: Channel | None = None
+        self._outbox: asyncio.Queue[str] = asyncio.Queue()
+        self._in_flight: deque[str] = deque()
+        self._window_open = asyncio.Event()
+        self._window_open.set()
+        self._counters = counters
+
+    def attach(self, channel: Channel) -> None:
+        """A new ExaBGP: nothing of the old one's is in flight any more."""
+        self.channel = channel
+        self._in_flight.clear()
+        self._window_open.set()
+
+    def queue(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self._outbox.put_nowait(line)
+
+    def take_queued(self) -> list[str]:
+        """Remove and return the commands not written yet (what a speaker would send next)."""
+        lines = []
+        while not self._outbox.empty():
+            lines.append(self._outbox.get_nowait())
+        return lines
+
+    def answered(self, ok: bool, text: str) -> None:
+        sent = self._in_flight.popleft() if self._in_flight else "?"
+        if not ok:
+            self._counters["commands_failed"] += 1
+            log.error(event("exabgp_command_failed", answer=text, command=sent[:300]))
+        if len(self._in_flight) < ACK_WINDOW:
+            self._window_open.set()
+
+    async def flushed(self, timeout: float) -> None:
+        """Returns when ExaBGP has answered every command queued so far (or after `timeout`)."""
+        deadline = time.monotonic() + timeout
+        while (not self._outbox.empty() or self._in_flight) and time.monotonic() < deadline:
+            if self.channel is None:
+                return  # no ExaBGP to tell; its death already ended every session
+            await asyncio.sleep(0.02)
+
+    async def run(self) -> None:
+        while True:
+            line = await self._outbox.get()
+            while True:
+                await self._window_open.wait()
+                channel = self.channel
+                if channel is not None and not channel.writer.is_closing():
+                    break
+                await asyncio.sleep(0.1)  # no ExaBGP right now; the next channel re-announces anyway
+            try:
+                channel.writer.write(line.encode() + b"\n")
+                await channel.writer.drain()
+            except (ConnectionError, OSError):
+                continue
+            self._in_flight.append(line)
+            self._counters["commands_sent"] += 1
+            if len(self._in_flight) >= ACK_WINDOW:
+                self._window_open.clear()

@@ -1,0 +1,71 @@
+"""What the speaker knows of each configured peer's session, and how it reads in `routed status`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from typing import Any
+
+from bgp.model import GracefulRestartCapability
+from routed.config import Peer as PeerConfig
+
+RESTART_TIMER = "restart time"  # a GR peer is down: its routes are kept this long
+STALEPATH_TIMER = "stalepath time"  # it is back: its End-of-RIB is awaited this long
+LONG_LIVED_TIMER = "long-lived stale time"  # past its restart time, kept as long-lived stale
+
+
+@dataclass(slots=True)
+class PeerStatus:
+    config: PeerConfig
+    state: str = "idle"
+    since: float = field(default_factory=time.time)
+    router_id: IPv4Address | None = None
+    eor: set[str] = field(default_factory=set)  # End-of-RIBs received in this session
+    up_in_channel: bool = False
+    updates: int = 0
+    graceful: GracefulRestartCapability | None = None  # from the peer's last OPEN
+    families: frozenset[str] = frozenset({"ipv4 unicast"})
+    notified: bool = False  # the peer sent a NOTIFICATION in this session
+    eor_sent: bool = False
+    stale_until: float | None = None  # wall time its stale paths go (or turn long-lived)
+    stale_timer: str = ""  # which of the *_TIMER above runs, if any
+    last_error: str = ""
+    flaps: int = 0
+
+    def json(
+        self,
+        now: float,
+        *,
+        asn: int,
+        graceful_locally: bool,
+        received: int,
+        accepted: int,
+        announced: int,
+        stale: int,
+    ) -> dict[str, Any]:
+        return {
+            "address": str(self.config.address),
+            "description": self.config.description,
+            "kind": self.config.kind.value,
+            "asn": asn,
+            "state": self.state,
+            "since": round(self.since, 3),
+            "router_id": str(self.router_id) if self.router_id else None,
+            "received": received,
+            "accepted": accepted,
+            "announced": announced,
+            "eor": sorted(self.eor),
+            "eor_sent": self.eor_sent,
+            "flaps": self.flaps,
+            "last_error": self.last_error,
+            "graceful_restart": {
+                "local": graceful_locally,
+                "peer_restart_time": self.graceful.restart_time if self.graceful else None,
+                "negotiated": graceful_locally and self.graceful is not None,
+                "helper_active": self.stale_timer == RESTART_TIMER,
+                "stale": stale,
+                "timer": self.stale_timer or None,
+                "timer_left_s": round(max(0.0, self.stale_until - now), 1) if self.stale_until else None,
+            },
+        }
