@@ -319,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
         weights = [WEIGHTS[k] for k in kinds]
         ends = time.monotonic() + args.minutes * 60
         opening = rng.sample(kinds, len(kinds)) if args.cover else []
+        if "workload-add" in opening and "workload-del" in opening:  # something to delete first
+            opening.remove("workload-add")
+            opening.insert(0, "workload-add")
         while time.monotonic() < ends and (args.count is None or len(events) < args.count):
             kind = opening.pop(0) if opening else rng.choices(kinds, weights)[0]
             pause = round(rng.uniform(1.0, 6.0), 2)
