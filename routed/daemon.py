@@ -42,7 +42,7 @@ class Daemon:
             self.kernel,
             sources=SOURCES,
             resync_interval=cfg.fib.resync_interval,
-            on_pass=lambda: self._announce_installed(),
+            on_pass=self._announce_installed,
         )
         self.speaker = Speaker(cfg, self.reconciler, Path(cfg.api.socket).parent / f"bgp-{cfg.name}")
         self.workloads = WorkloadManager(cfg, WorkloadStore(cfg.state_dir), on_change=self._workloads_changed)
