@@ -375,6 +375,9 @@ class Speaker:
                 for raw in lines:
                     self._handle_line(raw, changes)
                 self._program(changes)
+                # only now: an End-of-RIB queued before this chunk's announcements would tell
+                # a peer to sweep routes that are about to be sent to it
+                self._send_due_eors()
         finally:
             channel.close()  # lets the relay go
             if self.pump.channel is channel:
@@ -418,7 +421,6 @@ class Speaker:
             log.info(event("bgp_end_of_rib_received", peer=ev.peer, family=ev.family))
             self._end_of_rib(status, ev, changes)
             self._check_ready()
-            self._send_due_eors()
         elif isinstance(ev, Notification):
             status.notified = True
             status.last_error = f"NOTIFICATION {ev.code}/{ev.subcode} received {ev.data}".strip()
@@ -468,7 +470,6 @@ class Speaker:
                     "bgp_session_up", peer=ev.peer, asn=ev.peer_asn, router_id=status.router_id, stale=stale
                 )
             )
-            self._send_due_eors()
             self._update_headless()
         elif ev.state == "down" and (status.up_in_channel or previous == "up"):
             status.up_in_channel = False

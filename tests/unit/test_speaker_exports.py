@@ -93,3 +93,67 @@ peers:
     assert queued(rr) == [
         "neighbor 10.0.0.11 , neighbor 10.0.0.2 withdraw attributes next-hop self nlri 10.65.2.1/32",
     ]
+
+
+REFLECTOR = """\
+name: rr1
+router_id: 10.0.0.1
+asn: 64512
+role: reflector
+fabric: {interface: eth1, address: 10.0.0.1}
+pools: [10.65.0.0/16]
+peers:
+  - {address: 10.0.0.11, kind: client}
+  - {address: 10.0.0.12, kind: client}
+"""
+
+
+def exabgp_line(peer: str, body: str) -> bytes:
+    head = '{ "exabgp": "5.0.0", "time": 1.0, "host": "vm", "pid": 1, "ppid": 1, "counter": 1, '
+    neighbor = (
+        f'"neighbor": {{ "address": {{ "local": "10.0.0.1", "peer": "{peer}" }}, '
+        '"asn": { "local": 64512, "peer": 64512 }'
+    )
+    return (head + body.split("|")[0] + neighbor + body.split("|")[1] + " } }\n").encode()
+
+
+async def test_end_of_rib_follows_the_announcements_it_vouches_for() -> None:
+    """A restarting reflector's End-of-RIB to h2 must come after what h1's End-of-RIB completed:
+    all in one chunk from ExaBGP, the announcements to h2 are queued first (h2 would otherwise
+    sweep them as stale for the few ms in between)."""
+    import asyncio
+    import socket
+
+    from bgp.exabgp.process import Channel
+
+    class Writer:
+        def close(self) -> None: ...
+
+        def is_closing(self) -> bool:
+            return False
+
+    speaker = make(REFLECTOR)
+    reader = asyncio.StreamReader()
+    channel = Channel(reader, Writer(), socket.socket())  # type: ignore[arg-type]
+    speaker.pump.attach(channel)
+    speaker.set_local_ready()
+    update = (
+        '"type": "update", | , "direction": "receive", "message": { "update": { "attribute": '
+        '{ "origin": "igp", "local-preference": 100 }, "announce": { "ipv4 unicast": '
+        '{ "10.0.0.11": [ { "nlri": "10.65.1.1/32" } ] } } } }'
+    )
+    eor = '"type": "update", | , "direction": "receive", "message": { "eor": { "afi": "ipv4", "safi": "unicast" } }'
+    reader.feed_data(
+        exabgp_line("10.0.0.12", '"type": "state", | , "state": "up"')
+        + exabgp_line("10.0.0.12", eor)
+        + exabgp_line("10.0.0.11", '"type": "state", | , "state": "up"')
+        + exabgp_line("10.0.0.11", update)
+        + exabgp_line("10.0.0.11", eor)
+    )
+    reader.feed_eof()
+    await speaker._read_loop(channel)
+    to_h2 = [line for line in queued(speaker) if line.startswith("neighbor 10.0.0.12 ")]
+    assert len(to_h2) == 2, to_h2
+    assert to_h2[0].startswith("neighbor 10.0.0.12 announce attributes next-hop 10.0.0.11 ")
+    assert to_h2[0].endswith(" nlri 10.65.1.1/32")
+    assert to_h2[1] == "neighbor 10.0.0.12 announce eor ipv4 unicast"
