@@ -203,6 +203,18 @@ def processes(netns: str) -> list[int]:
     return runner.processes_in({inode} if inode is not None else set(), set())
 
 
+def pid_in_node(topo: Topology, node: str, needle: str) -> int | None:
+    """The first process of the node whose command line contains `needle` (not a shell or nsenter)."""
+    for pid in processes(topo.node(node).netns):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if needle in cmdline and not cmdline.startswith(("sh ", "nsenter")):
+            return pid
+    return None
+
+
 def daemon_cpu_s(netns: str) -> dict[str, float]:
     """CPU seconds (user + system) used so far per daemon process in the node."""
     ticks = os.sysconf("SC_CLK_TCK")

@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.common import LABS, birdc, generated_lab, node_exec, processes, save
+from bench.common import LABS, birdc, generated_lab, node_exec, pid_in_node, save
 from routed.lab import runner
 from routed.lab.topology import Topology, load_topology
 
@@ -218,14 +218,10 @@ def wait_converged(topo: Topology, timeout: float = 60) -> None:
 
 
 def pid_of(topo: Topology, node: str, needle: str) -> int:
-    for pid in processes(topo.node(node).netns):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if needle in cmdline and not cmdline.startswith(("sh ", "nsenter")):
-            return pid
-    raise RuntimeError(f"no {needle!r} process in {node}")
+    pid = pid_in_node(topo, node, needle)
+    if pid is None:
+        raise RuntimeError(f"no {needle!r} process in {node}")
+    return pid
 
 
 def kill(pid: int, sig: signal.Signals, timeout: float = 20) -> None:
@@ -265,11 +261,7 @@ def trigger(topo: Topology, daemon: str, event: str, down: float) -> None:
 
 
 def processes_named(topo: Topology, node: str, needle: str) -> bool:
-    try:
-        pid_of(topo, node, needle)
-    except RuntimeError:
-        return False
-    return True
+    return pid_in_node(topo, node, needle) is not None
 
 
 def run_event(topo: Topology, daemon: str, event: str, seconds: float, down: float) -> dict[str, Any]:

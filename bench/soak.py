@@ -30,11 +30,10 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from bench import truth
-from bench.common import LABS, processes, save
+from bench.common import LABS, pid_in_node, save
 from routed.lab import runner
 from routed.lab.topology import Topology, load_topology
 
@@ -104,14 +103,7 @@ class Soak:
         return result.stdout
 
     def pid(self, node: str, needle: str) -> int | None:
-        for pid in processes(self.topo.node(node).netns):
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if needle in cmdline and not cmdline.startswith(("sh ", "nsenter")):
-                return pid
-        return None
+        return pid_in_node(self.topo, node, needle)
 
     def kill(self, node: str, sig: signal.Signals) -> None:
         pid = self.pid(node, "routed run")
