@@ -182,24 +182,6 @@ def test_host_down_past_its_restart_time_is_withdrawn_after_the_timer() -> None:
         assert "event=bgp_stale_expired" in lab.log("rr1")
 
 
-def test_stop_withdraw_removes_routes_everywhere_at_once() -> None:
-    with running_lab("quickstart") as lab:
-        quickstart_ready(lab)
-        out = lab.exec("h1", "routed", "stop", "--withdraw").stdout
-        assert "withdrew 2 routes" in out, out
-        for node in ("h2", "h3"):
-            wait_until(
-                lambda n=node: {"10.65.1.1", "10.65.1.2"} & set(kernel_routes(lab, n)),
-                set(),
-                timeout=5,
-                what=f"{node} drops h1's routes at once",
-            )
-        assert peer(lab, "rr1", "10.0.0.11")["graceful_restart"]["stale"] == 0
-        wait_until(lambda: pids_in(lab.netns("h1"), "routed run"), [], timeout=10, what="h1's daemon stops")
-        # h1's own workloads keep their kernel routes: stopping never removes them
-        assert kernel_routes(lab, "h1")["10.65.1.1"].startswith("rt")
-
-
 def test_drain_moves_traffic_off_before_the_host_goes() -> None:
     anycast = "10.65.9.9"
     with running_lab("quickstart") as lab:
@@ -303,7 +285,7 @@ def test_graceful_restart_with_bird_and_frr_both_ways() -> None:
         assert kernel_routes(lab, "h1")["10.65.8.1"] == "10.0.0.41"
 
 
-def test_a_workload_is_announced_only_once_its_route_is_in_the_kernel() -> None:
+def test_announced_only_once_in_the_kernel_and_withdrawn_at_once_on_stop_withdraw() -> None:
     with running_lab("quickstart") as lab:
         quickstart_ready(lab)
         # another protocol holds 10.65.1.50 on h1, so routed cannot install the workload's /32
@@ -320,3 +302,19 @@ def test_a_workload_is_announced_only_once_its_route_is_in_the_kernel() -> None:
         wait_until(lambda: kernel_routes(lab, "h1").get("10.65.1.50", "").startswith("rt"), timeout=10)
         wait_until(lambda: kernel_routes(lab, "h2").get("10.65.1.50"), "10.0.0.11", timeout=10)
         wait_until(lambda: ping(lab, "h2", "web1", "10.65.1.50"), timeout=10)
+
+        # decommissioning (same lab, to save a bring-up): `routed stop --withdraw` takes h1's routes
+        # off every host at once, instead of after its restart time
+        out = lab.exec("h1", "routed", "stop", "--withdraw").stdout
+        assert "withdrew 3 routes" in out, out
+        for node in ("h2", "h3"):
+            wait_until(
+                lambda n=node: {"10.65.1.1", "10.65.1.2", "10.65.1.50"} & set(kernel_routes(lab, n)),
+                set(),
+                timeout=5,
+                what=f"{node} drops h1's routes at once",
+            )
+        assert peer(lab, "rr1", "10.0.0.11")["graceful_restart"]["stale"] == 0
+        wait_until(lambda: pids_in(lab.netns("h1"), "routed run"), [], timeout=10, what="h1's daemon stops")
+        # h1's own workloads keep their kernel routes: stopping never removes them
+        assert kernel_routes(lab, "h1")["10.65.1.1"].startswith("rt")

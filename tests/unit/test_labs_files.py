@@ -134,3 +134,20 @@ topology:
     assert dict(a.env) == {"A": "3", "B": "2"} and a.image == "img"
     assert a.exec == ("echo kind",) and b.exec == ("echo own",)
     assert a.binds[0].source == Path("/labs/x") and a.binds[0].target == "/x"
+
+
+@pytest.mark.skipif(shutil.which("vtysh") is None or shutil.which("bird") is None, reason="scripts/setup.sh")
+@pytest.mark.parametrize("node", ["rr1", "h1"])
+def test_restart_bench_configs_parse(node: str, tmp_path: Path) -> None:
+    """The BIRD2 and FRR configs bench.restarts generates for its quickstart-shaped labs."""
+    from bench.restarts import HOSTS, bird_config, frr_config
+
+    address = HOSTS.get(node, "10.0.0.1")
+    (tmp_path / "bird.conf").write_text(bird_config(node, address))
+    (tmp_path / "frr.conf").write_text(frr_config(node, address))
+    bird = subprocess.run(["bird", "-p", "-c", str(tmp_path / "bird.conf")], capture_output=True, text=True)
+    assert bird.returncode == 0, bird.stderr
+    frr = subprocess.run(
+        ["vtysh", "--dryrun", "-f", str(tmp_path / "frr.conf")], capture_output=True, text=True
+    )
+    assert frr.returncode == 0 and "Unknown command" not in frr.stdout + frr.stderr, frr
