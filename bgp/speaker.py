@@ -194,9 +194,7 @@ class Speaker:
         return [s for s in self.peers.values() if s.config.kind is PeerKind.REFLECTOR]
 
     def _long_lived(self, status: PeerStatus) -> bool:
-        setting = status.config.long_lived_stale
-        wanted = status.config.kind is PeerKind.REFLECTOR if setting is None else setting
-        return wanted and self.cfg.bgp.long_lived_stale_time > 0
+        return self.cfg.long_lived_stale_for(status.config)
 
     def _startup_timer_over(self, waited: int) -> None:
         """Our restart time since start has passed without End-of-RIB from every peer."""
@@ -429,8 +427,7 @@ class Speaker:
             )
 
     def _graceful_locally(self, status: PeerStatus) -> bool:
-        setting = status.config.graceful_restart
-        return self.cfg.bgp.graceful_restart.enabled if setting is None else setting
+        return self.cfg.graceful_restart_with(status.config)
 
     def _peer_open(self, status: PeerStatus, ev: PeerOpen, changes: Changes) -> None:
         status.router_id = ev.router_id

@@ -34,9 +34,7 @@ def is_passive(cfg: NodeConfig, peer: Peer) -> bool:
 
 def neighbor_block(cfg: NodeConfig, peer: Peer) -> str:
     hold = peer.hold_time if peer.hold_time is not None else cfg.bgp.hold_time
-    graceful = (
-        peer.graceful_restart if peer.graceful_restart is not None else cfg.bgp.graceful_restart.enabled
-    )
+    graceful = cfg.graceful_restart_with(peer)
     lines = [
         f"neighbor {peer.address} {{",
         f"    description {_quote(peer.description or peer.kind.value)};",

@@ -290,6 +290,15 @@ class NodeConfig(Strict):
             return self.fib.install_learned
         return self.role is Role.NODE
 
+    def graceful_restart_with(self, peer: Peer) -> bool:
+        """Whether we advertise graceful restart to `peer`, and so also help it through its own."""
+        return self.bgp.graceful_restart.enabled if peer.graceful_restart is None else peer.graceful_restart
+
+    def long_lived_stale_for(self, peer: Peer) -> bool:
+        """Whether `peer`'s routes turn long-lived stale when its restart time runs out."""
+        wanted = peer.kind is PeerKind.REFLECTOR if peer.long_lived_stale is None else peer.long_lived_stale
+        return wanted and self.bgp.long_lived_stale_time > 0
+
     @property
     def effective_cluster_id(self) -> IPv4Address | None:
         """RFC 4456: a reflector without an explicit cluster id uses its router id."""
