@@ -15,6 +15,7 @@ The schedule comes from `--seed` (printed; the same seed replays the same events
     python -m bench.soak --minutes 30                   # the long run of docs/benchmarks.md
     python -m bench.soak --minutes 1 --seed 7 --cover   # the suite's short run: every kind at least once
     python -m bench.soak --events power --count 5       # mass restarts only, with recovery times
+    python -m bench.soak --trace /tmp/soak-trace        # keep `ip -ts monitor` of every node and the logs
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bench import truth
@@ -257,6 +260,25 @@ def start_streams(topo: Topology) -> list[Stream]:
     return streams
 
 
+def start_monitors(topo: Topology, trace: Path) -> list[subprocess.Popen[bytes]]:
+    """`ip -ts monitor` of routes, neighbours, links and addresses in every node: to place a lost
+    packet against what the kernel did at that moment."""
+    trace.mkdir(parents=True, exist_ok=True)
+    monitors = []
+    for node in [*REFLECTORS, *sorted(HOSTS)]:
+        with open(trace / f"{node}.monitor", "wb") as out:
+            argv = ["ip", "-ts", "monitor", "route", "neigh", "link", "addr"]
+            monitors.append(
+                subprocess.Popen(
+                    runner.nsenter_argv(runner.holder_pid(topo, node), argv),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+    return monitors
+
+
 def explain(streams: list[Stream], flaps: list[tuple[str, float, float]]) -> dict[str, Any]:
     """Lost packets per stream, split into those a link flap of its hosts explains and the rest."""
     out: dict[str, Any] = {}
@@ -273,6 +295,8 @@ def explain(streams: list[Stream], flaps: list[tuple[str, float, float]]) -> dic
             "lost": len(lost),
             "lost_during_link_flaps": len(explained),
             "unexplained": sorted(set(lost) - explained),
+            # when ping gave up on each (epoch seconds): to match with --trace and the event log
+            "unexplained_at": [round(lost[seq], 3) for seq in sorted(set(lost) - explained)],
         }
     return out
 
@@ -291,6 +315,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="begin with every event kind once (in a seeded order), then random",
     )
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        default=None,
+        help="directory for each node's `ip -ts monitor` and the daemons' logs (kept after the lab goes)",
+    )
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     print(f"soak seed {seed} (replay with --seed {seed})", flush=True)
@@ -298,11 +328,14 @@ def main(argv: list[str] | None = None) -> int:
     topo = load_topology(LABS / "dual-rr.clab.yml", name=f"soak{os.getpid()}", prefix="rt")
     runner.up(topo)
     streams: list[Stream] = []
+    monitors: list[subprocess.Popen[bytes]] = []
     try:
         soak = Soak(topo, rng)
         first = soak.converge(90)
         if first["differences"]:
             raise RuntimeError(f"the lab did not converge before the soak: {first['differences']}")
+        if args.trace is not None:
+            monitors = start_monitors(topo, args.trace)
         streams = start_streams(topo)
         time.sleep(2)
         checkpoints = []
@@ -317,7 +350,11 @@ def main(argv: list[str] | None = None) -> int:
         while time.monotonic() < ends and (args.count is None or len(events) < args.count):
             kind = opening.pop(0) if opening else rng.choices(kinds, weights)[0]
             pause = round(rng.uniform(1.0, 6.0), 2)
-            record = {"at_s": round(args.minutes * 60 - (ends - time.monotonic()), 1), **soak.event(kind)}
+            record = {
+                "at_s": round(args.minutes * 60 - (ends - time.monotonic()), 1),
+                "wall": round(time.time(), 2),
+                **soak.event(kind),
+            }
             events.append(record)
             print(f"  {record}", flush=True)
             if len(events) % args.checkpoint_every == 0:
@@ -334,6 +371,11 @@ def main(argv: list[str] | None = None) -> int:
             if stream.process is not None:
                 os.killpg(stream.process.pid, signal.SIGINT)
                 stream.process.wait(timeout=10)
+        for monitor in monitors:
+            os.killpg(monitor.pid, signal.SIGTERM)
+            monitor.wait(timeout=10)
+        if args.trace is not None:
+            shutil.copytree(runner.state_dir(topo) / "logs", args.trace / "logs", dirs_exist_ok=True)
         runner.down(topo)
     packets = explain(streams, soak.flaps)
     differences = sum(len(c["differences"]) for c in checkpoints)
