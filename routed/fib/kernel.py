@@ -22,7 +22,7 @@ from typing import Protocol
 from routed.dataplane.netns import async_iproute, entered, netns_path
 from routed.fib import rtnl
 from routed.fib.plan import RoutePlan
-from routed.fib.routes import ROUTE_PROTOCOL, NextHop, Route, RouteKey, via
+from routed.fib.routes import ROUTE_PROTOCOL, NextHop, Route, RouteKey, unreachable_route, via
 from routed.log import event
 
 log = logging.getLogger("routed.fib")
@@ -161,10 +161,14 @@ class NetlinkKernel:
         added = msg.kind == rtnl.RTM_NEWROUTE
         if msg.protocol != ROUTE_PROTOCOL:
             return RouteEvent(added, key, False, None, (msg.protocol, msg.priority))
+        if msg.route_type == rtnl.RTN_UNREACHABLE:
+            return RouteEvent(added, key, True, unreachable_route(msg.dst, msg.table) if added else None)
         hops = [
             via(h.gateway) if h.gateway is not None else NextHop(device=await self._device_name(h.ifindex))
             for h in msg.hops
         ]
+        # a route of ours of a type we never write (blackhole, prohibit) has no hops and so stays
+        # out of the view: planning over it fails loudly (EEXIST) instead of guessing
         route = Route(dst=msg.dst, nexthops=tuple(hops), table=msg.table) if hops and added else None
         return RouteEvent(added, key, True, route)
 
@@ -198,6 +202,10 @@ class NetlinkKernel:
     # --- apply -----------------------------------------------------------------------
 
     def _encode(self, action: str, route: Route, seq: int, ack: bool) -> bytes:
+        if route.unreachable:
+            return rtnl.encode(
+                action, seq, route.dst, route.table, ROUTE_PROTOCOL, ack=ack, route_type=rtnl.RTN_UNREACHABLE
+            )
         if route.is_link_scope:
             device = route.nexthops[0].device
             assert device is not None

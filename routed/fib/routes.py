@@ -43,15 +43,24 @@ RouteKey = tuple[int, IPNetwork]
 
 @dataclass(frozen=True, slots=True)
 class Route:
+    """A forwarding route (one or more next hops), or with `unreachable` none at all: the
+    kernel answers at once that the destination is unreachable (an IPAM block's unused
+    addresses), instead of sending the packet on by a shorter route."""
+
     dst: IPNetwork
     nexthops: tuple[NextHop, ...]
     table: int = MAIN_TABLE
+    unreachable: bool = False
     # (table, dst), made once: it is a dictionary key in several places per route
     key: RouteKey = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "key", (self.table, self.dst))
-        if len(self.nexthops) == 1:
+        if len(self.nexthops) == 1 and not self.unreachable:
+            return
+        if self.unreachable:
+            if self.nexthops:
+                raise ValueError(f"unreachable route {self.dst} cannot have next hops")
             return
         if not self.nexthops:
             raise ValueError(f"route {self.dst} has no next hop")
@@ -64,14 +73,21 @@ class Route:
         return len(self.nexthops) == 1 and self.nexthops[0].device is not None
 
     def __str__(self) -> str:
-        hops = " ".join(str(h) for h in self.nexthops)
         table = "" if self.table == MAIN_TABLE else f" table {self.table}"
+        if self.unreachable:
+            return f"unreachable {self.dst}{table}"
+        hops = " ".join(str(h) for h in self.nexthops)
         return f"{self.dst} {hops}{table}"
 
 
 def local_route(dst: IPNetwork, device: str, table: int = MAIN_TABLE) -> Route:
     """The host route to a workload: `<ip>/32 dev <host veth> scope link`."""
     return Route(dst=dst, nexthops=(NextHop(device=device),), table=table)
+
+
+def unreachable_route(dst: IPNetwork, table: int = MAIN_TABLE) -> Route:
+    """`unreachable <block>`: what the owner of an IPAM block routes its unused addresses to."""
+    return Route(dst=dst, nexthops=(), table=table, unreachable=True)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -29,7 +29,7 @@ IFF_UP, IFF_LOWER_UP = 0x1, 0x10000
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK = 0x1, 0x2, 0x4
 NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE, NLM_F_DUMP = 0x100, 0x200, 0x400, 0x300
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE = 1, 4, 5, 6, 9, 15
-RTN_UNICAST = 1
+RTN_UNICAST, RTN_UNREACHABLE = 1, 7
 SCOPE_UNIVERSE, SCOPE_LINK, SCOPE_NOWHERE = 0, 253, 255
 RT_TABLE_COMPAT = 252
 RTM_F_CLONED = 0x200
@@ -126,18 +126,20 @@ def encode(
     gateways: tuple[IPv4Address | IPv6Address, ...] = (),
     oif: int | None = None,
     ack: bool = True,
+    route_type: int = RTN_UNICAST,
 ) -> bytes:
     """One RTM_NEWROUTE (add, replace) or RTM_DELROUTE (delete) request; `ack`: ask for NLM_F_ACK
-    (the kernel answers errors either way)."""
+    (the kernel answers errors either way). A delete matches only a route of `route_type`."""
     if (
-        action != "delete"
+        route_type == RTN_UNICAST
+        and action != "delete"
         and oif is None
         and len(gateways) == 1
         and isinstance(gateways[0], IPv4Address)
         and dst.version == 4
     ):
         return _pack_via4(action, seq, dst, table, protocol, gateways[0], ack)
-    return _pack(action, seq, dst, table, protocol, gateways, oif, ack)
+    return _pack(action, seq, dst, table, protocol, gateways, oif, ack, route_type)
 
 
 def _pack(
@@ -149,6 +151,7 @@ def _pack(
     gateways: tuple[IPv4Address | IPv6Address, ...],
     oif: int | None,
     ack: bool,
+    route_type: int = RTN_UNICAST,
 ) -> bytes:
     family = _family(dst.version)
     if action == "delete":
@@ -163,7 +166,7 @@ def _pack(
         table if table < 256 else RT_TABLE_COMPAT,
         protocol,
         scope,
-        RTN_UNICAST,
+        route_type,
         0,
     )
     attrs = [_attr(RTA_DST, dst.network_address.packed), _attr(RTA_TABLE, struct.pack("=I", table))]

@@ -197,6 +197,65 @@ def test_ecmp_and_replace_through_the_kernel(namespaces: Namespaces) -> None:
     assert "Deleted 10.65.2.1" not in events, events
 
 
+def test_unreachable_block_through_the_kernel(namespaces: Namespaces) -> None:
+    """An IPAM block's `unreachable` route: installed, read back as ours, a /32 inside it wins by
+    longest match, an unused address is refused at once, and it is deleted by its own type."""
+    netns = fabric_namespace(namespaces)
+    sh(["ip", "-n", netns, "link", "add", "rtblock0", "type", "veth", "peer", "name", "rpblock0"])
+    sh(["ip", "-n", netns, "link", "set", "rtblock0", "up"])
+    sh(["ip", "-n", netns, "link", "set", "rpblock0", "up"])
+    script = textwrap.dedent("""
+        import asyncio, ipaddress, json
+        from routed.fib.kernel import NetlinkKernel
+        from routed.fib.reconciler import Reconciler
+        from routed.fib.routes import local_route, unreachable_route
+        B = ipaddress.ip_network("10.65.1.0/26")
+        W = ipaddress.ip_network("10.65.1.1/32")
+        async def main():
+            kernel = NetlinkKernel(254)
+            rec = Reconciler(kernel, sources=("local",), resync_interval=3600)
+            rec.mark_ready("local")
+            task = asyncio.create_task(rec.run())
+            rec.set_routes("local", [unreachable_route(B), local_route(W, "rtblock0")])
+            await asyncio.sleep(0)
+            await rec.wait_in_sync()
+            view = await kernel.dump()
+            seen = sorted(str(r) for r in view.ours.values())
+            print(json.dumps({"seen": seen}), flush=True)
+            input()  # the test looks at the kernel meanwhile
+            rec.set_routes("local", [local_route(W, "rtblock0")])
+            await asyncio.sleep(0)
+            await rec.wait_in_sync()
+            print(json.dumps({"left": sorted(str(r) for r in (await kernel.dump()).ours.values())}))
+            task.cancel()
+        asyncio.run(main())
+    """)
+    process = subprocess.Popen(
+        ["ip", "netns", "exec", netns, sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None and process.stdin is not None
+        first = json.loads(process.stdout.readline())
+        assert first["seen"] == ["10.65.1.1/32 dev rtblock0", "unreachable 10.65.1.0/26"]
+        listed = sh(["ip", "-n", netns, "route", "show", "proto", "routed"]).stdout
+        assert "unreachable 10.65.1.0/26" in listed
+        assert sh(["ip", "-n", netns, "route", "get", "10.65.1.1"]).stdout.startswith("10.65.1.1 dev rtblock0")
+        refused = subprocess.run(
+            ["ip", "-n", netns, "route", "get", "10.65.1.7"], capture_output=True, text=True, check=False
+        )
+        assert refused.returncode != 0 and "no route to host" in refused.stderr.lower(), refused
+        process.stdin.write("\n")
+        process.stdin.flush()
+        second = json.loads(process.stdout.readline())
+        assert second["left"] == ["10.65.1.1/32 dev rtblock0"]
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
+
+
 def test_own_changes_are_not_echoed_back(namespaces: Namespaces) -> None:
     """The kernel drops the notifications of our own requests; anyone else's still arrive."""
     netns = fabric_namespace(namespaces)

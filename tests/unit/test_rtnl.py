@@ -74,3 +74,12 @@ def test_fast_ipv4_gateway_encoding_is_byte_identical() -> None:
         for ack in (True, False):
             slow = rtnl._pack(action, 9, ip_network(dst), table, 201, (gateway,), None, ack)
             assert rtnl.encode(action, 9, ip_network(dst), table, 201, gateways=(gateway,), ack=ack) == slow
+
+
+def test_unreachable_route_has_its_type_and_no_next_hop() -> None:
+    for action in ("add", "delete"):
+        data = rtnl.encode(action, 7, ip_network("10.65.1.0/26"), 254, 201, route_type=rtnl.RTN_UNREACHABLE)
+        route_type = rtnl.RTMSG.unpack_from(data, rtnl.HEADER.size)[7]
+        assert route_type == rtnl.RTN_UNREACHABLE  # a delete of type unicast would not match it
+        msg = roundtrip(data)
+        assert (msg.dst, msg.route_type, msg.hops) == (ip_network("10.65.1.0/26"), rtnl.RTN_UNREACHABLE, ())
