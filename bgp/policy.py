@@ -1,13 +1,14 @@
 """Import policy: which received routes may enter the RIB. Pure; on by default.
 
-A peer can never take over a local workload's address, a prefix outside the pools,
-or the default route unless allowed; loops (RFC 4456 originator and cluster, and our
-AS in an eBGP path) are dropped; a next hop of ours is ignored.
+A peer can never take over a local workload's address or anything inside a block we own,
+a prefix outside the pools, or the default route unless allowed; inside the pools only
+host prefixes and whole blocks are accepted; loops (RFC 4456 originator and cluster, and
+our AS in an eBGP path) are dropped; a next hop of ours is ignored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Set
+from collections.abc import Iterable, Set
 from dataclasses import dataclass, field
 from enum import StrEnum
 from ipaddress import IPv4Address
@@ -19,6 +20,8 @@ class Rejection(StrEnum):
     OUTSIDE_POOLS = "outside pools"
     DEFAULT_ROUTE = "default route"
     LOCAL_WORKLOAD = "local workload prefix"
+    OWN_BLOCK = "inside a block of ours"
+    BLOCK_LENGTH = "neither a block nor a host prefix"
     OWN_NEXT_HOP = "next hop is this node"
     ORIGINATOR_LOOP = "originator id is ours"
     CLUSTER_LOOP = "cluster list has our cluster id"
@@ -35,18 +38,29 @@ class ImportPolicy:
     allowed: tuple[IPNetwork, ...] = ()  # extra prefixes accepted besides the pools
     allow_default: bool = False
     local_prefixes: frozenset[IPNetwork] = field(default_factory=frozenset)
-    # (version, length, mask, address) of pools and allowed prefixes, as integers, made once
-    acceptable: tuple[tuple[int, int, int, int], ...] = field(init=False, repr=False, compare=False)
+    # prefix length of an IPAM block per IP version: inside the pools, the only other length
+    # accepted besides a host prefix (None: any length, as before blocks)
+    block_lengths: tuple[int, int] | None = (26, 122)
+    # (version, length, mask, address) as integers, made once: pools, allowed prefixes, and
+    # our own prefixes shorter than a host (our blocks)
+    pool_bounds: tuple[tuple[int, int, int, int], ...] = field(init=False, repr=False, compare=False)
+    allowed_bounds: tuple[tuple[int, int, int, int], ...] = field(init=False, repr=False, compare=False)
+    own_block_bounds: tuple[tuple[int, int, int, int], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        networks = (*self.pools, *self.allowed)
-        bounds = tuple((n.version, n.prefixlen, int(n.netmask), int(n.network_address)) for n in networks)
-        object.__setattr__(self, "acceptable", bounds)
+        object.__setattr__(self, "pool_bounds", _bounds(self.pools))
+        object.__setattr__(self, "allowed_bounds", _bounds(self.allowed))
+        blocks = [p for p in self.local_prefixes if p.prefixlen < p.max_prefixlen]
+        object.__setattr__(self, "own_block_bounds", _bounds(blocks))
 
     def with_local_prefixes(self, prefixes: Set[IPNetwork]) -> ImportPolicy:
         from dataclasses import replace
 
         return replace(self, local_prefixes=frozenset(prefixes))
+
+
+def _bounds(networks: Iterable[IPNetwork]) -> tuple[tuple[int, int, int, int], ...]:
+    return tuple((n.version, n.prefixlen, int(n.netmask), int(n.network_address)) for n in networks)
 
 
 def _within(prefix: IPNetwork, bounds: tuple[tuple[int, int, int, int], ...]) -> bool:
@@ -63,10 +77,21 @@ def check_prefix(policy: ImportPolicy, prefix: IPNetwork) -> Rejection | None:
     if prefix.prefixlen == 0:
         if not policy.allow_default:
             return Rejection.DEFAULT_ROUTE
-    elif not _within(prefix, policy.acceptable):
+    elif _within(prefix, policy.pool_bounds):
+        lengths = policy.block_lengths
+        if (
+            lengths is not None
+            and prefix.prefixlen != prefix.max_prefixlen
+            and prefix.prefixlen != lengths[prefix.version == 6]
+            and not _within(prefix, policy.allowed_bounds)
+        ):
+            return Rejection.BLOCK_LENGTH
+    elif not _within(prefix, policy.allowed_bounds):
         return Rejection.OUTSIDE_POOLS
     if prefix in policy.local_prefixes:
         return Rejection.LOCAL_WORKLOAD
+    if policy.own_block_bounds and _within(prefix, policy.own_block_bounds):
+        return Rejection.OWN_BLOCK  # someone else's /32 in our block: a hijack of our address
     return None
 
 

@@ -29,6 +29,7 @@ class Rejected:
     peer: IPAddress
     prefix: IPNetwork
     reason: Rejection
+    origin: IPAddress | None = None  # the node the route comes from: originator id, else next hop
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,8 @@ class Verdict:
 class UpdateResult:
     changes: Changes = field(default_factory=dict)
     rejected: list[Rejected] = field(default_factory=list)
+    # prefixes whose accepted paths changed, even where the best path did not
+    touched: set[IPNetwork] = field(default_factory=set)
 
 
 class Rib:
@@ -62,6 +65,14 @@ class Rib:
 
     def selection(self, prefix: IPNetwork) -> Selection | None:
         return self._loc.get(prefix)
+
+    def paths(self, prefix: IPNetwork) -> tuple[Path, ...]:
+        """The accepted paths of a prefix, from every peer."""
+        return self._accepted.get(prefix, ())
+
+    def announces(self, peer: IPAddress, prefix: IPNetwork) -> Path | None:
+        """What `peer` told us of `prefix`, accepted or not."""
+        return self._adj_in.get(peer, {}).get(prefix)
 
     def adj_rib_in(self, peer: IPAddress) -> dict[IPNetwork, Path]:
         return dict(self._adj_in.get(peer, {}))
@@ -105,7 +116,8 @@ class Rib:
             return True
         if count:
             self.rejected_total[reason] += 1
-            result.rejected.append(Rejected(path.peer.address, path.prefix, reason))
+            origin = path.attrs.originator_id or path.attrs.next_hop
+            result.rejected.append(Rejected(path.peer.address, path.prefix, reason, origin))
         return False
 
     def update(
@@ -139,6 +151,7 @@ class Rib:
             elif self._unaccept(peer.address, prefix):  # replaces an earlier, acceptable path
                 touched.add(prefix)
         self._reselect(touched, result.changes)
+        result.touched = touched
         return result
 
     def peer_down(self, peer: IPAddress) -> Changes:
@@ -224,4 +237,5 @@ class Rib:
                     self._unaccept(peer_address, prefix)
                     touched.add(prefix)
         self._reselect(touched, result.changes)
+        result.touched = touched
         return result

@@ -21,10 +21,12 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
 from bgp import graceful, reflection
+from bgp.conflicts import HIJACK, HIJACK_REASONS, Conflict, ConflictTracker, origin
 from bgp.decision import Selection
 from bgp.exabgp import commands
 from bgp.exabgp.config import render_config, render_environment
@@ -74,6 +76,7 @@ class Speaker:
             cluster_id=cfg.effective_cluster_id,
             allowed=tuple(cfg.bgp.import_allow),
             allow_default=cfg.bgp.allow_default_route,
+            block_lengths=(cfg.ipam.block_size, cfg.ipam.block_size_v6),
         )
         self.rib = Rib(self.policy, cfg.bgp.max_paths)
         self.peers: dict[IPAddress, PeerStatus] = {p.address: PeerStatus(p) for p in cfg.resolved_peers()}
@@ -97,6 +100,7 @@ class Speaker:
         self._deferral_timer: asyncio.TimerHandle | None = None
         self._logged_rejections: set[tuple[IPAddress, IPNetwork, str]] = set()
         self.counters: Counter[str] = Counter()
+        self.conflicts = ConflictTracker(cfg.name, cfg.pools)
         self.pump = CommandPump(self.counters)
         self._tasks: list[asyncio.Task[Any]] = []
         self._withdrawing = False
@@ -615,8 +619,12 @@ class Speaker:
 
     def _merge(self, changes: Changes, result: UpdateResult) -> None:
         changes.update(result.changes)
+        for prefix in result.touched:
+            self._report_conflict(self.conflicts.paths(prefix, self.rib.paths(prefix)))
         for rejected in result.rejected:
             self.counters[f"rejected:{rejected.reason.value}"] += 1
+            if self._report_conflict(self.conflicts.rejected(rejected)) or rejected.reason in HIJACK_REASONS:
+                continue
             key = (rejected.peer, rejected.prefix, rejected.reason.value)
             if key not in self._logged_rejections:
                 self._logged_rejections.add(key)
@@ -643,6 +651,28 @@ class Speaker:
                 upsert.append(gateway_route(prefix, selection.next_hops, self.table))
         self.fib.update_routes("bgp", upsert=upsert, remove=remove)
 
+    def _report_conflict(self, conflict: Conflict | None) -> bool:
+        if conflict is None:
+            return False
+        self.counters["address_conflicts"] += 1
+        log.error(
+            event(
+                "address_conflict",
+                prefix=conflict.prefix,
+                kind=conflict.kind,
+                nodes=",".join(conflict.nodes),
+                action="kept ours, refused theirs" if conflict.kind == HIJACK else "both announced",
+                fix="give each node its own blocks (ipam) and never --ip inside another node's block",
+            )
+        )
+        return True
+
+    def _announced_by(self, prefix: IPNetwork, node: str) -> bool:
+        return any(
+            (path := self.rib.announces(address, prefix)) is not None and str(origin(path)) == node
+            for address in self.peers
+        )
+
     # --- status -----------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
@@ -667,6 +697,7 @@ class Speaker:
             "draining": self.me.draining,
             "headless_since": round(self.headless_since, 3) if self.headless_since else None,
             "rejected": {r.value: n for r, n in self.rib.rejected_total.items()},
+            "conflicts": self._conflicts_json(),
             "counters": dict(self.counters),
             "exabgp": {
                 "pid": self.supervisor.process.pid if self.supervisor.process else None,
@@ -674,6 +705,16 @@ class Speaker:
             },
             "ready": self.ready.is_set(),
         }
+
+    def _conflicts_json(self) -> dict[str, object]:
+        self.conflicts.prune_hijacks(self._announced_by)
+        return self.conflicts.json()
+
+    def block_owner(self, ip: IPAddress) -> str | None:
+        """The node announcing the block that holds `ip` (its next hop), if another node does."""
+        length = self.cfg.ipam.block_length(ip.version)
+        selection = self.rib.selection(ip_network((ip, length), strict=False))
+        return str(selection.best.attrs.next_hop) if selection is not None else None
 
     def route_details(self, prefix: IPNetwork) -> dict[str, Any] | None:
         selection: Selection | None = self.rib.selection(prefix)

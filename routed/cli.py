@@ -234,6 +234,7 @@ async def _workload_direct(cfg: NodeConfig, args: argparse.Namespace) -> Any:
     from routed.dataplane.workload import WorkloadError
     from routed.fib.kernel import NetlinkKernel
     from routed.fib.reconciler import apply_once
+    from routed.ipam.backends import IpamError
     from routed.workloads.manager import NotFound, UsageError, WorkloadManager
     from routed.workloads.store import WorkloadStore
 
@@ -255,10 +256,11 @@ async def _workload_direct(cfg: NodeConfig, args: argparse.Namespace) -> Any:
         return spec
     except UsageError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
-    except (NotFound, WorkloadError) as exc:
+    except (NotFound, WorkloadError, IpamError) as exc:
         raise CliError(str(exc), EXIT_FAILURE) from exc
     finally:
         await kernel.close()
+        await manager.ipam.close()
 
 
 def cmd_routes(args: argparse.Namespace) -> int:

@@ -23,7 +23,9 @@ from routed.dataplane import sysctl
 from routed.dataplane.workload import WorkloadError
 from routed.fib.kernel import NetlinkKernel
 from routed.fib.reconciler import Reconciler
-from routed.fib.routes import Route
+from routed.fib.routes import Route, unreachable_route
+from routed.ipam import blocks
+from routed.ipam.backends import IpamError, make_ipam
 from routed.log import event
 from routed.views import route_json, workload_json
 from routed.workloads.manager import NotFound, UsageError, WorkloadManager
@@ -45,7 +47,10 @@ class Daemon:
             on_pass=self._announce_installed,
         )
         self.speaker = Speaker(cfg, self.reconciler, Path(cfg.api.socket).parent / f"bgp-{cfg.name}")
-        self.workloads = WorkloadManager(cfg, WorkloadStore(cfg.state_dir), on_change=self._workloads_changed)
+        self.ipam = make_ipam(cfg, owner_of=self.speaker.block_owner)
+        self.workloads = WorkloadManager(
+            cfg, WorkloadStore(cfg.state_dir), on_change=self._workloads_changed, ipam=self.ipam
+        )
         self.api = ApiServer(
             cfg.api.socket,
             {
@@ -64,17 +69,24 @@ class Daemon:
         self._drain_file = Path(cfg.state_dir) / "draining"
 
     def _workloads_changed(self, routes: list[Route]) -> None:
-        self._local_routes = routes
-        self.reconciler.set_routes("local", routes)
+        """Our local routes: each workload's /32 to its veth, and each owned block `unreachable`
+        (its unused addresses answered at once instead of sent on by a shorter route)."""
+        owned = [unreachable_route(b, self.cfg.fib.table) for b in self.ipam.owned_blocks()]
+        self._local_routes = [*routes, *owned]
+        self.reconciler.set_routes("local", self._local_routes)
         self._announce_installed()
 
     def _announce_installed(self) -> None:
-        """Announce exactly the workloads whose /32 is in our kernel: no peer may route traffic
-        here before we can deliver it (a new workload, a route refused for a conflict). A
-        workload that goes is withdrawn at once. Called on every change and after every FIB pass."""
-        installed = {r.dst for r in self._local_routes if self.reconciler.is_installed(r)}
-        if installed != self.speaker.local:
-            self.speaker.set_local_prefixes(installed)
+        """Announce exactly what is in our kernel: no peer may route traffic here before we can
+        deliver it (a new workload, a route refused for a conflict). A workload that goes is
+        withdrawn at once. Each installed block is one announcement; a workload's /32 is
+        announced only outside them. Called on every change and after every FIB pass."""
+        installed = [r for r in self._local_routes if self.reconciler.is_installed(r)]
+        wanted = blocks.announced(
+            (r.dst for r in installed if r.unreachable), (r.dst for r in installed if not r.unreachable)
+        )
+        if wanted != self.speaker.local:
+            self.speaker.set_local_prefixes(wanted)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -128,6 +140,7 @@ class Daemon:
                 await fib
             await self.api.close()
             await self.kernel.close()
+            await self.ipam.close()
             log.info(event("stopped", node=self.cfg.name, routes_kept="yes"))
 
     async def _api_add(self, request: dict[str, Any]) -> Any:
@@ -141,7 +154,7 @@ class Daemon:
             )
         except UsageError as exc:
             raise ApiError(str(exc), 2) from exc
-        except (WorkloadError, OSError) as exc:
+        except (WorkloadError, IpamError, OSError) as exc:
             raise ApiError(str(exc), 1) from exc
         await self.reconciler.wait_in_sync()
         return workload_json(spec)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything routed needs on a Debian machine, as root; safe to run again.
-#   apt: iproute2, ping, bird2, frr (benchmarks), iperf3, tcpdump, python3-venv
+#   apt: iproute2, ping, bird2, frr (benchmarks), iperf3, tcpdump, etcd (IPAM), python3-venv
 #   .venv: routed (editable) with its test tools
 #   /etc/iproute2/rt_protos.d/routed.conf: so `ip route` prints "proto routed"
 set -euo pipefail
@@ -11,7 +11,7 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 2
 fi
 
-APT_PACKAGES=(iproute2 iputils-ping bird2 frr iperf3 tcpdump procps python3 python3-venv python3-pip)
+APT_PACKAGES=(iproute2 iputils-ping bird2 frr iperf3 tcpdump procps etcd-server etcd-client python3 python3-venv python3-pip)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -21,9 +21,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# bird2's and frr's packages may start system daemons; routed's tests, labs and benchmarks
+# bird2's, frr's and etcd-server's packages may start system daemons; routed's tests, labs and benchmarks
 # run their own, each in its own namespaces.
-for service in bird frr; do
+for service in bird frr etcd; do
     if command -v systemctl >/dev/null && systemctl is-active --quiet "$service" 2>/dev/null; then
         systemctl disable --now "$service" >/dev/null 2>&1 || true
     fi

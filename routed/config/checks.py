@@ -7,7 +7,7 @@ the right line of the file.
 from __future__ import annotations
 
 from routed.config.document import FieldProblem
-from routed.config.schema import IBGP_KINDS, ExportMode, NodeConfig, PeerKind, Role
+from routed.config.schema import IBGP_KINDS, ExportMode, IpamMode, NodeConfig, PeerKind, Role
 from routed.config.yamlmarks import Path
 
 
@@ -37,6 +37,8 @@ def cross_field_problems(cfg: NodeConfig) -> list[FieldProblem]:
                 ("pools", index),
                 f"pool {pool} contains fabric.address {cfg.fabric.address}; pools are for workloads only",
             )
+
+    problems += _ipam_problems(cfg)
 
     own_addresses = {cfg.fabric.address, cfg.router_id}
     seen: dict[object, int] = {}
@@ -115,4 +117,66 @@ def cross_field_problems(cfg: NodeConfig) -> list[FieldProblem]:
             if ip in ips_seen:
                 add((*where, "ips", ip_index), f"{ip} is already given to workload {ips_seen[ip]!r}")
             ips_seen.setdefault(ip, workload.id)
+    return problems
+
+
+def _ipam_problems(cfg: NodeConfig) -> list[FieldProblem]:
+    problems: list[FieldProblem] = []
+    ipam = cfg.ipam
+    for index, pool in enumerate(cfg.pools):
+        length = ipam.block_length(pool.version)
+        if ipam.uses_blocks and pool.prefixlen > length:
+            field = "block_size" if pool.version == 4 else "block_size_v6"
+            problems.append(
+                FieldProblem(
+                    ("pools", index),
+                    f"pool {pool} is smaller than one block (/{length}); "
+                    f"widen the pool or lower ipam.{field}",
+                )
+            )
+    if ipam.mode is not IpamMode.STATIC and ipam.blocks:
+        problems.append(
+            FieldProblem(
+                ("ipam", "blocks"),
+                f"ipam.blocks is only for mode: static (mode is {ipam.mode.value}); "
+                "remove it or set mode: static",
+            )
+        )
+    if ipam.mode is IpamMode.STATIC and not ipam.blocks and cfg.role is Role.NODE:
+        problems.append(
+            FieldProblem(
+                ("ipam", "blocks"), "mode: static needs this node's blocks, e.g. blocks: [10.65.1.0/26]"
+            )
+        )
+    if ipam.mode is IpamMode.ETCD and ipam.etcd is None:
+        problems.append(
+            FieldProblem(("ipam", "etcd"), "mode: etcd needs etcd: {endpoints: [host:port, ...]}")
+        )
+    if ipam.mode is not IpamMode.ETCD and ipam.etcd is not None:
+        problems.append(
+            FieldProblem(
+                ("ipam", "etcd"), "ipam.etcd is only read in mode: etcd; remove it or set mode: etcd"
+            )
+        )
+    for index, block in enumerate(ipam.blocks):
+        where = ("ipam", "blocks", index)
+        length = ipam.block_length(block.version)
+        if block.prefixlen != length:
+            problems.append(
+                FieldProblem(
+                    where,
+                    f"block {block} is a /{block.prefixlen}; blocks are /{length} "
+                    f"(ipam.block_size{'' if block.version == 4 else '_v6'}); list /{length}s",
+                )
+            )
+        if not any(block.version == p.version and block.subnet_of(p) for p in cfg.pools):  # type: ignore[arg-type]
+            pools = ", ".join(str(p) for p in cfg.pools)
+            problems.append(FieldProblem(where, f"block {block} is outside every pool ({pools})"))
+        for earlier_index, earlier in enumerate(ipam.blocks[:index]):
+            if block.version == earlier.version and block.overlaps(earlier):
+                problems.append(
+                    FieldProblem(
+                        where, f"block {block} overlaps ipam.blocks[{earlier_index}] {earlier}; list it once"
+                    )
+                )
     return problems

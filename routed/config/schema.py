@@ -231,6 +231,59 @@ class Fib(Strict):
     install_learned: bool | None = None
 
 
+class IpamMode(StrEnum):
+    NONE = "none"  # addresses from the pools, one /32 route each, uniqueness up to you
+    STATIC = "static"  # this node's blocks are listed in `ipam.blocks`
+    ETCD = "etcd"  # blocks claimed in etcd, on demand
+
+
+def _endpoint(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    match = re.fullmatch(r"(?:http://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})/?", value)
+    if match is None or not 1 <= int(match.group(2)) <= 65535:
+        raise ValueError(f"{value!r} is not an etcd endpoint; write host:port, e.g. 10.0.0.1:2379")
+    return f"{match.group(1)}:{match.group(2)}"
+
+
+class Etcd(Strict):
+    """Where blocks and allocations live in `ipam: {mode: etcd}`."""
+
+    # client URLs of the etcd members; requests fail over between them
+    endpoints: tuple[Annotated[str, BeforeValidator(_endpoint)], ...] = Field(min_length=1)
+    # every key routed writes starts with this
+    prefix: str = Field(default="/routed", pattern=r"^/[A-Za-z0-9._/-]*$")
+    # seconds one request may take before etcd counts as unreachable
+    timeout: float = Field(default=3.0, gt=0, le=60)
+
+
+class Ipam(Strict):
+    mode: IpamMode = IpamMode.NONE
+    # prefix length of a block, per IP version (Calico's defaults)
+    block_size: int = Field(default=26, ge=8, le=32)
+    block_size_v6: int = Field(default=122, ge=64, le=128)
+    # mode static: this node's blocks (each of block_size inside a pool; no two nodes share one)
+    blocks: tuple[Cidr, ...] = ()
+    etcd: Etcd | None = None
+    # seconds before an empty block goes back to the pool (etcd) and before an allocation whose
+    # workload is gone is released
+    release_after: int = Field(default=600, ge=0, le=86400 * 30)
+
+    def block_length(self, version: int) -> int:
+        return self.block_size if version == 4 else self.block_size_v6
+
+    @property
+    def uses_blocks(self) -> bool:
+        return self.mode is not IpamMode.NONE
+
+
+def _ipam_shorthand(value: Any) -> Any:
+    # `ipam: etcd` alone is not enough (endpoints), but `ipam: none` is; say what is missing
+    if isinstance(value, str):
+        return {"mode": value}
+    return value
+
+
 class Workload(Strict):
     """A workload attached at start-up (others arrive over the API or the CNI)."""
 
@@ -257,6 +310,7 @@ class NodeConfig(Strict):
     role: Role = Role.NODE
     fabric: Fabric
     pools: tuple[Cidr, ...] = Field(min_length=1)
+    ipam: Annotated[Ipam, BeforeValidator(_ipam_shorthand)] = Ipam()
     mesh: Annotated[Literal["full", "off"], BeforeValidator(_mesh_mode)] = "off"
     mesh_nodes: tuple[Address, ...] = ()
     cluster_id: RouterId | None = None

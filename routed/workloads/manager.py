@@ -10,11 +10,11 @@ import ipaddress
 import logging
 from collections.abc import Callable, Sequence
 
-from routed import ipam
 from routed.config import NodeConfig
 from routed.config.schema import WORKLOAD_ID
 from routed.dataplane.workload import WorkloadError, WorkloadSpec, attach, detach
 from routed.fib.routes import Route
+from routed.ipam.backends import Ipam, Refused, make_ipam
 from routed.log import event
 from routed.workloads.store import WorkloadStore
 
@@ -33,10 +33,15 @@ class NotFound(Exception):
 
 class WorkloadManager:
     def __init__(
-        self, cfg: NodeConfig, store: WorkloadStore, on_change: Callable[[list[Route]], None] | None = None
+        self,
+        cfg: NodeConfig,
+        store: WorkloadStore,
+        on_change: Callable[[list[Route]], None] | None = None,
+        ipam: Ipam | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
+        self.ipam = ipam if ipam is not None else make_ipam(cfg)
         self._on_change = on_change
         self._workloads: dict[str, WorkloadSpec] = {}
 
@@ -106,12 +111,15 @@ class WorkloadManager:
                     )
                 spec = existing
             else:
-                spec = WorkloadSpec(workload_id, netns, self._addresses(ips, current), ifname)
+                spec = WorkloadSpec(
+                    workload_id, netns, await self._addresses(workload_id, ips, current), ifname
+                )
             try:
                 await attach(spec)
             except (WorkloadError, OSError):
                 if existing is None:
                     await detach(spec)  # leave nothing half-made behind
+                    await self.ipam.release(spec.id, spec.ips)
                 raise
             current[spec.id] = spec
             self.store.save(current)
@@ -128,21 +136,13 @@ class WorkloadManager:
         self._changed()
         return spec
 
-    def _addresses(
-        self, requested: Sequence[IPAddress], current: dict[str, WorkloadSpec]
+    async def _addresses(
+        self, workload_id: str, requested: Sequence[IPAddress], current: dict[str, WorkloadSpec]
     ) -> tuple[IPAddress, ...]:
         used = {ip for w in current.values() for ip in w.ips}
-        pools = self.cfg.pools
         try:
-            if requested:
-                if len({ip.version for ip in requested}) != len(requested):
-                    raise UsageError("give at most one IPv4 and one IPv6 address per workload")
-                for ip in requested:
-                    ipam.check_requested(ip, pools, used)
-                return tuple(requested)
-            versions = sorted({p.version for p in pools})
-            return tuple(ipam.allocate(pools, used, v) for v in versions)
-        except (ipam.NotInPool, ipam.PoolExhausted) as exc:
+            return await self.ipam.assign(workload_id, requested, used)
+        except Refused as exc:
             raise UsageError(str(exc)) from exc
 
     async def delete(self, workload_id: str, guard: Callable[[], None] | None = None) -> WorkloadSpec:
@@ -157,6 +157,7 @@ class WorkloadManager:
             del current[workload_id]
             self.store.save(current)
             self._workloads = current
+            await self.ipam.release(spec.id, spec.ips)
         log.info(event("workload_deleted", workload=spec.id, veth=spec.host_ifname))
         self._changed()
         return spec

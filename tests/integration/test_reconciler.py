@@ -242,7 +242,9 @@ def test_unreachable_block_through_the_kernel(namespaces: Namespaces) -> None:
         assert first["seen"] == ["10.65.1.1/32 dev rtblock0", "unreachable 10.65.1.0/26"]
         listed = sh(["ip", "-n", netns, "route", "show", "proto", "routed"]).stdout
         assert "unreachable 10.65.1.0/26" in listed
-        assert sh(["ip", "-n", netns, "route", "get", "10.65.1.1"]).stdout.startswith("10.65.1.1 dev rtblock0")
+        assert sh(["ip", "-n", netns, "route", "get", "10.65.1.1"]).stdout.startswith(
+            "10.65.1.1 dev rtblock0"
+        )
         refused = subprocess.run(
             ["ip", "-n", netns, "route", "get", "10.65.1.7"], capture_output=True, text=True, check=False
         )

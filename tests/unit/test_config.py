@@ -219,3 +219,38 @@ def test_aggregate_export_rules() -> None:
     reflector = ebgp.replace("kind: reflector}", "kind: client}") + "role: reflector\n"
     found = problems(reflector)
     assert found[0][1] == "peers[1].export" and "fib.install_learned: true" in found[0][2]
+
+
+def test_ipam_static_blocks() -> None:
+    cfg = parse_config(GOOD + "ipam: {mode: static, blocks: [10.65.1.0/26, 'fd00:65::/122']}\n", "node.yaml")
+    assert cfg.ipam.uses_blocks and [str(b) for b in cfg.ipam.blocks] == ["10.65.1.0/26", "fd00:65::/122"]
+    assert (cfg.ipam.block_length(4), cfg.ipam.block_length(6)) == (26, 122)
+    assert not parse_config(GOOD + "ipam: none\n", "node.yaml").ipam.uses_blocks  # shorthand
+
+
+def test_ipam_rules() -> None:
+    text = GOOD + textwrap.dedent("""\
+        ipam:
+          mode: static
+          blocks: [10.65.1.0/24, 10.66.0.0/26, 10.65.2.0/26, 10.65.2.0/26]
+    """)
+    found = {f: m for _, f, m in problems(text)}
+    assert "blocks are /26" in found["ipam.blocks[0]"]
+    assert "outside every pool" in found["ipam.blocks[1]"]
+    assert "overlaps ipam.blocks[2]" in found["ipam.blocks[3]"]
+    assert (
+        "needs this node's blocks"
+        in dict((f, m) for _, f, m in problems(GOOD + "ipam: static\n"))["ipam.blocks"]
+    )
+    found = {f: m for _, f, m in problems(GOOD + "ipam: {mode: etcd, blocks: [10.65.1.0/26]}\n")}
+    assert "only for mode: static" in found["ipam.blocks"] and "needs etcd" in found["ipam.etcd"]
+    found = {
+        f: m for _, f, m in problems(GOOD + "ipam: {mode: etcd, etcd: {endpoints: ['http://x:99999']}}\n")
+    }
+    assert "not an etcd endpoint" in found["ipam.etcd.endpoints[0]"]
+    small = GOOD.replace("10.65.0.0/16", "10.65.0.0/28") + "ipam: {mode: static, blocks: ['fd00:65::/122']}\n"
+    assert "smaller than one block" in {f: m for _, f, m in problems(small)}["pools[0]"]
+    ok = parse_config(
+        GOOD + "ipam: {mode: etcd, etcd: {endpoints: ['http://10.0.0.1:2379', 'e2:2379']}}\n", "n"
+    )
+    assert ok.ipam.etcd is not None and ok.ipam.etcd.endpoints == ("10.0.0.1:2379", "e2:2379")

@@ -1,0 +1,160 @@
+"""The IPAM modes behind one interface: which blocks this node owns, which address a workload gets.
+
+- none: addresses from the pools, one /32 route each; uniqueness across nodes is up to you.
+- static: this node's blocks come from its config (`ipam.blocks`).
+- etcd: blocks are claimed in etcd on demand (routed.ipam.etcd).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence, Set
+from typing import Protocol
+
+from routed.config import NodeConfig
+from routed.ipam import blocks, pools
+from routed.ipam.blocks import IPAddress, IPNetwork
+
+# Who announces, on the fabric, a block holding this address ("10.0.0.12"); None if nobody.
+OwnerLookup = Callable[[IPAddress], str | None]
+
+
+class IpamError(Exception):
+    """An address cannot be given; the message says why and what to do."""
+
+
+class Refused(IpamError):
+    """The request itself is wrong (another node's address, outside the pools...)."""
+
+
+class Unavailable(IpamError):
+    """The datastore cannot be reached for something only it can decide (a new block)."""
+
+
+class Ipam(Protocol):
+    def owned_blocks(self) -> tuple[IPNetwork, ...]: ...
+
+    async def assign(
+        self, workload_id: str, requested: Sequence[IPAddress], used: Set[IPAddress]
+    ) -> tuple[IPAddress, ...]: ...
+
+    async def release(self, workload_id: str, ips: Sequence[IPAddress]) -> None: ...
+
+    async def start(self) -> None:
+        """Align with the datastore at daemon start (best effort: it may be away)."""
+
+    async def maintain(self, in_use: Set[IPAddress], now: float | None = None) -> bool:
+        """Periodic upkeep; True if the blocks this node owns changed."""
+
+    async def close(self) -> None: ...
+
+
+def check_requested(requested: Sequence[IPAddress], cfg: NodeConfig, used: Set[IPAddress]) -> None:
+    if len({ip.version for ip in requested}) != len(requested):
+        raise Refused("give at most one IPv4 and one IPv6 address per workload")
+    for ip in requested:
+        try:
+            pools.check_requested(ip, cfg.pools, used)
+        except pools.NotInPool as exc:
+            raise Refused(str(exc)) from exc
+
+
+class PoolIpam:
+    """Mode none: the lowest free address of the pools, as before blocks."""
+
+    def __init__(self, cfg: NodeConfig) -> None:
+        self.cfg = cfg
+
+    def owned_blocks(self) -> tuple[IPNetwork, ...]:
+        return ()
+
+    async def assign(
+        self, workload_id: str, requested: Sequence[IPAddress], used: Set[IPAddress]
+    ) -> tuple[IPAddress, ...]:
+        if requested:
+            check_requested(requested, self.cfg, used)
+            return tuple(requested)
+        versions = sorted({p.version for p in self.cfg.pools})
+        try:
+            return tuple(pools.allocate(self.cfg.pools, used, v) for v in versions)
+        except (pools.NotInPool, pools.PoolExhausted) as exc:
+            raise Refused(str(exc)) from exc
+
+    async def release(self, workload_id: str, ips: Sequence[IPAddress]) -> None:
+        return None
+
+    async def start(self) -> None:
+        return None
+
+    async def maintain(self, in_use: Set[IPAddress], now: float | None = None) -> bool:
+        return False
+
+    async def close(self) -> None:
+        return None
+
+
+def refuse_foreign(ip: IPAddress, own: Sequence[IPNetwork], owner_of: OwnerLookup, length: int) -> None:
+    """`--ip` inside a block another node announces would hijack its workloads: refuse, naming it."""
+    if blocks.containing(ip, own) is not None:
+        return
+    owner = owner_of(ip)
+    if owner is not None:
+        raise Refused(
+            f"{ip} is inside block {blocks.block_of(ip, length)}, which belongs to the node at {owner}; "
+            "take an address of this node's blocks, or omit --ip"
+        )
+
+
+class StaticIpam:
+    """Mode static: the blocks listed in `ipam.blocks` are this node's."""
+
+    def __init__(self, cfg: NodeConfig, owner_of: OwnerLookup | None = None) -> None:
+        self.cfg = cfg
+        self._owner_of: OwnerLookup = owner_of or (lambda ip: None)
+
+    def owned_blocks(self) -> tuple[IPNetwork, ...]:
+        return self.cfg.ipam.blocks
+
+    async def assign(
+        self, workload_id: str, requested: Sequence[IPAddress], used: Set[IPAddress]
+    ) -> tuple[IPAddress, ...]:
+        own = self.owned_blocks()
+        if requested:
+            check_requested(requested, self.cfg, used)
+            for ip in requested:
+                refuse_foreign(ip, own, self._owner_of, self.cfg.ipam.block_length(ip.version))
+            return tuple(requested)
+        out: list[IPAddress] = []
+        for version in sorted({b.version for b in own}):
+            mine = [b for b in own if b.version == version]
+            free = blocks.first_free(mine, used, self.cfg.pools)
+            if free is None:
+                raise Refused(
+                    f"every IPv{version} block of this node is full ({', '.join(map(str, mine))}); "
+                    "add a block to ipam.blocks or delete unused workloads"
+                )
+            out.append(free)
+        return tuple(out)
+
+    async def release(self, workload_id: str, ips: Sequence[IPAddress]) -> None:
+        return None
+
+    async def start(self) -> None:
+        return None
+
+    async def maintain(self, in_use: Set[IPAddress], now: float | None = None) -> bool:
+        return False
+
+    async def close(self) -> None:
+        return None
+
+
+def make_ipam(cfg: NodeConfig, owner_of: OwnerLookup | None = None) -> Ipam:
+    from routed.config.schema import IpamMode
+
+    if cfg.ipam.mode is IpamMode.STATIC:
+        return StaticIpam(cfg, owner_of)
+    if cfg.ipam.mode is IpamMode.ETCD:
+        from routed.ipam.etcd import EtcdIpam
+
+        return EtcdIpam(cfg, owner_of)
+    return PoolIpam(cfg)

@@ -1,0 +1,84 @@
+"""IPAM blocks: pools cut into fixed-size blocks, each owned by one node. Pure, no I/O.
+
+A node hands out addresses only from blocks it owns, so two nodes can never hand out the
+same address, and the fabric needs one route per block instead of one per workload. The
+first address of every block is never handed out: 10.65.1.0/26 gives 10.65.1.1 first, which
+reads as a host address to people and to stacks that still treat a .0 specially.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence, Set
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
+
+IPAddress = IPv4Address | IPv6Address
+IPNetwork = IPv4Network | IPv6Network
+
+
+def block_of(ip: IPAddress, length: int) -> IPNetwork:
+    """The block of `length` that holds `ip`."""
+    return ip_network((ip, length), strict=False)
+
+
+def blocks_in(pool: IPNetwork, length: int) -> Iterator[IPNetwork]:
+    """Every block of a pool, lowest first; lazily, as an IPv6 pool holds billions."""
+    if pool.prefixlen > length:
+        return
+    yield from pool.subnets(new_prefix=length)
+
+
+def first_unclaimed(
+    pools: Sequence[IPNetwork], version: int, length: int, claimed: Set[IPNetwork]
+) -> Iterator[IPNetwork]:
+    """Blocks nobody has claimed, lowest first, pool by pool."""
+    for pool in pools:
+        if pool.version != version:
+            continue
+        for block in blocks_in(pool, length):
+            if block not in claimed:
+                yield block
+
+
+def usable(block: IPNetwork, pools: Iterable[IPNetwork]) -> range:
+    """The addresses of a block that may be handed out, as integers.
+
+    Skips the block's first address (see the module doc) and, in the last block of an IPv4
+    pool wider than /31, the pool's broadcast address.
+    """
+    first, last = int(block.network_address) + 1, int(block.broadcast_address)
+    for pool in pools:
+        if pool.version == 4 == block.version and pool.prefixlen < 31 and last == int(pool.broadcast_address):
+            last -= 1
+    return range(first, last + 1)
+
+
+def first_free(
+    blocks: Sequence[IPNetwork], used: Set[IPAddress], pools: Iterable[IPNetwork]
+) -> IPAddress | None:
+    """The lowest free address of the first of `blocks` (in the order given) that has one."""
+    pools = tuple(pools)
+    taken = {int(ip) for ip in used}
+    for block in blocks:
+        for value in usable(block, pools):
+            if value not in taken:
+                return IPv4Address(value) if block.version == 4 else IPv6Address(value)
+    return None
+
+
+def containing(ip: IPAddress, blocks: Iterable[IPNetwork]) -> IPNetwork | None:
+    return next((b for b in blocks if b.version == ip.version and ip in b), None)
+
+
+def announced(blocks: Iterable[IPNetwork], hosted: Iterable[IPNetwork]) -> set[IPNetwork]:
+    """What a node announces: each of its blocks, plus a host prefix only for an address it
+    hosts outside them (a workload from before blocks, or `--ip` outside its own blocks)."""
+    owned = list(blocks)
+    out: set[IPNetwork] = set(owned)
+    for prefix in hosted:
+        if not any(prefix.version == b.version and prefix.subnet_of(b) for b in owned):  # type: ignore[arg-type]
+            out.add(prefix)
+    return out
+
+
+def in_use(block: IPNetwork, used: Iterable[IPAddress]) -> int:
+    return sum(1 for ip in used if ip.version == block.version and ip in block)
