@@ -1,7 +1,8 @@
 """Truth check: does every host's kernel route every container of the fabric, and nothing else?
 
 For each routed host of a running lab, the ground truth is: its own workloads' /32s on
-their veths, and every other host's workloads via that host's fabric address. The
+their veths and its own IPAM blocks `unreachable`; every other host's blocks via that
+host's fabric address, and that host's workloads outside its blocks as /32s via it. The
 check reads the kernel's `proto routed` routes of every host and prints the difference
 (missing, wrong next hop, extra). Exit 0 when there is none, 1 otherwise.
 
@@ -57,11 +58,24 @@ def routed_hosts(topo: Topology) -> dict[str, str]:
     return hosts
 
 
-def workloads(topo: Topology, node: str) -> set[str]:
-    result = runner.run_in_node(topo, node, ["routed", "workload", "list", "--json"], capture=True)
+@dataclass(frozen=True)
+class Holdings:
+    blocks: frozenset[str]  # IPv4 blocks the host owns
+    outside: frozenset[str]  # IPv4 workload addresses outside them (announced as /32s)
+    workloads: frozenset[str]  # every IPv4 workload address
+
+
+def holdings(topo: Topology, node: str) -> Holdings:
+    """What a host owns, from its own state (`routed ipam --json`: works with or without a daemon)."""
+    result = runner.run_in_node(topo, node, ["routed", "ipam", "--json"], capture=True)
     if result.returncode != 0:
-        raise RuntimeError(f"{node}: routed workload list failed: {result.stderr.strip()}")
-    return {ip for w in json.loads(result.stdout) for ip in w["ips"] if ":" not in ip}
+        raise RuntimeError(f"{node}: routed ipam failed: {result.stderr.strip()}")
+    ipam = json.loads(result.stdout)
+    return Holdings(
+        frozenset(b["block"] for b in ipam["blocks"] if ":" not in b["block"]),
+        frozenset(ip for ip in ipam["outside_blocks"] if ":" not in ip),
+        frozenset(ip for ip in ipam["addresses"] if ":" not in ip),
+    )
 
 
 def kernel_routes(topo: Topology, node: str) -> dict[str, str]:
@@ -74,19 +88,26 @@ def kernel_routes(topo: Topology, node: str) -> dict[str, str]:
     routes = {}
     for route in json.loads(out or "[]"):
         dst = route["dst"] if "/" in route["dst"] else f"{route['dst']}/32"
-        routes[dst] = f"via {route['gateway']}" if "gateway" in route else "dev"
+        if route.get("type") == "unreachable":
+            routes[dst] = "unreachable"
+        else:
+            routes[dst] = f"via {route['gateway']}" if "gateway" in route else "dev"
     return routes
 
 
 def check(topo: Topology) -> Report:
     hosts = routed_hosts(topo)
-    owned = {node: workloads(topo, node) for node in hosts}
+    owned = {node: holdings(topo, node) for node in hosts}
     report = Report(hosts=len(hosts))
     for node in hosts:
         expected = {}
-        for owner, ips in owned.items():
-            for ip in ips:
-                expected[f"{ip}/32"] = "dev" if owner == node else f"via {hosts[owner]}"
+        for owner, held in owned.items():
+            if owner == node:
+                expected.update({f"{ip}/32": "dev" for ip in held.workloads})
+                expected.update({block: "unreachable" for block in held.blocks})
+            else:
+                expected.update({f"{ip}/32": f"via {hosts[owner]}" for ip in held.outside})
+                expected.update({block: f"via {hosts[owner]}" for block in held.blocks})
         actual = kernel_routes(topo, node)
         report.routes_checked += len(expected)
         for prefix in sorted(expected.keys() | actual.keys()):

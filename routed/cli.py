@@ -79,6 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     with_config(status)
 
+    ipam = sub.add_parser("ipam", help="this node's address blocks and how full they are")
+    ipam.add_argument("--json", action="store_true")
+    with_config(ipam)
+
     lab = sub.add_parser("lab", help="run containerlab topologies as network namespaces (no Docker)")
     lab_actions = lab.add_subparsers(dest="action", required=True)
     for action, text in (
@@ -332,6 +336,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_ipam(args: argparse.Namespace) -> int:
+    """From the node's own state on disk: the same answer with or without a daemon."""
+    from routed.ipam.backends import make_ipam
+    from routed.views import ipam_json, ipam_text
+    from routed.workloads.store import WorkloadStore
+
+    cfg = _config(args.config)
+    store = WorkloadStore(cfg.state_dir)
+    with store.locked():
+        workloads = list(store.load().values())
+    result = ipam_json(cfg, make_ipam(cfg), workloads)
+    print(json.dumps(result, indent=2) if args.json else ipam_text(result))
+    return EXIT_OK
+
+
 def _daemon_call(cfg: NodeConfig, op: str, timeout: float = 30, **request: Any) -> Any:
     from routed import api
 
@@ -432,6 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "workload": cmd_workload,
         "routes": cmd_routes,
         "status": cmd_status,
+        "ipam": cmd_ipam,
         "lab": cmd_lab,
         "stop": cmd_stop,
         "drain": cmd_drain,

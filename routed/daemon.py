@@ -19,6 +19,7 @@ from typing import Any
 from bgp.speaker import Speaker
 from routed.api import ApiError, ApiServer
 from routed.config import NodeConfig
+from routed.config.schema import IpamMode
 from routed.dataplane import sysctl
 from routed.dataplane.workload import WorkloadError
 from routed.fib.kernel import NetlinkKernel
@@ -27,7 +28,7 @@ from routed.fib.routes import Route, unreachable_route
 from routed.ipam import blocks
 from routed.ipam.backends import IpamError, make_ipam
 from routed.log import event
-from routed.views import route_json, workload_json
+from routed.views import ipam_json, route_json, workload_json
 from routed.workloads.manager import NotFound, UsageError, WorkloadManager
 from routed.workloads.store import WorkloadStore
 
@@ -124,11 +125,12 @@ class Daemon:
                     api=self.cfg.api.socket,
                 )
             )
+            upkeep = asyncio.create_task(self._ipam_upkeep(), name="ipam")
             stop = asyncio.create_task(self._stop.wait())
-            done, _ = await asyncio.wait({fib, bgp, stop}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (fib, bgp):
+            done, _ = await asyncio.wait({fib, bgp, upkeep, stop}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (fib, bgp, upkeep):
                 if task in done:
-                    task.result()  # the reconciler or the speaker died: fail loudly, exit 1
+                    task.result()  # the reconciler, the speaker or IPAM died: fail loudly, exit 1
         finally:
             await self.speaker.stop()
             if bgp is not None:
@@ -142,6 +144,21 @@ class Daemon:
             await self.kernel.close()
             await self.ipam.close()
             log.info(event("stopped", node=self.cfg.name, routes_kept="yes"))
+
+    async def _ipam_upkeep(self) -> None:
+        """Align with the IPAM datastore (in the background: restore and start-up use the cached
+        blocks), then keep it tidy: blocks released when empty long enough, orphans freed."""
+        await self.ipam.start()
+        self._workloads_changed(self.workloads.routes())
+        if self.cfg.ipam.mode is not IpamMode.ETCD:
+            await asyncio.Event().wait()  # nothing to keep up
+            return
+        interval = max(1.0, min(30.0, self.cfg.ipam.release_after / 4))
+        while True:
+            await asyncio.sleep(interval)
+            in_use = {ip for w in self.workloads.all() for ip in w.ips}
+            if await self.ipam.maintain(in_use):
+                self._workloads_changed(self.workloads.routes())
 
     async def _api_add(self, request: dict[str, Any]) -> Any:
         try:
@@ -191,6 +208,7 @@ class Daemon:
             "asn": self.cfg.asn,
             "started": round(self._started, 3),
             "fib": {k: getattr(stats, k) for k in stats.__slots__},
+            "ipam": ipam_json(self.cfg, self.ipam, self.workloads.all()),
             "bgp": self.speaker.status(),
         }
 

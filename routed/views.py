@@ -8,8 +8,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from routed.config import NodeConfig
     from routed.dataplane.workload import WorkloadSpec
     from routed.fib.routes import Route
+    from routed.ipam.backends import Ipam
 
 
 def workload_json(spec: WorkloadSpec) -> dict[str, Any]:
@@ -23,7 +27,7 @@ def workload_json(spec: WorkloadSpec) -> dict[str, Any]:
 
 
 def route_json(route: Route) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "dst": str(route.dst),
         "table": route.table,
         "nexthops": [
@@ -31,6 +35,36 @@ def route_json(route: Route) -> dict[str, Any]:
             for h in route.nexthops
         ],
     }
+    if route.unreachable:
+        out["type"] = "unreachable"
+    return out
+
+
+def ipam_json(cfg: NodeConfig, ipam: Ipam, workloads: Iterable[WorkloadSpec]) -> dict[str, Any]:
+    """The node's blocks, how full each is, and the addresses it hosts outside them."""
+    from routed.ipam import blocks
+
+    hosted = [ip for w in workloads for ip in w.ips]
+    owned = ipam.owned_blocks()
+    return {
+        "mode": cfg.ipam.mode.value,
+        "block_size": cfg.ipam.block_size,
+        "block_size_v6": cfg.ipam.block_size_v6,
+        "blocks": [
+            {"block": str(b), "used": blocks.in_use(b, hosted), "size": len(blocks.usable(b, cfg.pools))}
+            for b in owned
+        ],
+        "outside_blocks": sorted(str(ip) for ip in hosted if blocks.containing(ip, owned) is None),
+        "addresses": sorted(str(ip) for ip in hosted),
+    }
+
+
+def ipam_text(ipam: dict[str, Any]) -> str:
+    used = ", ".join(f"{b['block']} ({b['used']}/{b['size']} used)" for b in ipam["blocks"]) or "none"
+    line = f"ipam {ipam['mode']}: blocks {used}" if ipam["mode"] != "none" else "ipam none: /32 per workload"
+    if ipam["outside_blocks"] and ipam["mode"] != "none":
+        line += f"; announced as /32 (outside our blocks): {', '.join(ipam['outside_blocks'])}"
+    return line
 
 
 def human_duration(seconds: float) -> str:
@@ -74,6 +108,12 @@ def status_text(status: dict[str, Any], now: float | None = None) -> str:
             f"HEADLESS since {since} ({human_duration(now - bgp['headless_since'])}), "
             f"{bgp.get('stale', 0)} stale routes: no reflector is up; forwarding on kept routes"
         )
+    if "ipam" in status:
+        lines.append(ipam_text(status["ipam"]))
+    conflicts = bgp.get("conflicts") or {}
+    if conflicts.get("current"):
+        listed = "; ".join(f"{c['prefix']} ({', '.join(c['nodes'])}: {c['kind']})" for c in conflicts["list"])
+        lines.append(f"ADDRESS CONFLICTS {conflicts['current']}: {listed}")
     lines.append("")
     rows: list[tuple[str, ...]] = [
         ("PEER", "DESCRIPTION", "KIND", "AS", "STATE", "SINCE", "RECV", "ACC", "SENT", "GR", "STALE", "INFO")

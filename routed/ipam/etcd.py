@@ -188,10 +188,12 @@ class EtcdIpam:
         return ", ".join(str(b) for b in self.owned_blocks() if b.version == version) or "none"
 
     async def _record(self, ip: IPAddress, workload_id: str) -> Allocation | None:
+        block = blocks.block_of(ip, self.cfg.ipam.block_length(ip.version))
+        if self.cache.empty_since.pop(block, None) is not None:
+            self.cache.save()  # in use again: not to be released under the new workload
         try:
             return await self.store.record(ip, Allocation(self.node, workload_id))
         except EtcdUnreachable:
-            block = blocks.block_of(ip, self.cfg.ipam.block_length(ip.version))
             if block not in self.cache.blocks:
                 raise
             self.cache.to_record[ip] = workload_id  # ours by block: safe now, told to etcd later
