@@ -54,6 +54,7 @@ class PeerStatus:
             "router_id": str(self.router_id) if self.router_id else None,
             "received": received,
             "accepted": accepted,
+            "updates": self.updates,  # UPDATE messages received this session and before
             "announced": announced,
             "eor": sorted(self.eor),
             "eor_sent": self.eor_sent,

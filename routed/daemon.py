@@ -192,7 +192,7 @@ class Daemon:
         for route in self.reconciler.installed().values():
             item = route_json(route)
             details = self.speaker.route_details(route.dst)
-            if route.is_link_scope:
+            if route.is_link_scope or route.unreachable:
                 item["source"] = "local"
             elif details is not None:
                 item.update(details)

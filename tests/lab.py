@@ -83,9 +83,13 @@ def running_lab(topology: str | Path) -> Iterator[Lab]:
 
 
 @contextmanager
-def lab_variant(topology: str, appended: dict[str, str]) -> Iterator[Path]:
+def lab_variant(
+    topology: str, appended: dict[str, str], edits: dict[str, list[tuple[str, str]]] | None = None
+) -> Iterator[Path]:
     """A copy of a labs/ topology whose node files get extra YAML appended, e.g.
-    {"h1.yaml": "bgp: {graceful_restart: {restart_time: 6}}"}; removed afterwards."""
+    {"h1.yaml": "bgp: {graceful_restart: {restart_time: 6}}"}, and whose files (the topology
+    itself or a node file, by path: "quickstart/h1.yaml") get text replaced: {path: [(old,
+    new), ...]}, each old text required; removed afterwards."""
     root = Path("/tmp") / f"rt-lab-{uuid.uuid4().hex[:8]}"
     try:
         shutil.copytree(LABS / topology, root / topology)
@@ -93,6 +97,13 @@ def lab_variant(topology: str, appended: dict[str, str]) -> Iterator[Path]:
         for name, text in appended.items():
             with open(root / topology / name, "a") as handle:
                 handle.write("\n" + text + "\n")
+        for name, replacements in (edits or {}).items():
+            path = root / name
+            content = path.read_text()
+            for old, new in replacements:
+                assert old in content, f"{name} has no {old!r} to replace"
+                content = content.replace(old, new)
+            path.write_text(content)
         yield root / f"{topology}.clab.yml"
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import json
 import os
@@ -32,7 +33,23 @@ def kernel_routes(lab: Lab, node: str) -> dict[str, str]:
             check=True,
         ).stdout
     )
-    return {r["dst"]: r.get("gateway", r.get("dev", "")) for r in out}
+    return {
+        r["dst"]: "unreachable" if r.get("type") == "unreachable" else r.get("gateway", r.get("dev", ""))
+        for r in out
+    }
+
+
+def route_to(lab: Lab, node: str, ip: str) -> str | None:
+    """Where the node's proto routed routes send `ip` by longest match (a gateway, a device, or
+    "unreachable"); None if none covers it. With IPAM blocks a remote workload is reached
+    through its host's block route, not a /32 of its own."""
+    address = ipaddress.ip_address(ip)
+    covering = [
+        (network.prefixlen, how)
+        for dst, how in kernel_routes(lab, node).items()
+        if address in (network := ipaddress.ip_network(dst))
+    ]
+    return max(covering)[1] if covering else None
 
 
 def status(lab: Lab, node: str) -> dict[str, Any]:

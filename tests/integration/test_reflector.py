@@ -9,7 +9,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from tests.integration.test_bgp import kernel_routes, pids_in, ping, sessions_up, status
+from tests.integration.test_bgp import kernel_routes, pids_in, ping, route_to, sessions_up, status
 from tests.lab import Lab, running_lab
 from tests.netns import wait_until
 
@@ -50,11 +50,11 @@ def any_process(needle: str) -> bool:
 def test_one_reflector_three_nodes() -> None:
     with running_lab("quickstart") as lab:
         for node in QUICKSTART:
-            expected = {ip for other, w in QUICKSTART.items() if other != node for ip in w.values()}
+            expected = {f"10.65.{other[1]}.0/26" for other in QUICKSTART if other != node}
             wait_until(
                 lambda n=node, e=expected: e <= set(kernel_routes(lab, n)),
                 timeout=30,
-                what=f"{node} learns the others' workloads through rr1",
+                what=f"{node} learns the others' blocks through rr1",
             )
         for src, dst in [("h1", "h2"), ("h2", "h3"), ("h3", "h1")]:
             for ns in QUICKSTART[src]:
@@ -64,7 +64,7 @@ def test_one_reflector_three_nodes() -> None:
                     )
         # reflection attributes, as `routed routes --json` shows them on a node
         shown = {r["dst"]: r for r in json.loads(lab.exec("h1", "routed", "routes", "--json").stdout)}
-        learned = shown["10.65.2.1/32"]
+        learned = shown["10.65.2.0/26"]
         assert learned["source"] == "bgp" and learned["peer"] == "10.0.0.1"
         assert learned["originator_id"] == "10.0.0.12"
         assert learned["cluster_list"] == ["10.0.0.1"]  # rr1's cluster id defaults to its router id
@@ -77,16 +77,20 @@ def test_one_reflector_three_nodes() -> None:
         assert sessions_up(lab, "rr1") == ["10.0.0.11", "10.0.0.12", "10.0.0.13"]
         # the reflector hosts no workloads, so it programs no FIB
         assert kernel_routes(lab, "rr1") == {}
-        # withdraw propagates through the reflector
-        lab.exec("h3", "routed", "workload", "del", "h3-web2")
+        # a /32 outside h3's block is announced and withdrawn through the reflector
+        lab.exec("h3", "ip", "netns", "add", "extra")
+        lab.exec("h3", "routed", "workload", "add", "extra", "--netns", "extra", "--ip", "10.65.3.100")
         for node in ("h1", "h2"):
-            wait_until(lambda n=node: "10.65.3.2" in kernel_routes(lab, n), False, timeout=10)
+            wait_until(lambda n=node: kernel_routes(lab, n).get("10.65.3.100"), "10.0.0.13", timeout=10)
+        lab.exec("h3", "routed", "workload", "del", "extra")
+        for node in ("h1", "h2"):
+            wait_until(lambda n=node: "10.65.3.100" in kernel_routes(lab, n), False, timeout=10)
 
 
 def test_losing_a_reflector_loses_no_packet() -> None:
     with running_lab("dual-rr") as lab:
-        wait_until(lambda: kernel_routes(lab, "h1").get("10.65.2.1"), "10.0.0.12", timeout=30)
-        wait_until(lambda: kernel_routes(lab, "h2").get("10.65.1.1"), "10.0.0.11", timeout=30)
+        wait_until(lambda: route_to(lab, "h1", "10.65.2.1"), "10.0.0.12", timeout=30)
+        wait_until(lambda: route_to(lab, "h2", "10.65.1.1"), "10.0.0.11", timeout=30)
         wait_until(
             lambda: sorted(p["address"] for p in status(lab, "h1")["bgp"]["peers"] if p["received"]),
             ["10.0.0.1", "10.0.0.2"],
@@ -128,8 +132,9 @@ def test_losing_a_reflector_loses_no_packet() -> None:
             ("h2", "10.65.1.1", "10.0.0.11"),
             ("h3", "10.65.4.1", "10.0.0.14"),
         ):
-            assert kernel_routes(lab, node).get(prefix) == via
-        assert json.loads(lab.exec("h1", "routed", "routes", "--json").stdout)[1]["peer"] == "10.0.0.2"
+            assert route_to(lab, node, prefix) == via
+        shown = {r["dst"]: r for r in json.loads(lab.exec("h1", "routed", "routes", "--json").stdout)}
+        assert shown["10.65.2.0/26"]["peer"] == "10.0.0.2"
 
 
 def test_ebgp_to_bird_top_of_rack() -> None:

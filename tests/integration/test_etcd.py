@@ -1,0 +1,160 @@
+"""IPAM against a real etcd (Debian's etcd-server), in a namespace of the test's own.
+
+Two nodes racing for the last free block (exactly one wins), and a 3-member cluster losing
+one member (allocation and a new claim go on), then its quorum (allocation from owned
+blocks goes on, a new claim fails saying etcd is unreachable), then coming back (what was
+allocated meanwhile is recorded).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import Namespaces
+from tests.integration.test_bgp import pids_in
+from tests.netns import sh, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def member_argv(name: str, index: int, data: Path, cluster: int) -> list[str]:
+    client, peer = 23790 + index, 23890 + index
+    initial = ",".join(f"m{i}=http://127.0.0.1:{23890 + i}" for i in range(cluster))
+    return [
+        "etcd",
+        "--name",
+        f"m{index}",
+        "--data-dir",
+        str(data / f"m{index}"),
+        "--listen-client-urls",
+        f"http://127.0.0.1:{client}",
+        "--advertise-client-urls",
+        f"http://127.0.0.1:{client}",
+        "--listen-peer-urls",
+        f"http://127.0.0.1:{peer}",
+        "--initial-advertise-peer-urls",
+        f"http://127.0.0.1:{peer}",
+        "--initial-cluster",
+        initial,
+        "--initial-cluster-token",
+        name,
+    ]
+
+
+@pytest.fixture
+def etcd_netns(namespaces: Namespaces) -> Iterator[str]:
+    netns = namespaces.add()
+    try:
+        yield netns
+    finally:
+        for pid in pids_in(netns, ""):
+            os.kill(pid, signal.SIGKILL)
+
+
+def start_cluster(netns: str, data: Path, size: int) -> list[dict[str, Any]]:
+    members = []
+    token = f"rt-{uuid.uuid4().hex[:6]}"  # one per cluster: members of another never join it
+    for index in range(size):
+        argv = ["ip", "netns", "exec", netns, *member_argv(token, index, data, size)]
+        log = data / f"m{index}.log"
+        with open(log, "ab") as out:
+            pid = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT).pid
+        members.append({"argv": argv[4:], "pid": pid, "log": str(log)})
+    endpoints = ",".join(f"127.0.0.1:{23790 + i}" for i in range(size))
+    wait_until(
+        lambda: (
+            sh(
+                ["etcdctl", "--endpoints", endpoints, "endpoint", "health"], netns=netns, check=False
+            ).returncode
+        ),
+        0,
+        timeout=30,
+        what=f"etcd cluster of {size} healthy",
+    )
+    return members
+
+
+def run_case(netns: str, case: str, args: dict[str, Any]) -> dict[str, Any]:
+    out = subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            netns,
+            sys.executable,
+            "-m",
+            "tests.integration.etcd_cases",
+            case,
+            json.dumps(args),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_two_nodes_race_for_the_last_free_block(etcd_netns: str, tmp_path: Path) -> None:
+    start_cluster(etcd_netns, tmp_path, 1)
+    for round_ in range(5):  # five races, each on a fresh pool of two blocks
+        args = {
+            "pool": "10.70.0.0/25",
+            "dir": str(tmp_path / f"state{round_}"),
+            "endpoints": ["127.0.0.1:23790"],
+            "prefix": f"/race{round_}",
+        }
+        found = run_case(etcd_netns, "race", args)
+        assert found["first"] == "10.70.0.1"
+        winners = [r for r in found["results"] if not r.startswith("error")]
+        losers = [r for r in found["results"] if r.startswith("error")]
+        assert winners == ["10.70.0.65"], found
+        assert len(losers) == 1 and "every IPv4 block of the pools is claimed" in losers[0], found
+        assert sorted(found["owners"]["a"] + found["owners"]["b"]) == ["10.70.0.64/26"]
+
+
+def test_three_member_cluster_losing_a_member_then_quorum(etcd_netns: str, tmp_path: Path) -> None:
+    members = start_cluster(etcd_netns, tmp_path, 3)
+    args = {
+        "pool": "10.71.0.0/24",
+        "block_size": 30,  # three addresses a block: a new claim every third workload
+        "dir": str(tmp_path / "state"),
+        "endpoints": [f"127.0.0.1:{23790 + i}" for i in range(3)],
+        "prefix": "/cluster",
+        "members": members,
+    }
+    started = time.monotonic()
+    found = run_case(etcd_netns, "cluster", args)
+    print(json.dumps(found, indent=1), f"({time.monotonic() - started:.1f} s)")
+    assert found["one"] == "10.71.0.1"
+    # one member of three gone (the endpoint in use): allocations and a new claim go on
+    assert [found["w2"], found["w3"], found["w4"]] == ["10.71.0.2", "10.71.0.3", "10.71.0.5"]
+    assert found["blocks_one_lost"] == ["10.71.0.0/30", "10.71.0.4/30"]
+    # quorum gone: the owned block still gives addresses; a new block cannot be claimed, and says why
+    assert found["offline_in_owned_block"] == "10.71.0.6"
+    assert found["offline_new_block"].startswith("error: etcd is unreachable")
+    assert "a new block can only be claimed in etcd" in found["offline_new_block"]
+    assert found["pending"] == ["10.71.0.6"]
+    # back: what was allocated meanwhile is in etcd, under its workload
+    assert found["pending_after"] == []
+    assert found["recorded"] == {
+        "10.71.0.1": "w1",
+        "10.71.0.2": "w2",
+        "10.71.0.3": "w3",
+        "10.71.0.5": "w4",
+        "10.71.0.6": "w5",
+    }
+    # and an allocation whose workload is gone is released after the grace time
+    assert found["after_orphans"] == ["10.71.0.2", "10.71.0.3", "10.71.0.5", "10.71.0.6"]
