@@ -119,7 +119,7 @@ def routed_lab() -> Iterator[Topology]:
     runner.up(topo)
     try:
         deadline = time.monotonic() + 60
-        while "10.65.1.1" not in node_exec(topo, "h2", "ip", "route"):
+        while "10.65.1.0/26" not in node_exec(topo, "h2", "ip", "route"):  # h1's block
             if time.monotonic() > deadline:
                 raise RuntimeError("the routed lab did not converge")
             time.sleep(0.2)
