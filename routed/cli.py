@@ -18,7 +18,7 @@ from typing import Any
 
 from routed import __version__
 from routed import log as logsetup
-from routed.config import ConfigError, NodeConfig, load_config
+from routed.config import ConfigError, NodeConfig, load_config, parse_config
 
 DEFAULT_CONFIG = os.environ.get("ROUTED_CONFIG", "/etc/routed/routed.yaml")
 RT_PROTOS_FILE = Path("/etc/iproute2/rt_protos.d/routed.conf")
@@ -53,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="config tools").add_subparsers(dest="action", required=True)
     check = config.add_parser("check", help="validate configs: every problem, exit 2 if any is bad")
     check.add_argument("files", nargs="+", metavar="FILE")
+    check.add_argument(
+        "--fabric",
+        action="store_true",
+        help="the files are the nodes of one fabric: also refuse a block listed by two nodes, "
+        "differing block sizes and repeated node names",
+    )
 
     workload = sub.add_parser("workload", help="attach, detach and list workloads")
     actions = workload.add_subparsers(dest="action", required=True)
@@ -139,15 +145,24 @@ def _config(path: str) -> NodeConfig:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    """Each file on its own, then with --fabric the fabric they make together."""
+    from routed.config import read_document
+    from routed.config.fabric import CheckedFile, fabric_problems
+
     status = EXIT_OK
+    checked = []
     for name in args.files:
         try:
-            load_config(name)
+            text = read_document(name)
+            checked.append(CheckedFile(name, text, parse_config(text, name)))
             print(f"{name}: ok")
         except ConfigError as exc:
             print(exc, file=sys.stderr)
             status = EXIT_USAGE
-    return status
+    problems = fabric_problems(checked) if args.fabric else []
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return EXIT_USAGE if problems else status
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -254,3 +254,28 @@ def test_ipam_rules() -> None:
         GOOD + "ipam: {mode: etcd, etcd: {endpoints: ['http://10.0.0.1:2379', 'e2:2379']}}\n", "n"
     )
     assert ok.ipam.etcd is not None and ok.ipam.etcd.endpoints == ("10.0.0.1:2379", "e2:2379")
+
+
+def test_fabric_check_refuses_a_block_of_two_nodes(tmp_path: Path) -> None:
+    from routed.cli import main
+
+    labs = Path(__file__).parents[2] / "labs" / "quickstart"
+    assert main(["config", "check", "--fabric", *map(str, sorted(labs.glob("*.yaml")))]) == 0
+    bad = tmp_path / "h2.yaml"
+    bad.write_text((labs / "h2.yaml").read_text().replace("10.65.2.0/26", "10.65.1.0/26"))
+    sized = tmp_path / "h3.yaml"
+    sized.write_text(
+        (labs / "h3.yaml")
+        .read_text()
+        .replace("blocks: [10.65.3.0/26]", "blocks: [10.65.3.0/27], block_size: 27")
+    )
+    files = [str(labs / "h1.yaml"), str(bad), str(sized)]
+    assert main(["config", "check", *files]) == 0  # each file alone is fine
+    from routed.config import read_document
+    from routed.config.fabric import CheckedFile, fabric_problems
+
+    checked = [CheckedFile(f, read_document(f), load_config(f)) for f in files]
+    found = [str(p) for p in fabric_problems(checked)]
+    assert any(f"{bad}:" in p and "block 10.65.1.0/26 is also h1's" in p for p in found), found
+    assert any(f"{sized}:" in p and "ipam.block_size is 27 here but 26" in p for p in found), found
+    assert main(["config", "check", "--fabric", *files]) == 2
