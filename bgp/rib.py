@@ -66,6 +66,15 @@ class Rib:
     def selection(self, prefix: IPNetwork) -> Selection | None:
         return self._loc.get(prefix)
 
+    def received_within(self, network: IPNetwork) -> set[IPNetwork]:
+        """Every received prefix inside `network` (e.g. a block we just took), from any peer."""
+        return {
+            prefix
+            for table in self._adj_in.values()
+            for prefix in table
+            if prefix.version == network.version and prefix.subnet_of(network)  # type: ignore[arg-type]
+        }
+
     def paths(self, prefix: IPNetwork) -> tuple[Path, ...]:
         """The accepted paths of a prefix, from every peer."""
         return self._accepted.get(prefix, ())

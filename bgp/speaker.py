@@ -272,8 +272,13 @@ class Speaker:
         self.local = wanted
         if not changed:
             return
+        # a block of ours shadows whatever others announce inside it: judge those again too
+        affected = set(changed)
+        for prefix in changed:
+            if prefix.prefixlen < prefix.max_prefixlen:
+                affected |= self.rib.received_within(prefix)
         changes: Changes = {}
-        self._merge(changes, self.rib.set_policy(self.policy.with_local_prefixes(wanted), changed))
+        self._merge(changes, self.rib.set_policy(self.policy.with_local_prefixes(wanted), affected))
         self._program(changes, also=changed)
 
     @staticmethod

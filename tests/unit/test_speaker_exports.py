@@ -157,3 +157,22 @@ async def test_end_of_rib_follows_the_announcements_it_vouches_for() -> None:
     assert to_h2[0].startswith("neighbor 10.0.0.12 announce attributes next-hop 10.0.0.11 ")
     assert to_h2[0].endswith(" nlri 10.65.1.1/32")
     assert to_h2[1] == "neighbor 10.0.0.12 announce eor ipv4 unicast"
+
+
+def test_a_block_we_take_refuses_what_others_announced_inside_it() -> None:
+    speaker = make(NODE.replace(", export: aggregate", ""))
+    rr = Peer(ip_address("10.0.0.1"), 64512, 64512, IPv4Address("10.0.0.1"))
+    inside = ip_network("10.65.1.9/32")
+    hijack = Attributes(next_hop=ip_address("10.0.0.12"), originator_id=IPv4Address("10.0.0.12"))
+    speaker._merge({}, speaker.rib.update(rr, [(inside, hijack)]))
+    assert speaker.rib.selection(inside) is not None  # nobody's block yet: accepted
+    speaker.set_local_prefixes([ip_network("10.65.1.0/26")])
+    assert speaker.rib.selection(inside) is None  # ours now: refused, and reported
+    conflicts = speaker.status()["conflicts"]
+    assert conflicts["current"] == 1 and conflicts["list"][0]["nodes"] == ["h1 (this node)", "10.0.0.12"]
+    assert speaker.block_owner(ip_address("10.65.2.1")) is None
+    block = Attributes(next_hop=ip_address("10.0.0.12"), originator_id=IPv4Address("10.0.0.12"))
+    speaker._merge({}, speaker.rib.update(rr, [(ip_network("10.65.2.0/26"), block)]))
+    assert speaker.block_owner(ip_address("10.65.2.1")) == "10.0.0.12"
+    speaker.rib.update(rr, withdrawn=[inside])
+    assert speaker.status()["conflicts"]["current"] == 0  # gone once the route is
