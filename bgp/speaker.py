@@ -715,11 +715,14 @@ class Speaker:
         self.conflicts.prune_hijacks(self._announced_by)
         return self.conflicts.json()
 
-    def block_owner(self, ip: IPAddress) -> str | None:
-        """The node announcing the block that holds `ip` (its next hop), if another node does."""
-        length = self.cfg.ipam.block_length(ip.version)
-        selection = self.rib.selection(ip_network((ip, length), strict=False))
-        return str(selection.best.attrs.next_hop) if selection is not None else None
+    def block_owner(self, ip: IPAddress) -> tuple[IPNetwork, str] | None:
+        """Who else announces `ip`: (its /32, or the block holding it; that node's next hop)."""
+        for length in (ip.max_prefixlen, self.cfg.ipam.block_length(ip.version)):
+            prefix = ip_network((ip, length), strict=False)
+            selection = self.rib.selection(prefix)
+            if selection is not None:
+                return prefix, str(selection.best.attrs.next_hop)
+        return None
 
     def route_details(self, prefix: IPNetwork) -> dict[str, Any] | None:
         selection: Selection | None = self.rib.selection(prefix)

@@ -14,8 +14,9 @@ from routed.config import NodeConfig
 from routed.ipam import blocks, pools
 from routed.ipam.blocks import IPAddress, IPNetwork
 
-# Who announces, on the fabric, a block holding this address ("10.0.0.12"); None if nobody.
-OwnerLookup = Callable[[IPAddress], str | None]
+# Who announces this address on the fabric, as (the prefix: its /32 or a block holding it,
+# the announcing node's address); None if nobody else does.
+OwnerLookup = Callable[[IPAddress], tuple[IPNetwork, str] | None]
 
 
 class IpamError(Exception):
@@ -92,16 +93,19 @@ class PoolIpam:
         return None
 
 
-def refuse_foreign(ip: IPAddress, own: Sequence[IPNetwork], owner_of: OwnerLookup, length: int) -> None:
-    """`--ip` inside a block another node announces would hijack its workloads: refuse, naming it."""
+def refuse_foreign(ip: IPAddress, own: Sequence[IPNetwork], owner_of: OwnerLookup) -> None:
+    """`--ip` of an address another node announces (inside its block, or as its /32) would
+    hijack its workload: refuse, naming that node."""
     if blocks.containing(ip, own) is not None:
         return
-    owner = owner_of(ip)
-    if owner is not None:
-        raise Refused(
-            f"{ip} is inside block {blocks.block_of(ip, length)}, which belongs to the node at {owner}; "
-            "take an address of this node's blocks, or omit --ip"
-        )
+    found = owner_of(ip)
+    if found is None:
+        return
+    prefix, owner = found
+    where = (
+        f"inside block {prefix}, which belongs to" if prefix.prefixlen < ip.max_prefixlen else "announced by"
+    )
+    raise Refused(f"{ip} is {where} the node at {owner}; take an address of this node's blocks, or omit --ip")
 
 
 class StaticIpam:
@@ -121,7 +125,7 @@ class StaticIpam:
         if requested:
             check_requested(requested, self.cfg, used)
             for ip in requested:
-                refuse_foreign(ip, own, self._owner_of, self.cfg.ipam.block_length(ip.version))
+                refuse_foreign(ip, own, self._owner_of)
             return tuple(requested)
         out: list[IPAddress] = []
         for version in sorted({b.version for b in own}):

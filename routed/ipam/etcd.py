@@ -130,7 +130,7 @@ class EtcdIpam:
                     owner = owner or (await self.store.blocks()).get(block)
             except EtcdUnreachable as exc:
                 if self._owner_of is not None:
-                    refuse_foreign(ip, self.owned_blocks(), self._owner_of, length)
+                    refuse_foreign(ip, self.owned_blocks(), self._owner_of)
                 raise Unavailable(
                     f"{exc} at {self._where}: cannot tell who owns block {block}; only addresses of "
                     f"this node's blocks ({self._owned_text(ip.version)}) can be given until it is back"

@@ -67,8 +67,8 @@ def test_announced_is_blocks_plus_hosts_outside_them() -> None:
 
 def test_static_allocation_and_refusals() -> None:
     cfg = parse_config(NODE, "h1.yaml")
-    owners = {ip_network("10.65.2.0/26"): "10.0.0.12"}
-    ipam = StaticIpam(cfg, lambda ip: next((o for b, o in owners.items() if ip in b), None))
+    owners = {ip_network("10.65.2.0/26"): "10.0.0.12", ip_network("10.65.9.9/32"): "10.0.0.13"}
+    ipam = StaticIpam(cfg, lambda ip: next(((b, o) for b, o in owners.items() if ip in b), None))
 
     def assign(requested: list[str], used: set[str]) -> list[str]:
         got = asyncio.run(ipam.assign("w", [ip_address(r) for r in requested], {ip_address(u) for u in used}))
@@ -82,6 +82,8 @@ def test_static_allocation_and_refusals() -> None:
         Refused, match=r"10.65.2.1 is inside block 10.65.2.0/26, which belongs to the node at 10.0.0.12"
     ):
         assign(["10.65.2.1"], set())
+    with pytest.raises(Refused, match=r"10.65.9.9 is announced by the node at 10.0.0.13"):
+        assign(["10.65.9.9"], set())
     with pytest.raises(Refused, match="already in use"):
         assign(["10.65.1.9"], {"10.65.1.9"})
     full = {str(ip_address(n)) for b in cfg.ipam.blocks[:2] for n in blocks.usable(b, cfg.pools)}

@@ -173,6 +173,6 @@ def test_a_block_we_take_refuses_what_others_announced_inside_it() -> None:
     assert speaker.block_owner(ip_address("10.65.2.1")) is None
     block = Attributes(next_hop=ip_address("10.0.0.12"), originator_id=IPv4Address("10.0.0.12"))
     speaker._merge({}, speaker.rib.update(rr, [(ip_network("10.65.2.0/26"), block)]))
-    assert speaker.block_owner(ip_address("10.65.2.1")) == "10.0.0.12"
+    assert speaker.block_owner(ip_address("10.65.2.1")) == (ip_network("10.65.2.0/26"), "10.0.0.12")
     speaker.rib.update(rr, withdrawn=[inside])
     assert speaker.status()["conflicts"]["current"] == 0  # gone once the route is
