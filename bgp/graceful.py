@@ -74,8 +74,11 @@ def eor_due(
     A speaker that passes learned routes on (a reflector) also waits for the End-of-RIB of
     every other peer, as those fill the target's table, or for its selection deferral
     timer (RFC 4724 4.1), so a dead peer cannot hold everyone's sweep back for long.
-    Peers whose OPEN set the Restart State bit are restarting themselves and wait for
-    ours; waiting for theirs would deadlock two reflectors restarted together.
+    `restarting`: peers whose OPEN set the Restart State bit and that may wait for ours
+    before sending theirs (RFC 4724 4.1 excludes them); waiting for theirs would deadlock
+    two reflectors restarted together. The caller leaves clients out of it: a client sends
+    its End-of-RIB whatever ours, and after a power event a reflector that did not wait for
+    it would tell the other clients to sweep routes it has not received yet.
     """
     if not local_ready:
         return False

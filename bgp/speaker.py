@@ -598,10 +598,16 @@ class Speaker:
         if self.pump.channel is None:
             return
         received = [address for address, s in self.peers.items() if s.eor]
+        # restarting peers that may wait for our End-of-RIB before sending theirs (another
+        # reflector): not waited for, or two reflectors restarted together would deadlock. A
+        # restarting client is waited for: it sends its own as soon as its table is in.
         restarting = [
             a
             for a, s in self.peers.items()
-            if s.state == "up" and s.graceful is not None and s.graceful.restarted
+            if s.state == "up"
+            and s.graceful is not None
+            and s.graceful.restarted
+            and s.config.kind is not PeerKind.CLIENT
         ]
         for address, status in self.peers.items():
             if status.state != "up" or status.eor_sent:

@@ -159,6 +159,57 @@ async def test_end_of_rib_follows_the_announcements_it_vouches_for() -> None:
     assert to_h2[1] == "neighbor 10.0.0.12 announce eor ipv4 unicast"
 
 
+async def test_after_a_power_event_a_reflector_waits_for_every_client() -> None:
+    """Every daemon restarted at once: each client's OPEN has the Restart State bit. A client
+    never waits for our End-of-RIB before sending its own, so the reflector must wait for
+    theirs: an End-of-RIB to h2 before h1's routes are in would have h2 sweep the routes to
+    h1 its kernel kept, and lose packets until they come back (the soak saw it)."""
+    import asyncio
+    import socket
+
+    from bgp.exabgp.process import Channel
+    from bgp.model import GracefulRestartCapability
+
+    class Writer:
+        def close(self) -> None: ...
+
+        def is_closing(self) -> bool:
+            return False
+
+    speaker = make(REFLECTOR)
+    for address in speaker.peers:
+        speaker.peers[address].graceful = GracefulRestartCapability(120, True, frozenset({4}))
+    reader = asyncio.StreamReader()
+    channel = Channel(reader, Writer(), socket.socket())  # type: ignore[arg-type]
+    speaker.pump.attach(channel)
+    speaker.set_local_ready()
+    update = (
+        '"type": "update", | , "direction": "receive", "message": { "update": { "attribute": '
+        '{ "origin": "igp", "local-preference": 100 }, "announce": { "ipv4 unicast": '
+        '{ "10.0.0.11": [ { "nlri": "10.65.1.0/26" } ] } } } }'
+    )
+    eor = '"type": "update", | , "direction": "receive", "message": { "eor": { "afi": "ipv4", "safi": "unicast" } }'
+    reader.feed_data(
+        exabgp_line("10.0.0.12", '"type": "state", | , "state": "up"')
+        + exabgp_line("10.0.0.12", eor)
+        + exabgp_line("10.0.0.11", '"type": "state", | , "state": "up"')
+    )
+
+    async def h1_catches_up() -> None:
+        await asyncio.sleep(0.05)  # a batch of its own, as when h1's daemon is a little slower
+        reader.feed_data(exabgp_line("10.0.0.11", update) + exabgp_line("10.0.0.11", eor))
+        reader.feed_eof()
+
+    late = asyncio.create_task(h1_catches_up())
+    await speaker._read_loop(channel)
+    await late
+    to_h2 = [line for line in queued(speaker) if line.startswith("neighbor 10.0.0.12 ")]
+    assert [line.split(" nlri ")[-1] if " nlri " in line else line for line in to_h2] == [
+        "10.65.1.0/26",
+        "neighbor 10.0.0.12 announce eor ipv4 unicast",
+    ]
+
+
 def test_a_block_we_take_refuses_what_others_announced_inside_it() -> None:
     speaker = make(NODE.replace(", export: aggregate", ""))
     rr = Peer(ip_address("10.0.0.1"), 64512, 64512, IPv4Address("10.0.0.1"))
