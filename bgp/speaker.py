@@ -722,13 +722,12 @@ class Speaker:
         return self.conflicts.json()
 
     def block_owner(self, ip: IPAddress) -> tuple[IPNetwork, str] | None:
-        """Who else announces `ip`: (its /32, or the block holding it; that node's next hop)."""
-        for length in (ip.max_prefixlen, self.cfg.ipam.block_length(ip.version)):
-            prefix = ip_network((ip, length), strict=False)
-            selection = self.rib.selection(prefix)
-            if selection is not None:
-                return prefix, str(selection.best.attrs.next_hop)
-        return None
+        """Who else announces a block holding `ip`: (the block, that node's next hop).
+        A /32 announced by another node is not an owner: the same address on several hosts
+        can be anycast on purpose (and is reported as a conflict, not refused)."""
+        prefix = ip_network((ip, self.cfg.ipam.block_length(ip.version)), strict=False)
+        selection = self.rib.selection(prefix)
+        return (prefix, str(selection.best.attrs.next_hop)) if selection is not None else None
 
     def route_details(self, prefix: IPNetwork) -> dict[str, Any] | None:
         selection: Selection | None = self.rib.selection(prefix)

@@ -84,7 +84,9 @@ class Daemon:
         announced only outside them. Called on every change and after every FIB pass."""
         installed = [r for r in self._local_routes if self.reconciler.is_installed(r)]
         wanted = blocks.announced(
-            (r.dst for r in installed if r.unreachable), (r.dst for r in installed if not r.unreachable)
+            (r.dst for r in installed if r.unreachable),
+            (r.dst for r in installed if not r.unreachable),
+            owned=self.ipam.owned_blocks(),
         )
         if wanted != self.speaker.local:
             self.speaker.set_local_prefixes(wanted)

@@ -69,11 +69,15 @@ def containing(ip: IPAddress, blocks: Iterable[IPNetwork]) -> IPNetwork | None:
     return next((b for b in blocks if b.version == ip.version and ip in b), None)
 
 
-def announced(blocks: Iterable[IPNetwork], hosted: Iterable[IPNetwork]) -> set[IPNetwork]:
-    """What a node announces: each of its blocks, plus a host prefix only for an address it
-    hosts outside them (a workload from before blocks, or `--ip` outside its own blocks)."""
-    owned = list(blocks)
-    out: set[IPNetwork] = set(owned)
+def announced(
+    blocks: Iterable[IPNetwork], hosted: Iterable[IPNetwork], owned: Iterable[IPNetwork] | None = None
+) -> set[IPNetwork]:
+    """What a node announces: each of `blocks` (those ready: installed), plus a host prefix
+    only for an address it hosts outside every block it `owned` (default: `blocks`) — a
+    workload from before blocks, or `--ip` outside its own blocks. A /32 inside an owned block
+    whose route is not installed yet is not announced on its own: the block will be."""
+    out: set[IPNetwork] = set(blocks)
+    owned = list(out if owned is None else owned)
     for prefix in hosted:
         if not any(prefix.version == b.version and prefix.subnet_of(b) for b in owned):  # type: ignore[arg-type]
             out.add(prefix)

@@ -39,10 +39,10 @@ def test_static_blocks_in_quickstart() -> None:
             )
             assert kernel_routes(lab, node)[block] == "unreachable"
         # one route per other host, not one per container: h3 holds no /32 of h1's or h2's
-        assert sorted(k for k in kernel_routes(lab, "h3") if not k.startswith("10.65.3.")) == [
-            "10.65.1.0/26",
-            "10.65.2.0/26",
-        ]
+        wait_until(
+            lambda: sorted(k for k in kernel_routes(lab, "h3") if not k.startswith("10.65.3.")),
+            ["10.65.1.0/26", "10.65.2.0/26"],
+        )
         updates = {p["address"]: p["updates"] for p in status(lab, "h3")["bgp"]["peers"]}
         # the same command on two hosts gives two addresses, each from its host's block
         add(lab, "h1", "auto1")

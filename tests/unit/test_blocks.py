@@ -63,6 +63,8 @@ def test_announced_is_blocks_plus_hosts_outside_them() -> None:
     hosted = [ip_network("10.65.1.1/32"), ip_network("10.65.9.9/32")]
     assert blocks.announced([B1], hosted) == {B1, ip_network("10.65.9.9/32")}
     assert blocks.announced([], hosted) == set(hosted)  # mode none: every /32
+    # the block's route not installed yet: neither it nor its /32s (no transient /32 at start)
+    assert blocks.announced([], hosted, owned=[B1]) == {ip_network("10.65.9.9/32")}
 
 
 def test_static_allocation_and_refusals() -> None:
@@ -83,7 +85,7 @@ def test_static_allocation_and_refusals() -> None:
     ):
         assign(["10.65.2.1"], set())
     with pytest.raises(Refused, match=r"10.65.9.9 is announced by the node at 10.0.0.13"):
-        assign(["10.65.9.9"], set())
+        assign(["10.65.9.9"], set())  # an owner lookup that names a /32 (the speaker's names blocks only)
     with pytest.raises(Refused, match="already in use"):
         assign(["10.65.1.9"], {"10.65.1.9"})
     full = {str(ip_address(n)) for b in cfg.ipam.blocks[:2] for n in blocks.usable(b, cfg.pools)}
