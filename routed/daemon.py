@@ -158,7 +158,7 @@ class Daemon:
         interval = max(1.0, min(30.0, self.cfg.ipam.release_after / 4))
         while True:
             await asyncio.sleep(interval)
-            in_use = {ip for w in self.workloads.all() for ip in w.ips}
+            in_use = {ip for w in self.workloads.current() for ip in w.ips}
             if await self.ipam.maintain(in_use):
                 self._workloads_changed(self.workloads.routes())
 
@@ -187,7 +187,7 @@ class Daemon:
         return workload_json(spec)
 
     async def _api_list(self, request: dict[str, Any]) -> Any:
-        return [workload_json(w) for w in self.workloads.all()]
+        return [workload_json(w) for w in self.workloads.current()]
 
     async def _api_routes(self, request: dict[str, Any]) -> Any:
         routes = []
@@ -210,7 +210,7 @@ class Daemon:
             "asn": self.cfg.asn,
             "started": round(self._started, 3),
             "fib": {k: getattr(stats, k) for k in stats.__slots__},
-            "ipam": ipam_json(self.cfg, self.ipam, self.workloads.all()),
+            "ipam": ipam_json(self.cfg, self.ipam, self.workloads.current()),
             "bgp": self.speaker.status(),
         }
 

@@ -106,9 +106,15 @@ class EtcdIpam:
 
     # --- allocation ---------------------------------------------------------------------
 
+    def _reload(self) -> None:
+        """The file is the truth: a `routed workload add` run while no daemon answered (at
+        start-up, say) may have claimed a block since we last looked; never save over it."""
+        self.cache = Cache.load(self.cache.path)
+
     async def assign(
         self, workload_id: str, requested: Sequence[IPAddress], used: Set[IPAddress]
     ) -> tuple[IPAddress, ...]:
+        self._reload()
         if requested:
             check_requested(requested, self.cfg, used)
             for ip in requested:
@@ -203,6 +209,7 @@ class EtcdIpam:
             return None
 
     async def release(self, workload_id: str, ips: Sequence[IPAddress]) -> None:
+        self._reload()
         for ip in ips:
             if self.cache.to_record.pop(ip, None) is not None:
                 self.cache.save()
@@ -217,6 +224,7 @@ class EtcdIpam:
 
     async def start(self) -> None:
         """Align the cache with etcd (etcd wins, but a block of ours it forgot is claimed again)."""
+        self._reload()
         try:
             claimed = await self.store.blocks()
         except EtcdUnreachable as exc:
@@ -262,6 +270,7 @@ class EtcdIpam:
         """One round of upkeep; True if the blocks we own changed."""
         now = time.time() if now is None else now
         grace = self.cfg.ipam.release_after
+        self._reload()
         try:
             await self._flush()
             changed = await self._release_empty_blocks(in_use, now, grace)

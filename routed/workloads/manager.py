@@ -6,6 +6,7 @@ with the resulting routes (hand them to the reconciler, or apply them once).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 from collections.abc import Callable, Sequence
@@ -44,9 +45,18 @@ class WorkloadManager:
         self.ipam = ipam if ipam is not None else make_ipam(cfg)
         self._on_change = on_change
         self._workloads: dict[str, WorkloadSpec] = {}
+        # One add or delete at a time in this process: each holds the store's file lock across
+        # awaits (veth, etcd), and a second task blocking on that lock would stop the loop.
+        self._serial = asyncio.Lock()
 
     def routes(self) -> list[Route]:
         return [r for w in self._workloads.values() for r in w.routes(self.cfg.fib.table)]
+
+    def current(self) -> list[WorkloadSpec]:
+        """The workloads as this process knows them, without the store's file lock: the daemon's
+        view (an add or delete holds that lock across awaits; taking it again in the same
+        process, from another task, would block the event loop for good)."""
+        return sorted(self._workloads.values(), key=lambda w: w.id)
 
     def all(self) -> list[WorkloadSpec]:
         with self.store.locked():
@@ -98,6 +108,17 @@ class WorkloadManager:
             )
         if not 1 <= len(ifname) <= 15:
             raise UsageError(f"interface name {ifname!r} must be 1-15 characters")
+        async with self._serial:
+            return await self._add(workload_id, netns, ips, ifname, guard)
+
+    async def _add(
+        self,
+        workload_id: str,
+        netns: str,
+        ips: Sequence[IPAddress],
+        ifname: str,
+        guard: Callable[[], None] | None,
+    ) -> WorkloadSpec:
         with self.store.locked():
             if guard is not None:
                 guard()  # e.g. "a daemon started meanwhile: go through it instead"
@@ -146,6 +167,10 @@ class WorkloadManager:
             raise UsageError(str(exc)) from exc
 
     async def delete(self, workload_id: str, guard: Callable[[], None] | None = None) -> WorkloadSpec:
+        async with self._serial:
+            return await self._delete(workload_id, guard)
+
+    async def _delete(self, workload_id: str, guard: Callable[[], None] | None) -> WorkloadSpec:
         with self.store.locked():
             if guard is not None:
                 guard()

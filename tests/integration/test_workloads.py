@@ -115,3 +115,43 @@ def test_workloads_survive_daemon_restart(host: Host, daemon: Daemon, namespaces
     assert [w["id"] for w in listed] == ["a", "b"]
     # the restarted daemon adopted the routes: it changed nothing
     assert "added=" not in daemon.text().split("event=started")[-1]
+
+
+def test_concurrent_adds_and_lists_all_succeed(host: Host, daemon: Daemon, namespaces: Namespaces) -> None:
+    """A runtime starts several containers at once: each add, and a list in between, is
+    answered (the daemon serialises them; none may wait on another's file lock and stall it)."""
+    import subprocess
+
+    from tests.integration.conftest import ROUTED
+
+    names = [namespaces.add() for _ in range(6)]
+    cfg = str(host.config)
+    calls = [
+        subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                host.netns,
+                *ROUTED,
+                "workload",
+                "add",
+                f"w{i}",
+                "--netns",
+                netns,
+                "-c",
+                cfg,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i, netns in enumerate(names)
+    ]
+    listing = host.routed("workload", "list", "--json", "-c", str(host.config))
+    results = [c.communicate(timeout=60) for c in calls]
+    assert [c.returncode for c in calls] == [0] * 6, results
+    assert listing.returncode == 0
+    listed = json.loads(host.routed("workload", "list", "--json", "-c", str(host.config)).stdout)
+    addresses = [ip for w in listed for ip in w["ips"] if ":" not in ip]
+    assert len(addresses) == 6 and len(set(addresses)) == 6
