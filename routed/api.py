@@ -136,6 +136,11 @@ def call(path: str, op: str, timeout: float = 30.0, **fields: Any) -> Any:
         sock.sendall(json.dumps({"op": op, **fields}).encode() + b"\n")
         with sock.makefile("rb") as stream:
             line = stream.readline()
+    except TimeoutError as exc:
+        raise ApiError(
+            f"routed did not answer {op} on {path} within {timeout:g} s; `routed status` shows whether "
+            "it is alive, its log why it is slow"
+        ) from exc
     finally:
         sock.close()
     if not line:

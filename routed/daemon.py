@@ -22,6 +22,7 @@ from routed.config import NodeConfig
 from routed.config.schema import IpamMode
 from routed.dataplane import sysctl
 from routed.dataplane.workload import WorkloadError
+from routed.dataplane.workload import problems as dataplane_problems
 from routed.fib.kernel import NetlinkKernel
 from routed.fib.reconciler import Reconciler
 from routed.fib.routes import Route, unreachable_route
@@ -58,6 +59,7 @@ class Daemon:
                 "workload.add": self._api_add,
                 "workload.del": self._api_del,
                 "workload.list": self._api_list,
+                "workload.check": self._api_check,
                 "routes": self._api_routes,
                 "status": self._api_status,
                 "stop": self._api_stop,
@@ -185,6 +187,19 @@ class Daemon:
             raise ApiError(str(exc), 1) from exc
         await self.reconciler.wait_in_sync()
         return workload_json(spec)
+
+    async def _api_check(self, request: dict[str, Any]) -> Any:
+        """Is the workload as we made it? Its veth, addresses and routes, in the workload and in
+        our kernel (CNI CHECK)."""
+        wanted = str(request["id"])
+        spec = next((w for w in self.workloads.current() if w.id == wanted), None)
+        if spec is None:
+            raise ApiError(f"no workload {wanted!r} on this node; `routed workload list` shows them", 1)
+        found = await dataplane_problems(spec)
+        for route in spec.routes(self.cfg.fib.table):
+            if not self.reconciler.is_installed(route):
+                found.append(f"route {route} is not in the kernel")
+        return {**workload_json(spec), "problems": found}
 
     async def _api_list(self, request: dict[str, Any]) -> Any:
         return [workload_json(w) for w in self.workloads.current()]

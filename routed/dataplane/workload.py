@@ -197,6 +197,39 @@ async def detach(spec: WorkloadSpec) -> bool:
     return True
 
 
+async def problems(spec: WorkloadSpec) -> list[str]:
+    """What is not as `attach` left it (for CNI CHECK): the host veth up, the workload's
+    interface up with its addresses, its default routes via the link-local gateways."""
+    found: list[str] = []
+    async with AsyncIPRoute() as host:
+        index = await _index(host, spec.host_ifname)
+        if index is None:
+            return [f"host veth {spec.host_ifname} is missing"]
+        (link,) = [x async for x in await host.link("get", index=index)]
+        if not link["flags"] & 1:
+            found.append(f"host veth {spec.host_ifname} is down")
+    if not netns_path(spec.netns).exists():
+        return [*found, f"network namespace {spec.netns} is gone"]
+    try:
+        async with async_iproute(spec.netns) as ns:
+            inner = await _index(ns, spec.ifname)
+            if inner is None:
+                return [*found, f"{spec.ifname} is missing in {spec.netns}"]
+            have = {a.get("address") async for a in await ns.addr("dump", index=inner)}
+            for ip in spec.ips:
+                if str(ip) not in have:
+                    found.append(f"{spec.ifname} in {spec.netns} lacks {ip}")
+            for ip in spec.ips:
+                default = [
+                    r async for r in await ns.route("dump", family=_family(ip)) if r.get("dst_len") == 0
+                ]
+                if not default:
+                    found.append(f"{spec.netns} has no IPv{ip.version} default route")
+    except (OSError, NetlinkError) as exc:
+        found.append(f"cannot look into {spec.netns}: {exc}")
+    return found
+
+
 async def is_attached(spec: WorkloadSpec) -> bool:
     async with AsyncIPRoute() as host:
         return await _index(host, spec.host_ifname) is not None

@@ -1,0 +1,1 @@
+"""The CNI plugin (`routed-cni`): container runtimes attach containers through the daemon."""
