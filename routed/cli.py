@@ -89,6 +89,17 @@ def _parser() -> argparse.ArgumentParser:
     ipam.add_argument("--json", action="store_true")
     with_config(ipam)
 
+    cni = sub.add_parser("cni", help="the CNI plugin for podman, containerd, Kubernetes")
+    cni_actions = cni.add_subparsers(dest="action", required=True)
+    cni_install = cni_actions.add_parser("install", help="link routed-cni into the CNI plugin directory")
+    cni_install.add_argument(
+        "--bin-dir", type=Path, help="default: /usr/lib/cni if it exists, else /opt/cni/bin"
+    )
+    cni_install.add_argument("--conf-dir", type=Path, default=Path("/etc/cni/net.d"))
+    cni_install.add_argument("--no-network", action="store_true", help="do not write 87-routed.conflist")
+    cni_install.add_argument("--force", action="store_true", help="replace an existing 87-routed.conflist")
+    with_config(cni_install)
+
     lab = sub.add_parser("lab", help="run containerlab topologies as network namespaces (no Docker)")
     lab_actions = lab.add_subparsers(dest="action", required=True)
     for action, text in (
@@ -366,6 +377,19 @@ def cmd_ipam(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_cni(args: argparse.Namespace) -> int:
+    from routed.cni.install import install
+
+    cfg = _config(args.config)
+    conf_dir = None if args.no_network else args.conf_dir
+    try:
+        for line in install(args.bin_dir, conf_dir, cfg.api.socket, str(args.config), args.force):
+            print(line)
+    except OSError as exc:
+        raise CliError(f"cannot install the CNI plugin: {exc}") from exc
+    return EXIT_OK
+
+
 def _daemon_call(cfg: NodeConfig, op: str, timeout: float = 30, **request: Any) -> Any:
     from routed import api
 
@@ -467,6 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "routes": cmd_routes,
         "status": cmd_status,
         "ipam": cmd_ipam,
+        "cni": cmd_cni,
         "lab": cmd_lab,
         "stop": cmd_stop,
         "drain": cmd_drain,

@@ -4,7 +4,8 @@ Each node is a network namespace named as containerlab names its container
 (`clab-<lab>-<node>`) plus a private mount namespace held by one idle process,
 in which /etc, /var and /tmp are overlays (the host's files show through, the
 node's writes stay in the node: a checkout under /tmp still runs), /run is fresh, /sys shows the
-node's own interfaces, and the topology's `binds` are mounted where it says.
+node's own interfaces (and the host's cgroup mounts, for a container runtime in the node), and
+the topology's `binds` are mounted where it says.
 Commands enter both namespaces with nsenter, so a node behaves like the
 container the same file would give in containerlab.
 
@@ -43,8 +44,13 @@ HOLDER_SCRIPT = r"""
 set -e
 scratch="$1"; shift
 mount -t tmpfs -o mode=0700 routed-lab "$scratch"
+# the host's cgroup mounts, kept for the node's own /sys (a container runtime in a node,
+# podman or dockerd, needs them, as a Docker container node would have them)
+mkdir -p "$scratch/cgroup"
+mount --rbind /sys/fs/cgroup "$scratch/cgroup" 2>/dev/null || rmdir "$scratch/cgroup"
 umount -l /sys 2>/dev/null || true
 mount -t sysfs sysfs /sys
+if [ -d "$scratch/cgroup" ]; then mount --rbind "$scratch/cgroup" /sys/fs/cgroup; fi
 for dir in etc var tmp; do
     mkdir -p "$scratch/$dir/upper" "$scratch/$dir/work"
     mount -t overlay overlay \

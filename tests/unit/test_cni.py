@@ -220,3 +220,21 @@ def test_long_container_ids_fit_a_workload_id() -> None:
     assert len(wid) <= 128 and wid.startswith("cni-") and wid.endswith(":eth0")
     assert wid != spec.workload_id("a" * 199 + "b", "eth0")
     assert spec.workload_id("abc", "net1") == "cni-abc:net1"
+
+
+def test_shipped_conflist_is_what_install_writes(tmp_path: Path) -> None:
+    from routed.cni.install import conflist, install
+
+    shipped = Path(__file__).parents[2] / "config" / "cni" / "routed.conflist"
+    assert json.loads(shipped.read_text()) == conflist()
+    done = install(tmp_path / "bin", tmp_path / "net.d", "/run/x.sock", "/etc/x.yaml")
+    assert (tmp_path / "bin" / "routed").is_symlink() and len(done) == 2
+    written = json.loads((tmp_path / "net.d" / "87-routed.conflist").read_text())
+    assert written["plugins"][0] == {
+        "type": "routed",
+        "socket": "/run/x.sock",
+        "timeout": 10,
+        "routedConfig": "/etc/x.yaml",
+    }
+    again = install(tmp_path / "bin", tmp_path / "net.d", "/run/y.sock", "/etc/x.yaml")
+    assert "left as it is" in again[1]  # an admin's edits are kept unless --force
