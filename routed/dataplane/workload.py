@@ -205,7 +205,7 @@ async def problems(spec: WorkloadSpec) -> list[str]:
         index = await _index(host, spec.host_ifname)
         if index is None:
             return [f"host veth {spec.host_ifname} is missing"]
-        (link,) = [x async for x in await host.link("get", index=index)]
+        (link,) = await host.link("get", index=index)  # a list, not a stream, for "get"
         if not link["flags"] & 1:
             found.append(f"host veth {spec.host_ifname} is down")
     if not netns_path(spec.netns).exists():

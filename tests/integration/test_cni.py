@@ -1,0 +1,111 @@
+"""routed-cni invoked exactly as a runtime invokes it (environment + network config on stdin,
+as `cnitool` does) against a real daemon in a test host; then podman end to end on two lab
+hosts (test_podman_*)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+from routed.dataplane.workload import host_ifname
+from tests.integration.conftest import Daemon, Host, Namespaces
+from tests.netns import links, routes, sh
+
+PLUGIN = [sys.executable, "-m", "routed.cni.plugin"]
+
+
+def cni(host: Host, command: str, netns: str, conf: dict[str, Any] | bytes, **env: str) -> tuple[int, Any]:
+    """Run the plugin in the host namespace; (exit code, parsed stdout or None)."""
+    full = {
+        "PATH": os.environ["PATH"],
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": "c0ffee01",
+        "CNI_NETNS": netns,
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": "/usr/lib/cni",
+        **env,
+    }
+    stdin = conf if isinstance(conf, bytes) else json.dumps(conf).encode()
+    out = subprocess.run(
+        ["ip", "netns", "exec", host.netns, *PLUGIN], input=stdin, env=full, capture_output=True, timeout=60
+    )
+    return out.returncode, json.loads(out.stdout) if out.stdout.strip() else None
+
+
+def network(host: Host, **extra: Any) -> dict[str, Any]:
+    return {
+        "cniVersion": "1.0.0",
+        "name": "routed",
+        "type": "routed",
+        "socket": str(host.dir / "api.sock"),
+        "routedConfig": str(host.config),
+        **extra,
+    }
+
+
+def test_plugin_add_check_del_against_the_daemon(host: Host, daemon: Daemon, namespaces: Namespaces) -> None:
+    container = namespaces.add()
+    path = f"/run/netns/{container}"
+    code, result = cni(host, "ADD", path, network(host))
+    assert code == 0, result
+    wid = "cni-c0ffee01:eth0"
+    veth = host_ifname(wid)
+    assert result["interfaces"][0] == {"name": veth, "mac": "ee:ee:ee:ee:ee:ee"}
+    assert result["interfaces"][1] == {"name": "eth0", "sandbox": path}
+    (ipv4, ipv6) = result["ips"]
+    assert ipv4 == {"address": "10.65.0.1/32", "gateway": "169.254.1.1", "interface": 1}
+    assert ipv6["address"] == "fd00:65::1/128" and ipv6["gateway"] == "fe80::1"
+    assert {"dst": "0.0.0.0/0", "gw": "169.254.1.1"} in result["routes"]
+    # the kernel agrees: the veth, the /32 to it, the address inside the container
+    assert veth in links(host.netns)
+    assert [r["dev"] for r in routes(host.netns, "10.65.0.1")] == [veth]
+    assert "10.65.0.1/32" in sh(["ip", "-4", "addr", "show", "eth0"], netns=container).stdout
+    # ADD again (a runtime retrying): the same result, nothing new
+    assert cni(host, "ADD", path, network(host)) == (0, result)
+    # CHECK with the runtime's cached result: fine; then drift is reported
+    assert cni(host, "CHECK", path, network(host, prevResult=result)) == (0, None)
+    sh(["ip", "route", "del", "default"], netns=container)
+    code, error = cni(host, "CHECK", path, network(host, prevResult=result))
+    assert code != 0 and error["code"] == 102 and "no IPv4 default route" in error["msg"], error
+    # DEL, and DEL again (already gone), and DEL without a netns (the container is gone too)
+    assert cni(host, "DEL", path, network(host)) == (0, None)
+    assert veth not in links(host.netns) and routes(host.netns, "10.65.0.1") == []
+    assert cni(host, "DEL", path, network(host)) == (0, None)
+    assert cni(host, "DEL", "", network(host)) == (0, None)
+    # a DEL while the daemon is down still cleans up (from the node's own state)
+    assert cni(host, "ADD", path, network(host))[0] == 0
+    daemon.stop()
+    assert cni(host, "DEL", path, network(host)) == (0, None)
+    assert veth not in links(host.netns)
+
+
+def test_plugin_bad_input_leaves_nothing(host: Host, daemon: Daemon, namespaces: Namespaces) -> None:
+    container = namespaces.add()
+    path = f"/run/netns/{container}"
+    before = (links(host.netns), host.routed("workload", "list", "--json", "-c", str(host.config)).stdout)
+    cases = [
+        ({"CNI_CONTAINERID": ""}, network(host), 4, "CNI_CONTAINERID not set"),
+        ({}, b"{oops", 6, "not JSON"),
+        ({}, network(host, cniVersion="0.2.0"), 1, "not supported"),
+        ({"CNI_NETNS": "/run/netns/rt-does-not-exist"}, network(host), 4, "does not exist"),
+        ({"CNI_IFNAME": "eth0-far-too-long"}, network(host), 4, "not an interface name"),
+        ({}, network(host, socket=str(host.dir / "nobody.sock")), 11, "routed is not running"),
+    ]
+    for env, conf, code, needle in cases:
+        exit_code, error = cni(host, "ADD", env.pop("CNI_NETNS", path), conf, **env)
+        assert exit_code != 0 and error["code"] == code and needle in error["msg"], (env, error)
+    after = (links(host.netns), host.routed("workload", "list", "--json", "-c", str(host.config)).stdout)
+    assert after == before
+    # and without the daemon at all: try again later, nothing made
+    daemon.stop()
+    exit_code, error = cni(host, "ADD", path, network(host))
+    assert exit_code != 0 and error["code"] == 11 and "start it" in error["details"]
+    assert links(host.netns) == before[0]
+
+
+def test_version_needs_nothing(host: Host) -> None:
+    code, out = cni(host, "VERSION", "", b"")
+    assert code == 0 and "1.0.0" in out["supportedVersions"]
