@@ -21,7 +21,7 @@ from routed.api import ApiError, ApiServer
 from routed.config import NodeConfig
 from routed.config.schema import IpamMode
 from routed.dataplane import sysctl
-from routed.dataplane.workload import WorkloadError
+from routed.dataplane.workload import WorkloadError, sandbox_mac
 from routed.dataplane.workload import problems as dataplane_problems
 from routed.fib.kernel import NetlinkKernel
 from routed.fib.reconciler import Reconciler
@@ -178,7 +178,7 @@ class Daemon:
         except (WorkloadError, IpamError, OSError) as exc:
             raise ApiError(str(exc), 1) from exc
         await self.reconciler.wait_in_sync()
-        return workload_json(spec)
+        return {**workload_json(spec), "mac": await sandbox_mac(spec)}
 
     async def _api_del(self, request: dict[str, Any]) -> Any:
         try:

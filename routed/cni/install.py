@@ -23,7 +23,13 @@ def conflist(
         "cniVersion": "1.0.0",
         "name": "routed",
         "plugins": [
-            {"type": PLUGIN_NAME, "socket": socket, "timeout": 10, "routedConfig": config},
+            {
+                "type": PLUGIN_NAME,
+                "socket": socket,
+                "timeout": 10,
+                "routedConfig": config,
+                "capabilities": {"ips": True},  # `podman run --ip`, Kubernetes' ips annotation
+            },
             {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
         ],
     }

@@ -164,6 +164,8 @@ def add_result(request: Request, workload: Mapping[str, Any]) -> dict[str, Any]:
         {"name": workload["host_ifname"], "mac": HOST_MAC},
         {"name": request.ifname, "sandbox": request.netns},
     ]
+    if workload.get("mac"):
+        interfaces[-1] = {"name": request.ifname, "mac": workload["mac"], "sandbox": request.netns}
     ips = list(previous.get("ips") or [])
     routes = list(previous.get("routes") or [])
     legacy = request.version in ("0.3.0", "0.3.1", "0.4.0")

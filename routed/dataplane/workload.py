@@ -197,6 +197,19 @@ async def detach(spec: WorkloadSpec) -> bool:
     return True
 
 
+async def sandbox_mac(spec: WorkloadSpec) -> str | None:
+    """The MAC address of the workload's interface (CNI results carry it; podman requires it)."""
+    try:
+        async with async_iproute(spec.netns) as ns:
+            index = await _index(ns, spec.ifname)
+            if index is None:
+                return None
+            (link,) = await ns.link("get", index=index)
+            return str(link.get("address")) if link.get("address") else None
+    except (OSError, NetlinkError):
+        return None
+
+
 async def problems(spec: WorkloadSpec) -> list[str]:
     """What is not as `attach` left it (for CNI CHECK): the host veth up, the workload's
     interface up with its addresses, its default routes via the link-local gateways."""

@@ -50,7 +50,10 @@ mkdir -p "$scratch/cgroup"
 mount --rbind /sys/fs/cgroup "$scratch/cgroup" 2>/dev/null || rmdir "$scratch/cgroup"
 umount -l /sys 2>/dev/null || true
 mount -t sysfs sysfs /sys
-if [ -d "$scratch/cgroup" ]; then mount --rbind "$scratch/cgroup" /sys/fs/cgroup; fi
+if [ -d "$scratch/cgroup" ]; then
+    mount --rbind "$scratch/cgroup" /sys/fs/cgroup
+    umount -l "$scratch/cgroup"  # one place only: runc takes the first cgroup mount it finds
+fi
 for dir in etc var tmp; do
     mkdir -p "$scratch/$dir/upper" "$scratch/$dir/work"
     mount -t overlay overlay \
