@@ -1,0 +1,194 @@
+"""podman (Debian 12's 4.3, CNI backend) starting containers on routed's network, for real:
+two hosts of labs/quickstart.clab.yml, the plugin installed with `routed cni install`, an
+image imported from busybox-static (no registry).
+
+podman in a lab node: runc (crun cannot run on this machine's hybrid cgroups), no default
+ulimits, the vfs storage driver (overlay on the node's overlay /var does not stack), and the
+CNI directories under the node's private /tmp (see shared/notes/podman.md).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tarfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_bgp import kernel_routes, route_to
+from tests.lab import Lab, running_lab
+from tests.netns import wait_until
+
+CONTAINERS_CONF = """\
+[containers]
+default_ulimits = []
+[engine]
+runtime = "runc"
+[network]
+network_backend = "cni"
+cni_plugin_dirs = ["/tmp/cni/bin", "/usr/lib/cni"]
+network_config_dir = "/tmp/cni/net.d"
+"""
+APPLETS = ("sh", "ip", "ping", "sleep", "cat", "echo", "httpd", "wget", "mkdir")
+
+
+@pytest.fixture
+def podman_files() -> Iterator[Path]:
+    """containers.conf and a busybox image tar, where the lab nodes' /tmp shows them."""
+    root = Path("/tmp") / f"rt-podman-{uuid.uuid4().hex[:8]}"
+    try:
+        (root / "image" / "bin").mkdir(parents=True)
+        shutil.copy("/bin/busybox", root / "image" / "bin" / "busybox")
+        for applet in APPLETS:
+            (root / "image" / "bin" / applet).symlink_to("busybox")
+        with tarfile.open(root / "bb.tar", "w") as tar:
+            tar.add(root / "image", arcname=".")
+        (root / "containers.conf").write_text(CONTAINERS_CONF)
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def podman(
+    lab: Lab, node: str, files: Path, *argv: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return lab.exec(
+        node,
+        "env",
+        f"CONTAINERS_CONF={files / 'containers.conf'}",
+        "podman",
+        "--storage-driver",
+        "vfs",
+        *argv,
+        check=check,
+        timeout=90,
+    )
+
+
+def address_of(lab: Lab, node: str, files: Path, name: str) -> str:
+    out = podman(lab, node, files, "inspect", name, "--format", "{{json .NetworkSettings.Networks}}").stdout
+    return str(json.loads(out)["routed"]["IPAddress"])
+
+
+def test_podman_containers_on_two_hosts(podman_files: Path) -> None:
+    files = podman_files
+    with running_lab("quickstart") as lab:
+        for node in ("h1", "h2"):
+            installed = lab.exec(
+                node, "routed", "cni", "install", "--bin-dir", "/tmp/cni/bin", "--conf-dir", "/tmp/cni/net.d"
+            ).stdout
+            assert "plugin: /tmp/cni/bin/routed" in installed
+            podman(lab, node, files, "import", str(files / "bb.tar"), "localhost/bb:latest")
+        assert "routed" in podman(lab, "h1", files, "network", "ls", "--format", "{{.Name}}").stdout
+        podman(
+            lab,
+            "h1",
+            files,
+            "run",
+            "-d",
+            "--name",
+            "c1",
+            "--network",
+            "routed",
+            "localhost/bb:latest",
+            "sleep",
+            "600",
+        )
+        serve = "mkdir -p /www && echo hello-from-h2 > /www/index.html && httpd -f -p 80 -h /www"
+        podman(
+            lab,
+            "h2",
+            files,
+            "run",
+            "-d",
+            "--name",
+            "c2",
+            "--network",
+            "routed",
+            "-p",
+            "8080:80",
+            "localhost/bb:latest",
+            "sh",
+            "-c",
+            serve,
+        )
+        # each got the next address of its own host's block
+        c1, c2 = address_of(lab, "h1", files, "c1"), address_of(lab, "h2", files, "c2")
+        assert (c1, c2) == ("10.65.1.3", "10.65.2.3")
+        # they reach each other across hosts, routed with no encapsulation: h1 sends c2's
+        # block straight to h2's fabric address, and no tunnel device exists anywhere
+        wait_until(
+            lambda: podman(lab, "h1", files, "exec", "c1", "ping", "-c1", "-W1", c2, check=False).returncode,
+            0,
+            timeout=20,
+            what="c1 on h1 pings c2 on h2",
+        )
+        assert kernel_routes(lab, "h1")["10.65.2.0/26"] == "10.0.0.12"
+        for node in ("h1", "h2"):
+            kinds = {
+                link.get("linkinfo", {}).get("info_kind")
+                for link in json.loads(lab.exec(node, "ip", "-j", "-d", "link", "show").stdout)
+            }
+            assert not kinds & {"vxlan", "ipip", "gre", "geneve", "sit", "wireguard"}, (node, kinds)
+        # port mapping (portmap after routed in the conflist): from the fabric to c2's port 80
+        wait_until(
+            lambda: lab.exec(
+                "h3", "wget", "-q", "-O", "-", "-T", "2", "http://10.0.0.12:8080/", check=False
+            ).stdout.strip(),
+            "hello-from-h2",
+            timeout=20,
+            what="h3 reaches c2 through h2's port 8080",
+        )
+        # a container with an address outside its host's block (podman run --ip): its /32 is
+        # announced and reaches the other host; `podman rm` takes it away there too
+        podman(
+            lab,
+            "h1",
+            files,
+            "run",
+            "-d",
+            "--name",
+            "c3",
+            "--network",
+            "routed",
+            "--ip",
+            "10.65.77.3",
+            "localhost/bb:latest",
+            "sleep",
+            "600",
+        )
+        wait_until(lambda: kernel_routes(lab, "h2").get("10.65.77.3"), "10.0.0.11", timeout=15)
+        podman(lab, "h1", files, "rm", "-f", "-t", "0", "c3")
+        wait_until(
+            lambda: "10.65.77.3" in kernel_routes(lab, "h2"), False, timeout=15, what="c3's /32 gone from h2"
+        )
+        # `podman rm` of c1 releases its address: the workload and its /32 go, and h1 answers
+        # for the unused address of its block at once
+        podman(lab, "h1", files, "rm", "-f", "-t", "0", "c1")
+        ids = [w["id"] for w in json.loads(lab.exec("h1", "routed", "workload", "list", "--json").stdout)]
+        assert not [i for i in ids if i.startswith("cni-")], ids
+        assert route_to(lab, "h1", c1) == "unreachable"
+        probe = lab.exec("h2", "ip", "netns", "exec", "web1", "ping", "-c1", "-W2", c1, check=False)
+        assert probe.returncode != 0 and "Unreachable" in probe.stdout, probe.stdout
+        # and the next container gets that address again
+        podman(
+            lab,
+            "h1",
+            files,
+            "run",
+            "-d",
+            "--name",
+            "c4",
+            "--network",
+            "routed",
+            "localhost/bb:latest",
+            "sleep",
+            "600",
+        )
+        assert address_of(lab, "h1", files, "c4") == c1
+        for node, name in (("h1", "c4"), ("h2", "c2")):
+            podman(lab, node, files, "rm", "-f", "-t", "0", name)
