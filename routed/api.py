@@ -1,29 +1,18 @@
-"""The local API: JSON lines over a root-only unix socket.
+"""The local API's client side: one JSON request over the daemon's root-only unix socket.
 
 One request per line, one response per line:
   {"op": "workload.add", "id": "web-1", "netns": "web-1", "ips": ["10.65.0.7"]}
   {"ok": true, "result": {...}}   or   {"ok": false, "error": "...", "exit_code": 2}
+
+Kept free of asyncio: the CLI and the CNI plugin import it on every call (the server is
+routed.apiserver).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import logging
-import os
 import socket
-import struct
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
-
-from routed.log import event
-
-log = logging.getLogger("routed.api")
-
-Handler = Callable[[dict[str, Any]], Awaitable[Any]]
-MAX_REQUEST = 1 << 20
 
 
 class ApiError(Exception):
@@ -34,94 +23,6 @@ class ApiError(Exception):
 
 class DaemonNotRunning(Exception):
     pass
-
-
-def _peer_uid(writer: asyncio.StreamWriter) -> int:
-    sock = writer.get_extra_info("socket")
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return int(struct.unpack("3i", creds)[1])
-
-
-class ApiServer:
-    def __init__(self, path: str, handlers: dict[str, Handler]) -> None:
-        self.path = Path(path)
-        self._handlers = handlers
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        self.path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        if self.path.exists():
-            if await _answers(self.path):
-                raise ApiError(
-                    f"another routed already listens on {self.path}; stop it or "
-                    "set api.socket to another path",
-                    exit_code=1,
-                )
-            self.path.unlink()
-        old = os.umask(0o177)  # the socket is born 0600: no window where others can connect
-        try:
-            self._server = await asyncio.start_unix_server(
-                self._serve, path=str(self.path), limit=MAX_REQUEST
-            )
-        finally:
-            os.umask(old)
-        os.chmod(self.path, 0o600)
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            if _peer_uid(writer) != 0:
-                await self._reply(
-                    writer, {"ok": False, "error": "the routed API is for root only", "exit_code": 1}
-                )
-                return
-            while line := await reader.readline():
-                await self._reply(writer, await self._dispatch(line))
-        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
-
-    async def _dispatch(self, line: bytes) -> dict[str, Any]:
-        try:
-            request = json.loads(line)
-            op = request["op"]
-            handler = self._handlers[op]
-        except (ValueError, KeyError, TypeError):
-            return {
-                "ok": False,
-                "error": f"bad request; ops are {', '.join(sorted(self._handlers))}",
-                "exit_code": 2,
-            }
-        try:
-            return {"ok": True, "result": await handler(request)}
-        except ApiError as exc:
-            return {"ok": False, "error": str(exc), "exit_code": exc.exit_code}
-        except Exception as exc:
-            log.exception(event("api_request_failed", op=op))
-            return {"ok": False, "error": f"{op} failed: {exc}", "exit_code": 1}
-
-    @staticmethod
-    async def _reply(writer: asyncio.StreamWriter, response: dict[str, Any]) -> None:
-        writer.write(json.dumps(response).encode() + b"\n")
-        await writer.drain()
-
-
-async def _answers(path: Path) -> bool:
-    try:
-        _, writer = await asyncio.open_unix_connection(str(path))
-    except OSError:
-        return False
-    writer.close()
-    return True
 
 
 def call(path: str, op: str, timeout: float = 30.0, **fields: Any) -> Any:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from bgp.speaker import Speaker
-from routed.api import ApiError, ApiServer
+from routed.api import ApiError
+from routed.apiserver import ApiServer
 from routed.config import NodeConfig
 from routed.config.schema import IpamMode
 from routed.dataplane import sysctl

@@ -10,7 +10,6 @@ read only for a DEL while the daemon is down, to clean up without it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -117,6 +116,8 @@ class Plugin:
 
     def _delete_without_daemon(self) -> None:
         """The daemon is down: detach here, as `routed workload del` does without one."""
+        import asyncio
+
         from routed.config import ConfigError, load_config
         from routed.dataplane.workload import WorkloadError
         from routed.fib.kernel import NetlinkKernel

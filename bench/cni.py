@@ -1,0 +1,99 @@
+"""CNI ADD latency: routed-cni against the reference `bridge` plugin doing the same job.
+
+Both run on h1 of labs/quickstart.clab.yml, invoked as a runtime invokes a plugin (an
+executable, CNI_* in the environment, the network config on stdin), `--trials` times each,
+interleaved: a new network namespace, ADD timed from the call to the result, then DEL.
+
+- routed: `routed-cni` asks h1's daemon to attach the namespace (veth, /32 from h1's block,
+  the route in the kernel before it answers).
+- bridge: `bridge` with `host-local` IPAM (a Linux bridge, a veth, an address from a /24).
+
+    python -m bench.cni --trials 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import textwrap
+import time
+
+from bench.common import LABS, save
+from bench.convergence import percentile
+from routed.lab import runner
+from routed.lab.topology import load_topology
+
+TIMER = textwrap.dedent("""\
+    import json, os, subprocess, sys, time
+    trials, plugin_dir, routed_cni = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    confs = {
+        "routed": {"cniVersion": "1.0.0", "name": "routed", "type": "routed"},
+        "bridge": {"cniVersion": "1.0.0", "name": "br", "type": "bridge", "bridge": "cnibr0",
+                   "isGateway": True, "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.99.0.0/24"}]]}},
+    }
+    binaries = {"routed": routed_cni, "bridge": os.path.join(plugin_dir, "bridge")}
+    out = {"routed": [], "bridge": []}
+    for i in range(trials):
+        for kind in ("routed", "bridge"):
+            ns = f"cb{kind[0]}{i}"
+            subprocess.run(["ip", "netns", "add", ns], check=True)
+            env = {"PATH": os.environ["PATH"], "CNI_CONTAINERID": f"bench{kind}{i}", "CNI_NETNS": f"/run/netns/{ns}",
+                   "CNI_IFNAME": "eth0", "CNI_PATH": plugin_dir}
+            stdin = json.dumps(confs[kind]).encode()
+            started = time.monotonic()
+            add = subprocess.run([binaries[kind]], input=stdin, env={**env, "CNI_COMMAND": "ADD"}, capture_output=True)
+            elapsed = (time.monotonic() - started) * 1000
+            if add.returncode != 0:
+                raise SystemExit(f"{kind} ADD failed: {add.stdout!r} {add.stderr!r}")
+            out[kind].append(elapsed)
+            subprocess.run([binaries[kind]], input=stdin, env={**env, "CNI_COMMAND": "DEL"}, check=True)
+            subprocess.run(["ip", "netns", "del", ns], check=True)
+    print(json.dumps(out))
+""")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--trials", type=int, default=30)
+    args = parser.parse_args(argv)
+    topo = load_topology(LABS / "quickstart.clab.yml", name=f"n{os.getpid()}", prefix="rt")
+    runner.up(topo)
+    try:
+        time.sleep(2)
+        routed_cni = os.path.join(os.path.dirname(sys.executable), "routed-cni")
+        result = runner.run_in_node(
+            topo,
+            "h1",
+            [sys.executable, "-c", TIMER, str(args.trials), "/usr/lib/cni", routed_cni],
+            capture=True,
+            timeout=600,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(result.stderr or result.stdout)
+        samples = json.loads(result.stdout.strip().splitlines()[-1])
+    finally:
+        runner.down(topo)
+    summary = {
+        kind: {
+            "p50": statistics.median(values),
+            "p95": percentile(values, 0.95),
+            "max": max(values),
+            "n": len(values),
+        }
+        for kind, values in samples.items()
+    }
+    for kind, s in summary.items():
+        print(
+            f"{kind:<8} ADD p50 {s['p50']:.1f} ms  p95 {s['p95']:.1f} ms  max {s['max']:.1f} ms  (n={s['n']})"
+        )
+    print(f"results: {save('cni', {'summary': summary, 'samples_ms': samples})}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
