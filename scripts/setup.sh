@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything routed needs on a Debian machine, as root; safe to run again.
-#   apt: iproute2, ping, bird2, frr (benchmarks), iperf3, tcpdump, etcd (IPAM), python3-venv
+#   apt: iproute2, ping, bird2, frr (benchmarks), iperf3, tcpdump, etcd (IPAM),
+#        podman + runc + CNI plugins + busybox-static (the CNI plugin's tests), python3-venv
 #   .venv: routed (editable) with its test tools
 #   /etc/iproute2/rt_protos.d/routed.conf: so `ip route` prints "proto routed"
 set -euo pipefail
@@ -11,7 +12,9 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 2
 fi
 
-APT_PACKAGES=(iproute2 iputils-ping bird2 frr iperf3 tcpdump procps etcd-server etcd-client python3 python3-venv python3-pip)
+APT_PACKAGES=(iproute2 iputils-ping bird2 frr iperf3 tcpdump procps etcd-server etcd-client
+              podman runc containernetworking-plugins busybox-static iptables
+              python3 python3-venv python3-pip)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
