@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import LABS, node_exec, save
-from bench.convergence import api_call, percentile
+from bench.convergence import api_call, summarize
 from routed.lab import runner
 from routed.lab.topology import Topology, load_topology
 
@@ -132,15 +131,7 @@ def measure(mode: str, per_host: int, trials: int) -> dict[str, Any]:
             time.sleep(0.5)
         counts = route_counts(topo)
         results = [trial(topo, mode, i) for i in range(trials)]
-    summary = {}
-    for key in ("add_to_reachable_ms", "updates_at_h3"):
-        values = [r[key] for r in results]
-        summary[key] = {
-            "p50": statistics.median(values),
-            "p95": percentile(values, 0.95),
-            "max": max(values),
-            "n": len(values),
-        }
+    summary = summarize(results)
     return {
         "mode": mode,
         "containers_per_host": per_host,

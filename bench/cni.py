@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import textwrap
 import time
 
 from bench.common import LABS, save
-from bench.convergence import percentile
+from bench.convergence import summarize
 from routed.lab import runner
 from routed.lab.topology import load_topology
 
@@ -32,7 +31,8 @@ TIMER = textwrap.dedent("""\
     confs = {
         "routed": {"cniVersion": "1.0.0", "name": "routed", "type": "routed"},
         "bridge": {"cniVersion": "1.0.0", "name": "br", "type": "bridge", "bridge": "cnibr0",
-                   "isGateway": True, "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.99.0.0/24"}]]}},
+                   "isGateway": True,
+                   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.99.0.0/24"}]]}},
     }
     binaries = {"routed": routed_cni, "bridge": os.path.join(plugin_dir, "bridge")}
     out = {"routed": [], "bridge": []}
@@ -40,11 +40,12 @@ TIMER = textwrap.dedent("""\
         for kind in ("routed", "bridge"):
             ns = f"cb{kind[0]}{i}"
             subprocess.run(["ip", "netns", "add", ns], check=True)
-            env = {"PATH": os.environ["PATH"], "CNI_CONTAINERID": f"bench{kind}{i}", "CNI_NETNS": f"/run/netns/{ns}",
-                   "CNI_IFNAME": "eth0", "CNI_PATH": plugin_dir}
+            env = {"PATH": os.environ["PATH"], "CNI_CONTAINERID": f"bench{kind}{i}",
+                   "CNI_NETNS": f"/run/netns/{ns}", "CNI_IFNAME": "eth0", "CNI_PATH": plugin_dir}
             stdin = json.dumps(confs[kind]).encode()
             started = time.monotonic()
-            add = subprocess.run([binaries[kind]], input=stdin, env={**env, "CNI_COMMAND": "ADD"}, capture_output=True)
+            add = subprocess.run([binaries[kind]], input=stdin, env={**env, "CNI_COMMAND": "ADD"},
+                                 capture_output=True)
             elapsed = (time.monotonic() - started) * 1000
             if add.returncode != 0:
                 raise SystemExit(f"{kind} ADD failed: {add.stdout!r} {add.stderr!r}")
@@ -78,15 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         samples = json.loads(result.stdout.strip().splitlines()[-1])
     finally:
         runner.down(topo)
-    summary = {
-        kind: {
-            "p50": statistics.median(values),
-            "p95": percentile(values, 0.95),
-            "max": max(values),
-            "n": len(values),
-        }
-        for kind, values in samples.items()
-    }
+    summary = {kind: summarize([{"add_ms": v} for v in values])["add_ms"] for kind, values in samples.items()}
     for kind, s in summary.items():
         print(
             f"{kind:<8} ADD p50 {s['p50']:.1f} ms  p95 {s['p95']:.1f} ms  max {s['max']:.1f} ms  (n={s['n']})"

@@ -59,7 +59,23 @@ def check_requested(requested: Sequence[IPAddress], cfg: NodeConfig, used: Set[I
             raise Refused(str(exc)) from exc
 
 
-class PoolIpam:
+class _NoDatastore:
+    """The modes with nothing to keep up: the workloads' own addresses are the whole state."""
+
+    async def release(self, workload_id: str, ips: Sequence[IPAddress]) -> None:
+        return None
+
+    async def start(self) -> None:
+        return None
+
+    async def maintain(self, in_use: Set[IPAddress], now: float | None = None) -> bool:
+        return False
+
+    async def close(self) -> None:
+        return None
+
+
+class PoolIpam(_NoDatastore):
     """Mode none: the lowest free address of the pools, as before blocks."""
 
     def __init__(self, cfg: NodeConfig) -> None:
@@ -80,18 +96,6 @@ class PoolIpam:
         except (pools.NotInPool, pools.PoolExhausted) as exc:
             raise Refused(str(exc)) from exc
 
-    async def release(self, workload_id: str, ips: Sequence[IPAddress]) -> None:
-        return None
-
-    async def start(self) -> None:
-        return None
-
-    async def maintain(self, in_use: Set[IPAddress], now: float | None = None) -> bool:
-        return False
-
-    async def close(self) -> None:
-        return None
-
 
 def refuse_foreign(ip: IPAddress, own: Sequence[IPNetwork], owner_of: OwnerLookup) -> None:
     """`--ip` of an address another node announces (inside its block, or as its /32) would
@@ -108,7 +112,7 @@ def refuse_foreign(ip: IPAddress, own: Sequence[IPNetwork], owner_of: OwnerLooku
     raise Refused(f"{ip} is {where} the node at {owner}; take an address of this node's blocks, or omit --ip")
 
 
-class StaticIpam:
+class StaticIpam(_NoDatastore):
     """Mode static: the blocks listed in `ipam.blocks` are this node's."""
 
     def __init__(self, cfg: NodeConfig, owner_of: OwnerLookup | None = None) -> None:
@@ -138,18 +142,6 @@ class StaticIpam:
                 )
             out.append(free)
         return tuple(out)
-
-    async def release(self, workload_id: str, ips: Sequence[IPAddress]) -> None:
-        return None
-
-    async def start(self) -> None:
-        return None
-
-    async def maintain(self, in_use: Set[IPAddress], now: float | None = None) -> bool:
-        return False
-
-    async def close(self) -> None:
-        return None
 
 
 def make_ipam(cfg: NodeConfig, owner_of: OwnerLookup | None = None) -> Ipam:

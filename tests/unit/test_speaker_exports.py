@@ -108,6 +108,15 @@ peers:
 """
 
 
+class NullWriter:
+    """ExaBGP's end of the channel, for tests that only read."""
+
+    def close(self) -> None: ...
+
+    def is_closing(self) -> bool:
+        return False
+
+
 def exabgp_line(peer: str, body: str) -> bytes:
     head = '{ "exabgp": "5.0.0", "time": 1.0, "host": "vm", "pid": 1, "ppid": 1, "counter": 1, '
     neighbor = (
@@ -126,15 +135,9 @@ async def test_end_of_rib_follows_the_announcements_it_vouches_for() -> None:
 
     from bgp.exabgp.process import Channel
 
-    class Writer:
-        def close(self) -> None: ...
-
-        def is_closing(self) -> bool:
-            return False
-
     speaker = make(REFLECTOR)
     reader = asyncio.StreamReader()
-    channel = Channel(reader, Writer(), socket.socket())  # type: ignore[arg-type]
+    channel = Channel(reader, NullWriter(), socket.socket())  # type: ignore[arg-type]
     speaker.pump.attach(channel)
     speaker.set_local_ready()
     update = (
@@ -170,17 +173,11 @@ async def test_after_a_power_event_a_reflector_waits_for_every_client() -> None:
     from bgp.exabgp.process import Channel
     from bgp.model import GracefulRestartCapability
 
-    class Writer:
-        def close(self) -> None: ...
-
-        def is_closing(self) -> bool:
-            return False
-
     speaker = make(REFLECTOR)
     for address in speaker.peers:
         speaker.peers[address].graceful = GracefulRestartCapability(120, True, frozenset({4}))
     reader = asyncio.StreamReader()
-    channel = Channel(reader, Writer(), socket.socket())  # type: ignore[arg-type]
+    channel = Channel(reader, NullWriter(), socket.socket())  # type: ignore[arg-type]
     speaker.pump.attach(channel)
     speaker.set_local_ready()
     update = (
