@@ -109,3 +109,61 @@ def test_plugin_bad_input_leaves_nothing(host: Host, daemon: Daemon, namespaces:
 def test_version_needs_nothing(host: Host) -> None:
     code, out = cni(host, "VERSION", "", b"")
     assert code == 0 and "1.0.0" in out["supportedVersions"]
+
+
+def run_chain(host: Host, command: str, netns: str, plugins: list[dict[str, Any]]) -> Any:
+    """What libcni does with a conflist: each plugin in turn (in reverse for DEL), each ADD
+    given the previous plugin's result as prevResult; the last result is the runtime's."""
+    previous = None
+    for plugin in plugins if command == "ADD" else list(reversed(plugins)):
+        conf = {"cniVersion": "1.0.0", "name": "routed", **plugin}
+        if previous is not None:
+            conf["prevResult"] = previous
+        if plugin["type"] == "routed":
+            code, out = cni(host, command, netns, conf)
+        else:
+            env = {
+                "PATH": os.environ["PATH"],
+                "CNI_COMMAND": command,
+                "CNI_CONTAINERID": "c0ffee01",
+                "CNI_NETNS": netns,
+                "CNI_IFNAME": "eth0",
+                "CNI_PATH": "/usr/lib/cni",
+            }
+            done = subprocess.run(
+                ["ip", "netns", "exec", host.netns, f"/usr/lib/cni/{plugin['type']}"],
+                input=json.dumps(conf).encode(),
+                env=env,
+                capture_output=True,
+                timeout=60,
+            )
+            code, out = done.returncode, json.loads(done.stdout) if done.stdout.strip() else None
+        assert code == 0, (plugin["type"], command, out)
+        if command == "ADD":
+            previous = out
+    return previous
+
+
+def test_plugins_chained_after_routed(host: Host, daemon: Daemon, namespaces: Namespaces) -> None:
+    """tuning, bandwidth, firewall and portmap from containernetworking-plugins take routed's
+    result as their prevResult and pass it on, as in a conflist."""
+    container = namespaces.add()
+    path = f"/run/netns/{container}"
+    plugins = [
+        network(host),
+        {"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.accept_redirects": "0"}},
+        {"type": "bandwidth", "ingressRate": 10_000_000, "ingressBurst": 100_000},
+        {"type": "firewall", "backend": "iptables"},
+        {
+            "type": "portmap",
+            "capabilities": {"portMappings": True},
+            "runtimeConfig": {"portMappings": [{"hostPort": 8081, "containerPort": 80, "protocol": "tcp"}]},
+        },
+    ]
+    final = run_chain(host, "ADD", path, plugins)
+    assert [ip["address"] for ip in final["ips"]] == ["10.65.0.1/32", "fd00:65::1/128"]
+    assert sh(["sysctl", "-n", "net.ipv4.conf.eth0.accept_redirects"], netns=container).stdout.strip() == "0"
+    assert "8081" in sh(["iptables", "-t", "nat", "-S"], netns=host.netns).stdout
+    run_chain(host, "DEL", path, plugins)
+    assert host_ifname("cni-c0ffee01:eth0") not in links(host.netns)
+    assert "8081" not in sh(["iptables", "-t", "nat", "-S"], netns=host.netns).stdout
