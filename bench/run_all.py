@@ -33,6 +33,14 @@ def main() -> int:
         ["bench.dataplane", "--seconds", "2" if args.quick else "5", "--repeat", "1" if args.quick else "9"],
         ["bench.failover", "--trials", "1" if args.quick else "3"],
         ["bench.restarts", "--seconds", "6" if args.quick else "20"],
+        [
+            "bench.blocks",
+            "--containers",
+            "5" if args.quick else "50",
+            "--trials",
+            "2" if args.quick else "20",
+        ],
+        ["bench.cni", "--trials", "2" if args.quick else "30"],
     ]
     for module, *rest in runs:
         print(f"== python -m {module} {' '.join(rest)}", flush=True)

@@ -80,3 +80,13 @@ def test_restarts_smoke(tmp_path: Path) -> None:
     for result in results:
         assert result["sent"] == 3 * 4 * 20 and 0 <= result["lost"] <= result["sent"]
         assert len(result["streams"]) == 3
+
+
+def test_blocks_and_cni_smoke(tmp_path: Path) -> None:
+    run_bench("bench.blocks", "--containers", "3", "--trials", "1", "--modes", "blocks", tmp=tmp_path)
+    (result,) = json.loads((tmp_path / "blocks.json").read_text())["results"]
+    assert result["routes"]["h3"] == {"total": 7, "learned": 3, "own": 4}  # 3 blocks; 3 /32s + its block
+    assert result["summary"]["updates_at_h3"]["max"] == 0  # a new container inside a block: no UPDATE
+    run_bench("bench.cni", "--trials", "1", tmp=tmp_path)
+    summary = json.loads((tmp_path / "cni.json").read_text())["summary"]
+    assert set(summary) == {"routed", "bridge"} and all(s["n"] == 1 for s in summary.values())
