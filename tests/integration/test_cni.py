@@ -54,7 +54,10 @@ def test_plugin_add_check_del_against_the_daemon(host: Host, daemon: Daemon, nam
     wid = "cni-c0ffee01:eth0"
     veth = host_ifname(wid)
     assert result["interfaces"][0] == {"name": veth, "mac": "ee:ee:ee:ee:ee:ee"}
-    assert result["interfaces"][1] == {"name": "eth0", "sandbox": path}
+    sandbox = result["interfaces"][1]
+    assert (sandbox["name"], sandbox["sandbox"]) == ("eth0", path)
+    mac = sh(["cat", "/sys/class/net/eth0/address"], netns=container).stdout.strip()
+    assert sandbox["mac"] == mac  # the container side's own MAC (podman requires one)
     (ipv4, ipv6) = result["ips"]
     assert ipv4 == {"address": "10.65.0.1/32", "gateway": "169.254.1.1", "interface": 1}
     assert ipv6["address"] == "fd00:65::1/128" and ipv6["gateway"] == "fe80::1"
