@@ -17,8 +17,16 @@ from tests.netns import links, routes, sh
 PLUGIN = [sys.executable, "-m", "routed.cni.plugin"]
 
 
-def cni(host: Host, command: str, netns: str, conf: dict[str, Any] | bytes, **env: str) -> tuple[int, Any]:
-    """Run the plugin in the host namespace; (exit code, parsed stdout or None)."""
+def cni(
+    host: Host,
+    command: str,
+    netns: str,
+    conf: dict[str, Any] | bytes,
+    plugin: list[str] = PLUGIN,
+    **env: str,
+) -> tuple[int, Any]:
+    """Run a CNI plugin (routed's unless told) in the host namespace as a runtime does;
+    (exit code, parsed stdout or None)."""
     full = {
         "PATH": os.environ["PATH"],
         "CNI_COMMAND": command,
@@ -30,7 +38,7 @@ def cni(host: Host, command: str, netns: str, conf: dict[str, Any] | bytes, **en
     }
     stdin = conf if isinstance(conf, bytes) else json.dumps(conf).encode()
     out = subprocess.run(
-        ["ip", "netns", "exec", host.netns, *PLUGIN], input=stdin, env=full, capture_output=True, timeout=60
+        ["ip", "netns", "exec", host.netns, *plugin], input=stdin, env=full, capture_output=True, timeout=60
     )
     return out.returncode, json.loads(out.stdout) if out.stdout.strip() else None
 
@@ -122,25 +130,8 @@ def run_chain(host: Host, command: str, netns: str, plugins: list[dict[str, Any]
         conf = {"cniVersion": "1.0.0", "name": "routed", **plugin}
         if previous is not None:
             conf["prevResult"] = previous
-        if plugin["type"] == "routed":
-            code, out = cni(host, command, netns, conf)
-        else:
-            env = {
-                "PATH": os.environ["PATH"],
-                "CNI_COMMAND": command,
-                "CNI_CONTAINERID": "c0ffee01",
-                "CNI_NETNS": netns,
-                "CNI_IFNAME": "eth0",
-                "CNI_PATH": "/usr/lib/cni",
-            }
-            done = subprocess.run(
-                ["ip", "netns", "exec", host.netns, f"/usr/lib/cni/{plugin['type']}"],
-                input=json.dumps(conf).encode(),
-                env=env,
-                capture_output=True,
-                timeout=60,
-            )
-            code, out = done.returncode, json.loads(done.stdout) if done.stdout.strip() else None
+        binary = PLUGIN if plugin["type"] == "routed" else [f"/usr/lib/cni/{plugin['type']}"]
+        code, out = cni(host, command, netns, conf, binary)
         assert code == 0, (plugin["type"], command, out)
         if command == "ADD":
             previous = out
