@@ -24,6 +24,8 @@ from routed.config.schema import IpamMode
 from routed.dataplane import sysctl
 from routed.dataplane.workload import WorkloadError, sandbox_mac
 from routed.dataplane.workload import problems as dataplane_problems
+from routed.docker.plugin import DockerPlugin
+from routed.docker.server import PluginServer
 from routed.fib.kernel import NetlinkKernel
 from routed.fib.reconciler import Reconciler
 from routed.fib.routes import Route, unreachable_route
@@ -52,8 +54,17 @@ class Daemon:
         self.speaker = Speaker(cfg, self.reconciler, Path(cfg.api.socket).parent / f"bgp-{cfg.name}")
         self.ipam = make_ipam(cfg, owner_of=self.speaker.block_owner)
         self.workloads = WorkloadManager(
-            cfg, WorkloadStore(cfg.state_dir), on_change=self._workloads_changed, ipam=self.ipam
+            cfg,
+            WorkloadStore(cfg.state_dir),
+            on_change=self._workloads_changed,
+            ipam=self.ipam,
+            reserved=self._docker_reserved,
         )
+        self.docker: DockerPlugin | None = None
+        self.docker_server: PluginServer | None = None
+        if cfg.docker.enabled:
+            self.docker = DockerPlugin(cfg, self.workloads, self.ipam, self.reconciler.wait_in_sync)
+            self.docker_server = PluginServer(cfg.docker.socket, self.docker.handlers)
         self.api = ApiServer(
             cfg.api.socket,
             {
@@ -71,6 +82,9 @@ class Daemon:
         self._started = time.time()
         self._local_routes: list[Route] = []
         self._drain_file = Path(cfg.state_dir) / "draining"
+
+    def _docker_reserved(self) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        return self.docker.reserved() if self.docker is not None else set()
 
     def _workloads_changed(self, routes: list[Route]) -> None:
         """Our local routes: each workload's /32 to its veth, and each owned block `unreachable`
@@ -120,6 +134,10 @@ class Daemon:
             # now may our End-of-RIB tell peers to sweep what we did not announce again
             self._announce_installed()
             self.speaker.set_local_ready()
+            tasks = {fib, bgp}
+            if self.docker is not None and self.docker_server is not None:
+                await self.docker_server.start()
+                tasks.add(asyncio.create_task(self.docker.upkeep(), name="docker"))
             log.info(
                 event(
                     "started",
@@ -128,15 +146,20 @@ class Daemon:
                     workloads=len(self.workloads.routes()),
                     restore_failed=len(failed),
                     api=self.cfg.api.socket,
+                    docker=self.cfg.docker.socket if self.docker is not None else "off",
                 )
             )
-            upkeep = asyncio.create_task(self._ipam_upkeep(), name="ipam")
+            tasks.add(asyncio.create_task(self._ipam_upkeep(), name="ipam"))
             stop = asyncio.create_task(self._stop.wait())
-            done, _ = await asyncio.wait({fib, bgp, upkeep, stop}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (fib, bgp, upkeep):
+            done, _ = await asyncio.wait({*tasks, stop}, return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
                 if task in done:
-                    task.result()  # the reconciler, the speaker or IPAM died: fail loudly, exit 1
+                    task.result()  # the reconciler, the speaker, IPAM or Docker's upkeep died: exit 1
+            for task in tasks - {fib, bgp}:
+                task.cancel()
         finally:
+            if self.docker_server is not None:
+                await self.docker_server.close()
             await self.speaker.stop()
             if bgp is not None:
                 bgp.cancel()
@@ -161,7 +184,7 @@ class Daemon:
         interval = max(1.0, min(30.0, self.cfg.ipam.release_after / 4))
         while True:
             await asyncio.sleep(interval)
-            in_use = {ip for w in self.workloads.current() for ip in w.ips}
+            in_use = self.workloads.addresses_in_use()
             if await self.ipam.maintain(in_use):
                 self._workloads_changed(self.workloads.routes())
 

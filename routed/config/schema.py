@@ -209,6 +209,37 @@ class Api(Strict):
         return value
 
 
+class Docker(Strict):
+    """Docker's network and IPAM plugin (`docker network create -d routed --ipam-driver routed`)."""
+
+    enabled: bool = False
+    # Docker finds legacy plugins by socket here; the file name is the driver's name
+    socket: str = "/run/docker/plugins/routed.sock"
+    # `docker run -p`: routed runs this CNI plugin, as podman does with the same one
+    portmap_plugin: tuple[str, ...] = ("/usr/lib/cni/portmap", "/opt/cni/bin/portmap")
+    # an endpoint whose container side has been back in the host (no container) this long,
+    # or an address reserved for an endpoint that never came, is released (Docker's own
+    # DeleteEndpoint / ReleaseAddress were lost, e.g. while routed was down)
+    stale_after: int = Field(default=60, ge=1, le=86400)
+
+    @field_validator("socket")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not PurePosixPath(value).is_absolute() or not value.endswith(".sock"):
+            raise ValueError(
+                f"{value!r} must be an absolute path ending in .sock, e.g. /run/docker/plugins/routed.sock"
+            )
+        return value
+
+    @property
+    def driver_name(self) -> str:
+        return PurePosixPath(self.socket).stem
+
+
+def _docker_shorthand(value: Any) -> Any:
+    return {"enabled": value} if isinstance(value, bool) else value
+
+
 class Metrics(Strict):
     listen: str = "127.0.0.1:9180"
 
@@ -318,6 +349,7 @@ class NodeConfig(Strict):
     bgp: Bgp = Bgp()
     api: Api = Api()
     metrics: Metrics = Metrics()
+    docker: Annotated[Docker, BeforeValidator(_docker_shorthand)] = Docker()
     fib: Fib = Fib()
     state_dir: str = "/var/lib/routed"
     workloads: tuple[Workload, ...] = ()

@@ -10,6 +10,7 @@ desired route handed to the reconciler.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import hashlib
 import os
@@ -45,6 +46,18 @@ class WorkloadSpec:
     netns: str  # a name under /run/netns or a path such as /proc/PID/ns/net
     ips: tuple[IPAddress, ...]
     ifname: str = "eth0"
+    # "" : routed moves the container side into `netns` and configures it.
+    # "docker": Docker does (routed's network plugin); routed makes the pair and leaves the
+    # container side, named `peer_ifname`, in the host namespace for Docker to move.
+    runtime: str = ""
+
+    @property
+    def handed_off(self) -> bool:
+        return self.runtime != ""
+
+    @property
+    def peer_ifname(self) -> str:
+        return _peer_ifname(self.id)
 
     @property
     def host_ifname(self) -> str:
@@ -76,8 +89,11 @@ async def _index(ipr: Any, ifname: str) -> int | None:
     return found[0] if found else None
 
 
-async def attach(spec: WorkloadSpec) -> None:
+async def attach(spec: WorkloadSpec, restoring: bool = False) -> None:
     """Create (or repair) the workload's veth pair; idempotent."""
+    if spec.handed_off:
+        await _attach_handed_off(spec, create=not restoring)
+        return
     path = netns_path(spec.netns)
     if not path.exists():
         raise WorkloadError(
@@ -96,18 +112,54 @@ async def attach(spec: WorkloadSpec) -> None:
             index = await _index(host, host_name)
             if index is None:
                 raise WorkloadError(f"workload {spec.id}: veth {host_name} vanished right after creation")
-        sysctl.set_interface("ipv4", host_name, "proxy_arp", "1")
-        if any(ip.version == 6 for ip in spec.ips):
-            # Without DAD the host's link-local is usable at once, so the first
-            # packets to the workload do not wait for neighbour discovery to settle.
-            sysctl.set_interface("ipv6", host_name, "accept_dad", "0")
-            sysctl.set_interface("ipv6", host_name, "proxy_ndp", "1")
-        await host.link("set", index=index, state="up")
-        if any(ip.version == 6 for ip in spec.ips):
-            await _replace_neigh(
-                host, dst=str(GATEWAY_V6), ifindex=index, family=socket.AF_INET6, flags=NTF_PROXY
-            )
+        await _configure_host_side(host, spec, index)
     await _configure_workload_side(spec)
+
+
+async def _configure_host_side(host: Any, spec: WorkloadSpec, index: int) -> None:
+    host_name = spec.host_ifname
+    sysctl.set_interface("ipv4", host_name, "proxy_arp", "1")
+    if any(ip.version == 6 for ip in spec.ips):
+        # Without DAD the host's link-local is usable at once, so the first
+        # packets to the workload do not wait for neighbour discovery to settle.
+        sysctl.set_interface("ipv6", host_name, "accept_dad", "0")
+        sysctl.set_interface("ipv6", host_name, "proxy_ndp", "1")
+    await host.link("set", index=index, state="up")
+    if any(ip.version == 6 for ip in spec.ips):
+        await _replace_neigh(
+            host, dst=str(GATEWAY_V6), ifindex=index, family=socket.AF_INET6, flags=NTF_PROXY
+        )
+
+
+async def _attach_handed_off(spec: WorkloadSpec, create: bool) -> None:
+    """The runtime's kind of workload: the pair is made once, its container side left in the
+    host namespace (down, no address) for the runtime to move, rename and configure. Once
+    made, a missing host side means the container's namespace took the pair with it."""
+    async with AsyncIPRoute() as host:
+        index = await _index(host, spec.host_ifname)
+        if index is None:
+            if not create:
+                raise WorkloadError(
+                    f"workload {spec.id}: veth {spec.host_ifname} is gone (its container was removed)"
+                )
+            try:
+                await host.link(
+                    "add",
+                    ifname=spec.host_ifname,
+                    kind="veth",
+                    address=HOST_MAC,
+                    peer={"ifname": spec.peer_ifname},
+                )
+            except NetlinkError as exc:
+                raise WorkloadError(
+                    f"workload {spec.id}: cannot create veth {spec.host_ifname}: {os.strerror(exc.code)}"
+                ) from exc
+            index = await _index(host, spec.host_ifname)
+            if index is None:
+                raise WorkloadError(
+                    f"workload {spec.id}: veth {spec.host_ifname} vanished right after creation"
+                )
+        await _configure_host_side(host, spec, index)
 
 
 async def _peer_in_netns(spec: WorkloadSpec) -> bool:
@@ -221,6 +273,8 @@ async def problems(spec: WorkloadSpec) -> list[str]:
         (link,) = await host.link("get", index=index)  # a list, not a stream, for "get"
         if not link["flags"] & 1:
             found.append(f"host veth {spec.host_ifname} is down")
+    if spec.handed_off:
+        return found  # the container side is the runtime's to configure
     if not netns_path(spec.netns).exists():
         return [*found, f"network namespace {spec.netns} is gone"]
     try:
@@ -246,3 +300,43 @@ async def problems(spec: WorkloadSpec) -> list[str]:
 async def is_attached(spec: WorkloadSpec) -> bool:
     async with AsyncIPRoute() as host:
         return await _index(host, spec.host_ifname) is not None
+
+
+async def handed_off_state(spec: WorkloadSpec) -> str:
+    """Where a runtime's workload is: "gone" (its pair with it), "waiting" (the container side
+    still in the host namespace: not joined yet, or left behind) or "joined"."""
+    async with AsyncIPRoute() as host:
+        if await _index(host, spec.host_ifname) is None:
+            return "gone"
+        return "waiting" if await _index(host, spec.peer_ifname) is not None else "joined"
+
+
+async def settle_handed_off(spec: WorkloadSpec, sandbox: str, timeout: float = 10.0) -> bool:
+    """Once the runtime has moved the container side into `sandbox` and brought it up, give it
+    the permanent neighbour entry for the IPv4 gateway (see attach: the host answers ARP for it
+    only if it has a route to 169.254.1.1 itself). False if that did not happen in time."""
+    if not any(ip.version == 4 for ip in spec.ips):
+        return True
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with AsyncIPRoute() as host:
+        host_index = await _index(host, spec.host_ifname)
+    if host_index is None:
+        return False
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            async with async_iproute(sandbox) as ns:
+                async for link in await ns.link("dump"):
+                    if link.get("link") == host_index and link["flags"] & 1:  # its veth peer, up
+                        await _replace_neigh(
+                            ns,
+                            dst=str(GATEWAY_V4),
+                            lladdr=HOST_MAC,
+                            ifindex=link["index"],
+                            state=NUD_PERMANENT,
+                            family=socket.AF_INET,
+                        )
+                        return True
+        except (OSError, NetlinkError):
+            pass  # the sandbox is not there yet, or already gone
+        await asyncio.sleep(0.02)
+    return False

@@ -35,8 +35,15 @@ class Ipam(Protocol):
     def owned_blocks(self) -> tuple[IPNetwork, ...]: ...
 
     async def assign(
-        self, workload_id: str, requested: Sequence[IPAddress], used: Set[IPAddress]
-    ) -> tuple[IPAddress, ...]: ...
+        self,
+        workload_id: str,
+        requested: Sequence[IPAddress],
+        used: Set[IPAddress],
+        within: Sequence[IPNetwork] | None = None,
+    ) -> tuple[IPAddress, ...]:
+        """Addresses for a workload: `requested` if it may have them, else one free address per
+        IP version of the pools; with `within` (subnets inside the pools), one per version of
+        those, inside them."""
 
     async def release(self, workload_id: str, ips: Sequence[IPAddress]) -> None: ...
 
@@ -47,6 +54,14 @@ class Ipam(Protocol):
         """Periodic upkeep; True if the blocks this node owns changed."""
 
     async def close(self) -> None: ...
+
+
+def versions_of(cfg: NodeConfig, within: Sequence[IPNetwork] | None) -> list[int]:
+    return sorted({p.version for p in (cfg.pools if within is None else within)})
+
+
+def in_text(within: Sequence[IPNetwork] | None) -> str:
+    return "" if within is None else f" inside {', '.join(map(str, within))}"
 
 
 def check_requested(requested: Sequence[IPAddress], cfg: NodeConfig, used: Set[IPAddress]) -> None:
@@ -85,14 +100,18 @@ class PoolIpam(_NoDatastore):
         return ()
 
     async def assign(
-        self, workload_id: str, requested: Sequence[IPAddress], used: Set[IPAddress]
+        self,
+        workload_id: str,
+        requested: Sequence[IPAddress],
+        used: Set[IPAddress],
+        within: Sequence[IPNetwork] | None = None,
     ) -> tuple[IPAddress, ...]:
         if requested:
             check_requested(requested, self.cfg, used)
             return tuple(requested)
-        versions = sorted({p.version for p in self.cfg.pools})
+        choose_from = self.cfg.pools if within is None else within
         try:
-            return tuple(pools.allocate(self.cfg.pools, used, v) for v in versions)
+            return tuple(pools.allocate(choose_from, used, v) for v in versions_of(self.cfg, within))
         except (pools.NotInPool, pools.PoolExhausted) as exc:
             raise Refused(str(exc)) from exc
 
@@ -123,7 +142,11 @@ class StaticIpam(_NoDatastore):
         return self.cfg.ipam.blocks
 
     async def assign(
-        self, workload_id: str, requested: Sequence[IPAddress], used: Set[IPAddress]
+        self,
+        workload_id: str,
+        requested: Sequence[IPAddress],
+        used: Set[IPAddress],
+        within: Sequence[IPNetwork] | None = None,
     ) -> tuple[IPAddress, ...]:
         own = self.owned_blocks()
         if requested:
@@ -132,13 +155,20 @@ class StaticIpam(_NoDatastore):
                 refuse_foreign(ip, own, self._owner_of)
             return tuple(requested)
         out: list[IPAddress] = []
-        for version in sorted({b.version for b in own}):
+        versions = sorted({b.version for b in own}) if within is None else versions_of(self.cfg, within)
+        for version in versions:
             mine = [b for b in own if b.version == version]
-            free = blocks.first_free(mine, used, self.cfg.pools)
+            free = blocks.first_free(mine, used, self.cfg.pools, within)
             if free is None:
+                if within is not None and not any(blocks.overlaps(b, within) for b in mine):
+                    raise Refused(
+                        f"no block of this node ({', '.join(map(str, mine)) or 'none'}) "
+                        f"lies{in_text(within)}; "
+                        "use a subnet that holds this node's blocks, or add such a block to ipam.blocks"
+                    )
                 raise Refused(
-                    f"every IPv{version} block of this node is full ({', '.join(map(str, mine))}); "
-                    "add a block to ipam.blocks or delete unused workloads"
+                    f"every IPv{version} block of this node is full{in_text(within)} "
+                    f"({', '.join(map(str, mine))}); add a block to ipam.blocks or delete unused workloads"
                 )
             out.append(free)
         return tuple(out)

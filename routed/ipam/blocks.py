@@ -53,16 +53,29 @@ def usable(block: IPNetwork, pools: Iterable[IPNetwork]) -> range:
 
 
 def first_free(
-    blocks: Sequence[IPNetwork], used: Set[IPAddress], pools: Iterable[IPNetwork]
+    blocks: Sequence[IPNetwork],
+    used: Set[IPAddress],
+    pools: Iterable[IPNetwork],
+    within: Sequence[IPNetwork] | None = None,
 ) -> IPAddress | None:
-    """The lowest free address of the first of `blocks` (in the order given) that has one."""
+    """The lowest free address of the first of `blocks` (in the order given) that has one;
+    with `within` (a Docker network's subnet), only addresses inside one of those."""
     pools = tuple(pools)
     taken = {int(ip) for ip in used}
     for block in blocks:
+        if within is not None and not overlaps(block, within):
+            continue
         for value in usable(block, pools):
-            if value not in taken:
-                return IPv4Address(value) if block.version == 4 else IPv6Address(value)
+            if value in taken:
+                continue
+            ip = IPv4Address(value) if block.version == 4 else IPv6Address(value)
+            if within is None or any(ip in net for net in within if net.version == ip.version):
+                return ip
     return None
+
+
+def overlaps(block: IPNetwork, within: Iterable[IPNetwork]) -> bool:
+    return any(net.version == block.version and net.overlaps(block) for net in within)
 
 
 def containing(ip: IPAddress, blocks: Iterable[IPNetwork]) -> IPNetwork | None:

@@ -25,7 +25,15 @@ from typing import Any
 
 from routed.config import NodeConfig
 from routed.ipam import blocks
-from routed.ipam.backends import OwnerLookup, Refused, Unavailable, check_requested, refuse_foreign
+from routed.ipam.backends import (
+    OwnerLookup,
+    Refused,
+    Unavailable,
+    check_requested,
+    in_text,
+    refuse_foreign,
+    versions_of,
+)
 from routed.ipam.blocks import IPAddress, IPNetwork
 from routed.ipam.etcdstore import Allocation, EtcdStore, EtcdUnreachable
 from routed.log import event
@@ -112,7 +120,11 @@ class EtcdIpam:
         self.cache = Cache.load(self.cache.path)
 
     async def assign(
-        self, workload_id: str, requested: Sequence[IPAddress], used: Set[IPAddress]
+        self,
+        workload_id: str,
+        requested: Sequence[IPAddress],
+        used: Set[IPAddress],
+        within: Sequence[IPNetwork] | None = None,
     ) -> tuple[IPAddress, ...]:
         self._reload()
         if requested:
@@ -120,8 +132,12 @@ class EtcdIpam:
             for ip in requested:
                 await self._take(workload_id, ip)
             return tuple(requested)
-        versions = sorted({p.version for p in self.cfg.pools})
-        return tuple([await self._next_free(workload_id, version, used) for version in versions])
+        return tuple(
+            [
+                await self._next_free(workload_id, version, used, within)
+                for version in versions_of(self.cfg, within)
+            ]
+        )
 
     async def _take(self, workload_id: str, ip: IPAddress) -> None:
         """`--ip`: in one of our blocks, or in a free block we then claim; never in another node's."""
@@ -150,13 +166,15 @@ class EtcdIpam:
         if holder is not None:
             raise Refused(f"{ip} is already given to workload {holder.workload} on node {holder.node} (etcd)")
 
-    async def _next_free(self, workload_id: str, version: int, used: Set[IPAddress]) -> IPAddress:
+    async def _next_free(
+        self, workload_id: str, version: int, used: Set[IPAddress], within: Sequence[IPNetwork] | None
+    ) -> IPAddress:
         taken = set(used)
         while True:
             own = [b for b in self.owned_blocks() if b.version == version]
-            ip = blocks.first_free(own, taken, self.cfg.pools)
+            ip = blocks.first_free(own, taken, self.cfg.pools, within)
             if ip is None:
-                await self._claim_new(version)
+                await self._claim_new(version, within)
                 continue
             holder = await self._record(ip, workload_id)
             if holder is None:
@@ -165,13 +183,16 @@ class EtcdIpam:
             log.warning(event("ipam_address_held", ip=ip, node=holder.node, workload=holder.workload))
             taken.add(ip)
 
-    async def _claim_new(self, version: int) -> IPNetwork:
+    async def _claim_new(self, version: int, within: Sequence[IPNetwork] | None = None) -> IPNetwork:
         length = self.cfg.ipam.block_length(version)
         try:
             claimed = await self.store.blocks()
-            for attempt, block in enumerate(
-                blocks.first_unclaimed(self.cfg.pools, version, length, set(claimed))
-            ):
+            candidates = (
+                block
+                for block in blocks.first_unclaimed(self.cfg.pools, version, length, set(claimed))
+                if within is None or blocks.overlaps(block, within)
+            )
+            for attempt, block in enumerate(candidates):
                 if attempt >= CLAIM_ATTEMPTS:
                     break
                 if await self.store.claim(block, self.node, time.time()):
@@ -183,7 +204,10 @@ class EtcdIpam:
                 "are full and a new block can only be claimed in etcd; bring etcd back, or delete "
                 "unused workloads"
             ) from exc
-        raise Refused(f"every IPv{version} block of the pools is claimed by some node; add a pool")
+        raise Refused(
+            f"every IPv{version} block of the pools{in_text(within)} is claimed by some node; add a pool"
+            + ("" if within is None else " or use a wider subnet")
+        )
 
     def _claimed(self, block: IPNetwork, reason: str) -> None:
         self.cache.blocks.add(block)

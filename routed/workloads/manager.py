@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 
 from routed.config import NodeConfig
 from routed.config.schema import WORKLOAD_ID
@@ -39,11 +39,14 @@ class WorkloadManager:
         store: WorkloadStore,
         on_change: Callable[[list[Route]], None] | None = None,
         ipam: Ipam | None = None,
+        reserved: Callable[[], Set[IPAddress]] | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
         self.ipam = ipam if ipam is not None else make_ipam(cfg)
         self._on_change = on_change
+        # addresses handed out but not yet in a workload (Docker's IPAM asks before its endpoint)
+        self._reserved = reserved or frozenset
         self._workloads: dict[str, WorkloadSpec] = {}
         # One add or delete at a time in this process: each holds the store's file lock across
         # awaits (veth, etcd), and a second task blocking on that lock would stop the loop.
@@ -57,6 +60,22 @@ class WorkloadManager:
         view (an add or delete holds that lock across awaits; taking it again in the same
         process, from another task, would block the event loop for good)."""
         return sorted(self._workloads.values(), key=lambda w: w.id)
+
+    @property
+    def exclusive(self) -> asyncio.Lock:
+        """Held by every add and delete: an IPAM of the caller's that hands out addresses takes
+        it too, so that two allocations never see the same `addresses_in_use`."""
+        return self._serial
+
+    async def stored(self) -> list[WorkloadSpec]:
+        """Every stored workload, including those a restore could not attach."""
+        async with self._serial:
+            with self.store.locked():
+                return sorted(self.store.load().values(), key=lambda w: w.id)
+
+    def addresses_in_use(self) -> set[IPAddress]:
+        """Every address of a workload or reserved for one (the IPAM's `used`)."""
+        return {ip for w in self._workloads.values() for ip in w.ips} | set(self._reserved())
 
     def all(self) -> list[WorkloadSpec]:
         with self.store.locked():
@@ -83,9 +102,10 @@ class WorkloadManager:
         failed = []
         for spec in stored.values():
             try:
-                await attach(spec)
+                await attach(spec, restoring=True)
             except (WorkloadError, OSError) as exc:
-                # Keep it in the store: its namespace may come back (a container restart).
+                # Keep it in the store: its namespace may come back (a container restart);
+                # a runtime's workload is for the runtime's plugin to delete.
                 failed.append(spec.id)
                 log.error(event("workload_restore_failed", workload=spec.id, netns=spec.netns, reason=exc))
         with self.store.locked():  # an API request may have added one meanwhile
@@ -100,7 +120,10 @@ class WorkloadManager:
         ips: Sequence[IPAddress] = (),
         ifname: str = "eth0",
         guard: Callable[[], None] | None = None,
+        runtime: str = "",
     ) -> WorkloadSpec:
+        """Add a workload. With `runtime`, the runtime's IPAM gave `ips` (nothing is assigned or
+        released here) and the runtime moves the container side (see WorkloadSpec.runtime)."""
         if not WORKLOAD_ID.match(workload_id):
             raise UsageError(
                 f"{workload_id!r} is not a workload id; use 1-128 of A-Z a-z 0-9 . _ : - "
@@ -109,7 +132,7 @@ class WorkloadManager:
         if not 1 <= len(ifname) <= 15:
             raise UsageError(f"interface name {ifname!r} must be 1-15 characters")
         async with self._serial:
-            return await self._add(workload_id, netns, ips, ifname, guard)
+            return await self._add(workload_id, netns, ips, ifname, guard, runtime)
 
     async def _add(
         self,
@@ -118,6 +141,7 @@ class WorkloadManager:
         ips: Sequence[IPAddress],
         ifname: str,
         guard: Callable[[], None] | None,
+        runtime: str,
     ) -> WorkloadSpec:
         with self.store.locked():
             if guard is not None:
@@ -131,6 +155,8 @@ class WorkloadManager:
                         f"{', '.join(map(str, existing.ips))}; delete it first"
                     )
                 spec = existing
+            elif runtime:
+                spec = WorkloadSpec(workload_id, netns, tuple(ips), ifname, runtime)
             else:
                 spec = WorkloadSpec(
                     workload_id, netns, await self._addresses(workload_id, ips, current), ifname
@@ -140,7 +166,8 @@ class WorkloadManager:
             except (WorkloadError, OSError):
                 if existing is None:
                     await detach(spec)  # leave nothing half-made behind
-                    await self.ipam.release(spec.id, spec.ips)
+                    if not spec.runtime:
+                        await self.ipam.release(spec.id, spec.ips)
                 raise
             current[spec.id] = spec
             self.store.save(current)
@@ -160,7 +187,7 @@ class WorkloadManager:
     async def _addresses(
         self, workload_id: str, requested: Sequence[IPAddress], current: dict[str, WorkloadSpec]
     ) -> tuple[IPAddress, ...]:
-        used = {ip for w in current.values() for ip in w.ips}
+        used = {ip for w in current.values() for ip in w.ips} | set(self._reserved())
         try:
             return await self.ipam.assign(workload_id, requested, used)
         except Refused as exc:
@@ -182,7 +209,8 @@ class WorkloadManager:
             del current[workload_id]
             self.store.save(current)
             self._workloads = current
-            await self.ipam.release(spec.id, spec.ips)
+            if not spec.runtime:
+                await self.ipam.release(spec.id, spec.ips)
         log.info(event("workload_deleted", workload=spec.id, veth=spec.host_ifname))
         self._changed()
         return spec

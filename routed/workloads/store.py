@@ -60,6 +60,7 @@ class WorkloadStore:
                 netns=item["netns"],
                 ips=tuple(ipaddress.ip_address(ip) for ip in item["ips"]),
                 ifname=item.get("ifname", "eth0"),
+                runtime=item.get("runtime", ""),
             )
             for item in raw.get("workloads", [])
         }
@@ -69,7 +70,13 @@ class WorkloadStore:
         data = {
             "version": FORMAT_VERSION,
             "workloads": [
-                {"id": w.id, "netns": w.netns, "ips": [str(ip) for ip in w.ips], "ifname": w.ifname}
+                {
+                    "id": w.id,
+                    "netns": w.netns,
+                    "ips": [str(ip) for ip in w.ips],
+                    "ifname": w.ifname,
+                    **({"runtime": w.runtime} if w.runtime else {}),
+                }
                 for w in sorted(workloads.values(), key=lambda w: w.id)
             ],
         }
