@@ -182,7 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _install_protocol_name()
     from routed.daemon import Daemon
 
-    asyncio.run(Daemon(cfg).run())
+    asyncio.run(Daemon(cfg, args.log_format).run())
     return EXIT_OK
 
 

@@ -25,7 +25,8 @@ from routed.dataplane import sysctl
 from routed.dataplane.workload import WorkloadError, sandbox_mac
 from routed.dataplane.workload import problems as dataplane_problems
 from routed.docker.plugin import DockerPlugin
-from routed.docker.server import PluginServer
+from routed.docker.protocol import UNKNOWN_CALL, PluginError
+from routed.docker.supervise import FrontSupervisor
 from routed.fib.kernel import NetlinkKernel
 from routed.fib.reconciler import Reconciler
 from routed.fib.routes import Route, unreachable_route
@@ -42,7 +43,7 @@ SOURCES = ("local", "bgp")  # precedence: a local workload's route beats any lea
 
 
 class Daemon:
-    def __init__(self, cfg: NodeConfig) -> None:
+    def __init__(self, cfg: NodeConfig, log_format: str = "text") -> None:
         self.cfg = cfg
         self.kernel = NetlinkKernel(cfg.fib.table)
         self.reconciler = Reconciler(
@@ -61,10 +62,10 @@ class Daemon:
             reserved=self._docker_reserved,
         )
         self.docker: DockerPlugin | None = None
-        self.docker_server: PluginServer | None = None
+        self.docker_front: FrontSupervisor | None = None
         if cfg.docker.enabled:
             self.docker = DockerPlugin(cfg, self.workloads, self.ipam, self.reconciler.wait_in_sync)
-            self.docker_server = PluginServer(cfg.docker.socket, self.docker.handlers)
+            self.docker_front = FrontSupervisor(cfg, log_format)
         self.api = ApiServer(
             cfg.api.socket,
             {
@@ -76,6 +77,7 @@ class Daemon:
                 "status": self._api_status,
                 "stop": self._api_stop,
                 "drain": self._api_drain,
+                "docker": self._api_docker,
             },
         )
         self._stop = asyncio.Event()
@@ -135,9 +137,10 @@ class Daemon:
             self._announce_installed()
             self.speaker.set_local_ready()
             tasks = {fib, bgp}
-            if self.docker is not None and self.docker_server is not None:
-                await self.docker_server.start()
+            if self.docker is not None and self.docker_front is not None:
+                await self.docker_front.ensure()
                 tasks.add(asyncio.create_task(self.docker.upkeep(), name="docker"))
+                tasks.add(asyncio.create_task(self.docker_front.watch(), name="docker-front"))
             log.info(
                 event(
                     "started",
@@ -158,8 +161,6 @@ class Daemon:
             for task in tasks - {fib, bgp}:
                 task.cancel()
         finally:
-            if self.docker_server is not None:
-                await self.docker_server.close()
             await self.speaker.stop()
             if bgp is not None:
                 bgp.cancel()
@@ -260,8 +261,21 @@ class Daemon:
         if request.get("withdraw"):
             log.warning(event("stopping", withdraw="yes"))
             withdrawn = await self.speaker.withdraw_and_stop()
+            if self.docker_front is not None:
+                self.docker_front.stop()
         asyncio.get_running_loop().call_later(0.1, self._stop.set)  # after this answer has gone out
         return {"withdrawn": withdrawn}
+
+    async def _api_docker(self, request: dict[str, Any]) -> Any:
+        """One call of Docker's plugin protocol, relayed by the front (routed.docker.front)."""
+        handler = self.docker.handlers.get(str(request.get("call"))) if self.docker is not None else None
+        if handler is None:
+            return {UNKNOWN_CALL: True}
+        try:
+            return await handler(dict(request.get("body") or {}))
+        except PluginError as exc:
+            log.warning(event("docker_call_refused", call=request.get("call"), reason=exc))
+            return {"Err": str(exc)}
 
     async def _api_drain(self, request: dict[str, Any]) -> Any:
         """RFC 8326: peers move traffic off this host's routes before it goes; persists across restarts."""

@@ -32,6 +32,7 @@ GATEWAY_V6 = "fe80::1"
 CONNECTED = 1  # StaticRoute.RouteType: a route on the interface itself, no next hop
 INTERFACE_PREFIX = "eth"  # Docker appends an index: eth0, eth1...
 WORKLOAD_PREFIX = "docker-"
+UNKNOWN_CALL = "unknown_call"  # the daemon's answer to a call it does not implement: Docker wants a 404
 
 # CreateNetwork options Docker sets by itself; anything else came from the user (-o, --internal...)
 KNOWN_NETWORK_OPTIONS = {"com.docker.network.enable_ipv6"}
@@ -103,7 +104,7 @@ def request_pool(pools: Sequence[IPNetwork], request: Mapping[str, Any]) -> Pool
     if not any(p.version == subnet.version and subnet.subnet_of(p) for p in pools):  # type: ignore[arg-type]
         raise PluginError(
             f"subnet {subnet} is outside routed's pools ({_pool_text(pools)}); use a --subnet inside one "
-            "of them, or add the subnet to pools: in the routed config and reload routed"
+            "of them, or add the subnet to pools: in the routed config and restart routed"
         )
     if not sub_text:
         return Pool(pool_id(str(subnet)), subnet, (subnet,))

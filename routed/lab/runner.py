@@ -339,23 +339,53 @@ def processes_in(net_inodes: set[int], mnt_inodes: set[int]) -> list[int]:
     return found
 
 
-def _inner_netns_inodes(mnt_inodes: set[int]) -> set[int]:
+def _pin(path: str | Path, expected: int | None = None) -> tuple[int, int] | None:
+    """Hold a namespace open (fd, inode), so its inode cannot be reused while we kill by inode:
+    a freed namespace's inode number goes to the next new one, and every `ip netns exec`
+    elsewhere makes a new mount namespace. None if it is gone (or not the one expected)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    inode = os.fstat(fd).st_ino
+    if expected is not None and inode != expected:
+        os.close(fd)
+        return None
+    return fd, inode
+
+
+def _inner_netns(mnt_inodes: set[int]) -> list[Path]:
     """Namespaces that nodes made for their workloads, seen through a process of the node."""
-    inodes: set[int] = set()
     for pid in processes_in(set(), mnt_inodes):
         with contextlib.suppress(OSError):
-            for entry in Path(f"/proc/{pid}/root/run/netns").iterdir():
-                ino = ns_inode(entry)
-                if ino is not None:
-                    inodes.add(ino)
-        if inodes:
-            break
-    return inodes
+            found = list(Path(f"/proc/{pid}/root/run/netns").iterdir())
+            if found:
+                return found
+    return []
+
+
+def _with_descendants(pids: list[int]) -> list[int]:
+    """The processes and all their descendants: a container runtime's containers live in
+    namespaces of their own, below a shim that lives in the node's."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = set(pids), list(pids)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    out.discard(os.getpid())
+    return sorted(out)
 
 
 def _kill_all(net_inodes: set[int], mnt_inodes: set[int], grace: float = 3.0) -> None:
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        pids = processes_in(net_inodes, mnt_inodes)
+        pids = _with_descendants(processes_in(net_inodes, mnt_inodes))
         if not pids:
             return
         for pid in pids:
@@ -370,10 +400,29 @@ def down(topo: Topology) -> list[str]:
     """Remove every process, namespace and link of the lab; returns the namespaces removed. Idempotent."""
     state = _read_state(topo)
     names = {n.netns for n in topo.nodes} | {r["netns"] for r in state["nodes"].values() if "netns" in r}
-    mnt_inodes = {r["mnt_ino"] for r in state["nodes"].values() if r.get("mnt_ino")}
-    net_inodes = {ino for name in names if (ino := ns_inode(NETNS_RUN_DIR / name)) is not None}
-    net_inodes |= _inner_netns_inodes(mnt_inodes)
-    _kill_all(net_inodes, mnt_inodes)
+    pins: list[tuple[int, int]] = []
+    try:
+        # a node's mount namespace only through its own live process: if that one is gone, the
+        # inode on record may already be someone else's (the node's netns still finds the rest)
+        for record in state["nodes"].values():
+            if record.get("pid") and record.get("mnt_ino"):
+                pinned = _pin(f"/proc/{record['pid']}/ns/mnt", record["mnt_ino"])
+                if pinned is not None:
+                    pins.append(pinned)
+        mnt_inodes = {inode for _, inode in pins}
+        for name in names:
+            pinned = _pin(NETNS_RUN_DIR / name)
+            if pinned is not None:
+                pins.append(pinned)
+        for path in _inner_netns(mnt_inodes):
+            pinned = _pin(path)
+            if pinned is not None:
+                pins.append(pinned)
+        net_inodes = {inode for _, inode in pins} - mnt_inodes
+        _kill_all(net_inodes, mnt_inodes)
+    finally:
+        for fd, _ in pins:
+            os.close(fd)
     removed = []
     for name in sorted(names):
         if _netns_exists(name):

@@ -1,0 +1,83 @@
+"""The daemon's side of the Docker plugin's front (routed.docker.front): start it when nothing
+serves Docker's plugin socket, start it again if it dies, stop it when routed leaves for good.
+
+The front runs in a session of its own, so it outlives the daemon's restarts and crashes:
+that is its purpose. A restarted daemon finds it answering and leaves it be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from routed.config import NodeConfig
+from routed.log import event
+
+log = logging.getLogger("routed.docker")
+
+START_TIMEOUT = 10.0
+
+
+async def answers(path: Path) -> bool:
+    try:
+        _, writer = await asyncio.open_unix_connection(str(path))
+    except OSError:
+        return False
+    writer.close()
+    return True
+
+
+class FrontSupervisor:
+    def __init__(self, cfg: NodeConfig, log_format: str = "text") -> None:
+        self.socket = Path(cfg.docker.socket)
+        self.api = cfg.api.socket
+        self.pidfile = Path(cfg.state_dir) / "docker-front.pid"
+        self.log_format = log_format
+        self._child: asyncio.subprocess.Process | None = None
+
+    async def ensure(self) -> None:
+        """Start the front unless one already serves the socket."""
+        if await answers(self.socket):
+            return
+        self._child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "routed.docker.front",
+            "--socket",
+            str(self.socket),
+            "--api",
+            self.api,
+            "--log-format",
+            self.log_format,
+            stdin=asyncio.subprocess.DEVNULL,
+            start_new_session=True,  # outlives us: a restart of routed is a pause for Docker
+        )
+        self.pidfile.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.pidfile.write_text(f"{self._child.pid}\n")
+        deadline = asyncio.get_running_loop().time() + START_TIMEOUT
+        while not await answers(self.socket):
+            if self._child.returncode is not None or asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(
+                    f"the Docker plugin front did not come up on {self.socket} "
+                    f"(exit code {self._child.returncode}); see the lines above"
+                )
+            await asyncio.sleep(0.05)
+        log.info(event("docker_front_spawned", pid=self._child.pid, socket=self.socket))
+
+    async def watch(self, interval: float = 5.0) -> None:
+        while True:
+            await self.ensure()
+            await asyncio.sleep(interval)
+
+    def stop(self) -> None:
+        """routed leaves for good (`routed stop --withdraw`): Docker should find no plugin."""
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(self.pidfile.read_text())
+            if b"routed.docker.front" in Path(f"/proc/{pid}/cmdline").read_bytes():  # not a reused pid
+                os.kill(pid, signal.SIGTERM)
+                log.info(event("docker_front_stopped", pid=pid, socket=self.socket))
