@@ -205,7 +205,8 @@ def _print_workloads(items: list[dict[str, Any]], as_json: bool) -> None:
         return
     print(f"{'ID':<24} {'NETNS':<24} {'HOST VETH':<15} IPS")
     for w in items:
-        print(f"{w['id']:<24} {w['netns']:<24} {w['host_ifname']:<15} {' '.join(w['ips'])}")
+        where = w["netns"] or f"({w.get('runtime') or '?'})"  # Docker's sandbox is Docker's to name
+        print(f"{w['id']:<24} {where:<24} {w['host_ifname']:<15} {' '.join(w['ips'])}")
 
 
 def cmd_workload(args: argparse.Namespace) -> int:

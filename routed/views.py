@@ -23,6 +23,7 @@ def workload_json(spec: WorkloadSpec) -> dict[str, Any]:
         "ips": [str(ip) for ip in spec.ips],
         "ifname": spec.ifname,
         "host_ifname": spec.host_ifname,
+        "runtime": spec.runtime or None,
     }
 
 

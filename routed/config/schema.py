@@ -221,6 +221,9 @@ class Docker(Strict):
     # or an address reserved for an endpoint that never came, is released (Docker's own
     # DeleteEndpoint / ReleaseAddress were lost, e.g. while routed was down)
     stale_after: int = Field(default=60, ge=1, le=86400)
+    # while routed restarts, Docker's calls wait this long for it (Docker gives up after 30 s)
+    # before being told that routed is not running
+    restart_wait: float = Field(default=20.0, gt=0, le=25)
 
     @field_validator("socket")
     @classmethod

@@ -38,6 +38,7 @@ class FrontSupervisor:
         self.api = cfg.api.socket
         self.pidfile = Path(cfg.state_dir) / "docker-front.pid"
         self.log_format = log_format
+        self.wait = cfg.docker.restart_wait
         self._child: asyncio.subprocess.Process | None = None
 
     async def ensure(self) -> None:
@@ -52,6 +53,8 @@ class FrontSupervisor:
             str(self.socket),
             "--api",
             self.api,
+            "--wait",
+            str(self.wait),
             "--log-format",
             self.log_format,
             stdin=asyncio.subprocess.DEVNULL,

@@ -383,16 +383,37 @@ def _with_descendants(pids: list[int]) -> list[int]:
     return sorted(out)
 
 
+def _started(pid: int) -> str | None:
+    """A live process's start time (clock ticks since boot): a pid and this name one process.
+    None once it has exited (a zombie included)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def _any_alive(targets: dict[int, str]) -> bool:
+    return any(_started(pid) == started for pid, started in targets.items())
+
+
 def _kill_all(net_inodes: set[int], mnt_inodes: set[int], grace: float = 3.0) -> None:
+    # Everything found once stays a target: a container's init ignores SIGTERM (pid 1 of its
+    # namespace) and, once its shim has died, is no descendant of the node any more.
+    targets: dict[int, str] = {}
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        pids = _with_descendants(processes_in(net_inodes, mnt_inodes))
-        if not pids:
+        for pid in _with_descendants(processes_in(net_inodes, mnt_inodes)):
+            started = _started(pid)
+            if started is not None:
+                targets.setdefault(pid, started)
+        alive = [pid for pid, started in targets.items() if _started(pid) == started]
+        if not alive:
             return
-        for pid in pids:
+        for pid in alive:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and processes_in(net_inodes, mnt_inodes):
+        while time.monotonic() < deadline and _any_alive(targets):
             time.sleep(0.05)
 
 

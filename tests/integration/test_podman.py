@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import tarfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.images import busybox_tar
 from tests.integration.test_bgp import kernel_routes, route_to
 from tests.lab import Lab, running_lab
 from tests.netns import wait_until
@@ -33,7 +33,6 @@ network_backend = "cni"
 cni_plugin_dirs = ["/tmp/cni/bin", "/usr/lib/cni"]
 network_config_dir = "/tmp/cni/net.d"
 """
-APPLETS = ("sh", "ip", "ping", "sleep", "cat", "echo", "httpd", "wget", "mkdir")
 
 
 @pytest.fixture
@@ -41,12 +40,7 @@ def podman_files() -> Iterator[Path]:
     """containers.conf and a busybox image tar, where the lab nodes' /tmp shows them."""
     root = Path("/tmp") / f"rt-podman-{uuid.uuid4().hex[:8]}"
     try:
-        (root / "image" / "bin").mkdir(parents=True)
-        shutil.copy("/bin/busybox", root / "image" / "bin" / "busybox")
-        for applet in APPLETS:
-            (root / "image" / "bin" / applet).symlink_to("busybox")
-        with tarfile.open(root / "bb.tar", "w") as tar:
-            tar.add(root / "image", arcname=".")
+        busybox_tar(root)
         (root / "containers.conf").write_text(CONTAINERS_CONF)
         yield root
     finally:
