@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything routed needs on a Debian machine, as root; safe to run again.
 #   apt: iproute2, ping, bird2, frr (benchmarks), iperf3, tcpdump, etcd (IPAM),
-#        podman + runc + CNI plugins + busybox-static (the CNI plugin's tests), python3-venv
+#        podman + runc + CNI plugins + busybox-static (the CNI plugin's tests),
+#        docker.io (the Docker plugin's tests), python3-venv
 #   .venv: routed (editable) with its test tools
 #   /etc/iproute2/rt_protos.d/routed.conf: so `ip route` prints "proto routed"
 set -euo pipefail
@@ -13,7 +14,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 APT_PACKAGES=(iproute2 iputils-ping bird2 frr iperf3 tcpdump procps etcd-server etcd-client
-              podman runc containernetworking-plugins busybox-static iptables
+              podman runc containernetworking-plugins busybox-static iptables docker.io
               python3 python3-venv python3-pip)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -24,12 +25,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# bird2's, frr's and etcd-server's packages may start system daemons; routed's tests, labs and benchmarks
-# run their own, each in its own namespaces.
-for service in bird frr etcd; do
-    if command -v systemctl >/dev/null && systemctl is-active --quiet "$service" 2>/dev/null; then
-        systemctl disable --now "$service" >/dev/null 2>&1 || true
-    fi
+# bird2's, frr's, etcd-server's and docker.io's packages start system daemons when installed;
+# routed's tests, labs and benchmarks run their own, each in its own namespaces. Only what this
+# run installed is stopped: a Docker (or BIRD) the machine already ran is left alone.
+declare -A SERVICES=([bird2]="bird" [frr]="frr" [etcd-server]="etcd" [docker.io]="docker.socket docker containerd")
+for pkg in "${missing[@]}"; do
+    for service in ${SERVICES[$pkg]:-}; do
+        if command -v systemctl >/dev/null && systemctl is-active --quiet "$service" 2>/dev/null; then
+            systemctl disable --now "$service" >/dev/null 2>&1 || true
+        fi
+    done
 done
 
 PYTHON="${PYTHON:-python3}"

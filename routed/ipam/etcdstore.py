@@ -83,11 +83,9 @@ class EtcdStore:
             endpoint = self.endpoints[self._current]
             try:
                 return await request(await self._connected())
-            except (
-                aetcd.exceptions.ConnectionFailedError,
-                aetcd.exceptions.ConnectionTimeoutError,
-                OSError,
-            ) as exc:
+            except (aetcd.exceptions.ClientError, OSError) as exc:
+                # ClientError covers more than the connection: a member that lost its quorum
+                # answers "context deadline exceeded" (UNKNOWN) to every request; try the next
                 errors.append(f"{endpoint}: {type(exc).__name__}")
                 log.warning(
                     event("etcd_request_failed", endpoint=endpoint, request=what, reason=type(exc).__name__)

@@ -85,6 +85,7 @@ def docker_workloads(lab: Lab, node: str) -> dict[str, list[str]]:
     return {w["id"]: w["ips"] for w in listed if w["id"].startswith("docker-")}
 
 
+@pytest.mark.long(80)
 def test_docker_containers_on_two_hosts(image: Path) -> None:
     with running_lab("quickstart") as lab, dockerd_in(lab, ("h1", "h2"), image):
         for node in ("h1", "h2"):
@@ -198,6 +199,7 @@ def test_docker_containers_on_two_hosts(image: Path) -> None:
         assert address_of(lab, "h2", "c4", "rnet") == "10.65.2.3"
 
 
+@pytest.mark.long(120)
 def test_restarts_of_routed_and_dockerd_in_either_order(image: Path) -> None:
     with (
         lab_variant(

@@ -12,6 +12,8 @@ import signal
 import time
 from typing import Any
 
+import pytest
+
 from tests.integration.test_bgp import kernel_routes, pids_in, ping, route_to, sessions_up, status
 from tests.lab import Lab, lab_variant, running_lab
 from tests.netns import wait_until
@@ -81,6 +83,7 @@ def restart(lab: Lab, node: str, sig: signal.Signals, down_for: float = 2.0) -> 
     lab.start(node)
 
 
+@pytest.mark.long(120)
 def test_host_restarts_lose_no_packet() -> None:
     """One lab, four events in turn, each under its own counted streams."""
     nodes = ["rr1", *QUICKSTART]
@@ -237,6 +240,7 @@ def node_pid(lab: Lab, node: str, needle: str) -> int:
     return pid
 
 
+@pytest.mark.long(75)
 def test_graceful_restart_with_bird_and_frr_both_ways() -> None:
     with running_lab("gr-interop") as lab:
         interop_ready(lab)

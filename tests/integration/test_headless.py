@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from bench import truth
 from routed.lab.topology import load_topology
 from tests.integration.test_bgp import kernel_routes, ping, route_to, status
@@ -45,6 +47,7 @@ def ring_streams(lab: Lab, seconds: float) -> list[PingStream]:
     return [PingStream(lab, src, "web", HOSTS[dst], seconds).start() for src, dst in RING]
 
 
+@pytest.mark.long(240)
 def test_both_reflectors_gone_for_two_minutes_loses_no_packet() -> None:
     restart_time = 20
     # the reflectors' restart time is short, so long-lived stale takes over within the test; h4's
@@ -86,7 +89,7 @@ def test_both_reflectors_gone_for_two_minutes_loses_no_packet() -> None:
         lab.start("rr1")
         # within seconds of one reflector coming back, the new workload is everywhere
         for node in ("h2", "h3", "h4"):
-            wait_until(lambda n=node: kernel_routes(lab, n).get("10.65.1.77"), "10.0.0.11", timeout=15)
+            wait_until(lambda n=node: kernel_routes(lab, n).get("10.65.1.77"), "10.0.0.11", timeout=30)
         wait_until(lambda: ping(lab, "h3", "web", "10.65.1.77"), timeout=10)
         counts = lost(running)
         assert total_lost(counts) == 0, counts
@@ -96,6 +99,7 @@ def test_both_reflectors_gone_for_two_minutes_loses_no_packet() -> None:
         assert "event=bgp_headless_over" in lab.log("h2")
 
 
+@pytest.mark.long(70)
 def test_reflector_restarts_lose_no_packet() -> None:
     with running_lab("dual-rr") as lab:
         dual_rr_ready(lab)
@@ -127,6 +131,7 @@ def test_reflector_restarts_lose_no_packet() -> None:
         assert differences(lab) == []
 
 
+@pytest.mark.long(100)
 def test_short_soak(tmp_path: Path) -> None:
     """The randomized soak, short: every event kind once (a power event among them,
     its recovery time printed), truth checked at checkpoints, every lost packet explained."""

@@ -11,6 +11,8 @@ import json
 import subprocess
 import time
 
+import pytest
+
 from tests.integration.test_bgp import kernel_routes, ping, route_to, status
 from tests.lab import Lab, lab_variant, running_lab
 from tests.netns import wait_until
@@ -27,6 +29,7 @@ def add(lab: Lab, node: str, workload: str, *ip: str, check: bool = True) -> sub
     return lab.exec(node, *argv, check=check)
 
 
+@pytest.mark.long(55)
 def test_static_blocks_in_quickstart() -> None:
     with running_lab("quickstart") as lab:
         for node, block in BLOCKS.items():
