@@ -41,6 +41,7 @@ def main() -> int:
             "2" if args.quick else "20",
         ],
         ["bench.cni", "--trials", "2" if args.quick else "30"],
+        ["bench.docker", "--trials", "2" if args.quick else "20"],
     ]
     for module, *rest in runs:
         print(f"== python -m {module} {' '.join(rest)}", flush=True)

@@ -90,3 +90,9 @@ def test_blocks_and_cni_smoke(tmp_path: Path) -> None:
     run_bench("bench.cni", "--trials", "1", tmp=tmp_path)
     summary = json.loads((tmp_path / "cni.json").read_text())["summary"]
     assert set(summary) == {"routed", "bridge"} and all(s["n"] == 1 for s in summary.values())
+
+
+def test_docker_smoke(tmp_path: Path) -> None:
+    run_bench("bench.docker", "--trials", "1", tmp=tmp_path)
+    summary = json.loads((tmp_path / "docker.json").read_text())["summary"]
+    assert set(summary) == {"routed", "bridge"} and all(s["n"] == 1 for s in summary.values())
