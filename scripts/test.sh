@@ -9,7 +9,7 @@ bash scripts/setup.sh
 # As root, the namespace tests must run: a skip would hide a broken data plane.
 export ROUTED_REQUIRE_ROOT=1
 # pytest exits 5 when it collected nothing; with `set -e` that fails the run, as it must.
-# Three workers: the namespace tests mostly wait on timers and peers, and every test names
+# Two workers: the namespace tests mostly wait on timers and peers, and every test names
 # what it makes uniquely (rt-<hex>), so they share the machine; the suite's time falls by
 # half on two cores (NOTES.md, 2026-11-26 third session).
-exec .venv/bin/pytest -p no:cacheprovider -n "${ROUTED_TEST_WORKERS:-3}" "$@"
+exec .venv/bin/pytest -p no:cacheprovider -n "${ROUTED_TEST_WORKERS:-2}" "$@"

@@ -53,7 +53,8 @@ def route_to(lab: Lab, node: str, ip: str) -> str | None:
 
 
 def status(lab: Lab, node: str) -> dict[str, Any]:
-    return dict(json.loads(lab.exec(node, "routed", "status", "--json").stdout))
+    """`routed status --json`, asked of the API directly (tests poll it)."""
+    return dict(lab.api(node, "status"))
 
 
 def sessions_up(lab: Lab, node: str) -> list[str]:

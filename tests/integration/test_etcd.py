@@ -146,7 +146,9 @@ def test_three_member_cluster_losing_a_member_then_quorum(etcd_netns: str, tmp_p
     assert found["offline_in_owned_block"] == "10.71.0.6"
     assert found["offline_new_block"].startswith("error: etcd is unreachable")
     assert "a new block can only be claimed in etcd" in found["offline_new_block"]
-    assert found["pending"] == ["10.71.0.6"]
+    # told to etcd later: w5's, and on a loaded machine maybe w2's too (the cluster may still be
+    # electing a new leader when w2 comes, and an address of an owned block never waits for it)
+    assert found["pending"] in (["10.71.0.6"], ["10.71.0.2", "10.71.0.6"])
     # back: what was allocated meanwhile is in etcd, under its workload
     assert found["pending_after"] == []
     assert found["recorded"] == {

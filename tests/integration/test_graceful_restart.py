@@ -41,9 +41,13 @@ def learned_everything(lab: Lab, hosts: dict[str, dict[str, str]]) -> bool:
 
 def settled(lab: Lab, nodes: list[str]) -> dict[str, Any]:
     """Per node: sessions not up, stale routes, whether BGP is ready (all should be empty/0/True)."""
-    out = {}
+    out: dict[str, Any] = {}
     for node in nodes:
-        bgp = status(lab, node)["bgp"]
+        try:
+            bgp = status(lab, node)["bgp"]
+        except Exception as exc:  # its daemon does not answer: say which, and its last words
+            out[node] = {"error": repr(exc), "log": lab.log(node).splitlines()[-6:]}
+            continue
         out[node] = {
             "down": sorted(p["address"] for p in bgp["peers"] if p["state"] != "up"),
             "stale": bgp["stale"],
