@@ -10,6 +10,7 @@ bash scripts/setup.sh
 export ROUTED_REQUIRE_ROOT=1
 # pytest exits 5 when it collected nothing; with `set -e` that fails the run, as it must.
 # Two workers: the namespace tests mostly wait on timers and peers, and every test names
-# what it makes uniquely (rt-<hex>), so they share the machine; the suite's time falls by
-# half on two cores (NOTES.md, 2026-11-26 third session).
-exec .venv/bin/pytest -p no:cacheprovider -n "${ROUTED_TEST_WORKERS:-2}" "$@"
+# what it makes uniquely (rt-<hex>), so they share the machine. One test at a time per
+# worker, longest first (the `long` marks): xdist's default hands out contiguous chunks,
+# which gave one worker every long test (NOTES.md, 2026-11-26 third session).
+exec .venv/bin/pytest -p no:cacheprovider -n "${ROUTED_TEST_WORKERS:-2}" --dist load --maxschedchunk 1 "$@"
