@@ -38,7 +38,7 @@ class ApiServer:
     async def start(self) -> None:
         self.path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         if self.path.exists():
-            if await _answers(self.path):
+            if await answers(self.path):
                 raise ApiError(
                     f"another routed already listens on {self.path}; stop it or "
                     "set api.socket to another path",
@@ -102,7 +102,8 @@ class ApiServer:
         await writer.drain()
 
 
-async def _answers(path: Path) -> bool:
+async def answers(path: Path) -> bool:
+    """Does something listen on this unix socket?"""
     try:
         _, writer = await asyncio.open_unix_connection(str(path))
     except OSError:

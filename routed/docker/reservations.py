@@ -7,8 +7,6 @@ is held here, under an owner name of its own (the IPAM datastore's record, in et
 
 from __future__ import annotations
 
-import json
-import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -16,6 +14,7 @@ from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
+from routed import statefile
 from routed.docker.protocol import IPAddress
 
 FORMAT_VERSION = 1
@@ -43,27 +42,20 @@ class Reservations:
     @classmethod
     def load(cls, path: Path) -> Reservations:
         try:
-            raw = json.loads(path.read_text())
-        except FileNotFoundError:
+            raw = statefile.load(path, FORMAT_VERSION)
+        except statefile.StateFileError as exc:
+            raise statefile.StateFileError(f"Docker IPAM state {exc}; move it away to start over") from exc
+        if raw is None:
             return cls(path)
-        except (OSError, ValueError) as exc:
-            raise ValueError(
-                f"{path}: cannot read Docker IPAM state ({exc}); move it away to start over"
-            ) from exc
-        if raw.get("version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: format {raw.get('version')!r} is not {FORMAT_VERSION}")
-        return cls(
-            path,
-            {
-                ip_address(ip): Reservation(
-                    item["pool"], item["owner"], float(item["since"]), bool(item.get("aux"))
-                )
-                for ip, item in raw.get("addresses", {}).items()
-            },
-        )
+        held = {
+            ip_address(ip): Reservation(
+                item["pool"], item["owner"], float(item["since"]), bool(item.get("aux"))
+            )
+            for ip, item in raw.get("addresses", {}).items()
+        }
+        return cls(path, held, dict(raw.get("published", {})))
 
     def save(self) -> None:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         data = {
             "version": FORMAT_VERSION,
             "addresses": {
@@ -72,12 +64,7 @@ class Reservations:
             },
             "published": self.published,
         }
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w") as handle:
-            json.dump(data, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        statefile.save(self.path, data)
 
     def add(self, ip: IPAddress, pool: str, owner: str, now: float | None = None) -> None:
         self.held[ip] = Reservation(pool, owner, time.time() if now is None else now)

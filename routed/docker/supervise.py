@@ -15,21 +15,13 @@ import signal
 import sys
 from pathlib import Path
 
+from routed.apiserver import answers
 from routed.config import NodeConfig
 from routed.log import event
 
 log = logging.getLogger("routed.docker")
 
 START_TIMEOUT = 10.0
-
-
-async def answers(path: Path) -> bool:
-    try:
-        _, writer = await asyncio.open_unix_connection(str(path))
-    except OSError:
-        return False
-    writer.close()
-    return True
 
 
 class FrontSupervisor:

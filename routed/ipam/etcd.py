@@ -13,16 +13,14 @@ grace time (a crash between allocation and attach, a workload removed while we w
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 from ipaddress import ip_address, ip_network
 from pathlib import Path
-from typing import Any
 
+from routed import statefile
 from routed.config import NodeConfig
 from routed.ipam import blocks
 from routed.ipam.backends import (
@@ -58,15 +56,11 @@ class Cache:
     @classmethod
     def load(cls, path: Path) -> Cache:
         try:
-            raw: dict[str, Any] = json.loads(path.read_text())
-        except FileNotFoundError:
+            raw = statefile.load(path, CACHE_VERSION)
+        except statefile.StateFileError as exc:
+            raise Unavailable(f"IPAM cache {exc}; move it away to rebuild it from etcd") from exc
+        if raw is None:
             return cls(path)
-        except (OSError, ValueError) as exc:
-            raise Unavailable(
-                f"{path}: cannot read the IPAM cache ({exc}); move it away to rebuild it from etcd"
-            ) from exc
-        if raw.get("version") != CACHE_VERSION:
-            raise Unavailable(f"{path}: IPAM cache format {raw.get('version')!r} is not {CACHE_VERSION}")
         return cls(
             path,
             {ip_network(b) for b in raw.get("blocks", [])},
@@ -85,10 +79,7 @@ class Cache:
             "empty_since": {str(k): v for k, v in self.empty_since.items()},
             "orphan_since": {str(k): v for k, v in self.orphan_since.items()},
         }
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, self.path)
+        statefile.save(self.path, data)
 
 
 def _order(network: IPNetwork) -> tuple[int, int]:

@@ -9,11 +9,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import ipaddress
-import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from routed import statefile
 from routed.dataplane.workload import WorkloadSpec
 
 FORMAT_VERSION = 1
@@ -41,19 +40,11 @@ class WorkloadStore:
 
     def load(self) -> dict[str, WorkloadSpec]:
         try:
-            raw = json.loads(self.path.read_text())
-        except FileNotFoundError:
+            raw = statefile.load(self.path, FORMAT_VERSION)
+        except statefile.StateFileError as exc:
+            raise StoreError(f"workload state {exc}; move the file away to start with no workloads") from exc
+        if raw is None:
             return {}
-        except (OSError, ValueError) as exc:
-            raise StoreError(
-                f"{self.path}: cannot read workload state ({exc}); "
-                "move the file away to start with no workloads"
-            ) from exc
-        if raw.get("version") != FORMAT_VERSION:
-            raise StoreError(
-                f"{self.path}: state format {raw.get('version')!r} is not "
-                f"{FORMAT_VERSION}; this routed cannot read it"
-            )
         return {
             item["id"]: WorkloadSpec(
                 id=item["id"],
@@ -66,7 +57,6 @@ class WorkloadStore:
         }
 
     def save(self, workloads: dict[str, WorkloadSpec]) -> None:
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         data = {
             "version": FORMAT_VERSION,
             "workloads": [
@@ -80,9 +70,4 @@ class WorkloadStore:
                 for w in sorted(workloads.values(), key=lambda w: w.id)
             ],
         }
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w") as handle:
-            json.dump(data, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        statefile.save(self.path, data)

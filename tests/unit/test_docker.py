@@ -266,6 +266,9 @@ async def test_every_call_of_a_container_lifecycle(made: tuple[DockerPlugin, Fak
     ports = {"com.docker.network.portmap": [{"Proto": 6, "Port": 80, "HostPort": 8080, "HostPortEnd": 8080}]}
     program = {"NetworkID": "n1", "EndpointID": endpoint, "Options": ports}
     assert await call(docker, "NetworkDriver.ProgramExternalConnectivity", program) == {}
+    # routed restarts between publishing and revoking: the mappings are read back from disk
+    docker = DockerPlugin(docker.cfg, workloads, docker.ipam, docker._in_sync)  # type: ignore[arg-type]
+    workloads.reserved = docker.reserved
     assert (
         await call(
             docker, "NetworkDriver.RevokeExternalConnectivity", {"NetworkID": "n1", "EndpointID": endpoint}
