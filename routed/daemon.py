@@ -271,11 +271,16 @@ class Daemon:
         handler = self.docker.handlers.get(str(request.get("call"))) if self.docker is not None else None
         if handler is None:
             return {UNKNOWN_CALL: True}
+        started = time.monotonic()
         try:
-            return await handler(dict(request.get("body") or {}))
+            answer = await handler(dict(request.get("body") or {}))
         except PluginError as exc:
             log.warning(event("docker_call_refused", call=request.get("call"), reason=exc))
             return {"Err": str(exc)}
+        log.debug(
+            event("docker_call", call=request.get("call"), ms=round((time.monotonic() - started) * 1000, 1))
+        )
+        return answer
 
     async def _api_drain(self, request: dict[str, Any]) -> Any:
         """RFC 8326: peers move traffic off this host's routes before it goes; persists across restarts."""

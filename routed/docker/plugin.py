@@ -186,8 +186,9 @@ class DockerPlugin:
         await self._unpublish(endpoint_id)  # if Docker did not revoke them first
         self._sandboxes.pop(endpoint_id, None)
         with contextlib.suppress(NotFound):  # already gone: a repeated call, or our sweep
+            # no wait for the FIB pass: the kernel dropped the /32 with the veth, and the
+            # speaker withdraws it at once
             await self.workloads.delete(protocol.workload_id(endpoint_id))
-            await self._in_sync()
         return {}
 
     async def join(self, request: dict[str, Any]) -> dict[str, Any]:
