@@ -29,6 +29,12 @@ from tests.netns import wait_until
 from tests.traffic import PingStream, lost
 
 DOCKERD = "dockerd --storage-driver vfs --live-restore"
+# h1 with an IPv6 pool and block too (and a short wait for a restarting routed)
+H1_DUAL_STACK = [
+    ("docker: true", "docker: {enabled: true, restart_wait: 3}"),
+    ("pools: [10.65.0.0/16]", "pools: [10.65.0.0/16, 'fd00:65::/48']"),
+    ("blocks: [10.65.1.0/26]", "blocks: [10.65.1.0/26, 'fd00:65:0:1::/122']"),
+]
 TUNNELS = {"vxlan", "ipip", "gre", "geneve", "sit", "wireguard"}
 
 
@@ -205,14 +211,24 @@ def test_restarts_of_routed_and_dockerd_in_either_order(image: Path) -> None:
         lab_variant(
             "quickstart",
             {},
-            {"quickstart/h1.yaml": [("docker: true", "docker: {enabled: true, restart_wait: 3}")]},
+            {"quickstart/h1.yaml": H1_DUAL_STACK},
         ) as topology,
         running_lab(topology) as lab,
         dockerd_in(lab, ("h1",), image),
     ):
-        docker(lab, "h1", "network", "create", "-d", "routed", "--ipam-driver", "routed", "rnet")
+        docker(lab, "h1", "network", "create", "--ipv6", "-d", "routed", "--ipam-driver", "routed", "rnet")
         docker(lab, "h1", "run", "-d", "--name", "c1", "--network", "rnet", "bb:latest", "sleep", "600")
         c1 = address_of(lab, "h1", "c1", "rnet")
+        # dual stack: a /128 from h1's IPv6 block too, and the default route via fe80::1
+        inside = docker(lab, "h1", "exec", "c1", "ip", "-6", "addr", "show", "eth0").stdout
+        assert "inet6 fd00:65:0:1::3/128" in inside, inside
+        assert "default via fe80::1 dev eth0" in docker(lab, "h1", "exec", "c1", "ip", "-6", "route").stdout
+        assert (
+            "fd00:65:0:1::3 dev rt" in lab.exec("h1", "ip", "-6", "route", "show", "proto", "routed").stdout
+        )
+        wait_until(
+            lambda: lab.exec("h1", "ping", "-6", "-c1", "-W1", "fd00:65:0:1::3", check=False).returncode, 0
+        )
         wait_until(lambda: route_to(lab, "h3", c1), "10.0.0.11", timeout=30, what="h3 routes c1")
         wait_until(lambda: lab.exec("h3", "ping", "-c1", "-W1", c1, check=False).returncode, 0, timeout=10)
         before = docker_workloads(lab, "h1")
@@ -257,7 +273,7 @@ def test_restarts_of_routed_and_dockerd_in_either_order(image: Path) -> None:
             assert result.returncode != 0, argv
             return result.stderr
 
-        assert "is outside routed's pools (10.65.0.0/16); use a --subnet inside" in refused(
+        assert "is outside routed's pools (10.65.0.0/16, fd00:65::/48); use a --subnet inside" in refused(
             "network",
             "create",
             "-d",
