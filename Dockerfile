@@ -2,7 +2,7 @@
 #   docker build -t routed:latest .
 #   containerlab deploy -t labs/quickstart.clab.yml
 # One image for every node: routed hosts and reflectors, BIRD2 top-of-rack/spine routers,
-# and the bridging fabric switch; labs/node-entrypoint.sh starts what the node needs.
+# and the bridging fabric switch; routed/lab/node-entrypoint.sh starts what the node needs.
 FROM debian:bookworm-slim
 
 RUN apt-get update \
@@ -20,6 +20,6 @@ RUN python3 -m venv /opt/routed \
  && mkdir -p /etc/iproute2/rt_protos.d \
  && printf '201\trouted\n' > /etc/iproute2/rt_protos.d/routed.conf
 
-COPY labs/node-entrypoint.sh /usr/local/bin/node-entrypoint
+COPY routed/lab/node-entrypoint.sh /usr/local/bin/node-entrypoint
 WORKDIR /
 ENTRYPOINT ["/bin/sh", "/usr/local/bin/node-entrypoint"]

@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,8 @@ from routed.dataplane.netns import NETNS_RUN_DIR, async_iproute, entered
 from routed.lab.topology import Node, Topology
 
 STATE_ROOT = Path(os.environ.get("ROUTED_LAB_STATE", "/run/routed-lab"))
-ENTRYPOINT = Path(__file__).resolve().parents[2] / "labs" / "node-entrypoint.sh"
+# package data, so an installed routed (a wheel, not the checkout) runs its labs too
+ENTRYPOINT = Path(str(resources.files("routed.lab") / "node-entrypoint.sh"))
 ENTRYPOINT_IN_IMAGE = "/usr/local/bin/node-entrypoint"
 
 HOLDER_SCRIPT = r"""
@@ -153,11 +155,12 @@ def up(topo: Topology) -> None:
             state["nodes"][node.name].update(pid=pid, mnt_ino=mnt_ino)
             _write_state(topo, state)
         asyncio.run(_create_links(topo))
+        entrypoints: dict[str, subprocess.Popen[bytes]] = {}
         for node in topo.nodes:
-            state["nodes"][node.name]["entry_pid"] = _start_entrypoint(
-                topo, node, state["nodes"][node.name]["pid"]
-            )
+            entrypoints[node.name] = _start_entrypoint(topo, node, state["nodes"][node.name]["pid"])
+            state["nodes"][node.name]["entry_pid"] = entrypoints[node.name].pid
             _write_state(topo, state)
+        started = time.monotonic()
         for node in topo.nodes:
             for command in node.exec:
                 result = run_in_node(topo, node.name, ["sh", "-c", command], capture=True)
@@ -166,6 +169,7 @@ def up(topo: Topology) -> None:
                         f"node {node.name}: exec {command!r} exited {result.returncode}: "
                         f"{(result.stdout + result.stderr).strip()}"
                     )
+        _check_entrypoints(topo, entrypoints, started)
     except BaseException:
         down(topo)
         raise
@@ -266,7 +270,28 @@ def nsenter_argv(pid: int, argv: Sequence[str]) -> list[str]:
     return ["nsenter", "--target", str(pid), "--mount", "--net", "--wd=/", "--", *argv]
 
 
-def _start_entrypoint(topo: Topology, node: Node, holder: int) -> int:
+def _check_entrypoints(
+    topo: Topology, entrypoints: dict[str, subprocess.Popen[bytes]], started: float, settle: float = 2.0
+) -> None:
+    """A node whose daemon dies at start-up is not "running": fail, naming it and showing the
+    end of its log (a daemon runs for good, so any exit within `settle` seconds is a failure)."""
+    while True:
+        for name, process in entrypoints.items():
+            code = process.poll()
+            if code is not None:
+                log = state_dir(topo) / "logs" / f"{name}.log"
+                tail = log.read_text(errors="replace").strip().splitlines()[-8:] if log.exists() else []
+                lines = "\n".join(f"  {line}" for line in tail) or "  (nothing)"
+                raise LabError(
+                    f"node {name}: its entrypoint exited with code {code} during start-up; "
+                    f"the end of its log ({log}):\n{lines}"
+                )
+        if time.monotonic() - started >= settle:
+            return
+        time.sleep(0.1)
+
+
+def _start_entrypoint(topo: Topology, node: Node, holder: int) -> subprocess.Popen[bytes]:
     """Start what the image's entrypoint starts: routed, BIRD, or nothing (see node-entrypoint.sh)."""
     logs = state_dir(topo) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -279,7 +304,7 @@ def _start_entrypoint(topo: Topology, node: Node, holder: int) -> int:
             env=_node_env(topo, node),
             start_new_session=True,
         )
-    return process.pid
+    return process
 
 
 def holder_pid(topo: Topology, node_name: str) -> int:
@@ -303,7 +328,7 @@ def start(topo: Topology, node_name: str) -> int:
     The node's namespaces, links and workloads are the ones it had: a restart, not a new node."""
     holder = holder_pid(topo, node_name)
     node = topo.node(node_name)
-    pid = _start_entrypoint(topo, node, holder)
+    pid = _start_entrypoint(topo, node, holder).pid
     state = _read_state(topo)
     state["nodes"][node.name]["entry_pid"] = pid
     _write_state(topo, state)

@@ -174,3 +174,21 @@ def test_up_twice_is_refused() -> None:
         second = lab.cli("up", check=False)
         assert second.returncode == 1 and "already" in second.stderr and "lab down" in second.stderr
         assert {n["state"] for n in lab.inspect()} == {"running"}
+
+
+def test_a_node_whose_daemon_dies_at_start_fails_up(tmp_path: Path) -> None:
+    """`lab up` does not report a node running when its entrypoint exited: it fails, naming
+    the node and quoting its log, and leaves nothing behind."""
+    links_before = host_links()
+    bad = tmp_path / "dies.clab.yml"
+    bad.write_text(
+        "name: dies\ntopology:\n  nodes:\n"
+        "    a: {kind: linux, image: routed:latest, env: {NODE_DAEMON: none}}\n"
+        "    b: {kind: linux, image: routed:latest, env: {NODE_DAEMON: bogus}}\n"
+    )
+    lab = Lab(bad, new_lab("quickstart").name)
+    result = lab.cli("up", check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "node b: its entrypoint exited with code 2 during start-up" in result.stderr
+    assert "NODE_DAEMON=bogus is not bird, frr, routed or none" in result.stderr
+    assert_gone(lab, set(), links_before)
