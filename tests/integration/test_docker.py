@@ -29,6 +29,7 @@ from tests.netns import wait_until
 from tests.traffic import PingStream, lost
 
 DOCKERD = "dockerd --storage-driver vfs --live-restore"
+ROUTED_NET = ("network", "create", "-d", "routed", "--ipam-driver", "routed")
 # h1 with an IPv6 pool and block too (and a short wait for a restarting routed)
 H1_DUAL_STACK = [
     ("docker: true", "docker: {enabled: true, restart_wait: 3}"),
@@ -95,7 +96,7 @@ def docker_workloads(lab: Lab, node: str) -> dict[str, list[str]]:
 def test_docker_containers_on_two_hosts(image: Path) -> None:
     with running_lab("quickstart") as lab, dockerd_in(lab, ("h1", "h2"), image):
         for node in ("h1", "h2"):
-            docker(lab, node, "network", "create", "-d", "routed", "--ipam-driver", "routed", "rnet")
+            docker(lab, node, *ROUTED_NET, "rnet")
         docker(lab, "h1", "run", "-d", "--name", "c1", "--network", "rnet", "bb:latest", "sleep", "600")
         serve = "mkdir -p /www && echo hello-from-h2 > /www/index.html && httpd -f -p 80 -h /www"
         docker(
@@ -149,19 +150,7 @@ def test_docker_containers_on_two_hosts(image: Path) -> None:
         )
         # a container with --ip outside every block is announced as its own /32 ...
         for node in ("h1", "h2"):
-            docker(
-                lab,
-                node,
-                "network",
-                "create",
-                "-d",
-                "routed",
-                "--ipam-driver",
-                "routed",
-                "--subnet",
-                "10.65.200.0/24",
-                "edge",
-            )
+            docker(lab, node, *ROUTED_NET, "--subnet", "10.65.200.0/24", "edge")
         docker(
             lab,
             "h2",
@@ -216,7 +205,7 @@ def test_restarts_of_routed_and_dockerd_in_either_order(image: Path) -> None:
         running_lab(topology) as lab,
         dockerd_in(lab, ("h1",), image),
     ):
-        docker(lab, "h1", "network", "create", "--ipv6", "-d", "routed", "--ipam-driver", "routed", "rnet")
+        docker(lab, "h1", *ROUTED_NET, "--ipv6", "rnet")
         docker(lab, "h1", "run", "-d", "--name", "c1", "--network", "rnet", "bb:latest", "sleep", "600")
         c1 = address_of(lab, "h1", "c1", "rnet")
         # dual stack: a /128 from h1's IPv6 block too, and the default route via fe80::1
@@ -274,31 +263,11 @@ def test_restarts_of_routed_and_dockerd_in_either_order(image: Path) -> None:
             return result.stderr
 
         assert "is outside routed's pools (10.65.0.0/16, fd00:65::/48); use a --subnet inside" in refused(
-            "network",
-            "create",
-            "-d",
-            "routed",
-            "--ipam-driver",
-            "routed",
-            "--subnet",
-            "192.168.7.0/24",
-            "bad",
+            *ROUTED_NET, "--subnet", "192.168.7.0/24", "bad"
         )
         assert "add --ipam-driver routed" in refused("network", "create", "-d", "routed", "bad")
         # h1's block 10.65.1.0/26 holds web1 (.1), web2 (.2) and c2 (.3): a /30 of it is full
-        docker(
-            lab,
-            "h1",
-            "network",
-            "create",
-            "-d",
-            "routed",
-            "--ipam-driver",
-            "routed",
-            "--subnet",
-            "10.65.1.0/30",
-            "small",
-        )
+        docker(lab, "h1", *ROUTED_NET, "--subnet", "10.65.1.0/30", "small")
         assert "every IPv4 block of this node is full inside 10.65.1.0/30" in refused(
             "run", "--rm", "--network", "small", "bb:latest", "true"
         )
