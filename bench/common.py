@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tarfile
 import tempfile
 import textwrap
 import time
@@ -272,3 +274,18 @@ def save(name: str, data: dict[str, Any]) -> Path:
 
 def run(argv: list[str]) -> str:
     return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+
+
+BUSYBOX_APPLETS = ("sh", "ip", "ping", "sleep", "cat", "echo", "httpd", "wget", "mkdir", "true")
+
+
+def busybox_tar(root: Path) -> Path:
+    """A container image with no registry (shared/notes/podman.md): busybox-static and its
+    applets as ROOT/image, tarred as ROOT/bb.tar for `podman import` / `docker import`."""
+    (root / "image" / "bin").mkdir(parents=True)
+    shutil.copy("/bin/busybox", root / "image" / "bin" / "busybox")
+    for applet in BUSYBOX_APPLETS:
+        (root / "image" / "bin" / applet).symlink_to("busybox")
+    with tarfile.open(root / "bb.tar", "w") as tar:
+        tar.add(root / "image", arcname=".")
+    return root / "bb.tar"

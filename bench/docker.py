@@ -15,28 +15,17 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import LABS, save
+from bench.common import LABS, busybox_tar, save
 from bench.convergence import summarize
 from routed.lab import runner
 from routed.lab.topology import Topology, load_topology
 
 DOCKERD = "dockerd --storage-driver vfs --live-restore >> /tmp/dockerd-bench.log 2>&1 &"
-APPLETS = ("sh", "true", "sleep", "ip")
-
-
-def image_tar(root: Path) -> Path:
-    (root / "image" / "bin").mkdir(parents=True)
-    shutil.copy("/bin/busybox", root / "image" / "bin" / "busybox")
-    for applet in APPLETS:
-        (root / "image" / "bin" / applet).symlink_to("busybox")
-    subprocess.run(["tar", "-C", str(root / "image"), "-cf", str(root / "bb.tar"), "."], check=True)
-    return root / "bb.tar"
 
 
 def in_h1(topo: Topology, *argv: str, timeout: float = 120) -> str:
@@ -57,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     runner.up(topo)
     samples: dict[str, list[float]] = {"routed": [], "bridge": []}
     try:
-        tar = image_tar(scratch)
+        tar = busybox_tar(scratch)
         in_h1(topo, "sh", "-c", DOCKERD)
         deadline = time.monotonic() + 30
         while runner.run_in_node(topo, "h1", ["docker", "info"], capture=True).returncode != 0:

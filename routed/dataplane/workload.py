@@ -109,9 +109,7 @@ async def attach(spec: WorkloadSpec, restoring: bool = False) -> None:
             index = None
         if index is None:
             await _create_pair(host, spec, path)
-            index = await _index(host, host_name)
-            if index is None:
-                raise WorkloadError(f"workload {spec.id}: veth {host_name} vanished right after creation")
+            index = await _created_index(host, spec)
         await _configure_host_side(host, spec, index)
     await _configure_workload_side(spec)
 
@@ -142,23 +140,8 @@ async def _attach_handed_off(spec: WorkloadSpec, create: bool) -> None:
                 raise WorkloadError(
                     f"workload {spec.id}: veth {spec.host_ifname} is gone (its container was removed)"
                 )
-            try:
-                await host.link(
-                    "add",
-                    ifname=spec.host_ifname,
-                    kind="veth",
-                    address=HOST_MAC,
-                    peer={"ifname": spec.peer_ifname},
-                )
-            except NetlinkError as exc:
-                raise WorkloadError(
-                    f"workload {spec.id}: cannot create veth {spec.host_ifname}: {os.strerror(exc.code)}"
-                ) from exc
-            index = await _index(host, spec.host_ifname)
-            if index is None:
-                raise WorkloadError(
-                    f"workload {spec.id}: veth {spec.host_ifname} vanished right after creation"
-                )
+            await _add_pair(host, spec)
+            index = await _created_index(host, spec)
         await _configure_host_side(host, spec, index)
 
 
@@ -170,15 +153,28 @@ async def _peer_in_netns(spec: WorkloadSpec) -> bool:
         return False
 
 
-async def _create_pair(host: Any, spec: WorkloadSpec, path: Path) -> None:
-    peer = _peer_ifname(spec.id)
+async def _add_pair(host: Any, spec: WorkloadSpec) -> None:
+    """The veth pair, both ends in the host namespace: `host_ifname` and `peer_ifname`."""
     try:
-        await host.link("add", ifname=spec.host_ifname, kind="veth", address=HOST_MAC, peer={"ifname": peer})
+        await host.link(
+            "add", ifname=spec.host_ifname, kind="veth", address=HOST_MAC, peer={"ifname": spec.peer_ifname}
+        )
     except NetlinkError as exc:
         raise WorkloadError(
             f"workload {spec.id}: cannot create veth {spec.host_ifname}: {os.strerror(exc.code)}"
         ) from exc
-    peer_index = await _index(host, peer)
+
+
+async def _created_index(host: Any, spec: WorkloadSpec) -> int:
+    index = await _index(host, spec.host_ifname)
+    if index is None:
+        raise WorkloadError(f"workload {spec.id}: veth {spec.host_ifname} vanished right after creation")
+    return index
+
+
+async def _create_pair(host: Any, spec: WorkloadSpec, path: Path) -> None:
+    await _add_pair(host, spec)
+    peer_index = await _index(host, spec.peer_ifname)
     fd = os.open(path, os.O_RDONLY)
     try:
         await host.link("set", index=peer_index, net_ns_fd=fd, ifname=spec.ifname)

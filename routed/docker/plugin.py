@@ -18,7 +18,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
@@ -111,10 +110,7 @@ class DockerPlugin:
         return protocol.address_response(ip)
 
     async def release_address(self, request: dict[str, Any]) -> dict[str, Any]:
-        try:
-            ip = ip_address(str(request.get("Address") or "").split("/", 1)[0])
-        except ValueError as exc:
-            raise PluginError(f"{request.get('Address')!r} is not an address") from exc
+        ip = protocol.parse_address(str(request.get("Address") or ""), "ReleaseAddress")
         await self._release([ip], reason="docker")
         return {}
 
@@ -132,7 +128,7 @@ class DockerPlugin:
     async def create_network(self, request: dict[str, Any]) -> dict[str, Any]:
         protocol.check_network(request)
         aux = {
-            ip_address(str(text).split("/", 1)[0])
+            protocol.parse_address(str(text), "--aux-address")
             for data in [*(request.get("IPv4Data") or []), *(request.get("IPv6Data") or [])]
             for text in (data.get("AuxAddresses") or {}).values()
         }

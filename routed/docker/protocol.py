@@ -197,6 +197,14 @@ def workload_id(endpoint_id: str) -> str:
     return WORKLOAD_PREFIX + endpoint_id[:12]
 
 
+def parse_address(text: str, what: str) -> IPAddress:
+    """An address as Docker writes it: bare (ReleaseAddress) or with its prefix length."""
+    try:
+        return ip_address(text.split("/", 1)[0])
+    except ValueError as exc:
+        raise PluginError(f"{what} {text!r} is not an address") from exc
+
+
 def endpoint_addresses(request: Mapping[str, Any]) -> tuple[IPAddress, ...]:
     """CreateEndpoint: the addresses routed's IPAM gave (Docker sends them as CIDRs)."""
     interface = request.get("Interface") or {}
@@ -204,10 +212,7 @@ def endpoint_addresses(request: Mapping[str, Any]) -> tuple[IPAddress, ...]:
     for key in ("Address", "AddressIPv6"):
         text = str(interface.get(key) or "")
         if text:
-            try:
-                out.append(ip_address(text.split("/", 1)[0]))
-            except ValueError as exc:
-                raise PluginError(f"endpoint {key} {text!r} is not an address") from exc
+            out.append(parse_address(text, f"endpoint {key}"))
     if not out:
         raise PluginError("the endpoint has no address: the network must use --ipam-driver routed")
     return tuple(out)

@@ -394,10 +394,8 @@ def _with_descendants(pids: list[int]) -> list[int]:
     namespaces of their own, below a shim that lives in the node's."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry.name))
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
     out, todo = set(pids), list(pids)
     while todo:
         for child in children.get(todo.pop(), []):
@@ -408,14 +406,19 @@ def _with_descendants(pids: list[int]) -> list[int]:
     return sorted(out)
 
 
+def _stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the command name (state, ppid, ...), or None if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def _started(pid: int) -> str | None:
     """A live process's start time (clock ticks since boot): a pid and this name one process.
     None once it has exited (a zombie included)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] in ("Z", "X") else fields[19]
+    fields = _stat(pid)
+    return None if fields is None or fields[0] in ("Z", "X") else fields[19]
 
 
 def _any_alive(targets: dict[int, str]) -> bool:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.images import busybox_tar
+from bench.common import busybox_tar
 from tests.integration.test_bgp import kernel_routes, pids_in, route_to
 from tests.integration.test_graceful_restart import daemon_pid, kill_and_wait
 from tests.lab import Lab, lab_variant, running_lab

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.images import busybox_tar
+from bench.common import busybox_tar
 from tests.integration.test_bgp import kernel_routes, route_to
 from tests.lab import Lab, running_lab
 from tests.netns import wait_until
