@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any
@@ -43,6 +44,7 @@ class PeerStatus:
         accepted: int,
         announced: int,
         stale: int,
+        rejections: Mapping[str, int],
     ) -> dict[str, Any]:
         return {
             "address": str(self.config.address),
@@ -54,6 +56,8 @@ class PeerStatus:
             "router_id": str(self.router_id) if self.router_id else None,
             "received": received,
             "accepted": accepted,
+            "rejected": received - accepted,  # held now but refused by import policy
+            "rejections": dict(rejections),  # refusals since start, by reason
             "updates": self.updates,  # UPDATE messages received this session and before
             "announced": announced,
             "eor": sorted(self.eor),

@@ -100,6 +100,7 @@ class Speaker:
         self._deferral_timer: asyncio.TimerHandle | None = None
         self._logged_rejections: set[tuple[IPAddress, IPNetwork, str]] = set()
         self.counters: Counter[str] = Counter()
+        self.rejections: dict[IPAddress, Counter[str]] = {a: Counter() for a in self.peers}  # by reason
         self.conflicts = ConflictTracker(cfg.name, cfg.pools)
         self.pump = CommandPump(self.counters)
         self._tasks: list[asyncio.Task[Any]] = []
@@ -634,6 +635,8 @@ class Speaker:
             self._report_conflict(self.conflicts.paths(prefix, self.rib.paths(prefix)))
         for rejected in result.rejected:
             self.counters[f"rejected:{rejected.reason.value}"] += 1
+            if rejected.peer in self.rejections:
+                self.rejections[rejected.peer][rejected.reason.value] += 1
             if self._report_conflict(self.conflicts.rejected(rejected)) or rejected.reason in HIJACK_REASONS:
                 continue
             key = (rejected.peer, rejected.prefix, rejected.reason.value)
@@ -697,6 +700,7 @@ class Speaker:
                 accepted=self.rib.accepted_count(address),
                 announced=len(self._out.get(address, {})),
                 stale=self.rib.stale_count(address),
+                rejections=self.rejections.get(address, {}),
             )
             for address, s in self.peers.items()
         ]
@@ -738,6 +742,7 @@ class Speaker:
             "source": "bgp",
             "peer": str(best.peer.address),
             "reason": selection.reason.value,
+            "paths": len(self.rib.paths(prefix)),  # accepted candidates the best was chosen from
             "next_hops": [str(h) for h in selection.next_hops],
             "as_path": [a for seg in best.attrs.as_path for a in seg.asns],
             "local_pref": best.attrs.local_pref,

@@ -123,6 +123,14 @@ def _parser() -> argparse.ArgumentParser:
     routes = sub.add_parser("routes", help="show routed's kernel routes (proto routed)")
     routes.add_argument("--json", action="store_true")
     routes.add_argument("--stale", action="store_true", help="only routes kept through a peer's restart")
+    routes.add_argument(
+        "--prefix",
+        type=_network_arg,
+        help="only this prefix and those inside it; an address shows the route it takes (longest match)",
+    )
+    routes.add_argument(
+        "--peer", type=ipaddress.ip_address, help="only routes whose best path is from this peer"
+    )
     with_config(routes)
     stop = sub.add_parser(
         "stop",
@@ -142,6 +150,36 @@ def _parser() -> argparse.ArgumentParser:
     drain.add_argument("--undo", action="store_true", help="stop draining: our routes are preferred again")
     with_config(drain)
     return parser
+
+
+def _network_arg(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a prefix or address, e.g. 10.65.1.0/24") from exc
+
+
+def filter_routes(
+    routes: list[dict[str, Any]],
+    prefix: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None,
+    peer: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None,
+    stale: bool = False,
+) -> list[dict[str, Any]]:
+    """`routed routes` filters. A prefix keeps itself and what lies inside it; a lone address
+    (a /32 or /128 nobody routes as such) keeps the longest route covering it."""
+    if stale:
+        routes = [r for r in routes if r.get("stale")]
+    if peer is not None:
+        routes = [r for r in routes if r.get("peer") == str(peer)]
+    if prefix is not None:
+        nets = [(r, ipaddress.ip_network(r["dst"])) for r in routes]
+        nets = [(r, n) for r, n in nets if n.version == prefix.version]
+        inside = [r for r, n in nets if n.subnet_of(prefix)]  # type: ignore[arg-type]
+        if inside or prefix.prefixlen < prefix.max_prefixlen:
+            return inside
+        covering = [(n.prefixlen, r) for r, n in nets if prefix.subnet_of(n)]  # type: ignore[arg-type]
+        return [max(covering, key=lambda c: c[0])[1]] if covering else []
+    return routes
 
 
 def _config(path: str) -> NodeConfig:
@@ -319,9 +357,8 @@ def cmd_routes(args: argparse.Namespace) -> int:
         routes = api.call(cfg.api.socket, "routes")
     except api.DaemonNotRunning:
         routes = asyncio.run(read_kernel())
-    routes.sort(key=lambda r: (":" in r["dst"], r["dst"]))
-    if args.stale:
-        routes = [r for r in routes if r.get("stale")]
+    routes.sort(key=lambda r: (":" in r["dst"], ipaddress.ip_network(r["dst"])))
+    routes = filter_routes(routes, args.prefix, args.peer, args.stale)
     if args.json:
         print(json.dumps(routes, indent=2))
         return EXIT_OK
@@ -333,7 +370,8 @@ def cmd_routes(args: argparse.Namespace) -> int:
         if r.get("source") == "local":
             line += " local workload"
         elif r.get("source") == "bgp":
-            line += f" bgp from {r['peer']} ({r['reason']})"
+            best = f"best of {r['paths']}: {r['reason']}" if r.get("paths", 1) > 1 else r["reason"]
+            line += f" bgp from {r['peer']} ({best})"
             if r.get("originator_id"):
                 line += f" originator {r['originator_id']} cluster-list {','.join(r['cluster_list'])}"
             if r.get("stale"):

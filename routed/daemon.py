@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bgp.speaker import Speaker
+from routed import __version__
 from routed.api import ApiError
 from routed.apiserver import ApiServer
 from routed.config import NodeConfig
@@ -33,6 +34,7 @@ from routed.fib.routes import Route, unreachable_route
 from routed.ipam import blocks
 from routed.ipam.backends import IpamError, make_ipam
 from routed.log import event
+from routed.metrics import MetricsServer
 from routed.views import ipam_json, route_json, workload_json
 from routed.workloads.manager import NotFound, UsageError, WorkloadManager
 from routed.workloads.store import WorkloadStore
@@ -46,11 +48,13 @@ class Daemon:
     def __init__(self, cfg: NodeConfig, log_format: str = "text") -> None:
         self.cfg = cfg
         self.kernel = NetlinkKernel(cfg.fib.table)
+        self.metrics = MetricsServer(cfg.metrics.listen, self.status) if cfg.metrics.enabled else None
         self.reconciler = Reconciler(
             self.kernel,
             sources=SOURCES,
             resync_interval=cfg.fib.resync_interval,
             on_pass=self._announce_installed,
+            on_applied=self.metrics.reconcile_seconds.observe if self.metrics is not None else None,
         )
         self.speaker = Speaker(cfg, self.reconciler, Path(cfg.api.socket).parent / f"bgp-{cfg.name}")
         self.ipam = make_ipam(cfg, owner_of=self.speaker.block_owner)
@@ -122,6 +126,8 @@ class Daemon:
         with self.workloads.store.locked():
             await self.api.start()
             stored = self.workloads.take_over()
+        if self.metrics is not None:
+            await self.metrics.start()
         fib = asyncio.create_task(self.reconciler.run(), name="fib")
         bgp: asyncio.Task[None] | None = None
         try:
@@ -170,6 +176,8 @@ class Daemon:
             with contextlib.suppress(asyncio.CancelledError):
                 await fib
             await self.api.close()
+            if self.metrics is not None:
+                await self.metrics.close()
             await self.kernel.close()
             await self.ipam.close()
             log.info(event("stopped", node=self.cfg.name, routes_kept="yes"))
@@ -242,16 +250,39 @@ class Daemon:
         return routes
 
     async def _api_status(self, request: dict[str, Any]) -> Any:
+        return self.status()
+
+    def status(self) -> dict[str, Any]:
+        """Everything `routed status --json` shows; /metrics is made from the same dict."""
         stats = self.reconciler.stats
+        workloads = self.workloads.current()
         return {
             "node": self.cfg.name,
             "role": self.cfg.role.value,
             "router_id": str(self.cfg.router_id),
             "asn": self.cfg.asn,
+            "version": __version__,
             "started": round(self._started, 3),
-            "fib": {k: getattr(stats, k) for k in stats.__slots__},
-            "ipam": ipam_json(self.cfg, self.ipam, self.workloads.current()),
+            "workloads": len(workloads),
+            "fib": {
+                **{k: getattr(stats, k) for k in stats.__slots__},
+                "routes": self._fib_routes(),
+                "synced": self.reconciler.synced,
+            },
+            "ipam": ipam_json(self.cfg, self.ipam, workloads),
             "bgp": self.speaker.status(),
+            "metrics": self.metrics.listening if self.metrics is not None else "off",
+        }
+
+    def _fib_routes(self) -> dict[str, int]:
+        """Our kernel routes by origin: workloads, IPAM blocks (unreachable), BGP, leftovers."""
+        counts = self.reconciler.installed_by_source()
+        block = sum(1 for r in self._local_routes if r.unreachable and self.reconciler.is_installed(r))
+        return {
+            "workload": counts["local"] - block,
+            "block": block,
+            "bgp": counts["bgp"],
+            "leftover": counts["leftover"],
         }
 
     async def _api_stop(self, request: dict[str, Any]) -> Any:

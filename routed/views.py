@@ -95,11 +95,13 @@ def status_text(status: dict[str, Any], now: float | None = None) -> str:
     now = time.time() if now is None else now
     bgp = status["bgp"]
     exabgp = bgp["exabgp"]
+    headless = "HEADLESS" if bgp.get("headless_since") else "no"
     lines = [
         f"node {status['node']}  role {status['role']}  router-id {status.get('router_id', '?')}  "
-        f"AS {status.get('asn', '?')}  up {human_duration(now - status.get('started', now))}",
+        f"AS {status.get('asn', '?')}  up {human_duration(now - status.get('started', now))}  "
+        f"routed {status.get('version', '?')}",
         f"exabgp pid {exabgp['pid'] or '-'} restarts {exabgp['restarts']}  "
-        f"bgp {'ready' if bgp['ready'] else 'waiting for End-of-RIB'}"
+        f"bgp {'ready' if bgp['ready'] else 'waiting for End-of-RIB'}  headless {headless}"
         + ("  DRAINING (graceful shutdown)" if bgp.get("draining") else "")
         + (f"  stale routes {bgp['stale']}" if bgp.get("stale") and not bgp.get("headless_since") else ""),
     ]
@@ -116,9 +118,8 @@ def status_text(status: dict[str, Any], now: float | None = None) -> str:
         listed = "; ".join(f"{c['prefix']} ({', '.join(c['nodes'])}: {c['kind']})" for c in conflicts["list"])
         lines.append(f"ADDRESS CONFLICTS {conflicts['current']}: {listed}")
     lines.append("")
-    rows: list[tuple[str, ...]] = [
-        ("PEER", "DESCRIPTION", "KIND", "AS", "STATE", "SINCE", "RECV", "ACC", "SENT", "GR", "STALE", "INFO")
-    ]
+    header = "PEER DESCRIPTION KIND AS STATE SINCE RECV ACC REJ SENT GR STALE INFO"
+    rows: list[tuple[str, ...]] = [tuple(header.split())]
     for peer in bgp["peers"]:
         gr = peer.get("graceful_restart", {})
         if not gr:
@@ -144,6 +145,7 @@ def status_text(status: dict[str, Any], now: float | None = None) -> str:
                 human_duration(now - peer["since"]),
                 str(peer["received"]),
                 str(peer.get("accepted", peer["received"])),
+                str(peer.get("rejected", 0)),
                 str(peer.get("announced", "-")),
                 gr_text,
                 str(gr.get("stale", 0)) if gr else "-",
@@ -151,7 +153,18 @@ def status_text(status: dict[str, Any], now: float | None = None) -> str:
             )
         )
     lines += _table(rows) if bgp["peers"] else ["no BGP peers configured"]
-    fib = status["fib"]
-    counts = ("added", "replaced", "deleted", "failures", "restored", "full_resyncs")
-    lines += ["", "fib: " + ", ".join(f"{fib.get(k, 0)} {k.replace('_', ' ')}" for k in counts)]
+    lines += ["", fib_text(status["fib"])]
+    if "workloads" in status:
+        lines.append(f"workloads {status['workloads']}  metrics {status.get('metrics', 'off')}")
     return "\n".join(lines)
+
+
+def fib_text(fib: dict[str, Any]) -> str:
+    """fib: 14 routes in the kernel (workload 2, block 1, bgp 11), synced; and what was done so far."""
+    routes = fib.get("routes") or {}
+    by_origin = ", ".join(f"{origin} {n}" for origin, n in routes.items() if n or origin != "leftover")
+    line = f"fib: {sum(routes.values())} routes in the kernel ({by_origin or 'none'})" if routes else "fib:"
+    if "synced" in fib:
+        line += ", synced" if fib["synced"] else ", NOT synced (changes pending or a source not ready)"
+    counts = ("added", "replaced", "deleted", "failures", "restored", "full_resyncs")
+    return line + "; " + ", ".join(f"{fib.get(k, 0)} {k.replace('_', ' ')}" for k in counts)

@@ -18,7 +18,14 @@ teardown asked for over the API now sends its Cease NOTIFICATION, which ends the
 peer's helper mode at once (RFC 4724, and RFC 8538's hard reset). A shutdown (SIGTERM)
 still closes silently, as a restart should.
 
-Both meant for upstream; applied only to the ExaBGP versions they were written against.
+A third, of behaviour too: ExaBGP backs off between outgoing connection attempts
+(1, 2, 3, 4, 5, 7, ... s, growing by 1.2x up to 60 s). Our reflectors are passive (see
+config.is_passive), so a reflector that comes back after a minute's outage waited up to
+a minute for each client's next attempt. The wait is capped at CONNECT_RETRY_MAX: one SYN
+every few seconds to an absent peer costs nothing, and a returning reflector is back in
+a few seconds.
+
+All meant for upstream; applied only to the ExaBGP versions they were written against.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from collections.abc import Iterator
 from typing import Any
 
 PATCHED_VERSIONS = ("5.0.",)
+CONNECT_RETRY_MAX = 5  # seconds between outgoing attempts, at most
 
 
 def wait_for_io(self: Any, sleeptime: int) -> Iterator[int]:
@@ -76,8 +84,20 @@ def hard_teardowns(peer_class: Any) -> None:
     peer_class.teardown, peer_class._close = teardown_hard, close_or_notify
 
 
+def capped_backoff(delay_class: Any) -> None:
+    """Make ExaBGP's reconnect delay grow as before but never past CONNECT_RETRY_MAX."""
+    increase = delay_class.increase
+
+    def increase_capped(self: Any) -> None:
+        increase(self)
+        self._next = min(self._next, CONNECT_RETRY_MAX)
+
+    delay_class.increase = increase_capped
+
+
 def patch() -> bool:
     """Apply the fixes if this ExaBGP is one they were written for; True if applied."""
+    from exabgp.reactor.delay import Delay  # type: ignore[import-untyped]
     from exabgp.reactor.loop import Reactor  # type: ignore[import-untyped]
     from exabgp.reactor.peer import Peer  # type: ignore[import-untyped]
     from exabgp.version import version  # type: ignore[import-untyped]
@@ -86,6 +106,7 @@ def patch() -> bool:
         return False
     Reactor._wait_for_io = wait_for_io
     hard_teardowns(Peer)
+    capped_backoff(Delay)
     return True
 
 

@@ -244,6 +244,7 @@ def _docker_shorthand(value: Any) -> Any:
 
 
 class Metrics(Strict):
+    enabled: bool = True
     listen: str = "127.0.0.1:9180"
 
     @field_validator("listen")

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -48,9 +49,11 @@ class Reconciler:
         sources: Sequence[str],
         resync_interval: float = 60.0,
         on_pass: Callable[[], None] | None = None,
+        on_applied: Callable[[float], None] | None = None,
     ) -> None:
         self._kernel = kernel
         self._on_pass = on_pass  # told after each pass, e.g. to announce what is now installed
+        self._on_applied = on_applied  # told how long each kernel write took (a metrics histogram)
         self._order = tuple(sources)
         self._routes: dict[str, dict[RouteKey, Route]] = {name: {} for name in sources}
         self._ready: set[str] = set()
@@ -110,6 +113,19 @@ class Reconciler:
     def installed(self) -> dict[RouteKey, Route]:
         """Our routes as the kernel holds them (per the event-fed view)."""
         return dict(self._view.ours)
+
+    def installed_by_source(self) -> Counter[str]:
+        """How many of our kernel routes each source accounts for ("leftover": wanted by none,
+        e.g. a previous run's routes not yet swept)."""
+        counts: Counter[str] = Counter()
+        for key in self._view.ours:
+            counts[next((s for s in self._order if key in self._routes[s]), "leftover")] += 1
+        return counts
+
+    @property
+    def synced(self) -> bool:
+        """Every source has said all it will, and the kernel holds exactly what they want."""
+        return self._ready >= set(self._order) and self._in_sync.is_set() and not self._dirty
 
     def _desired_for(self, key: RouteKey) -> Route | None:
         for source in self._order:
@@ -207,6 +223,8 @@ class Reconciler:
         for route in plan.delete:
             if route.key not in failed:
                 self._view.ours.pop(route.key, None)
+        if self._on_applied is not None:
+            self._on_applied(time.monotonic() - started)
         self.stats.passes += 1
         self.stats.added += len(plan.add)
         self.stats.replaced += len(plan.replace)

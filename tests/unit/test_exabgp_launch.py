@@ -69,9 +69,11 @@ def test_api_pipes_are_left_to_exabgp() -> None:
 
 def test_applies_only_to_the_versions_it_was_written_for(monkeypatch: Any) -> None:
     import exabgp.version
+    from exabgp.reactor.delay import Delay
     from exabgp.reactor.peer import Peer
 
     monkeypatch.setattr(Reactor, "_wait_for_io", Reactor._wait_for_io)  # restored after the test
+    monkeypatch.setattr(Delay, "increase", Delay.increase)
     monkeypatch.setattr(Peer, "teardown", Peer.teardown)
     monkeypatch.setattr(Peer, "_close", Peer._close)
     monkeypatch.setattr(exabgp.version, "version", "6.0.0")
@@ -113,3 +115,24 @@ def test_the_silent_close_is_still_worded_as_patched() -> None:
     from exabgp.reactor.peer import Peer
 
     assert launch.SILENT_CLOSE in inspect.getsource(Peer._main)
+
+
+def delays(delay_class: Any, attempts: int) -> list[int]:
+    """The waits before each outgoing attempt after `attempts` failures in a row."""
+    delay = delay_class()
+    waits = []
+    for _ in range(attempts):
+        delay.increase()
+        waits.append(delay._next)
+    return waits
+
+
+def test_reconnect_backoff_is_capped(monkeypatch: Any) -> None:
+    from exabgp.reactor.delay import Delay
+
+    # unpatched: after two minutes of failures a returning passive reflector waits up to 60 s
+    assert max(delays(Delay, 20)) == 60
+    monkeypatch.setattr(Delay, "increase", Delay.increase)  # restored after the test
+    launch.capped_backoff(Delay)
+    waits = delays(Delay, 20)
+    assert waits[:4] == [1, 2, 3, 4] and max(waits) == launch.CONNECT_RETRY_MAX

@@ -1,0 +1,232 @@
+"""Prometheus metrics and health probes, served on `metrics.listen` from the daemon's own loop.
+
+Every value is read from the daemon's status (the dict `routed status --json` prints) at
+scrape time, so /metrics and `routed status` can never disagree; only the reconcile
+duration is a histogram fed as passes happen. `families` and `readiness` are pure.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from routed.log import event
+
+log = logging.getLogger("routed.metrics")
+
+Status = dict[str, Any]
+PEER_LABELS = ["peer", "description", "kind"]
+FIB_OPERATIONS = {"added": "add", "replaced": "replace", "deleted": "delete"}
+
+
+def _gauge(name: str, doc: str, labels: list[str] | None = None) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=labels)
+
+
+def _counter(name: str, doc: str, labels: list[str] | None = None) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, labels=labels)
+
+
+def _peer_families(peers: list[dict[str, Any]]) -> Iterator[Metric]:
+    up = _gauge("routed_bgp_session_up", "1 if the BGP session is established", PEER_LABELS)
+    flaps = _counter("routed_bgp_session_flaps", "times the session went down after being up", ["peer"])
+    since = _gauge("routed_bgp_session_state_since_seconds", "unix time of the last state change", ["peer"])
+    prefixes = _gauge(
+        "routed_bgp_prefixes",
+        "prefixes per peer now: received (all it sent), accepted, rejected (by policy), announced (by us)",
+        ["peer", "direction"],
+    )
+    rejections = _counter(
+        "routed_bgp_prefixes_rejected", "prefixes refused by import policy since start", ["peer", "reason"]
+    )
+    stale = _gauge("routed_bgp_stale_routes", "this peer's routes kept through its restart", ["peer"])
+    updates = _counter("routed_bgp_updates_received", "UPDATE messages received", ["peer"])
+    for peer in peers:
+        address = peer["address"]
+        labels = [address, peer.get("description") or "", peer["kind"]]
+        up.add_metric(labels, 1 if peer["state"] == "up" else 0)
+        flaps.add_metric([address], peer["flaps"])
+        since.add_metric([address], peer["since"])
+        for direction in ("received", "accepted", "rejected", "announced"):
+            prefixes.add_metric([address, direction], peer[direction])
+        for reason, count in sorted(peer.get("rejections", {}).items()):
+            rejections.add_metric([address, reason], count)
+        stale.add_metric([address], peer.get("graceful_restart", {}).get("stale", 0))
+        updates.add_metric([address], peer["updates"])
+    yield from (up, flaps, since, prefixes, rejections, stale, updates)
+
+
+def _bgp_families(bgp: dict[str, Any]) -> Iterator[Metric]:
+    yield from _peer_families(bgp["peers"])
+    headless = 1 if bgp.get("headless_since") else 0
+    simple: list[tuple[Callable[[str, str], Any], str, str, float]] = [
+        (
+            _gauge,
+            "routed_bgp_ready",
+            "1 once every peer's End-of-RIB came (or its timer ran out)",
+            bgp["ready"],
+        ),
+        (_gauge, "routed_bgp_headless", "1 while no route reflector is up", headless),
+        (_gauge, "routed_bgp_loc_rib_prefixes", "prefixes with a best path", bgp["loc_rib"]),
+        (_gauge, "routed_bgp_local_prefixes", "prefixes this node originates", bgp["announced"]),
+        (_gauge, "routed_bgp_draining", "1 while draining (RFC 8326)", bgp.get("draining", False)),
+        (_gauge, "routed_address_conflicts", "address conflicts now", bgp["conflicts"].get("current", 0)),
+        (_counter, "routed_exabgp_restarts", "times ExaBGP was restarted", bgp["exabgp"]["restarts"]),
+        (
+            _counter,
+            "routed_exabgp_messages_dropped",
+            "ExaBGP lines that could not be used",
+            bgp["counters"].get("messages_dropped", 0),
+        ),
+    ]
+    for make, name, doc, value in simple:
+        family = make(name, doc)
+        family.add_metric([], float(value))
+        yield family
+
+
+def _fib_families(fib: dict[str, Any]) -> Iterator[Metric]:
+    routes = _gauge("routed_fib_routes", "our routes in the kernel, by origin", ["origin"])
+    for origin, count in fib["routes"].items():
+        routes.add_metric([origin], count)
+    operations = _counter("routed_fib_operations", "kernel route operations that succeeded", ["operation"])
+    for key, operation in FIB_OPERATIONS.items():
+        operations.add_metric([operation], fib[key])
+    synced = _gauge("routed_fib_synced", "1 when the kernel holds exactly the routes wanted")
+    synced.add_metric([], 1 if fib["synced"] else 0)
+    for name, key, doc in (
+        ("routed_fib_failures", "failures", "kernel route operations that failed (each retried)"),
+        ("routed_fib_restored", "restored", "our routes removed by someone else and put back"),
+        ("routed_fib_full_resyncs", "full_resyncs", "full reads of the kernel table"),
+    ):
+        counter = _counter(name, doc)
+        counter.add_metric([], fib[key])
+        yield counter
+    yield from (routes, operations, synced)
+
+
+def _ipam_families(ipam: dict[str, Any]) -> Iterator[Metric]:
+    used = _gauge("routed_ipam_block_used_addresses", "addresses in use in each of our blocks", ["block"])
+    size = _gauge("routed_ipam_block_size_addresses", "usable addresses of each of our blocks", ["block"])
+    for block in ipam["blocks"]:
+        used.add_metric([block["block"]], block["used"])
+        size.add_metric([block["block"]], block["size"])
+    outside = _gauge("routed_ipam_outside_block_addresses", "workload addresses outside our blocks (own /32)")
+    outside.add_metric([], len(ipam["outside_blocks"]))
+    yield from (used, size, outside)
+
+
+def families(status: Status) -> Iterator[Metric]:
+    """Every routed_* metric family, from a daemon status."""
+    build = InfoMetricFamily("routed_build", "routed's version and the Python it runs on")
+    build.add_metric([], {"version": status["version"], "python": platform.python_version()})
+    yield build
+    node = InfoMetricFamily("routed_node", "this node's identity")
+    identity = {k: str(status[k]) for k in ("node", "role", "router_id", "asn")}
+    node.add_metric([], identity)
+    yield node
+    started = _gauge("routed_start_time_seconds", "unix time the daemon started")
+    started.add_metric([], status["started"])
+    workloads = _gauge("routed_workloads", "workloads attached to this node")
+    workloads.add_metric([], status["workloads"])
+    yield from (started, workloads)
+    yield from _bgp_families(status["bgp"])
+    yield from _fib_families(status["fib"])
+    if "ipam" in status:
+        yield from _ipam_families(status["ipam"])
+
+
+def readiness(status: Status) -> dict[str, bool]:
+    """Each condition of /readyz: the config is loaded (we run on it), the FIB is synced, and
+    a BGP session is up, unless there are no peers to have one with."""
+    peers = status["bgp"]["peers"]
+    return {
+        "config_loaded": True,
+        "fib_synced": bool(status["fib"]["synced"]),
+        "bgp_session_up": not peers or any(p["state"] == "up" for p in peers),
+    }
+
+
+class StatusCollector(Collector):
+    def __init__(self, status: Callable[[], Status]) -> None:
+        self._status = status
+
+    def collect(self) -> Iterator[Metric]:
+        yield from families(self._status())
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """ "127.0.0.1:9180" or "[::1]:9180" -> (host, port)."""
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class MetricsServer:
+    """/metrics, /healthz and /readyz over HTTP, in the daemon's event loop (aiohttp)."""
+
+    def __init__(self, listen: str, status: Callable[[], Status]) -> None:
+        self.listen = listen
+        self.listening = ""  # what we bound, or why not
+        self._status = status
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(StatusCollector(status))
+        self.reconcile_seconds = Histogram(
+            "routed_fib_reconcile_seconds",
+            "time to write one batch of route changes to the kernel",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        host, port = split_listen(self.listen)
+        try:
+            await web.TCPSite(self._runner, host, port, reuse_address=True).start()
+        except OSError as exc:
+            # routing matters more than its metrics: the daemon runs on, saying so everywhere
+            self.listening = f"error: cannot listen on {self.listen}: {exc.strerror or exc}"
+            log.error(
+                event(
+                    "metrics_listen_failed",
+                    listen=self.listen,
+                    reason=exc,
+                    fix="free the port or set metrics.listen to another HOST:PORT",
+                )
+            )
+            return
+        self.listening = self.listen
+        log.info(event("metrics_listening", listen=self.listen, paths="/metrics,/healthz,/readyz"))
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        checks = readiness(self._status())
+        ready = all(checks.values())
+        return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
