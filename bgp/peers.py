@@ -33,6 +33,7 @@ class PeerStatus:
     stale_timer: str = ""  # which of the *_TIMER above runs, if any
     last_error: str = ""
     flaps: int = 0
+    pending: bool = False  # added by a reload that ExaBGP has not reported on yet
 
     def json(
         self,

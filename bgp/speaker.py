@@ -53,6 +53,7 @@ from bgp.rib import Changes, Rib, UpdateResult
 from routed.config import NodeConfig, PeerKind
 from routed.config import Peer as PeerConfig
 from routed.config import Role as NodeRole
+from routed.config.reload import ReloadPlan
 from routed.config.schema import ExportMode
 from routed.fib.reconciler import Reconciler
 from routed.fib.routes import RouteKey, gateway_route
@@ -63,36 +64,45 @@ log = logging.getLogger("bgp.speaker")
 READ_CHUNK = 1 << 20
 
 
+def import_policy(cfg: NodeConfig) -> ImportPolicy:
+    return ImportPolicy(
+        pools=tuple(cfg.pools),
+        router_id=cfg.router_id,
+        local_asn=cfg.asn,
+        own_addresses=frozenset({cfg.fabric.address, cfg.router_id}),
+        cluster_id=cfg.effective_cluster_id,
+        allowed=tuple(cfg.bgp.import_allow),
+        allow_default=cfg.bgp.allow_default_route,
+        block_lengths=(cfg.ipam.block_size, cfg.ipam.block_size_v6),
+    )
+
+
+def local_speaker(cfg: NodeConfig, draining: bool = False) -> reflection.Speaker:
+    return reflection.Speaker(
+        router_id=cfg.router_id,
+        asn=cfg.asn,
+        cluster_id=cfg.effective_cluster_id,
+        local_pref=cfg.bgp.local_preference,
+        communities=tuple((int(a), int(b)) for a, b in (c.split(":") for c in cfg.bgp.communities)),
+        pools=tuple(cfg.pools),
+        draining=draining,
+    )
+
+
 class Speaker:
     def __init__(self, cfg: NodeConfig, fib: Reconciler, runtime_dir: Path) -> None:
         self.cfg = cfg
         self.fib = fib
         self.table = cfg.fib.table
-        self.policy = ImportPolicy(
-            pools=tuple(cfg.pools),
-            router_id=cfg.router_id,
-            local_asn=cfg.asn,
-            own_addresses=frozenset({cfg.fabric.address, cfg.router_id}),
-            cluster_id=cfg.effective_cluster_id,
-            allowed=tuple(cfg.bgp.import_allow),
-            allow_default=cfg.bgp.allow_default_route,
-            block_lengths=(cfg.ipam.block_size, cfg.ipam.block_size_v6),
-        )
+        self.policy = import_policy(cfg)
         self.rib = Rib(self.policy, cfg.bgp.max_paths)
         self.peers: dict[IPAddress, PeerStatus] = {p.address: PeerStatus(p) for p in cfg.resolved_peers()}
         self.local: set[IPNetwork] = set()
-        self.me = reflection.Speaker(
-            router_id=cfg.router_id,
-            asn=cfg.asn,
-            cluster_id=cfg.effective_cluster_id,
-            local_pref=cfg.bgp.local_preference,
-            communities=tuple((int(a), int(b)) for a, b in (c.split(":") for c in cfg.bgp.communities)),
-            pools=tuple(cfg.pools),
-        )
+        self.me = local_speaker(cfg)
         # Adj-RIB-Out: what each peer has been sent, so only differences go out
         self._out: dict[IPAddress, dict[IPNetwork, commands.Export]] = {a: {} for a in self.peers}
         self.supervisor = ExaBgpSupervisor(
-            runtime_dir, lambda path: render_config(cfg, path), render_environment(cfg), self._on_channel
+            runtime_dir, lambda path: render_config(self.cfg, path), render_environment(cfg), self._on_channel
         )
         self._stale_timers: dict[IPAddress, asyncio.TimerHandle] = {}
         self._local_ready = False  # our own workloads restored and in the kernel
@@ -146,14 +156,61 @@ class Speaker:
         await asyncio.sleep(0.2)  # ExaBGP answers when it has queued an UPDATE, sends it a turn later
         up = [a for a, s in self.peers.items() if s.state == "up"]
         if up:
-            self._queue([commands.teardown(up)])
-            await self.pump.flushed(timeout)
-            deadline = time.monotonic() + timeout
-            while any(self.peers[a].state == "up" for a in up) and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)  # the Cease is out once ExaBGP reports the session down
+            await self._tear_down(up, 2, timeout)
         log.warning(event("bgp_withdrawn_for_stop", routes=withdrawn, peers_notified=len(up)))
         await self.supervisor.stop()
         return withdrawn
+
+    async def _tear_down(self, peers: list[IPAddress], subcode: int, timeout: float) -> None:
+        """Close sessions with a Cease and wait until ExaBGP reports them down (it is out then)."""
+        self._queue([commands.teardown(peers, subcode)])
+        await self.pump.flushed(timeout)
+        deadline = time.monotonic() + timeout
+        while any(self.peers[a].state == "up" for a in peers) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
+    async def reconfigure(self, cfg: NodeConfig, plan: ReloadPlan, timeout: float = 10.0) -> None:
+        """Take a reloaded config: only what changed moves (routed.config.reload decides what).
+
+        Removed peers get a Cease (subcode 3, de-configured) so they drop our routes at once;
+        ExaBGP then reloads its own config (SIGUSR1), which starts added sessions and leaves
+        every unchanged one alone. An added peer is sent its routes once ExaBGP reports it.
+        """
+        removed = [p.address for p in plan.peers_removed if p.address in self.peers]
+        if removed:
+            up = [a for a in removed if self.peers[a].state == "up"]
+            if up:
+                await self._tear_down(up, 3, timeout)
+            changes: Changes = {}
+            for address in removed:
+                self._cancel_stale_timer(self.peers[address])
+                changes.update(self.rib.peer_down(address))
+                for table in (self.peers, self._out, self.rejections):
+                    table.pop(address, None)
+            self._program(changes)
+        self.cfg = cfg
+        for peer in plan.peers_added:
+            self.peers[peer.address] = PeerStatus(peer, pending=True)
+            self._out[peer.address], self.rejections[peer.address] = {}, Counter()
+        for peer in plan.peers_changed:
+            self.peers[peer.address].config = peer
+        for address, peer in ((p.address, p) for p in cfg.resolved_peers()):
+            self.peers[address].config = peer  # descriptions and export modes too
+        self.rib.max_paths = cfg.bgp.max_paths
+        self.policy = import_policy(cfg)
+        if plan.policy_changed:
+            changes = {}
+            self._merge(changes, self.rib.set_policy(self.policy.with_local_prefixes(self.local)))
+            self._program(changes)
+        self.me = local_speaker(cfg, draining=self.me.draining)
+        if plan.export_changed:
+            self._refresh(self._every_prefix())
+        if plan.peers_added or plan.peers_removed or plan.peers_changed:
+            self.supervisor.reload_config()
+
+    def _every_prefix(self) -> set[IPNetwork]:
+        """Every prefix any peer might be sent."""
+        return set(self.rib.loc_rib()) | self.local | set(self.cfg.pools)
 
     def set_draining(self, draining: bool) -> None:
         """RFC 8326: re-announce our routes with GRACEFUL_SHUTDOWN (or without it again)."""
@@ -319,6 +376,8 @@ class Speaker:
         announces: dict[tuple[commands.Export, tuple[IPNetwork, ...]], list[IPAddress]] = {}
         withdraws: dict[tuple[IPNetwork, ...], list[IPAddress]] = {}
         for address, status in self.peers.items():
+            if status.pending:
+                continue  # added by a reload: ExaBGP does not know it yet
             sent = self._out[address]
             target, export = roles[address], status.config.export
             announce: dict[commands.Export, list[IPNetwork]] = {}
@@ -416,6 +475,9 @@ class Speaker:
         if status is None:
             log.warning(event("bgp_unknown_peer", peer=ev.peer, message=type(ev).__name__))
             return
+        if status.pending:  # ExaBGP has taken the reloaded config: the peer gets its routes
+            status.pending = False
+            self._refresh(self._every_prefix())
         if isinstance(ev, PeerOpen):
             self._peer_open(status, ev, changes)
         elif isinstance(ev, PeerState):

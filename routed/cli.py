@@ -149,6 +149,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     drain.add_argument("--undo", action="store_true", help="stop draining: our routes are preferred again")
     with_config(drain)
+    reload = sub.add_parser(
+        "reload", help="apply the config file's changes to the running daemon (as SIGHUP does)"
+    )
+    with_config(reload)
     return parser
 
 
@@ -220,7 +224,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _install_protocol_name()
     from routed.daemon import Daemon
 
-    asyncio.run(Daemon(cfg, args.log_format).run())
+    asyncio.run(Daemon(cfg, args.log_format, config_path=str(Path(args.config).resolve())).run())
     return EXIT_OK
 
 
@@ -460,6 +464,30 @@ def cmd_drain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_reload(args: argparse.Namespace) -> int:
+    """Check the file here first (FILE:LINE:COL, exit 2), then have the daemon re-read it."""
+    cfg = _config(args.config)
+    result = _daemon_call(cfg, "reload")
+    if not result["changed"]:
+        print("reload: no changes")
+        return EXIT_OK
+    print(f"reload: changed {', '.join(result['changed'])}")
+    for key, label in (
+        ("peers_added", "peers added"),
+        ("peers_removed", "peers removed (sent a Cease)"),
+        ("peers_reset", "sessions reset (their settings changed)"),
+        ("workloads_added", "workloads attached"),
+        ("workloads_left_attached", "workloads no longer in the file, left attached (routed workload del)"),
+    ):
+        if result[key]:
+            print(f"  {label}: {', '.join(result[key])}")
+    if result["routes_rejudged"]:
+        print("  received routes judged again by the new import policy")
+    if result["exports_resent"]:
+        print("  announcements sent again with the new export settings")
+    return EXIT_OK
+
+
 def cmd_lab(args: argparse.Namespace) -> int:
     from routed.lab import runner
     from routed.lab.topology import load_topology
@@ -534,6 +562,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "lab": cmd_lab,
         "stop": cmd_stop,
         "drain": cmd_drain,
+        "reload": cmd_reload,
     }
     try:
         return handlers[args.command](args)

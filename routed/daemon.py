@@ -20,7 +20,8 @@ from bgp.speaker import Speaker
 from routed import __version__
 from routed.api import ApiError
 from routed.apiserver import ApiServer
-from routed.config import NodeConfig
+from routed.config import ConfigError, NodeConfig, load_config
+from routed.config.reload import plan_reload
 from routed.config.schema import IpamMode
 from routed.dataplane import sysctl
 from routed.dataplane.workload import WorkloadError, sandbox_mac
@@ -41,12 +42,19 @@ from routed.workloads.store import WorkloadStore
 
 log = logging.getLogger("routed.daemon")
 
-SOURCES = ("local", "bgp")  # precedence: a local workload's route beats any learned one
+SOURCES = ("local", "bgp")
+
+
+def _listed(value: Any) -> Any:
+    return (
+        ",".join(value) if isinstance(value, list) else value
+    )  # precedence: a local workload's route beats any learned one
 
 
 class Daemon:
-    def __init__(self, cfg: NodeConfig, log_format: str = "text") -> None:
+    def __init__(self, cfg: NodeConfig, log_format: str = "text", config_path: str | None = None) -> None:
         self.cfg = cfg
+        self.config_path = config_path  # what reload reads again; None: nothing to reload
         self.kernel = NetlinkKernel(cfg.fib.table)
         self.metrics = MetricsServer(cfg.metrics.listen, self.status) if cfg.metrics.enabled else None
         self.reconciler = Reconciler(
@@ -81,10 +89,13 @@ class Daemon:
                 "status": self._api_status,
                 "stop": self._api_stop,
                 "drain": self._api_drain,
+                "reload": self._api_reload,
                 "docker": self._api_docker,
             },
         )
         self._stop = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._started = time.time()
         self._local_routes: list[Route] = []
         self._drain_file = Path(cfg.state_dir) / "draining"
@@ -118,6 +129,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
         sysctl.enable_forwarding(ipv6=any(p.version == 6 for p in self.cfg.pools))
         if self._drain_file.exists():
             self.speaker.set_draining(True)  # drained before a restart: stays drained until undone
@@ -312,6 +324,64 @@ class Daemon:
             event("docker_call", call=request.get("call"), ms=round((time.monotonic() - started) * 1000, 1))
         )
         return answer
+
+    def _reload_on_signal(self) -> None:
+        async def reload() -> None:
+            with contextlib.suppress(ApiError):  # already logged
+                await self.reload()
+
+        self._tasks.add(task := asyncio.create_task(reload(), name="reload"))
+        task.add_done_callback(self._tasks.discard)
+
+    async def _api_reload(self, request: dict[str, Any]) -> Any:
+        return await self.reload()
+
+    async def reload(self) -> dict[str, Any]:
+        """Read the config file again and apply the difference (routed.config.reload). An
+        invalid file, or a change only a restart can make, leaves everything as it was."""
+        async with self._reload_lock:
+            if self.config_path is None:
+                raise ApiError("this daemon was started without a config file; nothing to reload", 2)
+            try:
+                new = load_config(self.config_path)
+            except ConfigError as exc:
+                log.error(event("reload_refused", file=self.config_path, reason="invalid", problems=str(exc)))
+                raise ApiError(
+                    f"{exc}\nrouted: the running config is kept; fix the file and reload again", 2
+                ) from exc
+            plan = plan_reload(self.cfg, new)
+            if plan.refused:
+                log.error(
+                    event("reload_refused", file=self.config_path, needs_restart=";".join(plan.refused))
+                )
+                raise ApiError(
+                    f"{self.config_path}: a reload cannot change {'; '.join(plan.refused)}. Nothing was "
+                    "changed: restart routed to apply it (`systemctl restart routed`; peers keep our routes "
+                    "through graceful restart)",
+                    2,
+                )
+            summary = plan.summary()
+            if plan.empty:
+                log.info(event("reload", file=self.config_path, changed="nothing"))
+                return summary
+            log.warning(event("reload", file=self.config_path, **{k: _listed(v) for k, v in summary.items()}))
+            self._take_config(new)
+            await self.speaker.reconfigure(new, plan)
+            for declared in new.workloads:
+                if declared.id in plan.workloads_added:
+                    try:
+                        await self.workloads.add(declared.id, declared.netns, declared.ips, declared.ifname)
+                    except (UsageError, WorkloadError, IpamError, OSError) as exc:
+                        log.error(event("workload_add_failed", workload=declared.id, reason=exc))
+            return summary
+
+    def _take_config(self, new: NodeConfig) -> None:
+        """Everything that reads the config reads the new one from now on."""
+        self.cfg = new
+        for holder in (self.workloads, self.ipam, self.docker):
+            if holder is not None:
+                holder.cfg = new
+        self.reconciler.resync_interval = new.fib.resync_interval
 
     async def _api_drain(self, request: dict[str, Any]) -> Any:
         """RFC 8326: peers move traffic off this host's routes before it goes; persists across restarts."""

@@ -180,7 +180,7 @@ class MetricsServer:
         self.listen = listen
         self.listening = ""  # what we bound, or why not
         self._status = status
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry = CollectorRegistry()
         self.registry.register(StatusCollector(status))
         self.reconcile_seconds = Histogram(
             "routed_fib_reconcile_seconds",

@@ -18,6 +18,11 @@ teardown asked for over the API now sends its Cease NOTIFICATION, which ends the
 peer's helper mode at once (RFC 4724, and RFC 8538's hard reset). A shutdown (SIGTERM)
 still closes silently, as a restart should.
 
+The same patch makes a teardown with subcode 3 (Peer De-configured, what a config reload
+sends a removed peer) final: ExaBGP would otherwise connect again at once, and the reload
+that removes the neighbour a moment later would close that new session silently, leaving
+the peer to keep our routes as stale for our whole restart time.
+
 A third, of behaviour too: ExaBGP backs off between outgoing connection attempts
 (1, 2, 3, 4, 5, 7, ... s, growing by 1.2x up to 60 s). Our reflectors are passive (see
 config.is_passive), so a reflector that comes back after a minute's outage waited up to
@@ -62,6 +67,7 @@ def wait_for_io(self: Any, sleeptime: int) -> Iterator[int]:
 
 
 SILENT_CLOSE = "graceful restarted negotiated"  # how ExaBGP 5.0 words its silent close
+PEER_DECONFIGURED = 3  # Cease subcode (RFC 4486): the session is not coming back
 
 
 def hard_teardowns(peer_class: Any) -> None:
@@ -72,7 +78,7 @@ def hard_teardowns(peer_class: Any) -> None:
 
     def teardown_hard(self: Any, code: int, restart: bool = True) -> None:
         self._routed_hard_reset = code
-        teardown(self, code, restart)
+        teardown(self, code, restart and code != PEER_DECONFIGURED)
 
     def close_or_notify(self: Any, message: str = "", error: str = "") -> Any:
         code = getattr(self, "_routed_hard_reset", None)

@@ -88,14 +88,26 @@ class ExaBgpSupervisor:
         self.restarts = 0
         self._stopping = False
 
-    def _prepare(self) -> socket.socket:
-        self.runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.runtime_dir, 0o700)
+    def _write_config(self) -> None:
         tmp = self.config_path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # may hold MD5 keys
         with os.fdopen(fd, "w") as handle:
             handle.write(self._config_text(self.bridge_path))
         os.replace(tmp, self.config_path)
+
+    def reload_config(self) -> None:
+        """Write the config again and have ExaBGP reload it (SIGUSR1): it starts added
+        neighbors, stops removed ones and leaves unchanged sessions as they are. An ExaBGP
+        between runs reads the new file when it starts."""
+        self._write_config()
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGUSR1)
+            log.info(event("exabgp_reload", pid=self.process.pid))
+
+    def _prepare(self) -> socket.socket:
+        self.runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.runtime_dir, 0o700)
+        self._write_config()
         with contextlib.suppress(FileNotFoundError):
             self.bridge_path.unlink()
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -57,7 +57,7 @@ class Reconciler:
         self._order = tuple(sources)
         self._routes: dict[str, dict[RouteKey, Route]] = {name: {} for name in sources}
         self._ready: set[str] = set()
-        self._resync_interval = resync_interval
+        self.resync_interval = resync_interval
         self._view = KernelView()
         self._dirty: set[RouteKey] = set()
         self._full_due = True
@@ -153,7 +153,7 @@ class Reconciler:
                 now = time.monotonic()
                 if now >= self._next_resync:
                     self._full_due = True
-                    self._next_resync = now + self._resync_interval
+                    self._next_resync = now + self.resync_interval
                 if self._full_due or self._dirty:
                     await self._pass()
                     if self._on_pass is not None:
@@ -236,7 +236,7 @@ class Reconciler:
         if failures:
             # e.g. a next hop unreachable while a link comes back: retry soon, backing off
             self._next_resync = min(self._next_resync, time.monotonic() + retry_in)
-            self._retry_delay = min(retry_in * 2, self._resync_interval)
+            self._retry_delay = min(retry_in * 2, self.resync_interval)
         else:
             self._retry_delay = RETRY_FIRST
         for failure in failures:

@@ -32,6 +32,8 @@ class Unavailable(IpamError):
 
 
 class Ipam(Protocol):
+    cfg: NodeConfig  # replaced by a config reload (pools may change; ipam: may not)
+
     def owned_blocks(self) -> tuple[IPNetwork, ...]: ...
 
     async def assign(

@@ -88,9 +88,10 @@ def test_an_api_teardown_sends_its_notification_even_with_graceful_restart() -> 
     class FakePeer:
         closed: str = ""
         torn: int | None = None
+        restart: bool | None = None
 
         def teardown(self, code: int, restart: bool = True) -> None:
-            self.torn = code
+            self.torn, self.restart = code, restart
 
         def _close(self, message: str = "", error: str = "") -> None:
             self.closed = message
@@ -107,6 +108,9 @@ def test_an_api_teardown_sends_its_notification_even_with_graceful_restart() -> 
     assert (raised.value.code, raised.value.subcode) == (6, 2)
     peer._close("notification sent (6,2)")  # what ExaBGP does after sending it
     assert peer.closed == "notification sent (6,2)"
+    assert peer.restart is True  # an administrative shutdown may come back
+    peer.teardown(launch.PEER_DECONFIGURED)  # a reload removing the peer: it must not
+    assert (peer.torn, peer.restart) == (3, False)
 
 
 def test_the_silent_close_is_still_worded_as_patched() -> None:
