@@ -149,6 +149,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     drain.add_argument("--undo", action="store_true", help="stop draining: our routes are preferred again")
     with_config(drain)
+    service = sub.add_parser("service", help="run routed under systemd")
+    service_actions = service.add_subparsers(dest="action", required=True)
+    service_install = service_actions.add_parser(
+        "install", help="write routed.service (Type=notify, hardened) for this install and config"
+    )
+    service_install.add_argument("--unit-dir", type=Path, default=Path("/etc/systemd/system"))
+    service_install.add_argument("--print", action="store_true", help="print the unit instead of writing it")
+    with_config(service_install)
     reload = sub.add_parser(
         "reload", help="apply the config file's changes to the running daemon (as SIGHUP does)"
     )
@@ -464,6 +472,22 @@ def cmd_drain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_service(args: argparse.Namespace) -> int:
+    from routed import service
+
+    config = str(Path(args.config).resolve())
+    _config(config)  # a unit for a config that does not load would fail at every start
+    if args.print:
+        print(service.unit_text(config), end="")
+        return EXIT_OK
+    try:
+        path = service.install(config, args.unit_dir)
+    except OSError as exc:
+        raise CliError(f"cannot write the unit into {args.unit_dir}: {exc.strerror}; run as root") from exc
+    print(f"wrote {path}\nnow: systemctl daemon-reload && systemctl enable --now routed")
+    return EXIT_OK
+
+
 def cmd_reload(args: argparse.Namespace) -> int:
     """Check the file here first (FILE:LINE:COL, exit 2), then have the daemon re-read it."""
     cfg = _config(args.config)
@@ -563,6 +587,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "stop": cmd_stop,
         "drain": cmd_drain,
         "reload": cmd_reload,
+        "service": cmd_service,
     }
     try:
         return handlers[args.command](args)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bgp.speaker import Speaker
-from routed import __version__
+from routed import __version__, service
 from routed.api import ApiError
 from routed.apiserver import ApiServer
 from routed.config import ConfigError, NodeConfig, load_config
@@ -171,6 +171,7 @@ class Daemon:
                 )
             )
             tasks.add(asyncio.create_task(self._ipam_upkeep(), name="ipam"))
+            tasks.add(asyncio.create_task(self._tell_systemd(), name="systemd"))
             stop = asyncio.create_task(self._stop.wait())
             done, _ = await asyncio.wait({*tasks, stop}, return_when=asyncio.FIRST_COMPLETED)
             for task in tasks:
@@ -193,6 +194,24 @@ class Daemon:
             await self.kernel.close()
             await self.ipam.close()
             log.info(event("stopped", node=self.cfg.name, routes_kept="yes"))
+
+    async def _tell_systemd(self) -> None:
+        """READY=1 once the FIB is synced (or the start-up wait for peers is over), then
+        WATCHDOG=1 from this loop, so a stuck loop is a restart. Nothing without systemd."""
+        if not service.notify(f"STATUS=restored {len(self.workloads.routes())} workload routes; syncing"):
+            await asyncio.Event().wait()
+        waited = self.cfg.bgp.graceful_restart.restart_time + 5
+        deadline = time.monotonic() + waited
+        while not self.reconciler.synced and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        why = "FIB synced" if self.reconciler.synced else f"FIB not synced after {waited}s, serving anyway"
+        service.notify("READY=1", f"STATUS={why}")
+        log.info(event("systemd_ready", reason=why))
+        interval = service.watchdog_interval()
+        while True:
+            await asyncio.sleep(interval or 3600)
+            if interval:
+                service.notify("WATCHDOG=1")
 
     async def _ipam_upkeep(self) -> None:
         """Align with the IPAM datastore (in the background: restore and start-up use the cached

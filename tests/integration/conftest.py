@@ -122,7 +122,7 @@ class Daemon:
     process: subprocess.Popen[str] | None = None
     log: Path | None = None
 
-    def start(self) -> None:
+    def start(self, env: dict[str, str] | None = None) -> None:
         self.log = self.host.dir / "routed.log"
         handle = open(self.log, "a")  # noqa: SIM115 - the daemon holds it while it runs
         self.process = subprocess.Popen(
@@ -131,6 +131,7 @@ class Daemon:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
         socket = self.host.dir / "api.sock"
         deadline = time.monotonic() + 20
