@@ -1,5 +1,5 @@
 # The image the lab topologies name (image: routed:latest), for containerlab on a machine with Docker:
-#   docker build -t routed:latest .
+#   scripts/build-image.sh            (or, with PyPI reachable from builds: docker build -t routed:latest .)
 #   containerlab deploy -t labs/quickstart.clab.yml
 # One image for every node: routed hosts and reflectors, BIRD2 top-of-rack/spine routers,
 # and the bridging fabric switch; routed/lab/node-entrypoint.sh starts what the node needs.
@@ -10,16 +10,19 @@ RUN apt-get update \
         python3 python3-venv iproute2 iputils-ping bird2 procps tcpdump iperf3 \
  && rm -rf /var/lib/apt/lists/*
 
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY routed ./routed
-COPY bgp ./bgp
+# wheels/ (made by scripts/build-image.sh on the host) lets the build install without reaching
+# PyPI; without it, pip installs routed and its dependencies from the index
+COPY . /src
 RUN python3 -m venv /opt/routed \
- && /opt/routed/bin/pip install --no-cache-dir . \
+ && if ls /src/wheels/*.whl >/dev/null 2>&1; then \
+        /opt/routed/bin/pip install --no-cache-dir --no-index --find-links /src/wheels routed; \
+    else \
+        /opt/routed/bin/pip install --no-cache-dir /src; \
+    fi \
  && ln -s /opt/routed/bin/routed /usr/local/bin/routed \
  && mkdir -p /etc/iproute2/rt_protos.d \
- && printf '201\trouted\n' > /etc/iproute2/rt_protos.d/routed.conf
+ && printf '201\trouted\n' > /etc/iproute2/rt_protos.d/routed.conf \
+ && cp /src/routed/lab/node-entrypoint.sh /usr/local/bin/node-entrypoint \
+ && rm -rf /src
 
-COPY routed/lab/node-entrypoint.sh /usr/local/bin/node-entrypoint
-WORKDIR /
 ENTRYPOINT ["/bin/sh", "/usr/local/bin/node-entrypoint"]

@@ -489,9 +489,25 @@ def cmd_service(args: argparse.Namespace) -> int:
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    """Check the file here first (FILE:LINE:COL, exit 2), then have the daemon re-read it."""
-    cfg = _config(args.config)
-    result = _daemon_call(cfg, "reload")
+    """Have the daemon re-read its config file. It checks the file (FILE:LINE:COL, exit 2) and
+    logs what it refused; a broken file here still reaches a daemon on the default socket."""
+    from routed import api
+    from routed.config.schema import Api
+
+    try:
+        socket_path, problems = load_config(args.config).api.socket, None
+    except ConfigError as exc:
+        socket_path, problems = Api().socket, exc
+    try:
+        result = api.call(socket_path, "reload", timeout=60)
+    except api.DaemonNotRunning as exc:
+        if problems is not None:
+            raise CliError(
+                f"{problems}\nrouted: invalid config; no daemon answers either", EXIT_USAGE
+            ) from exc
+        raise CliError(f"no routed daemon answers on {socket_path}; nothing to reload") from exc
+    except api.ApiError as exc:
+        raise CliError(str(exc), exc.exit_code) from exc
     if not result["changed"]:
         print("reload: no changes")
         return EXIT_OK

@@ -2,7 +2,7 @@
 and config reload (a peer added and removed under counted pings; bad files refused).
 
 h1 starts with only rr1 as its peer, so a reload can add rr2 (which already lists h1 as a
-client) and take it away again.
+client) and take it away again; its pools are narrower than the others', so it has routes to refuse.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def reload(lab: Lab, config: Path, text: str) -> Any:
 
 
 def test_status_metrics_readiness_and_reload_without_disruption() -> None:
-    edits = {"dual-rr/h1.yaml": [(RR2_LINE, "")]}
+    edits = {"dual-rr/h1.yaml": [(RR2_LINE, ""), ("pools: [10.65.0.0/16]", "pools: [10.65.0.0/17]")]}
     with lab_variant("dual-rr", {}, edits) as topology, running_lab(topology) as lab:
         config = topology.parent / "dual-rr" / "h1.yaml"
         original = config.read_text()
@@ -96,13 +96,18 @@ def test_status_metrics_readiness_and_reload_without_disruption() -> None:
         wait_until(lambda: http(lab, "h1", "/readyz")[0], 200, timeout=60, what="h1 ready once rr1 is back")
         wait_until(lambda: all(p["state"] == "up" for p in status(lab, "rr1")["bgp"]["peers"]), timeout=30)
 
-        # an address on two hosts: h1 refuses the copy it learns (local workload prefix)
-        for node in ("h1", "h2"):
-            lab.exec(node, "ip", "netns", "add", "dup")
-            lab.exec(node, "routed", "workload", "add", "dup", "--netns", "dup", "--ip", "10.65.9.9")
+        # h1's pools are narrower than the fabric's: h2's container at 10.65.200.5 is refused there
+        lab.exec("h2", "ip", "netns", "add", "far")
+        lab.exec("h2", "routed", "workload", "add", "far", "--netns", "far", "--ip", "10.65.200.5")
+        rejected = {"peer": "10.0.0.1", "reason": "outside pools"}
         wait_until(
-            lambda: metric(lab, "h1", "routed_bgp_prefixes_rejected_total", peer="10.0.0.1"), 1.0, timeout=20
+            lambda: metric(lab, "h1", "routed_bgp_prefixes_rejected_total", **rejected), 1.0, timeout=20
         )
+        # and a workload of its own shows up in the counts
+        added = metric(lab, "h1", "routed_fib_operations_total", operation="add") or 0
+        lab.exec("h1", "ip", "netns", "add", "extra")
+        lab.exec("h1", "routed", "workload", "add", "extra", "--netns", "extra")
+        assert (metric(lab, "h1", "routed_fib_operations_total", operation="add") or 0) > added
         assert metric(lab, "h1", "routed_workloads") == 2
         assert metric(lab, "h1", "routed_fib_routes", origin="workload") == 2
 
@@ -174,13 +179,14 @@ def test_status_metrics_readiness_and_reload_without_disruption() -> None:
         # a broken file: FILE:LINE:COL, exit 2, the running config kept
         before = since(lab, "h1")
         result = reload(lab, config, original.replace("asn: 64512", "asn: [64512"))
-        assert result.returncode == 2 and re.search(r"h1\.yaml:\d+:\d+: ", result.stderr), result
+        assert result.returncode == 2 and re.search(r"routed\.yaml:\d+:\d+: ", result.stderr), result
+        assert "running config is kept" in result.stderr, result.stderr
+        wait_until(lambda: "event=reload_refused" in lab.log("h1"), timeout=5)
         assert since(lab, "h1") == before
         # a change only a restart can make: refused, saying so
         result = reload(lab, config, original.replace("router_id: 10.0.0.11", "router_id: 10.0.0.99"))
         assert result.returncode == 2 and "router_id" in result.stderr and "restart" in result.stderr, result
         assert status(lab, "h1")["router_id"] == "10.0.0.11"
-        wait_until(lambda: "event=reload_refused" in lab.log("h1"), timeout=5)
 
         # SIGHUP does what `routed reload` does
         with open(config, "w") as handle:
