@@ -2,7 +2,7 @@
 # Build the lab node image (default tag routed:latest) from this checkout, with the Docker
 # engine the environment points at (DOCKER_HOST, else the system's). As root; safe to rerun.
 #   scripts/build-image.sh [TAG]
-# Works without a registry or PyPI inside builds (see ../shared notes, "Building the image"):
+# Works without a registry, and without PyPI inside builds:
 # - debian:bookworm-slim, when the engine has none and cannot pull one, is made with
 #   debootstrap from the Debian mirror apt uses (cached in /var/cache/routed);
 # - routed and its dependencies are built as wheels here, and the image installs those.
@@ -35,6 +35,9 @@ fi
 mkdir -p "$scratch/context"
 cp -r Dockerfile .dockerignore pyproject.toml README.md routed bgp "$scratch/context/"
 find "$scratch/context" -name __pycache__ -prune -exec rm -rf {} +
-"$python" -m pip wheel -q --disable-pip-version-check -w "$scratch/context/wheels" .
-docker build -q --network host -t "$tag" "$scratch/context" >/dev/null
+"$python" -m pip wheel -q --disable-pip-version-check -w "$scratch/context/wheels" . 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2
+# (the legacy builder's deprecation notice is the only thing filtered out)
+docker build -q --network host -t "$tag" "$scratch/context" 2>&1 >/dev/null \
+    | { grep -v -E "legacy builder|buildx|^ *$" || true; } >&2
 echo "build-image: built $tag ($(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%d MB", $1/1e6}'))"

@@ -2,7 +2,8 @@
 # Install everything routed needs on a Debian machine, as root; safe to run again.
 #   apt: iproute2, ping, bird2, frr (benchmarks), iperf3, tcpdump, etcd (IPAM),
 #        podman + runc + CNI plugins + busybox-static (the CNI plugin's tests),
-#        docker.io (the Docker plugin's tests), python3-venv
+#        docker.io (the Docker plugin's tests), debootstrap (the lab image's base),
+#        curl (/metrics in tests), python3-venv
 #   .venv: routed (editable) with its test tools
 #   /etc/iproute2/rt_protos.d/routed.conf: so `ip route` prints "proto routed"
 set -euo pipefail
@@ -15,7 +16,7 @@ fi
 
 APT_PACKAGES=(iproute2 iputils-ping bird2 frr iperf3 tcpdump procps etcd-server etcd-client
               podman runc containernetworking-plugins busybox-static iptables docker.io
-              python3 python3-venv python3-pip)
+              debootstrap curl python3 python3-venv python3-pip)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
