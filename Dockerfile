@@ -7,7 +7,7 @@ FROM debian:bookworm-slim
 
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        python3 python3-venv iproute2 iputils-ping bird2 procps tcpdump iperf3 \
+        python3 python3-venv iproute2 iputils-ping bird2 procps tcpdump iperf3 tini \
  && rm -rf /var/lib/apt/lists/*
 
 # wheels/ (made by scripts/build-image.sh on the host) lets the build install without reaching
@@ -25,4 +25,6 @@ RUN python3 -m venv /opt/routed \
  && cp /src/routed/lab/node-entrypoint.sh /usr/local/bin/node-entrypoint \
  && rm -rf /src
 
-ENTRYPOINT ["/bin/sh", "/usr/local/bin/node-entrypoint"]
+# tini as pid 1 reaps what `docker exec` leaves orphaned (containerlab's exec: commands), which
+# routed, BIRD or sleep as pid 1 would not
+ENTRYPOINT ["/usr/bin/tini", "--", "/bin/sh", "/usr/local/bin/node-entrypoint"]

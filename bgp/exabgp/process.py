@@ -30,11 +30,17 @@ BACKOFF_MAX = 30.0
 STABLE_AFTER = 60.0  # a run this long resets the backoff
 
 
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() == 1:  # the parent died before prctl took effect
-        os._exit(1)
+def _die_with(parent: int) -> Callable[[], None]:
+    """A preexec_fn: the child is killed when `parent` dies. Compared with the parent's own pid,
+    not with 1: in a container routed may be pid 1 itself."""
+
+    def die_with_parent() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return die_with_parent
 
 
 @dataclass
@@ -158,7 +164,7 @@ class ExaBgpSupervisor:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             env=env,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with(os.getpid()),
             start_new_session=True,
         )
         log.info(event("exabgp_started", pid=self.process.pid, config=self.config_path))

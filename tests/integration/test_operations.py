@@ -188,11 +188,14 @@ def test_status_metrics_readiness_and_reload_without_disruption() -> None:
         assert result.returncode == 2 and "router_id" in result.stderr and "restart" in result.stderr, result
         assert status(lab, "h1")["router_id"] == "10.0.0.11"
 
-        # SIGHUP does what `routed reload` does
+        # SIGHUP does what `routed reload` does: wider pools re-judge what rr1 sent, and a new
+        # description, without resetting the session
+        widened = original.replace("pools: [10.65.0.0/17]", "pools: [10.65.0.0/16]")
         with open(config, "w") as handle:
-            handle.write(original.replace("kind: reflector}", "kind: reflector, description: first}", 1))
+            handle.write(widened.replace("kind: reflector}", "kind: reflector, description: first}", 1))
         os.kill(daemon_pid(lab, "h1"), signal.SIGHUP)
-        wait_until(
-            lambda: [p["description"] for p in status(lab, "h1")["bgp"]["peers"]], ["first"], timeout=10
-        )
+        wait_until(lambda: kernel_routes(lab, "h1").get("10.65.200.5"), "10.0.0.12", timeout=10)
+        rr1 = status(lab, "h1")["bgp"]["peers"][0]
+        assert (rr1["description"], rr1["rejected"]) == ("first", 0), rr1
         assert since(lab, "h1") == before
+        assert "routes_rejudged=True" in lab.log("h1")

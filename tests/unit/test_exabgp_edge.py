@@ -173,3 +173,16 @@ def test_one_side_opens_each_session() -> None:
     assert not is_passive(cfg, peers["10.0.0.12"])  # we have the lower address: we connect
     assert is_passive(cfg, peers["10.0.0.5"])
     assert not is_passive(cfg, peers["10.1.1.0"])
+
+
+def test_exabgp_dies_with_routed_even_when_routed_is_pid_1() -> None:
+    """The child checks its parent is the routed that started it, not that it is not pid 1:
+    in a container routed may be pid 1 (the image's first build exited ExaBGP at once)."""
+    import os
+    import subprocess
+
+    from bgp.exabgp.process import _die_with
+
+    assert subprocess.run(["true"], preexec_fn=_die_with(os.getpid())).returncode == 0
+    # a parent that is not ours: as if routed had died before prctl took effect
+    assert subprocess.run(["true"], preexec_fn=_die_with(os.getpid() + 1)).returncode == 1
