@@ -377,7 +377,7 @@ def cmd_routes(args: argparse.Namespace) -> int:
     for r in routes:
         hops = " ".join(
             f"via {h['gateway']}" if "gateway" in h else f"dev {h['device']}" for h in r["nexthops"]
-        )
+        ) or r.get("type", "")
         line = f"{r['dst']:<20} {hops:<22}"
         if r.get("source") == "local":
             line += " local workload"
