@@ -44,7 +44,8 @@ def watchdog_interval() -> float | None:
 
 def unit_text(config: str, routed: str | None = None) -> str:
     """The shipped unit with this install's `routed` executable and config file filled in."""
-    executable = routed or shutil.which("routed") or str(Path(sys.executable).parent / "routed")
+    beside = Path(sys.executable).parent / "routed"  # this install's, even if another is on PATH
+    executable = routed or (str(beside) if beside.exists() else shutil.which("routed") or "/usr/bin/routed")
     template = resources.files("routed.service").joinpath(UNIT_NAME).read_text()
     return template.replace("@ROUTED@", executable).replace("@CONFIG@", config)
 

@@ -193,7 +193,7 @@ def engine() -> Iterator[Engine]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.mark.long(200)
+@pytest.mark.long(130)
 def test_image_builds_and_runs_as_containerlab_nodes(engine: Engine, tmp_path: Path) -> None:
     built = subprocess.run(
         ["bash", str(ROOT / "scripts" / "build-image.sh")],

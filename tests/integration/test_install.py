@@ -66,6 +66,14 @@ def test_a_wheel_outside_the_checkout_runs_a_lab(installed: Path) -> None:
         cwd="/",
     ).stdout
     assert "site-packages" in where and str(ROOT) not in where, where
+    # the systemd unit ships too, filled in with the installed routed
+    unit = subprocess.run(
+        [str(installed), "service", "install", "--print", "-c", str(LABS / "quickstart" / "h1.yaml")],
+        capture_output=True,
+        text=True,
+        cwd="/",
+    )
+    assert unit.returncode == 0 and f"ExecStart={installed} run -c " in unit.stdout, unit
     name = uuid.uuid4().hex[:8]
     selector = [str(LABS / "quickstart.clab.yml"), "--name", name, "--prefix", "rt"]
 

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.test_bgp import kernel_routes, status
@@ -76,6 +77,7 @@ def reload(lab: Lab, config: Path, text: str) -> Any:
     return lab.exec("h1", "routed", "reload", check=False)
 
 
+@pytest.mark.long(95)
 def test_status_metrics_readiness_and_reload_without_disruption() -> None:
     edits = {"dual-rr/h1.yaml": [(RR2_LINE, ""), ("pools: [10.65.0.0/16]", "pools: [10.65.0.0/17]")]}
     with lab_variant("dual-rr", {}, edits) as topology, running_lab(topology) as lab:
