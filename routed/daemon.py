@@ -21,7 +21,7 @@ from routed import __version__, service
 from routed.api import ApiError
 from routed.apiserver import ApiServer
 from routed.config import ConfigError, NodeConfig, load_config
-from routed.config.reload import plan_reload
+from routed.config.reload import ReloadPlan, plan_reload
 from routed.config.schema import IpamMode
 from routed.dataplane import sysctl
 from routed.dataplane.workload import WorkloadError, sandbox_mac
@@ -359,31 +359,12 @@ class Daemon:
         """Read the config file again and apply the difference (routed.config.reload). An
         invalid file, or a change only a restart can make, leaves everything as it was."""
         async with self._reload_lock:
-            if self.config_path is None:
-                raise ApiError("this daemon was started without a config file; nothing to reload", 2)
-            try:
-                new = load_config(self.config_path)
-            except ConfigError as exc:
-                log.error(event("reload_refused", file=self.config_path, reason="invalid", problems=str(exc)))
-                raise ApiError(
-                    f"{exc}\nrouted: the running config is kept; fix the file and reload again", 2
-                ) from exc
-            plan = plan_reload(self.cfg, new)
-            if plan.refused:
-                log.error(
-                    event("reload_refused", file=self.config_path, needs_restart=";".join(plan.refused))
-                )
-                raise ApiError(
-                    f"{self.config_path}: a reload cannot change {'; '.join(plan.refused)}. Nothing was "
-                    "changed: restart routed to apply it (`systemctl restart routed`; peers keep our routes "
-                    "through graceful restart)",
-                    2,
-                )
+            new, plan = self._plan_reload()
             summary = plan.summary()
             if plan.empty:
                 log.info(event("reload", file=self.config_path, changed="nothing"))
                 return summary
-            log.warning(event("reload", file=self.config_path, **{k: _listed(v) for k, v in summary.items()}))
+            log.info(event("reload", file=self.config_path, **{k: _listed(v) for k, v in summary.items()}))
             self._take_config(new)
             await self.speaker.reconfigure(new, plan)
             for declared in new.workloads:
@@ -392,7 +373,30 @@ class Daemon:
                         await self.workloads.add(declared.id, declared.netns, declared.ips, declared.ifname)
                     except (UsageError, WorkloadError, IpamError, OSError) as exc:
                         log.error(event("workload_add_failed", workload=declared.id, reason=exc))
+            service.notify(f"STATUS=config reloaded: {', '.join(plan.changed)}")
             return summary
+
+    def _plan_reload(self) -> tuple[NodeConfig, ReloadPlan]:
+        """The file's config and what applying it means; ApiError (exit 2, logged) if it cannot be."""
+        if self.config_path is None:
+            raise ApiError("this daemon was started without a config file; nothing to reload", 2)
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error(event("reload_refused", file=self.config_path, reason="invalid", problems=str(exc)))
+            raise ApiError(
+                f"{exc}\nrouted: the running config is kept; fix the file and reload again", 2
+            ) from exc
+        plan = plan_reload(self.cfg, new)
+        if plan.refused:
+            log.error(event("reload_refused", file=self.config_path, needs_restart=";".join(plan.refused)))
+            raise ApiError(
+                f"{self.config_path}: a reload cannot change {'; '.join(plan.refused)}. Nothing was "
+                "changed: restart routed to apply it (`systemctl restart routed`; peers keep our routes "
+                "through graceful restart)",
+                2,
+            )
+        return new, plan
 
     def _take_config(self, new: NodeConfig) -> None:
         """Everything that reads the config reads the new one from now on."""
