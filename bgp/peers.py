@@ -34,6 +34,26 @@ class PeerStatus:
     last_error: str = ""
     flaps: int = 0
     pending: bool = False  # added by a reload that ExaBGP has not reported on yet
+    over_limit: bool = False  # sent more than its max_prefixes
+    held_until: float | None = None  # torn down for max prefixes: down until then (inf: a reload)
+
+    @property
+    def held_down(self) -> bool:
+        return self.held_until is not None
+
+    def _limit_json(self) -> dict[str, Any] | None:
+        limit = self.config.max_prefixes
+        if limit is None:
+            return None
+        until = self.held_until
+        return {
+            "limit": limit.limit,
+            "action": limit.action.value,
+            "over": self.over_limit,
+            "held_down_until": None
+            if until is None
+            else (round(until, 3) if until != float("inf") else "reload"),
+        }
 
     def json(
         self,
@@ -65,6 +85,7 @@ class PeerStatus:
             "eor_sent": self.eor_sent,
             "flaps": self.flaps,
             "last_error": self.last_error,
+            "max_prefixes": self._limit_json(),
             "graceful_restart": {
                 "local": graceful_locally,
                 "peer_restart_time": self.graceful.restart_time if self.graceful else None,

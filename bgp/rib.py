@@ -14,7 +14,7 @@ re-announced. When and why those happen (timers, End-of-RIB) is the caller's bus
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 
 from bgp.decision import Selection, select
@@ -85,6 +85,10 @@ class Rib:
 
     def adj_rib_in(self, peer: IPAddress) -> dict[IPNetwork, Path]:
         return dict(self._adj_in.get(peer, {}))
+
+    def holds(self, peer: IPAddress) -> Collection[IPNetwork]:
+        """The prefixes `peer` has announced to us, as a live view (no copy)."""
+        return self._adj_in.get(peer, {}).keys()
 
     def _reselect(self, prefixes: Iterable[IPNetwork], changes: Changes) -> None:
         for prefix in prefixes:

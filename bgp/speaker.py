@@ -25,7 +25,7 @@ from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
-from bgp import graceful, reflection
+from bgp import graceful, limits, reflection
 from bgp.conflicts import HIJACK, HIJACK_REASONS, Conflict, ConflictTracker, origin
 from bgp.decision import Selection
 from bgp.exabgp import commands
@@ -54,7 +54,7 @@ from routed.config import NodeConfig, PeerKind
 from routed.config import Peer as PeerConfig
 from routed.config import Role as NodeRole
 from routed.config.reload import ReloadPlan
-from routed.config.schema import ExportMode
+from routed.config.schema import ExportMode, MaxPrefixAction
 from routed.fib.reconciler import Reconciler
 from routed.fib.routes import RouteKey, gateway_route
 from routed.log import event
@@ -62,6 +62,7 @@ from routed.log import event
 log = logging.getLogger("bgp.speaker")
 
 READ_CHUNK = 1 << 20
+MAX_PREFIXES_SUBCODE = 1  # Cease: Maximum Number of Prefixes Reached (RFC 4486)
 
 
 def import_policy(cfg: NodeConfig) -> ImportPolicy:
@@ -102,7 +103,10 @@ class Speaker:
         # Adj-RIB-Out: what each peer has been sent, so only differences go out
         self._out: dict[IPAddress, dict[IPNetwork, commands.Export]] = {a: {} for a in self.peers}
         self.supervisor = ExaBgpSupervisor(
-            runtime_dir, lambda path: render_config(self.cfg, path), render_environment(cfg), self._on_channel
+            runtime_dir,
+            lambda path: render_config(self.cfg, path, skip=self._held_down()),
+            render_environment(cfg),
+            self._on_channel,
         )
         self._stale_timers: dict[IPAddress, asyncio.TimerHandle] = {}
         self._local_ready = False  # our own workloads restored and in the kernel
@@ -195,7 +199,12 @@ class Speaker:
         for peer in plan.peers_changed:
             self.peers[peer.address].config = peer
         for address, peer in ((p.address, p) for p in cfg.resolved_peers()):
-            self.peers[address].config = peer  # descriptions and export modes too
+            self.peers[address].config = peer  # descriptions, export modes and limits too
+            limit = peer.max_prefixes
+            if self.peers[address].held_down and (
+                limit is None or limit.action is not MaxPrefixAction.TEARDOWN
+            ):
+                self._release(address)
         self.rib.max_paths = cfg.bgp.max_paths
         self.policy = import_policy(cfg)
         if plan.policy_changed:
@@ -484,8 +493,10 @@ class Speaker:
             self._peer_state(status, ev, changes)
         elif isinstance(ev, RouteUpdate):
             status.updates += 1
+            if status.held_down:
+                return  # torn down for max prefixes: what was still in flight is ignored
             peer = Peer(ev.peer, ev.peer_asn, self.cfg.asn, status.router_id)
-            self._merge(changes, self.rib.update(peer, ev.announced, ev.withdrawn))
+            self._merge(changes, self.rib.update(peer, self._within_limit(status, ev), ev.withdrawn))
         elif isinstance(ev, EndOfRib):
             status.eor.add(ev.family)
             log.info(event("bgp_end_of_rib_received", peer=ev.peer, family=ev.family))
@@ -578,6 +589,70 @@ class Speaker:
                     )
                 )
             self._update_headless()
+
+    # --- max prefixes -------------------------------------------------------------------
+
+    def _within_limit(self, status: PeerStatus, ev: RouteUpdate) -> tuple[limits.Announcement, ...]:
+        """What of an UPDATE its peer's max_prefixes lets in, acting on a crossing once."""
+        limit = status.config.max_prefixes
+        if limit is None:
+            return ev.announced
+        held = self.rib.holds(ev.peer)
+        if ev.withdrawn:
+            held = set(held) - set(ev.withdrawn)
+        verdict = limits.admit(limit, held, ev.announced)
+        if verdict.dropped:
+            self.rejections[ev.peer]["max prefixes"] += verdict.dropped
+        if verdict.exceeded and not status.over_limit:
+            status.over_limit = True
+            log.error(
+                event(
+                    "bgp_max_prefixes",
+                    peer=ev.peer,
+                    limit=limit.limit,
+                    received=verdict.held,
+                    action=limit.action.value,
+                )
+            )
+            if limit.action is MaxPrefixAction.TEARDOWN:
+                status.held_until = float("inf")
+                self._tasks.append(asyncio.create_task(self._hold_down(status, verdict.held)))
+        elif not verdict.exceeded and status.over_limit and not status.held_down:
+            status.over_limit = False
+            log.warning(event("bgp_max_prefixes_cleared", peer=ev.peer, limit=limit.limit, held=verdict.held))
+        return verdict.kept
+
+    async def _hold_down(self, status: PeerStatus, received: int) -> None:
+        """Cease 6/1 (RFC 4486), its routes gone at once (not kept as stale), the neighbour out
+        of ExaBGP's config for `restart_after` seconds, then back."""
+        address, limit = status.config.address, status.config.max_prefixes
+        assert limit is not None
+        hold = limit.restart_after
+        status.last_error = (
+            f"sent {received} prefixes, over its max_prefixes {limit.limit}: closed with Cease 6/1, "
+            + (f"held down for {hold}s" if hold else "held down until a reload")
+        )
+        self._program(self.rib.peer_down(address))
+        if status.state == "up":
+            await self._tear_down([address], MAX_PREFIXES_SUBCODE, timeout=10)
+        self._cancel_stale_timer(status)
+        status.held_until = time.time() + hold if hold else float("inf")
+        status.pending, self._out[address] = True, {}  # ExaBGP forgets it: everything is sent again
+        self.supervisor.reload_config()
+        if hold:
+            await asyncio.sleep(hold)
+            self._release(address)
+
+    def _release(self, address: IPAddress) -> None:
+        status = self.peers.get(address)
+        if status is None or not status.held_down:
+            return
+        status.held_until, status.over_limit = None, False
+        log.warning(event("bgp_max_prefixes_released", peer=address))
+        self.supervisor.reload_config()
+
+    def _held_down(self) -> set[IPAddress]:
+        return {address for address, status in self.peers.items() if status.held_down}
 
     # --- graceful restart: stale paths and their timers ----------------------------
 

@@ -19,9 +19,10 @@ peer's helper mode at once (RFC 4724, and RFC 8538's hard reset). A shutdown (SI
 still closes silently, as a restart should.
 
 The same patch makes a teardown with subcode 3 (Peer De-configured, what a config reload
-sends a removed peer) final: ExaBGP would otherwise connect again at once, and the reload
-that removes the neighbour a moment later would close that new session silently, leaving
-the peer to keep our routes as stale for our whole restart time.
+sends a removed peer) or 1 (max prefixes, after which routed holds the session down) final:
+ExaBGP would otherwise connect again at once, and the reload that removes the neighbour a
+moment later would close that new session silently, leaving the peer to keep our routes as
+stale for our whole restart time.
 
 A third, of behaviour too: ExaBGP backs off between outgoing connection attempts
 (1, 2, 3, 4, 5, 7, ... s, growing by 1.2x up to 60 s). Our reflectors are passive (see
@@ -67,7 +68,10 @@ def wait_for_io(self: Any, sleeptime: int) -> Iterator[int]:
 
 
 SILENT_CLOSE = "graceful restarted negotiated"  # how ExaBGP 5.0 words its silent close
-PEER_DECONFIGURED = 3  # Cease subcode (RFC 4486): the session is not coming back
+# Cease subcodes (RFC 4486) after which ExaBGP must not connect again by itself: routed
+# removes the neighbour (reload) or holds it down (max prefixes) and brings it back itself
+MAX_PREFIXES, PEER_DECONFIGURED = 1, 3
+FINAL_SUBCODES = (MAX_PREFIXES, PEER_DECONFIGURED)
 
 
 def hard_teardowns(peer_class: Any) -> None:
@@ -78,7 +82,7 @@ def hard_teardowns(peer_class: Any) -> None:
 
     def teardown_hard(self: Any, code: int, restart: bool = True) -> None:
         self._routed_hard_reset = code
-        teardown(self, code, restart and code != PEER_DECONFIGURED)
+        teardown(self, code, restart and code not in FINAL_SUBCODES)
 
     def close_or_notify(self: Any, message: str = "", error: str = "") -> Any:
         code = getattr(self, "_routed_hard_reset", None)

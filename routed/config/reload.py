@@ -39,8 +39,10 @@ SESSION_DEFAULTS = ("bgp.hold_time", "bgp.graceful_restart.enabled", "bgp.gracef
 
 
 def _session_settings(peer: Peer) -> Peer:
-    """What of a peer's settings its session is made of (not its description or export)."""
-    return peer.model_copy(update={"description": "", "export": Peer.model_fields["export"].default})
+    """What of a peer's settings its session is made of (not its description, export or limit)."""
+    return peer.model_copy(
+        update={"description": "", "export": Peer.model_fields["export"].default, "max_prefixes": None}
+    )
 
 
 def _value(dumped: dict[str, Any], path: str) -> Any:

@@ -146,6 +146,26 @@ class ExportMode(StrEnum):
     AGGREGATE = "aggregate"  # the pool prefixes only
 
 
+class MaxPrefixAction(StrEnum):
+    WARN = "warn"  # log and count, keep everything
+    DROP = "drop"  # keep the first `limit` prefixes, ignore the rest
+    TEARDOWN = "teardown"  # close the session (Cease 1), drop its routes, hold it down
+
+
+class MaxPrefixes(Strict):
+    """Like BIRD's `receive limit` and FRR's `maximum-prefix`: counts every prefix the peer
+    holds announced to us, accepted or refused by policy."""
+
+    limit: int = Field(ge=1, le=10_000_000)
+    action: MaxPrefixAction = MaxPrefixAction.TEARDOWN
+    # teardown: the session stays down this long, then may come back (0: until a reload)
+    restart_after: int = Field(default=60, ge=0, le=86400)
+
+
+def _max_prefixes_shorthand(value: Any) -> Any:
+    return {"limit": value} if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 class Peer(Strict):
     address: Annotated[IPAddress, BeforeValidator(_peer_address)]
     asn: Asn | None = None  # defaults to our own AS for iBGP kinds
@@ -158,6 +178,7 @@ class Peer(Strict):
     # reflectors (a fabric whose reflectors are all down keeps forwarding), no otherwise
     long_lived_stale: bool | None = None
     export: ExportMode = ExportMode.ROUTES
+    max_prefixes: Annotated[MaxPrefixes | None, BeforeValidator(_max_prefixes_shorthand)] = None
 
     _asn = field_validator("asn")(lambda cls, v: v if v is None else _check_asn(v))
     _hold = field_validator("hold_time")(lambda cls, v: v if v is None else _check_hold_time(v))

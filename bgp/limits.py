@@ -1,0 +1,50 @@
+"""Max-prefix (RFC 4271 §6's "implementation-specific" limit, as BIRD's `receive limit` and
+FRR's `maximum-prefix`): what of a peer's UPDATE may be kept, and whether the limit is crossed. Pure.
+
+The count is of prefixes the peer holds announced to us, refused by policy or not: a flood of
+junk costs memory whether or not it is installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+from bgp.model import Attributes, IPNetwork
+from routed.config.schema import MaxPrefixAction, MaxPrefixes
+
+Announcement = tuple[IPNetwork, Attributes]
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    kept: tuple[Announcement, ...]
+    dropped: int  # announcements ignored (drop)
+    held: int  # prefixes the peer would hold with everything it sent
+    exceeded: bool  # over the limit now (warn, drop) or it must go (teardown)
+
+
+def admit(
+    limit: MaxPrefixes | None, held: Collection[IPNetwork], announced: Sequence[Announcement]
+) -> Admission:
+    """Which announcements to keep, given the prefixes the peer already holds with us."""
+    new = [item for item in announced if item[0] not in held]
+    total = len(held) + len({prefix for prefix, _ in new})
+    if limit is None or total <= limit.limit:
+        return Admission(tuple(announced), 0, total, False)
+    if limit.action is MaxPrefixAction.WARN:
+        return Admission(tuple(announced), 0, total, True)
+    if limit.action is MaxPrefixAction.TEARDOWN:
+        return Admission((), 0, total, True)
+    room = max(0, limit.limit - len(held))
+    admitted: list[Announcement] = []
+    seen: set[IPNetwork] = set()
+    for item in announced:
+        prefix = item[0]
+        if prefix in held or prefix in seen:
+            admitted.append(item)  # an update of what it already holds is always taken
+        elif room > 0:
+            seen.add(prefix)
+            room -= 1
+            admitted.append(item)
+    return Admission(tuple(admitted), len(announced) - len(admitted), total, True)
