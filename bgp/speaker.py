@@ -90,6 +90,11 @@ def local_speaker(cfg: NodeConfig, draining: bool = False) -> reflection.Speaker
     )
 
 
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error(event("bgp_task_failed", task=task.get_name(), reason=repr(task.exception())))
+
+
 class Speaker:
     def __init__(self, cfg: NodeConfig, fib: Reconciler, runtime_dir: Path) -> None:
         self.cfg = cfg
@@ -199,12 +204,11 @@ class Speaker:
         for peer in plan.peers_changed:
             self.peers[peer.address].config = peer
         for address, peer in ((p.address, p) for p in cfg.resolved_peers()):
-            self.peers[address].config = peer  # descriptions, export modes and limits too
-            limit = peer.max_prefixes
-            if self.peers[address].held_down and (
-                limit is None or limit.action is not MaxPrefixAction.TEARDOWN
-            ):
-                self._release(address)
+            status = self.peers[address]
+            limit_changed = status.config.max_prefixes != peer.max_prefixes
+            status.config = peer  # descriptions, export modes and limits too
+            if limit_changed:
+                self._limit_changed(status)
         self.rib.max_paths = cfg.bgp.max_paths
         self.policy = import_policy(cfg)
         if plan.policy_changed:
@@ -604,23 +608,27 @@ class Speaker:
         if verdict.dropped:
             self.rejections[ev.peer]["max prefixes"] += verdict.dropped
         if verdict.exceeded and not status.over_limit:
-            status.over_limit = True
-            log.error(
-                event(
-                    "bgp_max_prefixes",
-                    peer=ev.peer,
-                    limit=limit.limit,
-                    received=verdict.held,
-                    action=limit.action.value,
-                )
-            )
-            if limit.action is MaxPrefixAction.TEARDOWN:
-                status.held_until = float("inf")
-                self._tasks.append(asyncio.create_task(self._hold_down(status, verdict.held)))
+            self._crossed(status, verdict.held)
         elif not verdict.exceeded and status.over_limit and not status.held_down:
             status.over_limit = False
             log.warning(event("bgp_max_prefixes_cleared", peer=ev.peer, limit=limit.limit, held=verdict.held))
         return verdict.kept
+
+    def _crossed(self, status: PeerStatus, held: int) -> None:
+        """The peer holds (or would) more than its max_prefixes: say so once, and act."""
+        limit, address = status.config.max_prefixes, status.config.address
+        assert limit is not None
+        status.over_limit = True
+        log.error(
+            event(
+                "bgp_max_prefixes", peer=address, limit=limit.limit, received=held, action=limit.action.value
+            )
+        )
+        if limit.action is MaxPrefixAction.TEARDOWN and not status.held_down:
+            status.held_until = float("inf")
+            task = asyncio.create_task(self._hold_down(status, held), name=f"hold-down-{address}")
+            task.add_done_callback(_log_failure)
+            self._tasks.append(task)
 
     async def _hold_down(self, status: PeerStatus, received: int) -> None:
         """Cease 6/1 (RFC 4486), its routes gone at once (not kept as stale), the neighbour out
@@ -628,13 +636,13 @@ class Speaker:
         address, limit = status.config.address, status.config.max_prefixes
         assert limit is not None
         hold = limit.restart_after
-        status.last_error = (
-            f"sent {received} prefixes, over its max_prefixes {limit.limit}: closed with Cease 6/1, "
-            + (f"held down for {hold}s" if hold else "held down until a reload")
-        )
         self._program(self.rib.peer_down(address))
         if status.state == "up":
             await self._tear_down([address], MAX_PREFIXES_SUBCODE, timeout=10)
+        status.last_error = (  # after the session's own "notification sent" reason
+            f"sent {received} prefixes, over its max_prefixes {limit.limit}: closed with Cease 6/1, "
+            + (f"held down for {hold}s" if hold else "held down until a reload")
+        )
         self._cancel_stale_timer(status)
         status.held_until = time.time() + hold if hold else float("inf")
         status.pending, self._out[address] = True, {}  # ExaBGP forgets it: everything is sent again
@@ -642,6 +650,27 @@ class Speaker:
         if hold:
             await asyncio.sleep(hold)
             self._release(address)
+
+    def _limit_changed(self, status: PeerStatus) -> None:
+        """A reload changed the peer's max_prefixes: judge what it holds now by the new one."""
+        limit, address = status.config.max_prefixes, status.config.address
+        if status.held_down and (limit is None or limit.action is not MaxPrefixAction.TEARDOWN):
+            self._release(address)
+            return
+        held = len(self.rib.holds(address))
+        status.over_limit = False
+        if limit is None or held <= limit.limit:
+            return
+        self._crossed(status, held)
+        if limit.action is MaxPrefixAction.DROP:
+            log.warning(
+                event(
+                    "bgp_max_prefixes_not_retroactive",
+                    peer=address,
+                    held=held,
+                    fix="its next announcements are dropped; reset its session to keep only the first",
+                )
+            )
 
     def _release(self, address: IPAddress) -> None:
         status = self.peers.get(address)
