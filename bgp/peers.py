@@ -11,6 +11,7 @@ from typing import Any
 from bgp.model import GracefulRestartCapability
 from routed.config import Peer as PeerConfig
 
+HINT_AFTER = 20.0  # seconds without a session before `routed status` and the log say why it may be
 RESTART_TIMER = "restart time"  # a GR peer is down: its routes are kept this long
 STALEPATH_TIMER = "stalepath time"  # it is back: its End-of-RIB is awaited this long
 LONG_LIVED_TIMER = "long-lived stale time"  # past its restart time, kept as long-lived stale
@@ -36,6 +37,9 @@ class PeerStatus:
     pending: bool = False  # added by a reload that ExaBGP has not reported on yet
     over_limit: bool = False  # sent more than its max_prefixes
     held_until: float | None = None  # torn down for max prefixes: down until then (inf: a reload)
+    unestablished_since: float = field(default_factory=time.time)  # since it was last up, or first
+    md5_baseline: dict[str, int] | None = None  # the kernel's MD5 drop counters when it went down
+    hint: str = ""  # why the session may not be coming up
 
     @property
     def held_down(self) -> bool:
@@ -85,6 +89,7 @@ class PeerStatus:
             "eor_sent": self.eor_sent,
             "flaps": self.flaps,
             "last_error": self.last_error,
+            "hint": self.hint,
             "max_prefixes": self._limit_json(),
             "graceful_restart": {
                 "local": graceful_locally,
@@ -96,3 +101,31 @@ class PeerStatus:
                 "timer_left_s": round(max(0.0, self.stale_until - now), 1) if self.stale_until else None,
             },
         }
+
+
+def establish_hint(uses_md5: bool, down_for: float, md5_drops: dict[str, int]) -> str:
+    """What to tell an operator about a session that has not come up for `down_for` seconds,
+    given how many segments the kernel dropped for MD5 reasons meanwhile (TcpExt counters)."""
+    if down_for < HINT_AFTER:
+        return ""
+    bad = md5_drops.get("TCPMD5Failure", 0) + md5_drops.get("TCPMD5NotFound", 0)
+    unexpected = md5_drops.get("TCPMD5Unexpected", 0)
+    if uses_md5 and bad:
+        return (
+            f"not coming up: this host's kernel dropped {bad} segments with a wrong or missing TCP-MD5 "
+            "signature meanwhile (TCPMD5Failure/TCPMD5NotFound): check that both sides have the same password"
+        )
+    if not uses_md5 and unexpected:
+        return (
+            f"not coming up: this host's kernel dropped {unexpected} segments signed with TCP-MD5 "
+            "meanwhile (TCPMD5Unexpected): the peer has a password set and we have none"
+        )
+    if uses_md5:
+        return (
+            "not coming up: this session uses TCP-MD5, and a password that differs from the peer's "
+            "looks exactly like this (the kernel drops such segments silently); or the peer is down"
+        )
+    return (
+        "not coming up: no answer from the peer; it may be down or unreachable, or expect a TCP-MD5 "
+        "password (the kernel drops unsigned segments silently)"
+    )

@@ -46,7 +46,7 @@ from bgp.model import (
     RouteUpdate,
     Staleness,
 )
-from bgp.peers import LONG_LIVED_TIMER, RESTART_TIMER, STALEPATH_TIMER, PeerStatus
+from bgp.peers import LONG_LIVED_TIMER, RESTART_TIMER, STALEPATH_TIMER, PeerStatus, establish_hint
 from bgp.policy import ImportPolicy
 from bgp.reflection import Role
 from bgp.rib import Changes, Rib, UpdateResult
@@ -55,6 +55,7 @@ from routed.config import Peer as PeerConfig
 from routed.config import Role as NodeRole
 from routed.config.reload import ReloadPlan
 from routed.config.schema import ExportMode, MaxPrefixAction
+from routed.dataplane.netstat import tcp_md5_drops
 from routed.fib.reconciler import Reconciler
 from routed.fib.routes import RouteKey, gateway_route
 from routed.log import event
@@ -140,6 +141,7 @@ class Speaker:
         timeout = self.cfg.bgp.graceful_restart.restart_time
         self._ready_timer = loop.call_later(timeout, self._startup_timer_over, timeout)
         writer = asyncio.create_task(self.pump.run(), name="bgp-writer")
+        self._tasks.append(asyncio.create_task(self._watch_sessions(), name="bgp-watch"))
         self._refresh(self.cfg.pools)  # aggregates for peers that get `export: aggregate`
         try:
             await self._wait_for_fabric_address()
@@ -542,6 +544,8 @@ class Speaker:
     def _peer_state(self, status: PeerStatus, ev: PeerState, changes: Changes) -> None:
         previous = status.state
         status.state, status.since = ev.state, time.time()
+        if ev.state == "up" or previous == "up":
+            status.unestablished_since, status.md5_baseline, status.hint = time.time(), None, ""
         if ev.state == "up":
             status.up_in_channel = True
             status.eor.clear()
@@ -593,6 +597,35 @@ class Speaker:
                     )
                 )
             self._update_headless()
+
+    # --- sessions that do not come up ----------------------------------------------------
+
+    async def _watch_sessions(self, interval: float = 5.0) -> None:
+        """Say why a session may not be coming up: TCP-MD5 failures are silent on both sides
+        but for the kernel's counters, which this compares with those when it went down."""
+        while True:
+            await asyncio.sleep(interval)
+            counters = tcp_md5_drops()
+            now = time.time()
+            for address, status in self.peers.items():
+                if status.state == "up" or status.held_down:
+                    continue
+                if status.md5_baseline is None:
+                    status.md5_baseline = counters
+                drops = {k: v - status.md5_baseline.get(k, 0) for k, v in counters.items()}
+                uses_md5 = status.config.md5_password() is not None
+                hint = establish_hint(uses_md5, now - status.unestablished_since, drops)
+                if hint and hint != status.hint:
+                    log.warning(
+                        event(
+                            "bgp_session_not_establishing",
+                            peer=address,
+                            down_s=round(now - status.unestablished_since),
+                            md5="yes" if uses_md5 else "no",
+                            hint=hint,
+                        )
+                    )
+                status.hint = hint
 
     # --- max prefixes -------------------------------------------------------------------
 
@@ -690,6 +723,8 @@ class Speaker:
         Each peer's paths stay as stale until its new session's End-of-RIB or our restart time."""
         changes: Changes = {}
         for address, status in self.peers.items():
+            if status.state == "up":
+                status.unestablished_since, status.md5_baseline = time.time(), None
             status.state, status.up_in_channel, status.since = "idle", False, time.time()
             status.notified = False
             if self.rib.adj_rib_in(address):

@@ -136,8 +136,10 @@ def status_text(status: dict[str, Any], now: float | None = None) -> str:
         limit = peer.get("max_prefixes")
         if limit and limit["over"] and peer["state"] == "up":
             info = f"over max_prefixes {limit['limit']} ({limit['action']})"
-        if peer.get("last_error") and peer["state"] != "up":
-            info = f"{info}; {peer['last_error']}" if info else peer["last_error"]
+        if peer["state"] != "up":
+            for why in (peer.get("last_error"), peer.get("hint")):
+                if why:
+                    info = f"{info}; {why}" if info else why
         rows.append(
             (
                 peer["address"],

@@ -54,8 +54,10 @@ def neighbor_block(cfg: NodeConfig, peer: Peer) -> str:
     ]
     if is_passive(cfg, peer):
         lines.append("    passive true;")
-    if peer.password:
-        lines.append(f"    md5-password {_quote(peer.password)};")
+    if secret := peer.md5_password():
+        lines.append(f"    md5-password {_quote(secret)};")
+    if peer.ttl_security:  # GTSM: what arrives must have crossed no router
+        lines += ["    outgoing-ttl 255;", "    incoming-ttl 254;"]
     lines += [
         "    family {",
         "        ipv4 unicast;",

@@ -6,18 +6,22 @@ Field docs here are the source of config/README.md; keep them in step.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+import stat
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     field_validator,
+    model_validator,
 )
 
 IPAddress = IPv4Address | IPv6Address
@@ -162,6 +166,33 @@ class MaxPrefixes(Strict):
     restart_after: int = Field(default=60, ge=0, le=86400)
 
 
+def _password_file(value: str) -> str:
+    """A TCP-MD5 key kept out of the config: root's, 0600, 1-80 characters. Checked at load,
+    so `routed config check` and a reload refuse a file anyone else could read or change."""
+    path = PurePosixPath(value)
+    if not path.is_absolute():
+        raise ValueError(f"{value!r} must be an absolute path, e.g. /etc/routed/peer.password")
+    try:
+        info = os.stat(value)
+    except OSError as exc:
+        raise ValueError(f"cannot read {value}: {exc.strerror}") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{value} is not a regular file")
+    if info.st_uid != 0 or info.st_mode & 0o077:
+        raise ValueError(
+            f"{value} is owned by uid {info.st_uid} with mode {stat.S_IMODE(info.st_mode):04o}; a password "
+            f"file must be root's and 0600: chown root {value} && chmod 600 {value}"
+        )
+    if not 1 <= len(read_password(value)) <= 80:
+        raise ValueError(f"{value} must hold a password of 1-80 characters (one line)")
+    return value
+
+
+def read_password(path: str) -> str:
+    with open(path, encoding="utf-8") as handle:
+        return handle.read().rstrip("\r\n")
+
+
 def _max_prefixes_shorthand(value: Any) -> Any:
     return {"limit": value} if isinstance(value, int) and not isinstance(value, bool) else value
 
@@ -172,6 +203,9 @@ class Peer(Strict):
     kind: PeerKind
     description: str = ""
     password: str | None = Field(default=None, min_length=1, max_length=80)
+    password_file: Annotated[str, AfterValidator(_password_file)] | None = None
+    # GTSM (RFC 5082), directly connected peers only: send with TTL 255, accept only 254-255
+    ttl_security: bool = False
     hold_time: HoldTime | None = None
     graceful_restart: bool | None = None
     # keep its routes as long-lived stale once its restart time runs out; default: yes for
@@ -181,6 +215,17 @@ class Peer(Strict):
     max_prefixes: Annotated[MaxPrefixes | None, BeforeValidator(_max_prefixes_shorthand)] = None
 
     _asn = field_validator("asn")(lambda cls, v: v if v is None else _check_asn(v))
+
+    @model_validator(mode="after")
+    def _one_password(self) -> Peer:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give password or password_file, not both")
+        return self
+
+    def md5_password(self) -> str | None:
+        """The TCP-MD5 key, read from password_file each time (a rotated file needs a reload)."""
+        return read_password(self.password_file) if self.password_file else self.password
+
     _hold = field_validator("hold_time")(lambda cls, v: v if v is None else _check_hold_time(v))
 
 
