@@ -20,7 +20,8 @@ from routed.log import event
 log = logging.getLogger("routed.api")
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
-MAX_REQUEST = 1 << 20
+MAX_REQUEST = 1 << 20  # a request line longer than this is refused, and the connection closed
+IDLE_TIMEOUT = 30.0  # a client that sends nothing for this long is let go
 
 
 def _peer_uid(writer: asyncio.StreamWriter) -> int:
@@ -68,9 +69,15 @@ class ApiServer:
                     writer, {"ok": False, "error": "the routed API is for root only", "exit_code": 1}
                 )
                 return
-            while line := await reader.readline():
+            while line := await asyncio.wait_for(reader.readline(), IDLE_TIMEOUT):
                 await self._reply(writer, await self._dispatch(line))
-        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+        except ValueError:  # the line overran MAX_REQUEST: what is left of it cannot be framed
+            log.warning(event("api_request_refused", reason="too large", limit=MAX_REQUEST))
+            with contextlib.suppress(ConnectionError):
+                await self._reply(writer, _refusal(f"request larger than {MAX_REQUEST} bytes", 2))
+        except TimeoutError:
+            log.info(event("api_client_idle", action="closed", after_s=IDLE_TIMEOUT))
+        except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
             writer.close()
@@ -78,28 +85,47 @@ class ApiServer:
                 await writer.wait_closed()
 
     async def _dispatch(self, line: bytes) -> dict[str, Any]:
-        try:
-            request = json.loads(line)
-            op = request["op"]
-            handler = self._handlers[op]
-        except (ValueError, KeyError, TypeError):
-            return {
-                "ok": False,
-                "error": f"bad request; ops are {', '.join(sorted(self._handlers))}",
-                "exit_code": 2,
-            }
+        request = parse_request(line)
+        if isinstance(request, str):
+            log.warning(event("api_request_refused", reason=request))
+            return _refusal(f"{request}; ops are {', '.join(sorted(self._handlers))}", 2)
+        op = request["op"]
+        handler = self._handlers.get(op)
+        if handler is None:
+            log.warning(event("api_request_refused", reason="unknown op", op=op[:64]))
+            return _refusal(f"unknown op {op[:64]!r}; ops are {', '.join(sorted(self._handlers))}", 2)
         try:
             return {"ok": True, "result": await handler(request)}
         except ApiError as exc:
-            return {"ok": False, "error": str(exc), "exit_code": exc.exit_code}
+            return _refusal(str(exc), exc.exit_code)
+        except (KeyError, TypeError, ValueError) as exc:  # a field missing or of the wrong type
+            log.warning(event("api_request_refused", op=op, reason=repr(exc)))
+            return _refusal(f"{op}: a field is missing or of the wrong type ({exc!r})", 2)
         except Exception as exc:
             log.exception(event("api_request_failed", op=op))
-            return {"ok": False, "error": f"{op} failed: {exc}", "exit_code": 1}
+            return _refusal(f"{op} failed: {exc}", 1)
 
     @staticmethod
     async def _reply(writer: asyncio.StreamWriter, response: dict[str, Any]) -> None:
         writer.write(json.dumps(response).encode() + b"\n")
         await writer.drain()
+
+
+def _refusal(message: str, exit_code: int) -> dict[str, Any]:
+    return {"ok": False, "error": message, "exit_code": exit_code}
+
+
+def parse_request(line: bytes) -> dict[str, Any] | str:
+    """A request object with a string `op`, or why the line is not one. Pure."""
+    try:
+        request = json.loads(line)
+    except (ValueError, RecursionError):  # bad JSON, bad UTF-8, nesting beyond the parser's depth
+        return "bad request: not JSON"
+    if not isinstance(request, dict):
+        return "bad request: not a JSON object"
+    if not isinstance(request.get("op"), str):
+        return 'bad request: no "op" string'
+    return request
 
 
 async def answers(path: Path) -> bool:

@@ -1,5 +1,10 @@
-"""Session protection against real BGP speakers: max-prefix with BIRD2 sending 10,000 prefixes
-to a limit of 1,000, each action in turn (changed by reload, as an operator would)."""
+"""Session protection against real BGP speakers.
+
+- max-prefix: BIRD2 sends 10,000 prefixes to a limit of 1,000, each action in turn (changed by
+  reload, as an operator would);
+- TCP-MD5 (RFC 2385) between routed hosts, with BIRD2 and with FRR: the same password
+  establishes, a wrong or missing one never does, and status and the log say MD5 is why.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +18,13 @@ from tests.netns import wait_until
 
 FLOOD = 10_000
 BIRD_PEER = "  - {address: 10.0.0.31, kind: mesh, description: bird1}\n"
+H1_MESH = "  - {address: 10.0.0.12, kind: mesh}\n"
+H2_MESH = "  - {address: 10.0.0.11, kind: mesh}\n"
 
 
 def flood_routes() -> str:
     """10,000 /32s inside the pools, announced by bird1."""
     return "\n".join(f"    route 10.65.{100 + i // 256}.{i % 256}/32 via 10.0.0.31;" for i in range(FLOOD))
-
-
-def bird_peer(lab: Lab) -> dict[str, Any]:
-    return next(p for p in status(lab, "h1")["bgp"]["peers"] if p["address"] == "10.0.0.31")
 
 
 def from_bird(lab: Lab) -> int:
@@ -35,8 +38,8 @@ def reload_with(lab: Lab, config: Any, original: str, limit: str) -> None:
     assert result.returncode == 0, result
 
 
-@pytest.mark.long(90)
-def test_max_prefixes_warn_teardown_and_drop_against_bird() -> None:
+@pytest.mark.long(100)
+def test_max_prefixes_against_bird_and_md5_between_routed_hosts() -> None:
     static = (
         "    route 10.65.9.1/32 via 10.0.0.31;    # legitimate: inside the pools\n"
         "    route 10.65.1.1/32 via 10.0.0.31;    # hijack: h1's own workload\n"
@@ -47,11 +50,16 @@ def test_max_prefixes_warn_teardown_and_drop_against_bird() -> None:
         "bird-interop/bird1.conf": [
             (static, flood_routes() + "\n"),
             ("    connect retry time 1;\n", "    connect retry time 1;\n    error wait time 1, 2;\n"),
-        ]
+        ],
+        # h1 and h2 sign their session with TCP-MD5
+        "bird-interop/h1.yaml": [(H1_MESH, H1_MESH.replace("}", ", password: h1-h2-md5}"))],
+        "bird-interop/h2.yaml": [(H2_MESH, H2_MESH.replace("}", ", password: h1-h2-md5}"))],
     }
     with lab_variant("bird-interop", {}, edits) as topology, running_lab(topology) as lab:
         config = topology.parent / "bird-interop" / "h1.yaml"
         original = config.read_text()
+        # the MD5-signed session between two routed hosts comes up and carries routes
+        wait_until(lambda: kernel_routes(lab, "h2").get("10.65.1.1"), "10.0.0.11", timeout=30)
 
         # warn: everything is kept, the crossing is logged and shown
         reload_with(lab, config, original, "{limit: 1000, action: warn}")
@@ -86,3 +94,97 @@ def test_max_prefixes_warn_teardown_and_drop_against_bird() -> None:
         peer = bird_peer(lab)
         assert (peer["received"], peer["accepted"]) == (1000, 1000), peer
         assert from_bird(lab) == 1000
+
+        # a wrong password between routed hosts: the session never comes back, and both sides
+        # say why (h2's kernel counts the segments h1 signs with the wrong key)
+        with open(config, "w") as handle:
+            handle.write(original.replace("password: h1-h2-md5", "password: wrong"))
+        assert lab.exec("h1", "routed", "reload", check=False).returncode == 0
+        wait_until(lambda: "TCPMD5Failure" in h2_peer(lab)["hint"], timeout=45, what="h2 names MD5")
+        assert h2_peer(lab)["state"] != "up"  # (its routes stay, stale, for h1's restart time)
+        assert "TCP-MD5" in peer_of(lab, "h1", "10.0.0.12")["hint"]
+        assert "event=bgp_session_not_establishing" in lab.log("h2")
+        assert "TCPMD5Failure" in lab.exec("h2", "routed", "status").stdout
+
+
+def peer_of(lab: Lab, node: str, address: str) -> dict[str, Any]:
+    return next(p for p in status(lab, node)["bgp"]["peers"] if p["address"] == address)
+
+
+def h2_peer(lab: Lab) -> dict[str, Any]:
+    return peer_of(lab, "h2", "10.0.0.11")
+
+
+def bird_peer(lab: Lab) -> dict[str, Any]:
+    return peer_of(lab, "h1", "10.0.0.31")
+
+
+@pytest.mark.long(75)
+def test_md5_with_bird_and_frr() -> None:
+    bird_line = "  - {address: 10.0.0.31, kind: mesh, description: bird1}\n"
+    frr_line = "  - {address: 10.0.0.41, kind: mesh, description: frr1}\n"
+    edits = {
+        "gr-interop.clab.yml": [
+            (
+                "binds: [gr-interop/h1.yaml:/etc/routed/routed.yaml:ro]",
+                "binds: [gr-interop/h1.yaml:/etc/routed/routed.yaml:ro, "
+                "gr-interop/bird1.password:/etc/routed/bird1.password:ro]",
+            )
+        ],
+        "gr-interop/h1.yaml": [
+            (bird_line, bird_line.replace("}", ", password_file: /etc/routed/bird1.password}")),
+            (frr_line, frr_line.replace("}", ", password: frr-md5}")),
+        ],
+        "gr-interop/bird1.conf": [
+            ("    connect retry time 1;\n", '    connect retry time 1;\n    password "bird-md5";\n')
+        ],
+        "gr-interop/frr.conf": [
+            (
+                " neighbor 10.0.0.11 timers connect 1\n",
+                " neighbor 10.0.0.11 timers connect 1\n neighbor 10.0.0.11 password frr-md5\n",
+            )
+        ],
+    }
+    with lab_variant("gr-interop", {}, edits) as topology:
+        password = topology.parent / "gr-interop" / "bird1.password"
+        password.write_text("bird-md5\n")
+        password.chmod(0o600)
+        with running_lab(topology) as lab:
+            config = topology.parent / "gr-interop" / "h1.yaml"
+            original = config.read_text()
+            # the same passwords: both sessions up, routes both ways
+            wait_until(lambda: kernel_routes(lab, "h1").get("10.65.9.1"), "10.0.0.31", timeout=40)
+            wait_until(lambda: kernel_routes(lab, "h1").get("10.65.8.1"), "10.0.0.41", timeout=40)
+            wait_until(
+                lambda: "10.65.1.1/32" in lab.birdc("bird1", "show", "route", "protocol", "h1"), timeout=20
+            )
+            # FRR with a wrong password, BIRD with none on our side: neither comes back, and
+            # h1 says which kernel counter shows it
+            with open(config, "w") as handle:
+                handle.write(
+                    original.replace("password: frr-md5", "password: not-frr").replace(
+                        ", password_file: /etc/routed/bird1.password", ""
+                    )
+                )
+            assert lab.exec("h1", "routed", "reload", check=False).returncode == 0
+            wait_until(
+                lambda: "TCPMD5Failure" in peer_of(lab, "h1", "10.0.0.41")["hint"],
+                timeout=45,
+                what="frr: MD5",
+            )
+            wait_until(
+                lambda: "we have none" in peer_of(lab, "h1", "10.0.0.31")["hint"],
+                timeout=20,
+                what="bird: MD5",
+            )
+            routes = kernel_routes(lab, "h1")
+            assert "10.65.8.1" not in routes and "10.65.9.1" not in routes, routes
+            # the right ones again: both back
+            with open(config, "w") as handle:
+                handle.write(original)
+            assert lab.exec("h1", "routed", "reload", check=False).returncode == 0
+            for address in ("10.0.0.31", "10.0.0.41"):
+                wait_until(
+                    lambda a=address: peer_of(lab, "h1", a)["state"], "up", timeout=40, what=f"{address} up"
+                )
+            assert peer_of(lab, "h1", "10.0.0.41")["hint"] == ""
