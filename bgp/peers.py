@@ -103,11 +103,23 @@ class PeerStatus:
         }
 
 
-def establish_hint(uses_md5: bool, down_for: float, md5_drops: dict[str, int]) -> str:
+def establish_hint(
+    uses_md5: bool, down_for: float, md5_drops: dict[str, int], uses_gtsm: bool = False
+) -> str:
     """What to tell an operator about a session that has not come up for `down_for` seconds,
     given how many segments the kernel dropped for MD5 reasons meanwhile (TcpExt counters)."""
     if down_for < HINT_AFTER:
         return ""
+    hint = _md5_hint(uses_md5, md5_drops)
+    if uses_gtsm:
+        hint += (
+            "; it also uses TTL security (GTSM): a peer that does not send with TTL 255, or is more "
+            "than one hop away, is dropped by the kernel just as silently"
+        )
+    return hint
+
+
+def _md5_hint(uses_md5: bool, md5_drops: dict[str, int]) -> str:
     bad = md5_drops.get("TCPMD5Failure", 0) + md5_drops.get("TCPMD5NotFound", 0)
     unexpected = md5_drops.get("TCPMD5Unexpected", 0)
     if uses_md5 and bad:

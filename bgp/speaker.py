@@ -614,7 +614,9 @@ class Speaker:
                     status.md5_baseline = counters
                 drops = {k: v - status.md5_baseline.get(k, 0) for k, v in counters.items()}
                 uses_md5 = status.config.md5_password() is not None
-                hint = establish_hint(uses_md5, now - status.unestablished_since, drops)
+                hint = establish_hint(
+                    uses_md5, now - status.unestablished_since, drops, status.config.ttl_security
+                )
                 if hint and hint != status.hint:
                     log.warning(
                         event(

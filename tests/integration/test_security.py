@@ -178,7 +178,7 @@ def test_md5_with_bird_and_frr() -> None:
                 what="bird: MD5",
             )
             # (their routes stay, stale, for their restart time: graceful restart cannot tell)
-            assert {peer_of(lab, "h1", a)["state"] for a in ("10.0.0.31", "10.0.0.41")} != {"up"}
+            assert all(peer_of(lab, "h1", a)["state"] != "up" for a in ("10.0.0.31", "10.0.0.41"))
             # the right ones again: both back
             with open(config, "w") as handle:
                 handle.write(original)
@@ -188,3 +188,31 @@ def test_md5_with_bird_and_frr() -> None:
                     lambda a=address: peer_of(lab, "h1", a)["state"], "up", timeout=40, what=f"{address} up"
                 )
             assert peer_of(lab, "h1", "10.0.0.41")["hint"] == ""
+
+
+@pytest.mark.long(60)
+def test_ttl_security_with_bird() -> None:
+    """GTSM (RFC 5082) on a directly connected eBGP session: with BIRD's `ttl security on` it
+    comes up; against a BIRD that sends with eBGP's usual TTL of 1, our kernel drops every
+    segment (IP_MINTTL 254) and it never does."""
+    tor_h1 = "    neighbor 10.1.1.1 as 64611;\n"
+    h1_tor = "  - {address: 10.1.1.0, kind: ebgp, asn: 65001, description: tor1}\n"
+    h2_tor = "  - {address: 10.1.2.0, kind: ebgp, asn: 65001, description: tor1}\n"
+    edits = {
+        "tor-ebgp/tor1.conf": [(tor_h1, tor_h1 + "    ttl security on;\n")],
+        "tor-ebgp/h1.yaml": [(h1_tor, h1_tor.replace("}", ", ttl_security: true}"))],
+    }
+    with lab_variant("tor-ebgp", {}, edits) as topology, running_lab(topology) as lab:
+        # GTSM on both ends: up, and h1 learns h2's workload through tor1
+        wait_until(lambda: kernel_routes(lab, "h1").get("10.65.2.1"), "10.1.1.0", timeout=40)
+        assert peer_of(lab, "h1", "10.1.1.0")["state"] == "up"
+        # h2 turns GTSM on, tor1 does not: tor1's TTL-1 segments never pass h2's kernel
+        config = topology.parent / "tor-ebgp" / "h2.yaml"
+        gtsm = config.read_text().replace(h2_tor, h2_tor.replace("}", ", ttl_security: true}"))
+        with open(config, "w") as handle:  # in place: the node sees it through a bind mount
+            handle.write(gtsm)
+        assert lab.exec("h2", "routed", "reload", check=False).returncode == 0
+        wait_until(lambda: "GTSM" in peer_of(lab, "h2", "10.1.2.0")["hint"], timeout=45, what="h2's hint")
+        assert peer_of(lab, "h2", "10.1.2.0")["state"] != "up"
+        assert "Established" not in lab.birdc("tor1", "show", "protocols", "h2")
+        assert "Established" in lab.birdc("tor1", "show", "protocols", "h1")

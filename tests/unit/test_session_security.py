@@ -84,6 +84,8 @@ def test_hints_name_md5_when_the_kernel_counted_drops() -> None:
     assert "peer has a password set and we have none" in establish_hint(False, late, {"TCPMD5Unexpected": 2})
     assert "looks exactly like this" in establish_hint(True, late, {})
     assert "may be down or unreachable, or expect a TCP-MD5" in establish_hint(False, late, {})
+    assert "GTSM" in establish_hint(False, late, {}, uses_gtsm=True)
+    assert "GTSM" not in establish_hint(False, late, {})
 
 
 def test_netstat_counters(tmp_path: Path) -> None:
