@@ -103,7 +103,9 @@ def check_attributes(policy: ImportPolicy, attrs: Attributes, peer: Peer) -> Rej
         return Rejection.ORIGINATOR_LOOP
     if policy.cluster_id is not None and policy.cluster_id in attrs.cluster_list:
         return Rejection.CLUSTER_LOOP
-    if peer.ebgp and policy.local_asn in attrs.asns():
+    # a loop whoever sends it: an iBGP peer has no business passing on a path that already
+    # left our AS (found by a hostile-speaker test; eBGP ingress used to be the only check)
+    if policy.local_asn in attrs.asns():
         return Rejection.AS_LOOP
     return None
 

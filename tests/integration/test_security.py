@@ -8,6 +8,9 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -216,3 +219,38 @@ def test_ttl_security_with_bird() -> None:
         assert peer_of(lab, "h2", "10.1.2.0")["state"] != "up"
         assert "Established" not in lab.birdc("tor1", "show", "protocols", "h2")
         assert "Established" in lab.birdc("tor1", "show", "protocols", "h1")
+
+
+@pytest.mark.long(45)
+def test_hostile_peer_input_is_refused_and_a_malformed_update_closes_only_that_session() -> None:
+    """A raw BGP speaker (tests/bgp_raw_speaker.py) in bird1's place sends a flood outside the
+    pools, an AS_PATH loop, a /17 inside the pools, a default route and one good route, then
+    an UPDATE whose attribute length runs past the message."""
+    speaker = Path(__file__).resolve().parents[1] / "bgp_raw_speaker.py"
+    edits = {"bird-interop.clab.yml": [("env: {NODE_DAEMON: bird}", "env: {NODE_DAEMON: none}")]}
+    with lab_variant("bird-interop", {}, edits) as topology, running_lab(topology) as lab:
+        outcome: list[str] = []
+        argv = ["python3", str(speaker), "10.0.0.31", "10.0.0.31", "64512", "10.0.0.31", "15"]
+        thread = threading.Thread(target=lambda: outcome.append(lab.exec("bird1", *argv, timeout=120).stdout))
+        thread.start()
+        expected = {
+            "outside pools": 5000,
+            "our AS in AS path": 1,
+            "neither a block nor a host prefix": 1,
+            "default route": 1,
+        }
+        wait_until(lambda: peer_of(lab, "h1", "10.0.0.31")["rejections"], expected, timeout=40)
+        routes = kernel_routes(lab, "h1")
+        assert routes.get("10.65.9.1") == "10.0.0.31", routes
+        assert not [
+            r for r in routes if r.startswith("10.99.") or r in ("default", "10.65.128.0/17", "10.65.9.2")
+        ]
+        h2 = status(lab, "h2")  # the mesh session with h2 is untouched by it all
+        thread.join(timeout=60)
+        (line,) = outcome
+        assert json.loads(line)["notification"][0] == 3, line  # UPDATE Message Error, from ExaBGP
+        wait_until(lambda: peer_of(lab, "h1", "10.0.0.31")["state"], "down", timeout=10)
+        wait_until(lambda: kernel_routes(lab, "h1").get("10.65.9.1"), None, timeout=10)
+        assert status(lab, "h2")["bgp"]["peers"][0]["since"] == h2["bgp"]["peers"][0]["since"]
+        assert kernel_routes(lab, "h2").get("10.65.1.1") == "10.0.0.11"
+        assert status(lab, "h1")["bgp"]["exabgp"]["restarts"] == 0

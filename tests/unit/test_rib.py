@@ -99,6 +99,14 @@ def test_ebgp_as_loop() -> None:
     assert [r.reason for r in result.rejected] == [Rejection.AS_LOOP]
 
 
+def test_ibgp_as_loop_too() -> None:
+    from bgp.model import AsPathSegment
+
+    rib = Rib(POLICY)
+    result = rib.update(B, [(P1, attrs("10.0.0.2", as_path=(AsPathSegment("as-sequence", (65099, 64512)),)))])
+    assert [r.reason for r in result.rejected] == [Rejection.AS_LOOP]
+
+
 def test_policy_change_rejudges_stored_paths() -> None:
     rib = Rib(POLICY)
     rib.update(B, [(P1, attrs("10.0.0.2"))])
