@@ -63,6 +63,7 @@ from routed.log import event
 log = logging.getLogger("bgp.speaker")
 
 READ_CHUNK = 1 << 20
+LOGGED_REJECTIONS = 5  # per peer and reason; past it, refusals are counted, not logged
 MAX_PREFIXES_SUBCODE = 1  # Cease: Maximum Number of Prefixes Reached (RFC 4486)
 
 
@@ -118,7 +119,6 @@ class Speaker:
         self._local_ready = False  # our own workloads restored and in the kernel
         self._deferral_expired = False
         self._deferral_timer: asyncio.TimerHandle | None = None
-        self._logged_rejections: set[tuple[IPAddress, IPNetwork, str]] = set()
         self.counters: Counter[str] = Counter()
         self.rejections: dict[IPAddress, Counter[str]] = {a: Counter() for a in self.peers}  # by reason
         self.conflicts = ConflictTracker(cfg.name, cfg.pools)
@@ -837,20 +837,28 @@ class Speaker:
         for prefix in result.touched:
             self._report_conflict(self.conflicts.paths(prefix, self.rib.paths(prefix)))
         for rejected in result.rejected:
-            self.counters[f"rejected:{rejected.reason.value}"] += 1
-            if rejected.peer in self.rejections:
-                self.rejections[rejected.peer][rejected.reason.value] += 1
+            reason = rejected.reason.value
+            self.counters[f"rejected:{reason}"] += 1
+            counts = self.rejections.get(rejected.peer)
+            if counts is not None:
+                counts[reason] += 1
             if self._report_conflict(self.conflicts.rejected(rejected)) or rejected.reason in HIJACK_REASONS:
                 continue
-            key = (rejected.peer, rejected.prefix, rejected.reason.value)
-            if key not in self._logged_rejections:
-                self._logged_rejections.add(key)
+            # a flood of refusals must not become a flood of log lines: the first few are logged,
+            # the rest counted (routed status --json, routed_bgp_prefixes_rejected_total)
+            seen = counts[reason] if counts is not None else 1
+            if seen <= LOGGED_REJECTIONS:
+                log.warning(
+                    event("bgp_route_rejected", peer=rejected.peer, prefix=rejected.prefix, reason=reason)
+                )
+            elif seen == LOGGED_REJECTIONS + 1:
                 log.warning(
                     event(
-                        "bgp_route_rejected",
+                        "bgp_route_rejections_counted",
                         peer=rejected.peer,
-                        prefix=rejected.prefix,
-                        reason=rejected.reason.value,
+                        reason=reason,
+                        logged=LOGGED_REJECTIONS,
+                        more="counted in routed status --json and routed_bgp_prefixes_rejected_total",
                     )
                 )
 

@@ -32,13 +32,15 @@ def plan_routes(
     *,
     only: Set[RouteKey] | None = None,
     allow_delete: bool = True,
+    deletable: Set[RouteKey] = frozenset(),
 ) -> RoutePlan:
     """What to change so that the kernel's routes of our protocol equal `desired`.
 
     `only` limits the plan to some prefixes (an incremental pass, or a one-shot
     CLI acting on one workload without judging the rest). `allow_delete=False`
     keeps routes we no longer want: at start-up they are stale, not wrong, until
-    every source of routes has spoken (graceful restart).
+    every source of routes has spoken (graceful restart). Those in `deletable` go even
+    then: a source has said, in this run, that it no longer wants them.
     """
     keys = (desired.keys() | ours.keys()) if only is None else only
     add: list[Route] = []
@@ -58,7 +60,7 @@ def plan_routes(
                     add.append(want)
             elif have != want:
                 replace.append(want)
-        elif have is not None and allow_delete:
+        elif have is not None and (allow_delete or key in deletable):
             delete.append(have)
     return RoutePlan(tuple(add), tuple(replace), tuple(delete), tuple(conflicts))
 

@@ -60,6 +60,9 @@ class Reconciler:
         self.resync_interval = resync_interval
         self._view = KernelView()
         self._dirty: set[RouteKey] = set()
+        # keys some source has spoken of in this run, while not every source is ready: their
+        # kernel routes are this run's knowledge, so a withdrawal may delete them at once
+        self._spoken: set[RouteKey] = set()
         self._full_due = True
         self._wake = asyncio.Event()
         self._conflicts_logged: set[RouteKey] = set()
@@ -76,7 +79,7 @@ class Reconciler:
         old = self._routes[source]
         changed = {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
         self._routes[source] = new
-        self._mark(changed)
+        self._spoke(changed)
 
     def update_routes(
         self, source: str, upsert: Iterable[Route] = (), remove: Iterable[RouteKey] = ()
@@ -90,15 +93,20 @@ class Reconciler:
             if table.get(route.key) != route:
                 table[route.key] = route
                 changed.add(route.key)
-        self._mark(changed)
+        self._spoke(changed)
 
     def mark_ready(self, source: str) -> None:
         """`source` has said all it will say at start-up; its absent routes may now go."""
         if source not in self._ready:
             self._ready.add(source)
-            if self._ready >= set(self._order):
+            if self._all_ready:
+                self._spoken.clear()
                 self._full_due = True
                 self._wake.set()
+
+    @property
+    def _all_ready(self) -> bool:
+        return self._ready >= set(self._order)
 
     def desired(self) -> dict[RouteKey, Route]:
         merged: dict[RouteKey, Route] = {}
@@ -125,7 +133,7 @@ class Reconciler:
     @property
     def synced(self) -> bool:
         """Every source has said all it will, and the kernel holds exactly what they want."""
-        return self._ready >= set(self._order) and self._in_sync.is_set() and not self._dirty
+        return self._all_ready and self._in_sync.is_set() and not self._dirty
 
     def _desired_for(self, key: RouteKey) -> Route | None:
         for source in self._order:
@@ -133,6 +141,11 @@ class Reconciler:
             if route is not None:
                 return route
         return None
+
+    def _spoke(self, keys: set[RouteKey]) -> None:
+        if not self._all_ready:
+            self._spoken |= keys
+        self._mark(keys)
 
     def _mark(self, keys: set[RouteKey]) -> None:
         if keys:
@@ -209,7 +222,8 @@ class Reconciler:
             self._view.ours,
             self._view.foreign_keys(),
             only=only,
-            allow_delete=self._ready >= set(self._order),
+            allow_delete=self._all_ready,
+            deletable=self._spoken,
         )
         self._log_conflicts(plan, full)
         if plan.is_empty:

@@ -53,6 +53,11 @@ def test_stale_routes_kept_until_ready() -> None:
     assert plan.is_empty
 
 
+def test_routes_withdrawn_in_this_run_go_before_ready() -> None:
+    plan = plan_routes(table(A), table(A, B), set(), allow_delete=False, deletable={B.key})
+    assert plan.delete == (B,)
+
+
 def test_only_limits_the_scope() -> None:
     plan = plan_routes(table(A), table(B), set(), only={A.key})
     assert plan.add == (A,) and not plan.delete

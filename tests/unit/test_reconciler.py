@@ -106,6 +106,22 @@ async def test_stale_routes_survive_until_all_sources_ready() -> None:
         await until(lambda: STALE.key not in kernel.ours)
 
 
+async def test_a_route_withdrawn_in_this_run_goes_before_every_source_is_ready() -> None:
+    """A peer that never sends End-of-RIB (bgp never ready) withdraws a route it announced
+    in this run: it goes at once; a previous run's stale route still waits."""
+    kernel = FakeKernel()
+    kernel.ours[STALE.key] = STALE
+    rec = make(kernel, ready=False)
+    rec.mark_ready("local")
+    async with running(rec):
+        rec.update_routes("bgp", upsert=[B])
+        await until(lambda: B.key in kernel.ours)
+        rec.update_routes("bgp", remove=[B.key])
+        await until(lambda: B.key not in kernel.ours)
+        await rec.wait_in_sync()
+        assert STALE.key in kernel.ours
+
+
 async def test_lost_events_trigger_full_resync() -> None:
     kernel = FakeKernel()
     rec = make(kernel)
