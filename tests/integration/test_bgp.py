@@ -215,13 +215,11 @@ def test_malformed_messages_are_dropped_and_the_daemon_carries_on() -> None:
             b'{"type": "update", "neighbor": 42}\n',
             b"[1, 2, 3]\n",
             b'{"exabgp": "5.0.0", "type": "update", "neighbor": {"address": {"peer": "10.0.0.11"}}}\n',
+            b'{"exabgp": "5.0.0", "type": "update", "junk": "' + b"x" * (1 << 20) + b'"}\n',  # 1 MB
         ]
-        fd = os.open(target, os.O_WRONLY)
-        try:
+        with open(target, "wb") as pipe:  # a pipe takes 64 KiB at a time: write the whole 1 MB
             for line in junk:
-                os.write(fd, line)
-        finally:
-            os.close(fd)
+                pipe.write(line)
         wait_until(
             lambda: status(lab, "h2")["bgp"]["counters"].get("messages_dropped", 0) >= len(junk), timeout=10
         )
