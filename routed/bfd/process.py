@@ -1,0 +1,223 @@
+"""The BFD process: `python -m routed.bfd.process --control SOCKET`. It owns the UDP sockets
+(RFC 5881: single hop, port 3784, TTL 255 sent and required) and runs each session's timers;
+the routed daemon configures it and reads its state changes over a unix socket (JSON lines).
+
+A process of its own so that its packets never stop while routed restarts: a restarted daemon
+reconnects and sends the same configuration, which leaves running sessions as they are.
+
+Control protocol, one JSON object a line:
+  -> {"op": "configure", "sessions": [{"peer": A, "local": A, "interval_ms": 50, "multiplier": 3}]}
+  <- {"ok": true, "sessions": [{"peer": A, "state": "up", "diag": "none"}, ...]}
+  <- {"event": "state", "peer": A, "state": "down", "diag": "detection_time_expired"}  (any time)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import socket
+import struct
+from pathlib import Path
+from typing import Any
+
+from routed.bfd.packet import PacketError, decode
+from routed.bfd.session import Session, expire, packet, receive, tx_interval
+from routed.log import event
+
+log = logging.getLogger("routed.bfd")
+
+CONTROL_PORT = 3784
+TTL = 255
+SOURCE_PORTS = (49152, 65535)  # RFC 5881 §4
+IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)  # linux/in.h; CPython does not export it
+
+
+class Runner:
+    """One session: its send socket, its timer task, its state."""
+
+    def __init__(self, owner: BfdProcess, peer: str, local: str, interval_ms: int, multiplier: int) -> None:
+        self.owner, self.peer, self.local = owner, peer, local
+        self.settings = (interval_ms, multiplier)
+        self.session = Session(
+            local_discr=random.randint(1, 2**32 - 1), interval_us=interval_ms * 1000, multiplier=multiplier
+        )
+        self.sock = _send_socket(local)
+        self.wake = asyncio.Event()
+        self.task = asyncio.create_task(self._run(), name=f"bfd-{peer}")
+
+    def send(self, final: bool = False) -> None:
+        with contextlib.suppress(OSError):  # no route to it right now: the timers decide
+            self.sock.sendto(packet(self.session, final).encode(), (self.peer, CONTROL_PORT))
+
+    def update(self, session: Session) -> None:
+        before, self.session = self.session, session
+        if before.state is not session.state:
+            self.owner.state_changed(self)
+        if tx_interval(session) < tx_interval(before):
+            # faster from now on (§6.8.3): the peer's detection time already counts on it, so
+            # the packet due at the old, slower pace must not be waited for
+            self.wake.set()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self.update(expire(self.session, loop.time()))
+            self.send()
+            # §6.8.7: 75-100 % of the interval (75-90 % with a multiplier of 1)
+            high = 0.9 if self.session.multiplier == 1 else 1.0
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self.wake.wait(), tx_interval(self.session) * random.uniform(0.75, high)
+                )
+
+    def close(self) -> None:
+        self.task.cancel()
+        self.sock.close()
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "peer": self.peer,
+            "state": self.session.state.name.lower(),
+            "diag": self.session.diag.name.lower(),
+        }
+
+
+def _send_socket(local: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in local else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    if family == socket.AF_INET:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
+    else:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, TTL)
+    for _ in range(64):
+        try:
+            sock.bind((local, random.randint(*SOURCE_PORTS)))
+            break
+        except OSError:
+            continue
+    sock.setblocking(False)
+    return sock
+
+
+class BfdProcess:
+    def __init__(self, control: Path) -> None:
+        self.control = control
+        self.runners: dict[str, Runner] = {}
+        self.receivers: dict[str, socket.socket] = {}
+        self.clients: set[asyncio.StreamWriter] = set()
+
+    async def serve(self) -> None:
+        self.control.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.control.unlink()
+        old = os.umask(0o177)
+        try:
+            server = await asyncio.start_unix_server(self._client, path=str(self.control))
+        finally:
+            os.umask(old)
+        log.info(event("bfd_started", control=self.control, pid=os.getpid()))
+        async with server:
+            await server.serve_forever()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.clients.add(writer)
+        try:
+            while line := await reader.readline():
+                try:
+                    request = json.loads(line)
+                    reply = self.configure(request["sessions"]) if request.get("op") == "configure" else None
+                except (ValueError, KeyError, TypeError) as exc:
+                    reply = {"ok": False, "error": f"bad request: {exc}"}
+                writer.write(json.dumps(reply or {"ok": False, "error": "unknown op"}).encode() + b"\n")
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            self.clients.discard(writer)
+            writer.close()
+
+    def configure(self, wanted: list[dict[str, Any]]) -> dict[str, Any]:
+        """Make the sessions exactly these; one whose settings are unchanged keeps running."""
+        keep: dict[str, Runner] = {}
+        for item in wanted:
+            peer, local = str(item["peer"]), str(item["local"])
+            settings = (int(item["interval_ms"]), int(item["multiplier"]))
+            runner = self.runners.pop(peer, None)
+            if runner is not None and (runner.local, runner.settings) != (local, settings):
+                runner.close()
+                runner = None
+            if runner is None:
+                self._receiver(local)
+                runner = Runner(self, peer, local, *settings)
+                log.info(
+                    event("bfd_session", peer=peer, local=local, interval_ms=settings[0], mult=settings[1])
+                )
+            keep[peer] = runner
+        for runner in self.runners.values():
+            runner.close()
+        self.runners = keep
+        return {"ok": True, "sessions": [r.json() for r in keep.values()]}
+
+    def _receiver(self, local: str) -> None:
+        if local in self.receivers:
+            return
+        family = socket.AF_INET6 if ":" in local else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET:
+            sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+        sock.bind((local, CONTROL_PORT))
+        sock.setblocking(False)
+        self.receivers[local] = sock
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._read, sock)
+
+    def _read(self, sock: socket.socket) -> None:
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            while True:
+                data, ancillary, _, source = sock.recvmsg(512, socket.CMSG_SPACE(4))
+                ttl = next((struct.unpack("i", d[:4])[0] for _, _, d in ancillary if len(d) >= 4), None)
+                runner = self.runners.get(source[0])
+                if runner is None or ttl != TTL:  # RFC 5881 §5: not from a neighbour one hop away
+                    continue
+                try:
+                    received = decode(data)
+                except PacketError:
+                    continue
+                if received.your_discriminator not in (0, runner.session.local_discr):
+                    continue
+                session, answer = receive(runner.session, received, asyncio.get_running_loop().time())
+                runner.update(session)
+                if answer:
+                    runner.send(final=True)
+
+    def state_changed(self, runner: Runner) -> None:
+        message = {"event": "state", **runner.json()}
+        log.warning(event("bfd_state", **runner.json()))
+        line = json.dumps(message).encode() + b"\n"
+        for writer in list(self.clients):
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                writer.write(line)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="routed's BFD process (RFC 5880/5881)")
+    parser.add_argument("--control", required=True, type=Path)
+    parser.add_argument("--log-format", default="text", choices=["text", "json"])
+    args = parser.parse_args()
+    from routed import log as logsetup
+
+    logsetup.setup("info", args.log_format)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(BfdProcess(args.control).serve())
+
+
+if __name__ == "__main__":
+    main()
