@@ -40,6 +40,7 @@ class PeerStatus:
     unestablished_since: float = field(default_factory=time.time)  # since it was last up, or first
     md5_baseline: dict[str, int] | None = None  # the kernel's MD5 drop counters when it went down
     hint: str = ""  # why the session may not be coming up
+    bfd: str | None = None  # the BFD session's state ("up", "down", "init"), if it has one
 
     @property
     def held_down(self) -> bool:
@@ -90,6 +91,7 @@ class PeerStatus:
             "flaps": self.flaps,
             "last_error": self.last_error,
             "hint": self.hint,
+            "bfd": self.bfd,
             "max_prefixes": self._limit_json(),
             "graceful_restart": {
                 "local": graceful_locally,

@@ -21,7 +21,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable
-from ipaddress import ip_network
+from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import Any
 
@@ -628,6 +628,32 @@ class Speaker:
                         )
                     )
                 status.hint = hint
+
+    # --- BFD ---------------------------------------------------------------------------------
+
+    def bfd_state(self, peer: str, state: str, diag: str) -> None:
+        """The BFD process says a peer's forwarding path changed. Down after Up: its routes go at
+        once, fresh or kept through a graceful restart (a dead path is not a restart, RFC 5882
+        §4.3), and its session is closed; ExaBGP opens it again when the path is back."""
+        address = ip_address(peer)
+        status = self.peers.get(address)
+        if status is None:
+            return
+        previous, status.bfd = status.bfd, state
+        if state == "up" or previous != "up":
+            log.info(event("bfd_state", peer=peer, state=state, diag=diag))
+            return
+        self._cancel_stale_timer(status)
+        withdrawn = self.rib.peer_down(address)
+        status.last_error = f"BFD down ({diag.replace('_', ' ')}): its forwarding path is lost"
+        log.warning(
+            event(
+                "bfd_down", peer=peer, diag=diag, withdrawn=len(withdrawn), action="routes withdrawn at once"
+            )
+        )
+        self._program(withdrawn)
+        if status.state == "up":
+            self._queue([commands.teardown([address], 2)])
 
     # --- max prefixes -------------------------------------------------------------------
 

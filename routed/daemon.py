@@ -20,6 +20,7 @@ from bgp.speaker import Speaker
 from routed import __version__, service
 from routed.api import ApiError
 from routed.apiserver import ApiServer
+from routed.bfd.supervise import BfdSupervisor
 from routed.config import ConfigError, NodeConfig, load_config
 from routed.config.reload import ReloadPlan, plan_reload
 from routed.config.schema import IpamMode
@@ -73,6 +74,7 @@ class Daemon:
             ipam=self.ipam,
             reserved=self._docker_reserved,
         )
+        self.bfd = BfdSupervisor(cfg, self.speaker.bfd_state, log_format)
         self.docker: DockerPlugin | None = None
         self.docker_front: FrontSupervisor | None = None
         if cfg.docker.enabled:
@@ -172,6 +174,7 @@ class Daemon:
             )
             tasks.add(asyncio.create_task(self._ipam_upkeep(), name="ipam"))
             tasks.add(asyncio.create_task(self._tell_systemd(), name="systemd"))
+            tasks.add(asyncio.create_task(self.bfd.run(), name="bfd"))
             stop = asyncio.create_task(self._stop.wait())
             done, _ = await asyncio.wait({*tasks, stop}, return_when=asyncio.FIRST_COMPLETED)
             for task in tasks:
@@ -367,6 +370,7 @@ class Daemon:
             log.info(event("reload", file=self.config_path, **{k: _listed(v) for k, v in summary.items()}))
             self._take_config(new)
             await self.speaker.reconfigure(new, plan)
+            await self.bfd.reconfigure(new)
             for declared in new.workloads:
                 if declared.id in plan.workloads_added:
                     try:

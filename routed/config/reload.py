@@ -41,7 +41,12 @@ SESSION_DEFAULTS = ("bgp.hold_time", "bgp.graceful_restart.enabled", "bgp.gracef
 def _session_settings(peer: Peer) -> Peer:
     """What of a peer's settings its session is made of (not its description, export or limit)."""
     return peer.model_copy(
-        update={"description": "", "export": Peer.model_fields["export"].default, "max_prefixes": None}
+        update={
+            "description": "",
+            "export": Peer.model_fields["export"].default,
+            "max_prefixes": None,
+            "bfd": None,
+        }
     )
 
 

@@ -193,6 +193,18 @@ def read_password(path: str) -> str:
         return handle.read().rstrip("\r\n")
 
 
+class Bfd(Strict):
+    """BFD (RFC 5880/5881, single hop) for a directly connected peer: its path is declared dead
+    after `multiplier` missed packets, and its routes withdrawn at once."""
+
+    interval_ms: int = Field(default=300, ge=10, le=60_000)
+    multiplier: int = Field(default=3, ge=1, le=255)
+
+
+def _bfd_shorthand(value: Any) -> Any:
+    return {} if value is True else (None if value is False else value)
+
+
 def _max_prefixes_shorthand(value: Any) -> Any:
     return {"limit": value} if isinstance(value, int) and not isinstance(value, bool) else value
 
@@ -213,6 +225,7 @@ class Peer(Strict):
     long_lived_stale: bool | None = None
     export: ExportMode = ExportMode.ROUTES
     max_prefixes: Annotated[MaxPrefixes | None, BeforeValidator(_max_prefixes_shorthand)] = None
+    bfd: Annotated[Bfd | None, BeforeValidator(_bfd_shorthand)] = None
 
     _asn = field_validator("asn")(lambda cls, v: v if v is None else _check_asn(v))
 

@@ -3,6 +3,7 @@ a frozen peer is declared down by detection time, and comes back up when it thaw
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,7 +16,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.integration.conftest import Namespaces, sh
+from tests.integration.test_bgp import kernel_routes
+from tests.integration.test_graceful_restart import daemon_pid
+from tests.integration.test_security import peer_of
+from tests.lab import lab_variant, running_lab
+from tests.netns import wait_until
+from tests.traffic import PingStream, kill_and_wait, lost, total_lost
 
 
 @contextmanager
@@ -87,3 +96,73 @@ def test_bfd_up_frozen_peer_down_and_back(namespaces: Namespaces, tmp_path: Path
         finally:
             os.killpg(frozen.pid, signal.SIGCONT)
         ctl_a.wait_state("up", timeout=10)
+
+
+H1_CLIENT = "  - {address: 10.0.0.11, kind: client}\n"
+BFD = ", bfd: {interval_ms: 50, multiplier: 3}}"
+
+
+def frozen(netns: str, sig: signal.Signals) -> list[int]:
+    """Every process of a lab node (its daemon, ExaBGP, its BFD process, its relay)."""
+    pids = [
+        int(p)
+        for p in subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True).stdout.split()
+    ]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+    return pids
+
+
+@pytest.mark.long(30)
+def test_bfd_withdraws_a_frozen_host_at_once_and_a_restart_is_not_a_failure() -> None:
+    """dual-rr with BFD (50 ms x 3) between h1 and both reflectors; the hold time is 90 s."""
+    edits = {f"dual-rr/{rr}.yaml": [(H1_CLIENT, H1_CLIENT.replace("}", BFD))] for rr in ("rr1", "rr2")} | {
+        "dual-rr/h1.yaml": [
+            (
+                "  - {address: 10.0.0.1, kind: reflector}\n",
+                "  - {address: 10.0.0.1, kind: reflector" + BFD + "\n",
+            ),
+            (
+                "  - {address: 10.0.0.2, kind: reflector}\n",
+                "  - {address: 10.0.0.2, kind: reflector" + BFD + "\n",
+            ),
+        ]
+    }
+    with lab_variant("dual-rr", {}, edits) as topology, running_lab(topology) as lab:
+        wait_until(lambda: kernel_routes(lab, "h2").get("10.65.1.0/26"), "10.0.0.11", timeout=40)
+        for rr in ("rr1", "rr2"):
+            wait_until(
+                lambda r=rr: peer_of(lab, r, "10.0.0.11")["bfd"], "up", timeout=20, what=f"{rr}'s BFD up"
+            )
+
+        # routed on h1 restarted (SIGTERM, then started): its BFD process keeps sending, so the
+        # reflectors see no path failure, and graceful restart keeps every packet
+        streams = [PingStream(lab, "h2", "web", "10.65.1.1", 12).start()]
+        time.sleep(2)
+        kill_and_wait(daemon_pid(lab, "h1"), signal.SIGTERM)
+        lab.start("h1")
+        assert total_lost(counts := lost(streams)) == 0, counts
+        for rr in ("rr1", "rr2"):
+            assert "event=bfd_down" not in lab.log(rr), rr
+            assert peer_of(lab, rr, "10.0.0.11")["bfd"] == "up"
+
+        # h1 frozen whole (daemon, ExaBGP, BFD): the reflectors withdraw it within a fraction of
+        # a second, long before the 90 s hold time
+        pids = frozen(lab.netns("h1"), signal.SIGSTOP)
+        stopped = time.monotonic()
+        try:
+            wait_until(
+                lambda: kernel_routes(lab, "h2").get("10.65.1.0/26"), None, timeout=10, what="h1 withdrawn"
+            )
+            print(
+                f"h1's block left h2's kernel {(time.monotonic() - stopped) * 1000:.0f} ms after the freeze"
+            )
+            assert "event=bfd_down" in lab.log("rr1") and "detection_time_expired" in lab.log("rr1")
+        finally:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+        wait_until(
+            lambda: kernel_routes(lab, "h2").get("10.65.1.0/26"), "10.0.0.11", timeout=60, what="h1 back"
+        )

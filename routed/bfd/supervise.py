@@ -1,0 +1,108 @@
+"""The daemon's side of the BFD process (routed.bfd.process): start it unless one already
+answers (it outlives routed's restarts: that is its purpose), configure it with the peers
+that have `bfd:`, and hand its state changes to the speaker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from routed.apiserver import answers
+from routed.config import NodeConfig
+from routed.log import event
+
+log = logging.getLogger("routed.bfd")
+
+START_TIMEOUT = 10.0
+Listener = Callable[[str, str, str], None]  # (peer, state, diag)
+
+
+def sessions(cfg: NodeConfig) -> list[dict[str, Any]]:
+    return [
+        {
+            "peer": str(peer.address),
+            "local": str(cfg.fabric.address),
+            "interval_ms": peer.bfd.interval_ms,
+            "multiplier": peer.bfd.multiplier,
+        }
+        for peer in cfg.resolved_peers()
+        if peer.bfd is not None
+    ]
+
+
+class BfdSupervisor:
+    def __init__(self, cfg: NodeConfig, on_state: Listener, log_format: str = "text") -> None:
+        self.cfg = cfg
+        self.control = Path(cfg.api.socket).parent / "bfd.sock"
+        self.on_state = on_state
+        self.log_format = log_format
+        self.states: dict[str, str] = {}
+        self._writer: asyncio.StreamWriter | None = None
+        self._configured = asyncio.Event()  # some peer has bfd: (no process otherwise)
+
+    async def run(self) -> None:
+        """Keep a BFD process configured and listened to, starting it again if it goes."""
+        while True:
+            if not sessions(self.cfg):
+                self._configured.clear()
+                await self._configured.wait()
+            try:
+                reader, self._writer = await self._connect()
+                await self._configure()
+                while line := await reader.readline():
+                    self._handle(json.loads(line))
+            except (OSError, ValueError) as exc:
+                log.error(event("bfd_process_lost", reason=exc, action="starting it again"))
+            self._writer = None
+            await asyncio.sleep(1)
+
+    async def reconfigure(self, cfg: NodeConfig) -> None:
+        self.cfg = cfg
+        if sessions(cfg):
+            self._configured.set()
+        if self._writer is not None:
+            await self._configure()
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if not await answers(self.control):
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "routed.bfd.process",
+                "--control",
+                str(self.control),
+                "--log-format",
+                self.log_format,
+                stdin=asyncio.subprocess.DEVNULL,
+                start_new_session=True,  # outlives us: a restart of routed is not a path failure
+            )
+            deadline = asyncio.get_running_loop().time() + START_TIMEOUT
+            while not await answers(self.control):
+                if asyncio.get_running_loop().time() > deadline:
+                    raise OSError(f"the BFD process did not open {self.control}")
+                await asyncio.sleep(0.05)
+            log.info(event("bfd_process_started", control=self.control))
+        return await asyncio.open_unix_connection(str(self.control))
+
+    async def _configure(self) -> None:
+        assert self._writer is not None
+        self._writer.write(json.dumps({"op": "configure", "sessions": sessions(self.cfg)}).encode() + b"\n")
+        await self._writer.drain()
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        if "sessions" in message:  # the answer to a configure: where each session stands now
+            for item in message["sessions"]:
+                self.states[item["peer"]] = item["state"]
+            return
+        if message.get("event") == "state":
+            peer, state = str(message["peer"]), str(message["state"])
+            self.states[peer] = state
+            try:
+                self.on_state(peer, state, str(message.get("diag", "")))
+            except Exception:  # the speaker's bug must not cost us BFD
+                log.exception(event("bfd_state_handling_failed", peer=peer, state=state))
