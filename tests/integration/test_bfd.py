@@ -102,12 +102,14 @@ H1_CLIENT = "  - {address: 10.0.0.11, kind: client}\n"
 BFD = ", bfd: {interval_ms: 50, multiplier: 3}}"
 
 
+def node_pids(netns: str) -> list[int]:
+    out = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
 def frozen(netns: str, sig: signal.Signals) -> list[int]:
-    """Every process of a lab node (its daemon, ExaBGP, its BFD process, its relay)."""
-    pids = [
-        int(p)
-        for p in subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True).stdout.split()
-    ]
+    """Signal every process of a lab node (its daemon, ExaBGP, its BFD process, its relay)."""
+    pids = node_pids(netns)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
@@ -165,4 +167,66 @@ def test_bfd_withdraws_a_frozen_host_at_once_and_a_restart_is_not_a_failure() ->
                     os.kill(pid, signal.SIGCONT)
         wait_until(
             lambda: kernel_routes(lab, "h2").get("10.65.1.0/26"), "10.0.0.11", timeout=60, what="h1 back"
+        )
+
+
+@pytest.mark.long(40)
+def test_bfd_interop_with_bird_both_ways() -> None:
+    bird_peer = "  - {address: 10.0.0.31, kind: mesh, description: bird1}\n"
+    edits = {
+        "bird-interop/h1.yaml": [(bird_peer, bird_peer.replace("}", BFD))],
+        "bird-interop/bird1.conf": [
+            (
+                "protocol device {}\n",
+                'protocol device {}\n\nprotocol bfd {\n    interface "eth*" {\n'
+                "        min rx interval 50 ms;\n        min tx interval 50 ms;\n        multiplier 3;\n    };\n}\n",
+            ),
+            ("    connect retry time 1;\n", "    connect retry time 1;\n    direct;\n    bfd on;\n"),
+        ],
+    }
+    with lab_variant("bird-interop", {}, edits) as topology, running_lab(topology) as lab:
+        wait_until(lambda: kernel_routes(lab, "h1").get("10.65.9.1"), "10.0.0.31", timeout=40)
+        wait_until(lambda: peer_of(lab, "h1", "10.0.0.31")["bfd"], "up", timeout=20, what="routed's side up")
+        wait_until(
+            lambda: " Up " in lab.birdc("bird1", "show", "bfd", "sessions"), timeout=20, what="BIRD's side up"
+        )
+
+        # BIRD frozen: routed withdraws its route at once (BIRD's hold time is 9 s)
+        frozen(lab.netns("bird1"), signal.SIGSTOP)
+        stopped = time.monotonic()
+        try:
+            wait_until(
+                lambda: kernel_routes(lab, "h1").get("10.65.9.1"),
+                None,
+                timeout=5,
+                what="bird1's route withdrawn",
+            )
+            print(
+                f"bird1 frozen: its route left h1's kernel after {(time.monotonic() - stopped) * 1000:.0f} ms"
+            )
+        finally:
+            frozen(lab.netns("bird1"), signal.SIGCONT)
+        wait_until(
+            lambda: kernel_routes(lab, "h1").get("10.65.9.1"), "10.0.0.31", timeout=40, what="bird1 back"
+        )
+        wait_until(lambda: " Up " in lab.birdc("bird1", "show", "bfd", "sessions"), timeout=20)
+
+        # routed's BFD process frozen: BIRD declares the path down and drops h1's route
+        (bfd,) = [
+            p
+            for p in node_pids(lab.netns("h1"))
+            if b"routed.bfd.process" in Path(f"/proc/{p}/cmdline").read_bytes()
+        ]
+        os.kill(bfd, signal.SIGSTOP)
+        try:
+            wait_until(
+                lambda: "10.65.1.1/32" not in lab.birdc("bird1", "show", "route", "protocol", "h1"),
+                timeout=5,
+                what="BIRD drops h1's route on BFD down",
+            )
+            assert " Up " not in lab.birdc("bird1", "show", "bfd", "sessions")
+        finally:
+            os.kill(bfd, signal.SIGCONT)
+        wait_until(
+            lambda: " Up " in lab.birdc("bird1", "show", "bfd", "sessions"), timeout=20, what="BFD back"
         )
