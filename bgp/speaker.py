@@ -640,7 +640,7 @@ class Speaker:
         if status is None:
             return
         previous, status.bfd = status.bfd, state
-        if state == "up" or previous != "up":
+        if state == "up" or previous != "up" or diag == "neighbor_admin_down":
             log.info(event("bfd_state", peer=peer, state=state, diag=diag))
             return
         self._cancel_stale_timer(status)

@@ -328,6 +328,7 @@ class Daemon:
             withdrawn = await self.speaker.withdraw_and_stop()
             if self.docker_front is not None:
                 self.docker_front.stop()
+            await self.bfd.stop()
         asyncio.get_running_loop().call_later(0.1, self._stop.set)  # after this answer has gone out
         return {"withdrawn": withdrawn}
 

@@ -53,6 +53,9 @@ def _peer_families(peers: list[dict[str, Any]]) -> Iterator[Metric]:
     )
     stale = _gauge("routed_bgp_stale_routes", "this peer's routes kept through its restart", ["peer"])
     updates = _counter("routed_bgp_updates_received", "UPDATE messages received", ["peer"])
+    bfd = _gauge(
+        "routed_bfd_session_up", "1 if the peer's BFD session is up (peers with bfd: only)", ["peer"]
+    )
     for peer in peers:
         address = peer["address"]
         labels = [address, peer.get("description") or "", peer["kind"]]
@@ -65,7 +68,9 @@ def _peer_families(peers: list[dict[str, Any]]) -> Iterator[Metric]:
             rejections.add_metric([address, reason], count)
         stale.add_metric([address], peer.get("graceful_restart", {}).get("stale", 0))
         updates.add_metric([address], peer["updates"])
-    yield from (up, flaps, since, prefixes, rejections, stale, updates)
+        if peer.get("bfd") is not None:
+            bfd.add_metric([address], 1 if peer["bfd"] == "up" else 0)
+    yield from (up, flaps, since, prefixes, rejections, stale, updates, bfd)
 
 
 def _bgp_families(bgp: dict[str, Any]) -> Iterator[Metric]:

@@ -133,6 +133,8 @@ def status_text(status: dict[str, Any], now: float | None = None) -> str:
                 info = f"past its restart time: long-lived stale, {human_duration(gr['timer_left_s'])} left"
             elif gr.get("timer"):
                 info = f"awaiting its End-of-RIB, {gr['timer_left_s']:.0f}s left"
+        if peer.get("bfd") not in (None, "up"):
+            info = f"BFD {peer['bfd']}" + (f"; {info}" if info else "")
         limit = peer.get("max_prefixes")
         if limit and limit["over"] and peer["state"] == "up":
             info = f"over max_prefixes {limit['limit']} ({limit['action']})"

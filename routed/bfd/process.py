@@ -25,8 +25,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from routed.bfd.packet import PacketError, decode
-from routed.bfd.session import Session, expire, packet, receive, tx_interval
+from routed.bfd.packet import PacketError, State, decode
+from routed.bfd.session import Session, admin_down, expire, packet, receive, tx_interval
 from routed.log import event
 
 log = logging.getLogger("routed.bfd")
@@ -81,10 +81,13 @@ class Runner:
         self.sock.close()
 
     def json(self) -> dict[str, Any]:
+        s = self.session
+        # the peer's AdminDown is not a path failure (RFC 5882 §3.2): said apart from the rest
+        admin = s.state is State.DOWN and s.remote_state is State.ADMIN_DOWN
         return {
             "peer": self.peer,
-            "state": self.session.state.name.lower(),
-            "diag": self.session.diag.name.lower(),
+            "state": s.state.name.lower(),
+            "diag": "neighbor_admin_down" if admin else s.diag.name.lower(),
         }
 
 
@@ -131,6 +134,12 @@ class BfdProcess:
             while line := await reader.readline():
                 try:
                     request = json.loads(line)
+                    if request.get("op") == "shutdown":  # routed leaves for good (stop --withdraw)
+                        for runner in self.runners.values():
+                            runner.update(admin_down(runner.session))
+                            runner.send()  # AdminDown: peers take it as no failure (§6.8.16)
+                        log.warning(event("bfd_shutdown"))
+                        os._exit(0)
                     reply = self.configure(request["sessions"]) if request.get("op") == "configure" else None
                 except (ValueError, KeyError, TypeError) as exc:
                     reply = {"ok": False, "error": f"bad request: {exc}"}

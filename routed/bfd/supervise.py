@@ -68,6 +68,12 @@ class BfdSupervisor:
         if self._writer is not None:
             await self._configure()
 
+    async def stop(self) -> None:
+        """routed leaves for good: the BFD process says AdminDown to every peer and exits."""
+        if self._writer is not None:
+            self._writer.write(b'{"op": "shutdown"}\n')
+            await self._writer.drain()
+
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if not await answers(self.control):
             await asyncio.create_subprocess_exec(
