@@ -44,10 +44,11 @@ class BfdSupervisor:
         self.states: dict[str, str] = {}
         self._writer: asyncio.StreamWriter | None = None
         self._configured = asyncio.Event()  # some peer has bfd: (no process otherwise)
+        self._stopping = False
 
     async def run(self) -> None:
         """Keep a BFD process configured and listened to, starting it again if it goes."""
-        while True:
+        while not self._stopping:
             if not sessions(self.cfg):
                 self._configured.clear()
                 await self._configured.wait()
@@ -58,6 +59,8 @@ class BfdSupervisor:
                     self._handle(json.loads(line))
             except (OSError, ValueError) as exc:
                 log.error(event("bfd_process_lost", reason=exc, action="starting it again"))
+            if self._stopping:
+                return
             self._writer = None
             await asyncio.sleep(1)
 
@@ -70,6 +73,7 @@ class BfdSupervisor:
 
     async def stop(self) -> None:
         """routed leaves for good: the BFD process says AdminDown to every peer and exits."""
+        self._stopping = True
         if self._writer is not None:
             self._writer.write(b'{"op": "shutdown"}\n')
             await self._writer.drain()
