@@ -7,18 +7,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from routed.apiserver import answers
 from routed.config import NodeConfig
+from routed.detached import start_detached
 from routed.log import event
 
 log = logging.getLogger("routed.bfd")
 
-START_TIMEOUT = 10.0
 Listener = Callable[[str, str, str], None]  # (peer, state, diag)
 
 
@@ -80,22 +79,12 @@ class BfdSupervisor:
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if not await answers(self.control):
-            await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
+            await start_detached(
                 "routed.bfd.process",
-                "--control",
-                str(self.control),
-                "--log-format",
-                self.log_format,
-                stdin=asyncio.subprocess.DEVNULL,
-                start_new_session=True,  # outlives us: a restart of routed is not a path failure
+                ["--control", str(self.control), "--log-format", self.log_format],
+                self.control,
+                "the BFD process",
             )
-            deadline = asyncio.get_running_loop().time() + START_TIMEOUT
-            while not await answers(self.control):
-                if asyncio.get_running_loop().time() > deadline:
-                    raise OSError(f"the BFD process did not open {self.control}")
-                await asyncio.sleep(0.05)
             log.info(event("bfd_process_started", control=self.control))
         return await asyncio.open_unix_connection(str(self.control))
 

@@ -12,16 +12,15 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 from pathlib import Path
 
 from routed.apiserver import answers
 from routed.config import NodeConfig
+from routed.detached import start_detached
 from routed.log import event
 
 log = logging.getLogger("routed.docker")
 
-START_TIMEOUT = 10.0
 
 
 class FrontSupervisor:
@@ -37,31 +36,18 @@ class FrontSupervisor:
         """Start the front unless one already serves the socket."""
         if await answers(self.socket):
             return
-        self._child = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "routed.docker.front",
-            "--socket",
-            str(self.socket),
-            "--api",
-            self.api,
-            "--wait",
-            str(self.wait),
-            "--log-format",
-            self.log_format,
-            stdin=asyncio.subprocess.DEVNULL,
-            start_new_session=True,  # outlives us: a restart of routed is a pause for Docker
-        )
+        args = ["--socket", str(self.socket), "--api", self.api, "--wait", str(self.wait)]
+        try:
+            self._child = await start_detached(
+                "routed.docker.front",
+                [*args, "--log-format", self.log_format],
+                self.socket,
+                "the Docker plugin front",
+            )
+        except OSError as exc:
+            raise RuntimeError(str(exc)) from exc
         self.pidfile.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.pidfile.write_text(f"{self._child.pid}\n")
-        deadline = asyncio.get_running_loop().time() + START_TIMEOUT
-        while not await answers(self.socket):
-            if self._child.returncode is not None or asyncio.get_running_loop().time() > deadline:
-                raise RuntimeError(
-                    f"the Docker plugin front did not come up on {self.socket} "
-                    f"(exit code {self._child.returncode}); see the lines above"
-                )
-            await asyncio.sleep(0.05)
         log.info(event("docker_front_spawned", pid=self._child.pid, socket=self.socket))
 
     async def watch(self, interval: float = 5.0) -> None:

@@ -1,0 +1,29 @@
+"""Helper processes that outlive the daemon (the Docker plugin's front, the BFD process): started
+in a session of their own, and ready once their unix socket answers."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from routed.apiserver import answers
+
+START_TIMEOUT = 10.0
+
+
+async def start_detached(module: str, args: list[str], socket: Path, what: str) -> asyncio.subprocess.Process:
+    """Run `python -m module args...` in its own session (a restart of routed does not stop it)
+    and wait until it answers on `socket`; OSError naming `what` if it does not."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", module, *args, stdin=asyncio.subprocess.DEVNULL, start_new_session=True
+    )
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + START_TIMEOUT
+    while not await answers(socket):
+        if child.returncode is not None or loop.time() > deadline:
+            raise OSError(
+                f"{what} did not come up on {socket} (exit code {child.returncode}); see the lines above"
+            )
+        await asyncio.sleep(0.05)
+    return child
