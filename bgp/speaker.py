@@ -192,19 +192,14 @@ class Speaker:
             up = [a for a in removed if self.peers[a].state == "up"]
             if up:
                 await self._tear_down(up, 3, timeout)
-            changes: Changes = {}
             for address in removed:
-                self._cancel_stale_timer(self.peers[address])
-                changes.update(self.rib.peer_down(address))
+                self._drop_routes(self.peers[address])
                 for table in (self.peers, self._out, self.rejections):
                     table.pop(address, None)
-            self._program(changes)
         self.cfg = cfg
         for peer in plan.peers_added:
             self.peers[peer.address] = PeerStatus(peer, pending=True)
             self._out[peer.address], self.rejections[peer.address] = {}, Counter()
-        for peer in plan.peers_changed:
-            self.peers[peer.address].config = peer
         for address, peer in ((p.address, p) for p in cfg.resolved_peers()):
             status = self.peers[address]
             limit_changed = status.config.max_prefixes != peer.max_prefixes
@@ -214,7 +209,7 @@ class Speaker:
         self.rib.max_paths = cfg.bgp.max_paths
         self.policy = import_policy(cfg)
         if plan.policy_changed:
-            changes = {}
+            changes: Changes = {}
             self._merge(changes, self.rib.set_policy(self.policy.with_local_prefixes(self.local)))
             self._program(changes)
         self.me = local_speaker(cfg, draining=self.me.draining)
@@ -613,7 +608,7 @@ class Speaker:
                 if status.md5_baseline is None:
                     status.md5_baseline = counters
                 drops = {k: v - status.md5_baseline.get(k, 0) for k, v in counters.items()}
-                uses_md5 = status.config.md5_password() is not None
+                uses_md5 = status.config.uses_md5  # (not the file's contents: read at render only)
                 hint = establish_hint(
                     uses_md5, now - status.unestablished_since, drops, status.config.ttl_security
                 )
@@ -643,15 +638,11 @@ class Speaker:
         if state == "up" or previous != "up" or diag == "neighbor_admin_down":
             log.info(event("bfd_state", peer=peer, state=state, diag=diag))
             return
-        self._cancel_stale_timer(status)
-        withdrawn = self.rib.peer_down(address)
+        withdrawn = self._drop_routes(status)
         status.last_error = f"BFD down ({diag.replace('_', ' ')}): its forwarding path is lost"
         log.warning(
-            event(
-                "bfd_down", peer=peer, diag=diag, withdrawn=len(withdrawn), action="routes withdrawn at once"
-            )
+            event("bfd_down", peer=peer, diag=diag, withdrawn=withdrawn, action="routes withdrawn at once")
         )
-        self._program(withdrawn)
         if status.state == "up":
             self._queue([commands.teardown([address], 2)])
 
@@ -697,14 +688,14 @@ class Speaker:
         address, limit = status.config.address, status.config.max_prefixes
         assert limit is not None
         hold = limit.restart_after
-        self._program(self.rib.peer_down(address))
+        self._drop_routes(status)
         if status.state == "up":
             await self._tear_down([address], MAX_PREFIXES_SUBCODE, timeout=10)
         status.last_error = (  # after the session's own "notification sent" reason
             f"sent {received} prefixes, over its max_prefixes {limit.limit}: closed with Cease 6/1, "
             + (f"held down for {hold}s" if hold else "held down until a reload")
         )
-        self._cancel_stale_timer(status)
+        self._cancel_stale_timer(status)  # the one its session's end armed meanwhile
         status.held_until = time.time() + hold if hold else float("inf")
         status.pending, self._out[address] = True, {}  # ExaBGP forgets it: everything is sent again
         self.supervisor.reload_config()
@@ -740,6 +731,13 @@ class Speaker:
         status.held_until, status.over_limit = None, False
         log.warning(event("bgp_max_prefixes_released", peer=address))
         self.supervisor.reload_config()
+
+    def _drop_routes(self, status: PeerStatus) -> int:
+        """Withdraw every route of a peer at once, fresh or kept as stale; how many went."""
+        self._cancel_stale_timer(status)
+        withdrawn = self.rib.peer_down(status.config.address)
+        self._program(withdrawn)
+        return len(withdrawn)
 
     def _held_down(self) -> set[IPAddress]:
         return {address for address, status in self.peers.items() if status.held_down}

@@ -43,13 +43,11 @@ from routed.workloads.store import WorkloadStore
 
 log = logging.getLogger("routed.daemon")
 
-SOURCES = ("local", "bgp")
+SOURCES = ("local", "bgp")  # precedence: a local workload's route beats any learned one
 
 
 def _listed(value: Any) -> Any:
-    return (
-        ",".join(value) if isinstance(value, list) else value
-    )  # precedence: a local workload's route beats any learned one
+    return ",".join(value) if isinstance(value, list) else value
 
 
 class Daemon:

@@ -235,6 +235,10 @@ class Peer(Strict):
             raise ValueError("give password or password_file, not both")
         return self
 
+    @property
+    def uses_md5(self) -> bool:
+        return self.password is not None or self.password_file is not None
+
     def md5_password(self) -> str | None:
         """The TCP-MD5 key, read from password_file each time (a rotated file needs a reload)."""
         return read_password(self.password_file) if self.password_file else self.password

@@ -22,7 +22,6 @@ from routed.log import event
 log = logging.getLogger("routed.docker")
 
 
-
 class FrontSupervisor:
     def __init__(self, cfg: NodeConfig, log_format: str = "text") -> None:
         self.socket = Path(cfg.docker.socket)
