@@ -286,16 +286,18 @@ class EtcdIpam:
         now = time.time() if now is None else now
         grace = self.cfg.ipam.release_after
         self._reload()
+        before = self.owned_blocks()
         try:
             await self._flush()
-            changed = await self._release_empty_blocks(in_use, now, grace)
+            await self._release_empty_blocks(in_use, now, grace)
             await self._release_orphans(in_use, now, grace)
         except EtcdUnreachable:
-            return False
-        return changed
+            pass  # what was released before etcd went away stays released: kept and reported
+        finally:
+            self.cache.save()
+        return self.owned_blocks() != before
 
-    async def _release_empty_blocks(self, in_use: Set[IPAddress], now: float, grace: float) -> bool:
-        changed = False
+    async def _release_empty_blocks(self, in_use: Set[IPAddress], now: float, grace: float) -> None:
         for block in self.owned_blocks():
             if blocks.in_use(block, in_use) or any(ip in block for ip in self.cache.to_record):
                 self.cache.empty_since.pop(block, None)
@@ -306,10 +308,7 @@ class EtcdIpam:
             await self.store.release_block(block, self.node)
             self.cache.blocks.discard(block)
             del self.cache.empty_since[block]
-            changed = True
             log.info(event("ipam_block_released", block=block, empty_s=round(now - since)))
-        self.cache.save()
-        return changed
 
     async def _release_orphans(self, in_use: Set[IPAddress], now: float, grace: float) -> None:
         recorded = {ip: a for ip, a in (await self.store.allocations()).items() if a.node == self.node}
@@ -332,4 +331,3 @@ class EtcdIpam:
                         waited_s=round(now - since),
                     )
                 )
-        self.cache.save()

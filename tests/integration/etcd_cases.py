@@ -123,7 +123,31 @@ async def cluster(args: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
+async def release_as_etcd_dies(args: dict[str, Any]) -> dict[str, Any]:
+    """A node's empty block is released, then etcd dies (killed, as a crash) before the rest
+    of that round's upkeep: the round must still report the block gone, or the daemon would
+    go on announcing a block it no longer owns."""
+    node = ipam("a", 1, args)
+    found: dict[str, Any] = {"one": await outcome(node.assign("w1", [], set()))}
+    found["owned"] = [str(b) for b in node.owned_blocks()]
+    await node.maintain(set())  # empty from now on
+    real_allocations = node.store.allocations
+
+    async def allocations_after_a_crash() -> Any:
+        member(args, 0, "kill")
+        return await real_allocations()
+
+    node.store.allocations = allocations_after_a_crash  # type: ignore[method-assign]
+    found["changed"] = await node.maintain(set(), now=time.time() + 5)
+    found["owned_after"] = [str(b) for b in node.owned_blocks()]
+    found["cached_after"] = json.loads((Path(args["dir"]) / "a" / "ipam.json").read_text())["blocks"]
+    found["next_round_changed"] = await node.maintain(set(), now=time.time() + 10)
+    await node.close()
+    return found
+
+
 if __name__ == "__main__":
     case, raw = sys.argv[1], json.loads(sys.argv[2])
-    result = asyncio.run({"race": race, "cluster": cluster}[case](raw))
+    cases = {"race": race, "cluster": cluster, "release_as_etcd_dies": release_as_etcd_dies}
+    result = asyncio.run(cases[case](raw))
     print(json.dumps(result), flush=True)

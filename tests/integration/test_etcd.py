@@ -125,6 +125,22 @@ def test_two_nodes_race_for_the_last_free_block(etcd_netns: str, tmp_path: Path)
         assert sorted(found["owners"]["a"] + found["owners"]["b"]) == ["10.70.0.64/26"]
 
 
+def test_a_block_released_just_before_etcd_dies_is_reported_released(etcd_netns: str, tmp_path: Path) -> None:
+    members = start_cluster(etcd_netns, tmp_path, 1)
+    args = {
+        "pool": "10.72.0.0/24",
+        "dir": str(tmp_path / "state"),
+        "endpoints": ["127.0.0.1:23790"],
+        "prefix": "/release",
+        "members": members,
+    }
+    found = run_case(etcd_netns, "release_as_etcd_dies", args)
+    assert (found["one"], found["owned"]) == ("10.72.0.1", ["10.72.0.0/26"]), found
+    # released in etcd, then etcd gone: the round says the blocks changed, and the cache agrees
+    assert (found["changed"], found["owned_after"], found["cached_after"]) == (True, [], []), found
+    assert found["next_round_changed"] is False, found
+
+
 def test_three_member_cluster_losing_a_member_then_quorum(etcd_netns: str, tmp_path: Path) -> None:
     members = start_cluster(etcd_netns, tmp_path, 3)
     args = {
