@@ -302,9 +302,18 @@ class Daemon:
                 "synced": self.reconciler.synced,
             },
             "ipam": ipam_json(self.cfg, self.ipam, workloads),
-            "bgp": self.speaker.status(),
+            "bgp": self._bgp_status(),
             "metrics": self.metrics.listening if self.metrics is not None else "off",
         }
+
+    def _bgp_status(self) -> dict[str, Any]:
+        bgp = self.speaker.status()
+        bfd = self.bfd.status()
+        for peer in bgp["peers"]:
+            if peer["address"] in bfd:
+                peer["bfd_refused"] = bfd[peer["address"]]["refused"]  # why a session stays down
+                peer["bfd_last_refused"] = bfd[peer["address"]]["last_refused"]
+        return bgp
 
     def _fib_routes(self) -> dict[str, int]:
         """Our kernel routes by origin: workloads, IPAM blocks (unreachable), BGP, leftovers."""

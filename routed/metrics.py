@@ -56,6 +56,9 @@ def _peer_families(peers: list[dict[str, Any]]) -> Iterator[Metric]:
     bfd = _gauge(
         "routed_bfd_session_up", "1 if the peer's BFD session is up (peers with bfd: only)", ["peer"]
     )
+    bfd_refused = _counter(
+        "routed_bfd_packets_refused", "BFD packets from the peer discarded, by reason", ["peer", "reason"]
+    )
     for peer in peers:
         address = peer["address"]
         labels = [address, peer.get("description") or "", peer["kind"]]
@@ -70,7 +73,9 @@ def _peer_families(peers: list[dict[str, Any]]) -> Iterator[Metric]:
         updates.add_metric([address], peer["updates"])
         if peer.get("bfd") is not None:
             bfd.add_metric([address], 1 if peer["bfd"] == "up" else 0)
-    yield from (up, flaps, since, prefixes, rejections, stale, updates, bfd)
+        for reason, count in sorted((peer.get("bfd_refused") or {}).items()):
+            bfd_refused.add_metric([address, reason], count)
+    yield from (up, flaps, since, prefixes, rejections, stale, updates, bfd, bfd_refused)
 
 
 def _bgp_families(bgp: dict[str, Any]) -> Iterator[Metric]:

@@ -134,13 +134,17 @@ def status_text(status: dict[str, Any], now: float | None = None) -> str:
             elif gr.get("timer"):
                 info = f"awaiting its End-of-RIB, {gr['timer_left_s']:.0f}s left"
         if peer.get("bfd") not in (None, "up"):
-            info = f"BFD {peer['bfd']}" + (f"; {info}" if info else "")
+            last, refused = peer.get("bfd_last_refused"), peer.get("bfd_refused") or {}
+            bfd = f"BFD {peer['bfd']}" + (
+                f", refusing its packets: {last} ({refused.get(last, 0)})" if last else ""
+            )
+            info = f"{bfd}; {info}" if info else bfd
         limit = peer.get("max_prefixes")
         if limit and limit["over"] and peer["state"] == "up":
             info = f"over max_prefixes {limit['limit']} ({limit['action']})"
         if peer["state"] != "up":
             for why in (peer.get("last_error"), peer.get("hint")):
-                if why:
+                if why and not (why.startswith("BFD") and info.startswith("BFD")):
                     info = f"{info}; {why}" if info else why
         rows.append(
             (

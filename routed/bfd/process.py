@@ -6,8 +6,10 @@ A process of its own so that its packets never stop while routed restarts: a res
 reconnects and sends the same configuration, which leaves running sessions as they are.
 
 Control protocol, one JSON object a line:
-  -> {"op": "configure", "sessions": [{"peer": A, "local": A, "interval_ms": 50, "multiplier": 3}]}
-  <- {"ok": true, "sessions": [{"peer": A, "state": "up", "diag": "none"}, ...]}
+  -> {"op": "configure", "sessions": [{"peer": A, "local": A, "interval_ms": 50, "multiplier": 3,
+                                      "auth": {"type": "keyed_sha1", "key_id": 1, "secret": S}}]}
+     ("auth" optional; the socket is root's and 0600, as the password files it comes from)
+  <- {"ok": true, "sessions": [{"peer": A, "state": "up", "diag": "none", "refused": {}}, ...]}
   <- {"event": "state", "peer": A, "state": "down", "diag": "detection_time_expired"}  (any time)
 """
 
@@ -22,11 +24,21 @@ import os
 import random
 import socket
 import struct
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from routed.bfd.packet import PacketError, State, decode
-from routed.bfd.session import Session, admin_down, expire, packet, receive, tx_interval
+from routed.bfd.packet import AuthType, Key, PacketError, State, check_auth, decode
+from routed.bfd.session import (
+    Session,
+    admin_down,
+    expire,
+    packet,
+    receive,
+    sent,
+    sequence_ok,
+    tx_interval,
+)
 from routed.log import event
 
 log = logging.getLogger("routed.bfd")
@@ -35,24 +47,46 @@ CONTROL_PORT = 3784
 TTL = 255
 SOURCE_PORTS = (49152, 65535)  # RFC 5881 §4
 IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)  # linux/in.h; CPython does not export it
+LOGGED_PER_REASON = 3  # refused packets logged per session and reason; the rest only counted
+REPORT_EVERY = 100  # and told to routed every so many
 
 
 class Runner:
     """One session: its send socket, its timer task, its state."""
 
-    def __init__(self, owner: BfdProcess, peer: str, local: str, interval_ms: int, multiplier: int) -> None:
+    def __init__(
+        self, owner: BfdProcess, peer: str, local: str, interval_ms: int, multiplier: int, key: Key | None
+    ) -> None:
         self.owner, self.peer, self.local = owner, peer, local
         self.settings = (interval_ms, multiplier)
+        self.key = key  # changed in place by a configure: the session goes on (or fails auth)
+        self.refused: Counter[str] = Counter()
+        self.last_refused: str | None = None  # cleared by a packet accepted
         self.session = Session(
-            local_discr=random.randint(1, 2**32 - 1), interval_us=interval_ms * 1000, multiplier=multiplier
+            local_discr=random.randint(1, 2**32 - 1),
+            interval_us=interval_ms * 1000,
+            multiplier=multiplier,
+            xmit_auth_seq=random.randint(0, 2**32 - 1),
         )
         self.sock = _send_socket(local)
         self.wake = asyncio.Event()
         self.task = asyncio.create_task(self._run(), name=f"bfd-{peer}")
 
     def send(self, final: bool = False) -> None:
+        data = packet(self.session, final).encode(self.key, self.session.xmit_auth_seq)
+        self.session = sent(self.session)
         with contextlib.suppress(OSError):  # no route to it right now: the timers decide
-            self.sock.sendto(packet(self.session, final).encode(), (self.peer, CONTROL_PORT))
+            self.sock.sendto(data, (self.peer, CONTROL_PORT))
+
+    def refuse(self, reason: str) -> None:
+        """A packet from the peer discarded: logged the first times, counted always, and told
+        to routed now and then (its status says why a session stays down)."""
+        count = self.refused[reason] = self.refused[reason] + 1
+        self.last_refused = reason
+        if count <= LOGGED_PER_REASON:
+            log.warning(event("bfd_packet_refused", peer=self.peer, reason=reason, count=count))
+        if count <= LOGGED_PER_REASON or count % REPORT_EVERY == 0:
+            self.owner.tell({"event": "refused", "peer": self.peer, "reason": reason, "count": count})
 
     def update(self, session: Session) -> None:
         before, self.session = self.session, session
@@ -88,6 +122,8 @@ class Runner:
             "peer": self.peer,
             "state": s.state.name.lower(),
             "diag": "neighbor_admin_down" if admin else s.diag.name.lower(),
+            "refused": dict(self.refused),
+            "last_refused": self.last_refused,
         }
 
 
@@ -152,21 +188,38 @@ class BfdProcess:
             writer.close()
 
     def configure(self, wanted: list[dict[str, Any]]) -> dict[str, Any]:
-        """Make the sessions exactly these; one whose settings are unchanged keeps running."""
+        """Make the sessions exactly these; one whose settings are unchanged keeps running. A
+        request with a bad item changes nothing (ValueError, KeyError or TypeError)."""
+        parsed = [
+            (
+                str(item["peer"]),
+                str(item["local"]),
+                (int(item["interval_ms"]), int(item["multiplier"])),
+                _key(item.get("auth")),
+            )
+            for item in wanted
+        ]
         keep: dict[str, Runner] = {}
-        for item in wanted:
-            peer, local = str(item["peer"]), str(item["local"])
-            settings = (int(item["interval_ms"]), int(item["multiplier"]))
+        for peer, local, settings, key in parsed:
             runner = self.runners.pop(peer, None)
             if runner is not None and (runner.local, runner.settings) != (local, settings):
                 runner.close()
                 runner = None
             if runner is None:
                 self._receiver(local)
-                runner = Runner(self, peer, local, *settings)
+                runner = Runner(self, peer, local, *settings, key)
+                auth = key.type.name.lower() if key else "none"
                 log.info(
-                    event("bfd_session", peer=peer, local=local, interval_ms=settings[0], mult=settings[1])
+                    event(
+                        "bfd_session",
+                        peer=peer,
+                        local=local,
+                        interval_ms=settings[0],
+                        mult=settings[1],
+                        auth=auth,
+                    )
                 )
+            runner.key = key
             keep[peer] = runner
         for runner in self.runners.values():
             runner.close()
@@ -198,22 +251,42 @@ class BfdProcess:
                     continue
                 try:
                     received = decode(data)
-                except PacketError:
+                except PacketError as exc:
+                    runner.refuse(str(exc))
                     continue
                 if received.your_discriminator not in (0, runner.session.local_discr):
                     continue
+                refused = check_auth(data, received, runner.key)
+                if refused is None and not sequence_ok(runner.session, received):
+                    refused = "sequence number out of window (replayed or too far ahead)"
+                if refused is not None:
+                    runner.refuse(refused)
+                    continue
+                runner.last_refused = None
                 session, answer = receive(runner.session, received, asyncio.get_running_loop().time())
                 runner.update(session)
                 if answer:
                     runner.send(final=True)
 
     def state_changed(self, runner: Runner) -> None:
-        message = {"event": "state", **runner.json()}
         log.warning(event("bfd_state", **runner.json()))
+        self.tell({"event": "state", **runner.json()})
+
+    def tell(self, message: dict[str, Any]) -> None:
         line = json.dumps(message).encode() + b"\n"
         for writer in list(self.clients):
             with contextlib.suppress(ConnectionError, RuntimeError):
                 writer.write(line)
+
+
+def _key(auth: Any) -> Key | None:
+    if not auth:
+        return None
+    kind = AuthType[str(auth["type"]).upper().replace("-", "_")]
+    secret = str(auth["secret"]).encode()
+    if kind is AuthType.NONE or not 1 <= len(secret) <= kind.max_secret:
+        raise ValueError(f"{kind.name.lower()} takes a secret of 1-{kind.max_secret} bytes")
+    return Key(kind, int(auth.get("key_id", 1)), secret)
 
 
 def main() -> None:

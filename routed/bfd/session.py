@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from routed.bfd.packet import Diag, Packet, State
+from routed.bfd.packet import AuthType, Diag, Packet, State
 
 SLOW_US = 1_000_000  # §6.8.3: DesiredMinTxInterval while not Up, at least one second
 
@@ -31,6 +31,10 @@ class Session:
     desired_tx_us: int = SLOW_US  # what we advertise now
     polling: bool = False  # a Poll sequence is under way: our packets carry P until an F comes
     last_rx: float | None = None  # when the last valid packet arrived (monotonic seconds)
+    # §6.8.1, authenticated sessions: the sequence number we send next, the last we accepted
+    xmit_auth_seq: int = 0
+    rcv_auth_seq: int = 0
+    auth_seq_known: bool = False
 
     @property
     def required_rx_us(self) -> int:
@@ -66,11 +70,30 @@ def detection_time(s: Session) -> float | None:
     return s.remote_mult * max(s.required_rx_us, s.remote_desired_tx_us) / 1e6
 
 
+def sent(s: Session) -> Session:
+    """After each packet sent: the next sequence number (every packet, which the meticulous
+    types require and the others allow, §6.7.3)."""
+    return dataclasses.replace(s, xmit_auth_seq=(s.xmit_auth_seq + 1) % 2**32)
+
+
+def sequence_ok(s: Session, p: Packet) -> bool:
+    """Whether an authenticated packet's sequence number may be accepted (§6.7.3, §6.7.4): within
+    3 x Detect Mult after the last one accepted, circularly; never the same one again when
+    meticulous (a replayed packet)."""
+    if p.auth is None or not s.auth_seq_known or p.auth.type is AuthType.SIMPLE:
+        return True
+    ahead = (p.auth.sequence - s.rcv_auth_seq) % 2**32
+    lowest = 1 if p.auth.type.meticulous else 0
+    return lowest <= ahead <= 3 * p.detect_mult
+
+
 def receive(s: Session, p: Packet, now: float) -> tuple[Session, bool]:
-    """A valid packet for this session (§6.8.6): the next session, and whether to answer at
-    once with the Final bit (the peer polls)."""
+    """A valid packet for this session (§6.8.6; authenticated and `sequence_ok` if the session
+    is): the next session, and whether to answer at once with the Final bit (the peer polls)."""
     if s.state is State.ADMIN_DOWN:
         return s, False
+    if p.auth is not None and p.auth.type is not AuthType.SIMPLE:
+        s = dataclasses.replace(s, rcv_auth_seq=p.auth.sequence, auth_seq_known=True)
     s = dataclasses.replace(
         s,
         remote_discr=p.my_discriminator,
@@ -98,11 +121,14 @@ def receive(s: Session, p: Packet, now: float) -> tuple[Session, bool]:
 
 
 def expire(s: Session, now: float) -> Session:
-    """Down with diagnostic 1 once the detection time has passed without a packet (§6.8.4)."""
-    limit = detection_time(s)
-    if s.state not in (State.INIT, State.UP) or limit is None or s.last_rx is None:
+    """Down with diagnostic 1 once the detection time has passed without a packet (§6.8.4);
+    the peer's sequence numbers forgotten after twice that (§6.8.1, bfd.AuthSeqKnown)."""
+    limit, last = detection_time(s), s.last_rx
+    if limit is None or last is None:
         return s
-    if now - s.last_rx <= limit:
+    if s.auth_seq_known and now - last > 2 * limit:
+        s = dataclasses.replace(s, auth_seq_known=False)
+    if s.state not in (State.INIT, State.UP) or now - last <= limit:
         return s
     return dataclasses.replace(_to(s, State.DOWN, Diag.DETECTION_TIME_EXPIRED), remote_discr=0)
 

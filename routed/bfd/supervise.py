@@ -13,6 +13,7 @@ from typing import Any
 
 from routed.apiserver import answers
 from routed.config import NodeConfig
+from routed.config.schema import BfdAuth
 from routed.detached import start_detached
 from routed.log import event
 
@@ -28,10 +29,15 @@ def sessions(cfg: NodeConfig) -> list[dict[str, Any]]:
             "local": str(cfg.fabric.address),
             "interval_ms": peer.bfd.interval_ms,
             "multiplier": peer.bfd.multiplier,
+            **({"auth": _auth(peer.bfd.auth)} if peer.bfd.auth else {}),
         }
         for peer in cfg.resolved_peers()
         if peer.bfd is not None
     ]
+
+
+def _auth(auth: BfdAuth) -> dict[str, Any]:
+    return {"type": auth.type.value, "key_id": auth.key_id, "secret": auth.secret()}
 
 
 class BfdSupervisor:
@@ -41,6 +47,8 @@ class BfdSupervisor:
         self.on_state = on_state
         self.log_format = log_format
         self.states: dict[str, str] = {}
+        self.refused: dict[str, dict[str, int]] = {}  # peer -> reason -> packets, as last told
+        self.last_refused: dict[str, str | None] = {}  # peer -> why its last packet was refused
         self._writer: asyncio.StreamWriter | None = None
         self._configured = asyncio.Event()  # some peer has bfd: (no process otherwise)
         self._stopping = False
@@ -62,6 +70,18 @@ class BfdSupervisor:
                 return
             self._writer = None
             await asyncio.sleep(1)
+
+    def status(self) -> dict[str, Any]:
+        """Per peer with bfd: its session's state and the packets refused, by reason."""
+        with_bfd = (str(peer.address) for peer in self.cfg.resolved_peers() if peer.bfd is not None)
+        return {
+            peer: {
+                "state": self.states.get(peer),
+                "refused": self.refused.get(peer, {}),
+                "last_refused": self.last_refused.get(peer),
+            }
+            for peer in with_bfd
+        }
 
     async def reconfigure(self, cfg: NodeConfig) -> None:
         self.cfg = cfg
@@ -97,10 +117,19 @@ class BfdSupervisor:
         if "sessions" in message:  # the answer to a configure: where each session stands now
             for item in message["sessions"]:
                 self.states[item["peer"]] = item["state"]
+                self.refused[item["peer"]] = dict(item.get("refused") or {})
+                self.last_refused[item["peer"]] = item.get("last_refused")
+            return
+        if message.get("event") == "refused":
+            peer, reason = str(message["peer"]), str(message["reason"])
+            self.refused.setdefault(peer, {})[reason] = int(message["count"])
+            self.last_refused[peer] = reason
             return
         if message.get("event") == "state":
             peer, state = str(message["peer"]), str(message["state"])
             self.states[peer] = state
+            self.refused[peer] = dict(message.get("refused") or {})
+            self.last_refused[peer] = message.get("last_refused")
             try:
                 self.on_state(peer, state, str(message.get("diag", "")))
             except Exception:  # the speaker's bug must not cost us BFD

@@ -193,12 +193,55 @@ def read_password(path: str) -> str:
         return handle.read().rstrip("\r\n")
 
 
+class BfdAuthType(StrEnum):
+    SIMPLE = "simple"
+    KEYED_MD5 = "keyed-md5"
+    METICULOUS_KEYED_MD5 = "meticulous-keyed-md5"
+    KEYED_SHA1 = "keyed-sha1"
+    METICULOUS_KEYED_SHA1 = "meticulous-keyed-sha1"
+
+
+# the longest secret each type carries (RFC 5880 §4.2-4.4)
+BFD_SECRET_MAX = {
+    BfdAuthType.SIMPLE: 16,
+    BfdAuthType.KEYED_MD5: 16,
+    BfdAuthType.METICULOUS_KEYED_MD5: 16,
+    BfdAuthType.KEYED_SHA1: 20,
+    BfdAuthType.METICULOUS_KEYED_SHA1: 20,
+}
+
+
+class BfdAuth(Strict):
+    """BFD authentication (RFC 5880 §6.7), as BIRD's `authentication` and FRR's profiles name
+    it; the meticulous types refuse a replayed packet. The secret from `password` or from a
+    root-owned 0600 `password_file`."""
+
+    type: BfdAuthType = BfdAuthType.METICULOUS_KEYED_SHA1
+    key_id: int = Field(default=1, ge=0, le=255)
+    password: str | None = Field(default=None, min_length=1)
+    password_file: Annotated[str, AfterValidator(_password_file)] | None = None
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> BfdAuth:
+        if (self.password is None) == (self.password_file is None):
+            raise ValueError("give password or password_file (one of them)")
+        longest = BFD_SECRET_MAX[self.type]
+        if len(self.secret().encode()) > longest:
+            raise ValueError(f"a {self.type.value} secret is 1-{longest} bytes; use a shorter one")
+        return self
+
+    def secret(self) -> str:
+        """Read from password_file each time (a rotated file needs a reload)."""
+        return read_password(self.password_file) if self.password_file else str(self.password)
+
+
 class Bfd(Strict):
     """BFD (RFC 5880/5881, single hop) for a directly connected peer: its path is declared dead
     after `multiplier` missed packets, and its routes withdrawn at once."""
 
     interval_ms: int = Field(default=300, ge=10, le=60_000)
     multiplier: int = Field(default=3, ge=1, le=255)
+    auth: BfdAuth | None = None
 
 
 def _bfd_shorthand(value: Any) -> Any:

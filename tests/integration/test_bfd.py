@@ -23,7 +23,7 @@ from tests.integration.test_bgp import kernel_routes
 from tests.integration.test_bgp import status as status_of
 from tests.integration.test_graceful_restart import daemon_pid
 from tests.integration.test_security import peer_of
-from tests.lab import lab_variant, running_lab
+from tests.lab import Lab, lab_variant, running_lab
 from tests.netns import wait_until
 from tests.traffic import PingStream, kill_and_wait, lost, total_lost
 
@@ -184,7 +184,12 @@ def test_bfd_interop_with_bird_both_ways() -> None:
                 'protocol device {}\n\nprotocol bfd {\n    interface "eth*" {\n'
                 "        min rx interval 50 ms;\n        min tx interval 50 ms;\n        multiplier 3;\n    };\n}\n",
             ),
-            ("    connect retry time 1;\n", "    connect retry time 1;\n    direct;\n    bfd on;\n"),
+            # BIRD waits `error wait time` (60 s by default) after a session failure, and a BFD
+            # down is one: in the lab it comes back at once
+            (
+                "    connect retry time 1;\n",
+                "    connect retry time 1;\n    error wait time 1, 5;\n    direct;\n    bfd on;\n",
+            ),
         ],
     }
     with lab_variant("bird-interop", {}, edits) as topology, running_lab(topology) as lab:
@@ -233,3 +238,56 @@ def test_bfd_interop_with_bird_both_ways() -> None:
         wait_until(
             lambda: " Up " in lab.birdc("bird1", "show", "bfd", "sessions"), timeout=20, what="BFD back"
         )
+
+        # authenticated on both sides (meticulous keyed SHA1, RFC 5880 §6.7.4): BIRD first, then
+        # routed by reload; each refuses the other's packets meanwhile, then both are up
+        bird_conf, h1_conf = (topology.parent / "bird-interop" / name for name in ("bird1.conf", "h1.yaml"))
+        rewrite(bird_conf, bird_conf.read_text().replace("multiplier 3;\n", "multiplier 3;\n" + BIRD_AUTH))
+        assert "Reconfigured" in lab.birdc("bird1", "configure")
+        plain = h1_conf.read_text()
+        rewrite(h1_conf, plain.replace(BFD, bfd_with_auth("bfd-secret")))
+        assert lab.exec("h1", "routed", "reload", check=False).returncode == 0
+        wait_until(lambda: bfd_up_both(lab), True, timeout=20, what="authenticated BFD up on both sides")
+        wait_until(lambda: kernel_routes(lab, "h1").get("10.65.9.1"), "10.0.0.31", timeout=40)
+        # stays up: had either side gone on without authentication, the other would refuse it all
+        refused_before = dict(peer_of(lab, "h1", "10.0.0.31")["bfd_refused"])
+        time.sleep(1)
+        assert bfd_up_both(lab) and peer_of(lab, "h1", "10.0.0.31")["bfd_refused"] == refused_before
+
+        # a wrong secret on our side: each refuses the other's digests, the path is declared
+        # down, bird1's route goes, and status says why
+        rewrite(h1_conf, plain.replace(BFD, bfd_with_auth("not-the-secret")))
+        assert lab.exec("h1", "routed", "reload", check=False).returncode == 0
+        wait_until(lambda: kernel_routes(lab, "h1").get("10.65.9.1"), None, timeout=10, what="withdrawn")
+        wait_until(
+            lambda: peer_of(lab, "h1", "10.0.0.31")["bfd_refused"].get("wrong digest", 0) > 0,
+            timeout=10,
+            what="h1 counts BIRD's packets refused for their digest",
+        )
+        assert " Up " not in lab.birdc("bird1", "show", "bfd", "sessions")
+        shown = lab.exec("h1", "routed", "status").stdout
+        assert "BFD down, refusing its packets: wrong digest" in shown, shown
+        metrics = lab.exec("h1", "wget", "-q", "-O", "-", "http://127.0.0.1:9180/metrics").stdout
+        assert 'routed_bfd_packets_refused_total{peer="10.0.0.31",reason="wrong digest"}' in metrics
+        # the right secret again: back up
+        rewrite(h1_conf, plain.replace(BFD, bfd_with_auth("bfd-secret")))
+        assert lab.exec("h1", "routed", "reload", check=False).returncode == 0
+        wait_until(lambda: bfd_up_both(lab), True, timeout=20, what="authenticated BFD back up")
+
+
+BIRD_AUTH = '        authentication meticulous keyed sha1;\n        password "bfd-secret" { id 7; };\n'
+
+
+def bfd_with_auth(secret: str) -> str:
+    auth = f"auth: {{type: meticulous-keyed-sha1, key_id: 7, password: {secret}}}"
+    return f", bfd: {{interval_ms: 50, multiplier: 3, {auth}}}}}"
+
+
+def rewrite(path: Path, text: str) -> None:
+    with open(path, "w") as handle:  # in place: the node sees it through a bind mount
+        handle.write(text)
+
+
+def bfd_up_both(lab: Lab) -> bool:
+    ours = peer_of(lab, "h1", "10.0.0.31")["bfd"] == "up"
+    return ours and " Up " in lab.birdc("bird1", "show", "bfd", "sessions")

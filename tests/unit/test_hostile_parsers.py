@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from bgp.exabgp.messages import MessageError, parse_line
 from routed.apiserver import parse_request
+from routed.bfd import packet as bfd
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -122,3 +123,36 @@ def test_exabgp_shaped_messages_with_hostile_values_are_decoded_or_refused(messa
 def test_a_one_megabyte_line_is_refused() -> None:
     with pytest.raises(MessageError):
         parse_line('{"exabgp": "5.0.0", "type": "update", "x": "' + "a" * (1 << 20) + '"}')
+
+
+BFD_KEYS = [None, *(bfd.Key(kind, 1, b"secret") for kind in bfd.AuthType if kind is not bfd.AuthType.NONE)]
+
+
+@UNHURRIED
+@given(st.binary(max_size=96), st.sampled_from(BFD_KEYS))
+def test_any_bytes_are_a_bfd_packet_or_a_discard(data: bytes, key: bfd.Key | None) -> None:
+    """What a UDP socket on port 3784 may be sent: decoded or refused with the rule it broke,
+    and a decoded one's authentication judged without raising."""
+    try:
+        packet = bfd.decode(data)
+    except bfd.PacketError:
+        return
+    reason = bfd.check_auth(data, packet, key)
+    assert reason is None or isinstance(reason, str)
+    if reason is None and key is not None and key.type is not bfd.AuthType.SIMPLE:
+        raise AssertionError(f"random bytes passed {key.type.name}: {data!r}")  # a digest forged by chance
+
+
+@UNHURRIED
+@given(
+    st.binary(min_size=1, max_size=48), st.integers(0, 2**32 - 1), st.sampled_from(BFD_KEYS[2:])
+)  # keyed: integrity
+def test_a_signed_bfd_packet_checks_and_any_changed_byte_breaks_it(
+    noise: bytes, sequence: int, key: bfd.Key
+) -> None:
+    wire = bfd.Packet(bfd.State.UP, 7, 9, 3, 50_000, 50_000).encode(key, sequence)
+    assert bfd.check_auth(wire, bfd.decode(wire), key) is None
+    position = noise[0] % len(wire)
+    changed = wire[:position] + bytes([wire[position] ^ (noise[-1] or 1)]) + wire[position + 1 :]
+    with contextlib.suppress(bfd.PacketError):
+        assert bfd.check_auth(changed, bfd.decode(changed), key) is not None

@@ -98,3 +98,36 @@ def test_netstat_counters(tmp_path: Path) -> None:
     assert tcp_md5_drops(netstat) == {"TCPMD5NotFound": 1, "TCPMD5Unexpected": 2, "TCPMD5Failure": 3}
     assert tcp_md5_drops(tmp_path / "missing") == {}
     assert set(tcp_md5_drops()) <= {"TCPMD5NotFound", "TCPMD5Unexpected", "TCPMD5Failure"}
+
+
+def test_bfd_auth_from_a_password_file_reaches_the_bfd_process(tmp_path: Path) -> None:
+    from routed.bfd.supervise import sessions
+
+    auth = f"bfd: {{interval_ms: 50, auth: {{type: keyed-sha1, key_id: 9, password_file: {secret(tmp_path)}}}}}"
+    cfg = parse_config(config(auth), "node.yaml")
+    (session,) = sessions(cfg)
+    assert session["auth"] == {"type": "keyed-sha1", "key_id": 9, "secret": "s3cret"}
+    # the default type is the strongest RFC 5880 has: meticulous keyed SHA1
+    (session,) = sessions(parse_config(config("bfd: {auth: {password: x}}"), "node.yaml"))
+    assert session["auth"]["type"] == "meticulous-keyed-sha1"
+
+
+@pytest.mark.parametrize(
+    ("auth", "needle"),
+    [
+        ("{type: keyed-md5, password: 0123456789abcdefg}", "a keyed-md5 secret is 1-16 bytes"),
+        ("{type: keyed-sha1, password: 0123456789abcdefghijk}", "a keyed-sha1 secret is 1-20 bytes"),
+        ("{type: simple}", "give password or password_file"),
+        ("{type: sha256, password: x}", "type"),
+        ("{key_id: 256, password: x}", "key_id"),
+    ],
+)
+def test_bfd_auth_mistakes_are_refused_where_they_are(auth: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(config(f"bfd: {{auth: {auth}}}"), "node.yaml")
+    assert needle in str(info.value) and "node.yaml:7:" in str(info.value), str(info.value)
+
+
+def test_bfd_auth_password_file_must_be_roots_and_0600(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="must be root's and 0600"):
+        parse_config(config(f"bfd: {{auth: {{password_file: {secret(tmp_path, 0o644)}}}}}"), "node.yaml")
