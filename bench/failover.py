@@ -5,8 +5,9 @@ bench.convergence). Two ways to die:
 - kill:   SIGKILL of the daemon (and, for routed, its ExaBGP, which dies with it): the
           kernel closes the TCP sessions, so the reflector knows at once;
 - freeze: SIGSTOP of the daemon(s): sessions stay open and silent until the hold timer.
-`bird-bfd` is BIRD2 with BFD on every session (50 ms x 3), which bounds the freeze case;
-routed has no BFD yet (a later issue), so its BFD figure does not exist.
+`bird-bfd` and `routed-bfd` are the same with BFD on every session (50 ms x 3), which bounds
+the freeze case. Frozen means the whole host's routing: for routed-bfd, its BFD process too
+(killed, routed's BFD process lives on, as it does through a restart: that is its design).
 
 Graceful restart is off on both sides here: this measures how fast a dead speaker is
 noticed. With it on (routed's default), a daemon that dies while its kernel forwards is
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import os
 import signal
 import statistics
@@ -43,55 +45,63 @@ fabric: {{interface: eth1, address: {address}}}
 pools: [10.65.0.0/16]
 bgp: {{hold_time: 9, graceful_restart: {{enabled: false}}}}
 peers:
-  - {{address: 10.0.0.1, kind: reflector}}
+  - {{address: 10.0.0.1, kind: reflector{bfd}}}
 """
 REFLECTOR = """\
 name: rr
 router_id: 10.0.0.1
 asn: 64512
 role: reflector
-fabric: {interface: eth1, address: 10.0.0.1}
+fabric: {{interface: eth1, address: 10.0.0.1}}
 pools: [10.65.0.0/16]
-bgp: {hold_time: 9, graceful_restart: {enabled: false}}
+bgp: {{hold_time: 9, graceful_restart: {{enabled: false}}}}
 peers:
-  - {address: 10.0.0.11, kind: client}
-  - {address: 10.0.0.12, kind: client}
+  - {{address: 10.0.0.11, kind: client{bfd}}}
+  - {{address: 10.0.0.12, kind: client{bfd}}}
 """
+BFD = ", bfd: {interval_ms: 50, multiplier: 3}"
 
 
 @contextmanager
-def routed_lab() -> Iterator[Topology]:
+def routed_lab(bfd: bool = False) -> Iterator[Topology]:
     topology = reflector_topology("routed", "yaml", "/etc/routed/routed.yaml")
+    extra = BFD if bfd else ""
     files = {
-        "rr.yaml": REFLECTOR,
-        "h1.yaml": HOST.format(name="h1", address="10.0.0.11"),
-        "h2.yaml": HOST.format(name="h2", address="10.0.0.12"),
+        "rr.yaml": REFLECTOR.format(bfd=extra),
+        "h1.yaml": HOST.format(name="h1", address="10.0.0.11", bfd=extra),
+        "h2.yaml": HOST.format(name="h2", address="10.0.0.12", bfd=extra),
     }
     with generated_lab(topology, files) as topo:
         yield topo
 
 
-DAEMONS = ("routed", "bird", "bird-bfd")
+DAEMONS = ("routed", "bird", "routed-bfd", "bird-bfd")
 
 
-def daemon_pids(topo: Topology, daemon: str) -> list[int]:
-    needle = "routed run" if daemon == "routed" else "bird -f"
+def daemon_pids(topo: Topology, daemon: str, how: str) -> list[int]:
+    """What dies or freezes on host A: the routing daemon with its helpers (routed: ExaBGP,
+    and when frozen, the BFD process)."""
+    if daemon.startswith("routed"):
+        needles = ["routed run", "exabgp"] + (["routed.bfd.process"] if how == "freeze" else [])
+    else:
+        needles = ["bird -f"]
     found = []
     for pid in processes(topo.node("h1").netns):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if needle in cmdline or (daemon == "routed" and "exabgp" in cmdline):
+        if any(needle in cmdline for needle in needles):
             found.append(pid)
     return found
 
 
 def trial(daemon: str, how: str) -> float:
-    lab = routed_lab() if daemon == "routed" else bird_lab(bfd=daemon == "bird-bfd")
+    bfd = daemon.endswith("-bfd")
+    lab = routed_lab(bfd) if daemon.startswith("routed") else bird_lab(bfd=bfd)
     with lab as topo:
         ip = "10.65.1.77"
-        if daemon == "routed":
+        if daemon.startswith("routed"):
             node_exec(topo, "h1", "ip", "netns", "add", "w")
             node_exec(topo, "h1", "routed", "workload", "add", "w", "--netns", "w", "--ip", ip)
         else:
@@ -105,18 +115,34 @@ def trial(daemon: str, how: str) -> float:
                     raise RuntimeError("the route never reached h2")
                 time.sleep(0.1)
             counter.present.add(packed)
+            if bfd and daemon.startswith("routed"):
+                wait_bfd_up(topo)
+            victims = daemon_pids(topo, daemon, how)  # found first: the clock starts at the signal
             start = time.time()
-            for pid in daemon_pids(topo, daemon):
+            for pid in victims:
                 os.kill(pid, signal.SIGKILL if how == "kill" else signal.SIGSTOP)
             gone = counter.wait_for(0, 60)
             if how == "freeze":
-                for pid in daemon_pids(topo, daemon):
+                for pid in victims:
                     os.kill(pid, signal.SIGCONT)
             if gone is None:
                 raise RuntimeError(f"{daemon}/{how}: h2 kept the route for 60 s")
             return (gone - start) * 1000
         finally:
             counter.close()
+
+
+def wait_bfd_up(topo: Topology) -> None:
+    """The reflector's BFD session with h1 up (past its slow start), as in a running fabric."""
+    deadline = time.monotonic() + 30
+    while not any(
+        peer["address"] == "10.0.0.11" and peer.get("bfd") == "up"
+        for peer in json.loads(node_exec(topo, "rr", "routed", "status", "--json"))["bgp"]["peers"]
+    ):
+        if time.monotonic() > deadline:
+            raise RuntimeError("BFD between rr and h1 never came up")
+        time.sleep(0.2)
+    time.sleep(1)  # the poll sequence to 50 ms done
 
 
 def main() -> int:

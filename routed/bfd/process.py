@@ -33,6 +33,7 @@ from routed.bfd.session import (
     Session,
     admin_down,
     expire,
+    expires_at,
     packet,
     receive,
     sent,
@@ -49,6 +50,7 @@ SOURCE_PORTS = (49152, 65535)  # RFC 5881 §4
 IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)  # linux/in.h; CPython does not export it
 LOGGED_PER_REASON = 3  # refused packets logged per session and reason; the rest only counted
 REPORT_EVERY = 100  # and told to routed every so many
+EXPIRY_SLACK = 0.001  # past the detection time, so that the check finds it passed
 
 
 class Runner:
@@ -98,17 +100,25 @@ class Runner:
             self.wake.set()
 
     async def _run(self) -> None:
+        """Send on the (jittered) transmit timer; wake also when the detection time runs out,
+        so a silent peer is declared down then, not at our next packet (up to an interval on)."""
         loop = asyncio.get_running_loop()
+        next_tx = loop.time()
         while True:
-            self.update(expire(self.session, loop.time()))
-            self.send()
-            # §6.8.7: 75-100 % of the interval (75-90 % with a multiplier of 1)
-            high = 0.9 if self.session.multiplier == 1 else 1.0
+            now = loop.time()
+            self.update(expire(self.session, now))
+            if now >= next_tx or self.wake.is_set():
+                self.send()
+                # §6.8.7: 75-100 % of the interval (75-90 % with a multiplier of 1)
+                high = 0.9 if self.session.multiplier == 1 else 1.0
+                next_tx = now + tx_interval(self.session) * random.uniform(0.75, high)
+            wake_at = next_tx
+            down_at = expires_at(self.session)
+            if down_at is not None and down_at > now:
+                wake_at = min(wake_at, down_at + EXPIRY_SLACK)
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self.wake.wait(), tx_interval(self.session) * random.uniform(0.75, high)
-                )
+                await asyncio.wait_for(self.wake.wait(), wake_at - now)
 
     def close(self) -> None:
         self.task.cancel()

@@ -120,6 +120,14 @@ def receive(s: Session, p: Packet, now: float) -> tuple[Session, bool]:
     return s, p.poll
 
 
+def expires_at(s: Session) -> float | None:
+    """When the session goes down unless a packet comes first (Init or Up, the peer heard)."""
+    limit = detection_time(s)
+    if s.state not in (State.INIT, State.UP) or limit is None or s.last_rx is None:
+        return None
+    return s.last_rx + limit
+
+
 def expire(s: Session, now: float) -> Session:
     """Down with diagnostic 1 once the detection time has passed without a packet (§6.8.4);
     the peer's sequence numbers forgotten after twice that (§6.8.1, bfd.AuthSeqKnown)."""

@@ -13,6 +13,7 @@ from routed.bfd.session import (
     admin_down,
     detection_time,
     expire,
+    expires_at,
     packet,
     receive,
     sent,
@@ -232,3 +233,14 @@ def test_authenticated_sessions_come_up(key: Key) -> None:
             a = sent(a)
     assert (a.state, b.state) == (State.UP, State.UP)
     assert not a.polling and not b.polling
+
+
+def test_expires_at_is_the_last_packet_plus_the_detection_time() -> None:
+    a, b = pair()
+    assert expires_at(a) is None  # nothing heard: nothing to lose
+    b, _ = receive(b, decode(packet(a).encode()), 10.0)
+    limit = detection_time(b)
+    assert b.state is State.INIT and limit is not None
+    assert expires_at(b) == 10.0 + limit
+    assert expire(b, 10.0 + limit).state is State.INIT and expire(b, 10.001 + limit).state is State.DOWN
+    assert expires_at(expire(b, 10.001 + limit)) is None
