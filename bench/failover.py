@@ -154,12 +154,12 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=3)
     args = parser.parse_args()
     results: list[dict[str, Any]] = []
-    print(f"{'daemon':<8}{'death':<8}{'p50 ms':>10}{'max ms':>10}")
+    print(f"{'daemon':<12}{'death':<8}{'p50 ms':>10}{'max ms':>10}")
     for daemon in args.daemons:
         for how in args.ways:
             times = [trial(daemon, how) for _ in range(args.trials)]
             results.append({"daemon": daemon, "death": how, "ms": times})
-            print(f"{daemon:<8}{how:<8}{statistics.median(times):>10.1f}{max(times):>10.1f}", flush=True)
+            print(f"{daemon:<12}{how:<8}{statistics.median(times):>10.1f}{max(times):>10.1f}", flush=True)
     print(f"results: {save('failover', {'results': results})}")
     return 0
 

@@ -98,7 +98,7 @@ def failover() -> Path | None:
     data = _load("failover")
     if not data:
         return None
-    fig, axis = plt.subplots(figsize=(8, 4))
+    fig, axis = plt.subplots(figsize=(10, 4))
     labels = [f"{r['daemon']}\n{r['death']}" for r in data["results"]]
     axis.boxplot([r["ms"] for r in data["results"]], tick_labels=labels)
     axis.set_yscale("log")
