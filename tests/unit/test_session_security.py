@@ -103,7 +103,9 @@ def test_netstat_counters(tmp_path: Path) -> None:
 def test_bfd_auth_from_a_password_file_reaches_the_bfd_process(tmp_path: Path) -> None:
     from routed.bfd.supervise import sessions
 
-    auth = f"bfd: {{interval_ms: 50, auth: {{type: keyed-sha1, key_id: 9, password_file: {secret(tmp_path)}}}}}"
+    auth = (
+        f"bfd: {{interval_ms: 50, auth: {{type: keyed-sha1, key_id: 9, password_file: {secret(tmp_path)}}}}}"
+    )
     cfg = parse_config(config(auth), "node.yaml")
     (session,) = sessions(cfg)
     assert session["auth"] == {"type": "keyed-sha1", "key_id": 9, "secret": "s3cret"}
