@@ -55,17 +55,21 @@ def test_dataplane_and_plots_smoke(tmp_path: Path) -> None:
 
 
 def test_failover_smoke(tmp_path: Path) -> None:
-    run_bench("bench.failover", "--ways", "kill", "--trials", "1", tmp=tmp_path)
+    run_bench(
+        "bench.failover", "--daemons", "routed", "bird", "--ways", "kill", "--trials", "1", tmp=tmp_path
+    )
     results = json.loads((tmp_path / "failover.json").read_text())["results"]
     assert [(r["daemon"], r["death"], len(r["ms"])) for r in results] == [
         ("routed", "kill", 1),
         ("bird", "kill", 1),
-        ("bird-bfd", "kill", 1),
     ]
-    # a frozen BIRD with BFD is noticed by BFD, not the hold timer: cheap enough for the suite
-    run_bench("bench.failover", "--daemons", "bird-bfd", "--ways", "freeze", "--trials", "1", tmp=tmp_path)
-    (frozen,) = json.loads((tmp_path / "failover.json").read_text())["results"]
-    assert frozen["daemon"] == "bird-bfd" and frozen["ms"][0] > 0
+    # a frozen host with BFD is noticed by BFD, not the 9 s hold timer: cheap enough for the suite
+    # (the bound says which mechanism acted, not how fast: the benchmark measures that)
+    daemons = ("routed-bfd", "bird-bfd")
+    run_bench("bench.failover", "--daemons", *daemons, "--ways", "freeze", "--trials", "1", tmp=tmp_path)
+    frozen = json.loads((tmp_path / "failover.json").read_text())["results"]
+    assert [r["daemon"] for r in frozen] == list(daemons)
+    assert all(0 < r["ms"][0] < 9000 for r in frozen), frozen
     run_bench("bench.plots", tmp=tmp_path)
     assert (tmp_path / "failover.png").stat().st_size > 1000
 
