@@ -31,7 +31,11 @@ a minute for each client's next attempt. The wait is capped at CONNECT_RETRY_MAX
 every few seconds to an absent peer costs nothing, and a returning reflector is back in
 a few seconds.
 
-All meant for upstream; applied only to the ExaBGP versions they were written against.
+A fourth, of speed only: `hexstring` formatted every byte with str.format (~7 us a route
+when messages are forwarded raw, `receive { packets; }`); same text from bytes.hex().
+
+All meant for upstream (docs/upstream/exabgp/); applied only to the ExaBGP versions they
+were written against.
 """
 
 from __future__ import annotations
@@ -105,6 +109,18 @@ def capped_backoff(delay_class: Any) -> None:
     delay_class.increase = increase_capped
 
 
+def hexstring(value: bytes) -> str:
+    """ExaBGP's exabgp.util.hexstring, the same text, without a format call per byte."""
+    return "0x" + bytes(value).hex().upper()
+
+
+def fast_hexstring() -> None:
+    import exabgp.reactor.api.response.json as json_response  # type: ignore[import-untyped]
+    import exabgp.util  # type: ignore[import-untyped]
+
+    exabgp.util.hexstring = json_response.hexstring = hexstring
+
+
 def patch() -> bool:
     """Apply the fixes if this ExaBGP is one they were written for; True if applied."""
     from exabgp.reactor.delay import Delay  # type: ignore[import-untyped]
@@ -117,6 +133,7 @@ def patch() -> bool:
     Reactor._wait_for_io = wait_for_io
     hard_teardowns(Peer)
     capped_backoff(Delay)
+    fast_hexstring()
     return True
 
 

@@ -76,6 +76,11 @@ def test_applies_only_to_the_versions_it_was_written_for(monkeypatch: Any) -> No
     monkeypatch.setattr(Delay, "increase", Delay.increase)
     monkeypatch.setattr(Peer, "teardown", Peer.teardown)
     monkeypatch.setattr(Peer, "_close", Peer._close)
+    import exabgp.reactor.api.response.json as json_response
+    import exabgp.util
+
+    monkeypatch.setattr(exabgp.util, "hexstring", exabgp.util.hexstring)
+    monkeypatch.setattr(json_response, "hexstring", json_response.hexstring)
     monkeypatch.setattr(exabgp.version, "version", "6.0.0")
     assert launch.patch() is False
     monkeypatch.setattr(exabgp.version, "version", "5.0.15")
@@ -140,3 +145,10 @@ def test_reconnect_backoff_is_capped(monkeypatch: Any) -> None:
     launch.capped_backoff(Delay)
     waits = delays(Delay, 20)
     assert waits[:4] == [1, 2, 3, 4] and max(waits) == launch.CONNECT_RETRY_MAX
+
+
+def test_hexstring_is_exabgps_text() -> None:
+    from exabgp.util import hexstring as original
+
+    for value in (b"", b"\x00\xab\x10\xff", bytearray(b"\x01\x02"), bytes(range(256))):
+        assert launch.hexstring(value) == original(value)
