@@ -17,6 +17,7 @@ import argparse
 import ipaddress
 import json
 import os
+import shlex
 import signal
 import sys
 import time
@@ -46,6 +47,8 @@ neighbor 10.0.0.1 {{
     api {{ processes [ sink ]; receive {{ {mode}; update; }} }}
 }}
 """
+# the API process: ExaBGP's lines to a file (ExaBGP's config parser takes no quotes in `run`)
+SINK = "import sys\nout = open(sys.argv[1], 'w', buffering=1)\nfor line in sys.stdin:\n    out.write(line)\n"
 ENVIRONMENT = {
     "exabgp.daemon.user": "root",
     "exabgp.daemon.drop": "false",
@@ -64,15 +67,11 @@ def exabgp_cpu(netns: str) -> float:
 
 
 def receive(mode: str, count: int, work: Path) -> dict[str, Any]:
-    """ExaBGP's CPU for `count` routes in this mode; the captured lines in work/<mode>.jsonl."""
-    out = work / f"{mode}.jsonl"
-    conf = work / f"{mode}.conf"
-    sink = work / "sink.py"  # ExaBGP's config parser takes no quotes in `run`
-    sink.write_text(
-        "import sys\nout = open(sys.argv[1], 'w', buffering=1)\nfor line in sys.stdin:\n    out.write(line)\n"
-    )
+    """ExaBGP's CPU for `count` routes in this mode; the lines it handed over, in work/<mode>.jsonl.
+    Its files live in the node's own /run (a node's /tmp is private to it)."""
+    inside = "/run/exabgp-receive"
     receive = "packets" if mode.startswith("packets") else "parsed"
-    conf.write_text(CONFIG.format(python=sys.executable, sink=sink, out=out, mode=receive))
+    conf = CONFIG.format(python=sys.executable, sink=f"{inside}/sink.py", out=f"{inside}/lines", mode=receive)
     launcher = "bench.exabgp_unparsed" if mode == "packets-unparsed" else "bgp.exabgp.launch"
     with two_node_lab("routed", count) as topo:
         wait_ready(topo, "routed")
@@ -81,13 +80,17 @@ def receive(mode: str, count: int, work: Path) -> dict[str, Any]:
             os.kill(daemon, signal.SIGKILL)
         while pid_in_node(topo, "rx", "bgp.exabgp.launch") is not None:
             time.sleep(0.1)
+        node_exec(topo, "rx", "mkdir", "-p", inside)
+        for name, text in (("sink.py", SINK), ("exabgp.conf", conf)):
+            node_exec(topo, "rx", "sh", "-c", f"printf %s {shlex.quote(text)} > {inside}/{name}")
         env = " ".join(f"{k}={v}" for k, v in ENVIRONMENT.items())
         node_exec(
             topo,
             "rx",
             "sh",
             "-c",
-            f"cd {ROOT} && env {env} {sys.executable} -m {launcher} server {conf} >{work}/{mode}.log 2>&1 &",
+            f"cd {ROOT} && env {env} {sys.executable} -m {launcher} server {inside}/exabgp.conf"
+            f" >{inside}/exabgp.log 2>&1 &",
         )
         netns = topo.node("rx").netns
         deadline = time.monotonic() + 60
@@ -107,6 +110,8 @@ def receive(mode: str, count: int, work: Path) -> dict[str, Any]:
                 last, last_change = now, time.time()
             if time.time() - started > 300:
                 raise RuntimeError("ExaBGP still busy after 300 s")
+        out = work / f"{mode}.jsonl"
+        out.write_text(node_exec(topo, "rx", "cat", f"{inside}/lines"))
         return {"mode": mode, "n": count, "exabgp_cpu_s": round(last - before, 2), "lines": str(out)}
 
 
@@ -141,7 +146,7 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     args = parser.parse_args()
-    work = RESULTS / "exabgp-receive"  # outside the nodes' private /tmp, seen by both sides
+    work = RESULTS / "exabgp-receive"
     work.mkdir(parents=True, exist_ok=True)
     results = []
     print(f"{'mode':<8}{'routes':>8}{'ExaBGP us/route':>17}{'routed us/route':>17}")
