@@ -149,7 +149,7 @@ def main() -> int:
     work = RESULTS / "exabgp-receive"
     work.mkdir(parents=True, exist_ok=True)
     results = []
-    print(f"{'mode':<8}{'routes':>8}{'ExaBGP us/route':>17}{'routed us/route':>17}")
+    print(f"{'mode':<18}{'routes':>8}{'ExaBGP us/route':>17}{'routed us/route':>17}")
     for mode in args.modes:
         result = receive(mode, args.count, work)
         result |= decode_cost(mode, Path(result["lines"]))
@@ -158,7 +158,7 @@ def main() -> int:
         result["routed_us_per_route"] = round(result["routed_decode_cpu_s"] / per * 1e6, 2)
         results.append(result)
         print(
-            f"{mode:<8}{result['routes']:>8}{result['exabgp_us_per_route']:>17}{result['routed_us_per_route']:>17}"
+            f"{mode:<18}{result['routes']:>8}{result['exabgp_us_per_route']:>17}{result['routed_us_per_route']:>17}"
         )
     print(f"results: {save('exabgp_receive', {'results': results})}")
     return 0
