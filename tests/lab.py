@@ -105,8 +105,22 @@ def running_lab(topology: str | Path) -> Iterator[Lab]:
     try:
         lab.cli("up")
         yield lab
+    except BaseException:
+        print_logs(lab)  # shown with the failure: a lab test that fails in CI explains itself
+        raise
     finally:
         lab.cli("down", check=False)
+
+
+LOG_TAIL = 40
+
+
+def print_logs(lab: Lab) -> None:
+    """The last lines of every node's log, before `down` takes them away."""
+    logs = Path("/run/routed-lab") / f"{lab.prefix}-{lab.name}" / "logs"
+    for path in sorted(logs.glob("*.log")) if logs.is_dir() else []:
+        tail = path.read_text(errors="replace").splitlines()[-LOG_TAIL:]
+        print(f"---- {path.stem}: last {len(tail)} lines of its log", *tail, sep="\n")
 
 
 @contextmanager
