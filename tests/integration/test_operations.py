@@ -142,7 +142,16 @@ def test_status_metrics_readiness_and_reload_without_disruption() -> None:
         assert drawn and drawn <= live, sorted(drawn - live)
 
         # reload: rr2 added under counted pings; no other session moves, no packet lost
-        wait_until(lambda: all(p["state"] == "up" for p in status(lab, "rr1")["bgp"]["peers"]), timeout=30)
+        for node in ("h1", "h2", "rr1", "rr2"):  # every session that can be up is (rr2's with h1 cannot)
+            wait_until(
+                lambda n=node: all(
+                    p["state"] == "up"
+                    for p in status(lab, n)["bgp"]["peers"]
+                    if p["address"] != "10.0.0.11" or n != "rr2"
+                ),
+                timeout=30,
+                what=f"{node}'s sessions up",
+            )
         before = {node: since(lab, node) for node in ("h1", "h2", "rr1", "rr2")}
         running = [PingStream(lab, src, "web", HOSTS[dst], 10).start() for src, dst in RING]
         time.sleep(2)
