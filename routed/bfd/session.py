@@ -136,7 +136,8 @@ def expire(s: Session, now: float) -> Session:
         return s
     if s.auth_seq_known and now - last > 2 * limit:
         s = dataclasses.replace(s, auth_seq_known=False)
-    if s.state not in (State.INIT, State.UP) or now - last <= limit:
+    down_at = expires_at(s)
+    if down_at is None or now <= down_at:
         return s
     return dataclasses.replace(_to(s, State.DOWN, Diag.DETECTION_TIME_EXPIRED), remote_discr=0)
 

@@ -117,8 +117,7 @@ class BfdSupervisor:
         if "sessions" in message:  # the answer to a configure: where each session stands now
             for item in message["sessions"]:
                 self.states[item["peer"]] = item["state"]
-                self.refused[item["peer"]] = dict(item.get("refused") or {})
-                self.last_refused[item["peer"]] = item.get("last_refused")
+                self._note_refusals(item)
             return
         if message.get("event") == "refused":
             peer, reason = str(message["peer"]), str(message["reason"])
@@ -128,9 +127,14 @@ class BfdSupervisor:
         if message.get("event") == "state":
             peer, state = str(message["peer"]), str(message["state"])
             self.states[peer] = state
-            self.refused[peer] = dict(message.get("refused") or {})
-            self.last_refused[peer] = message.get("last_refused")
+            self._note_refusals(message)
             try:
                 self.on_state(peer, state, str(message.get("diag", "")))
             except Exception:  # the speaker's bug must not cost us BFD
                 log.exception(event("bfd_state_handling_failed", peer=peer, state=state))
+
+    def _note_refusals(self, session: dict[str, Any]) -> None:
+        """A session's refusal counts and last reason, as the process reports them with it."""
+        peer = str(session["peer"])
+        self.refused[peer] = dict(session.get("refused") or {})
+        self.last_refused[peer] = session.get("last_refused")

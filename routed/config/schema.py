@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from routed.bfd.packet import AuthType
+
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
 
@@ -201,16 +203,6 @@ class BfdAuthType(StrEnum):
     METICULOUS_KEYED_SHA1 = "meticulous-keyed-sha1"
 
 
-# the longest secret each type carries (RFC 5880 §4.2-4.4)
-BFD_SECRET_MAX = {
-    BfdAuthType.SIMPLE: 16,
-    BfdAuthType.KEYED_MD5: 16,
-    BfdAuthType.METICULOUS_KEYED_MD5: 16,
-    BfdAuthType.KEYED_SHA1: 20,
-    BfdAuthType.METICULOUS_KEYED_SHA1: 20,
-}
-
-
 class BfdAuth(Strict):
     """BFD authentication (RFC 5880 §6.7), as BIRD's `authentication` and FRR's profiles name
     it; the meticulous types refuse a replayed packet. The secret from `password` or from a
@@ -225,7 +217,7 @@ class BfdAuth(Strict):
     def _one_secret(self) -> BfdAuth:
         if (self.password is None) == (self.password_file is None):
             raise ValueError("give password or password_file (one of them)")
-        longest = BFD_SECRET_MAX[self.type]
+        longest = AuthType[self.type.name].max_secret  # the packet codec's own limit
         if len(self.secret().encode()) > longest:
             raise ValueError(f"a {self.type.value} secret is 1-{longest} bytes; use a shorter one")
         return self
