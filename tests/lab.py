@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -116,11 +118,38 @@ LOG_TAIL = 40
 
 
 def print_logs(lab: Lab) -> None:
-    """The last lines of every node's log, before `down` takes them away."""
+    """The last lines of every node's log, before `down` takes them away; then, last (CI
+    shows the end of a long failure), every node's processes with their state, so a daemon
+    that died, froze (T) or hangs (D) says so."""
     logs = Path("/run/routed-lab") / f"{lab.prefix}-{lab.name}" / "logs"
     for path in sorted(logs.glob("*.log")) if logs.is_dir() else []:
         tail = path.read_text(errors="replace").splitlines()[-LOG_TAIL:]
         print(f"---- {path.stem}: last {len(tail)} lines of its log", *tail, sep="\n")
+    for node in lab.topology.nodes:
+        print(
+            f"---- {node.name}: processes at {time.strftime('%H:%M:%S')}",
+            *node_processes(lab.netns(node.name)),
+            sep="\n",
+        )
+
+
+def node_processes(netns: str) -> list[str]:
+    """`pid state cpu-seconds command` of every process in a network namespace."""
+    try:
+        inode = os.stat(f"/run/netns/{netns}").st_ino
+    except OSError:
+        return ["(no such namespace)"]
+    rows = []
+    ticks = os.sysconf("SC_CLK_TCK")
+    for pid in runner.processes_in({inode}, set()):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        cpu = (int(fields[11]) + int(fields[12])) / ticks
+        rows.append(f"{pid:>7} {fields[0]} {cpu:7.2f}s {command[:120]}")
+    return rows or ["(none)"]
 
 
 @contextmanager
