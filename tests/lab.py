@@ -131,6 +131,26 @@ def print_logs(lab: Lab) -> None:
             *node_processes(lab.netns(node.name)),
             sep="\n",
         )
+        if "starts routed" in lab.log(node.name)[:300]:
+            print(node_summary(lab, node.name))
+
+
+def node_summary(lab: Lab, node: str) -> str:
+    """One line of a routed node's state: each session, its RIB, its kernel routes, its commands."""
+    try:
+        pid = runner.holder_pid(lab.topology, node)
+        status = api.call(f"/proc/{pid}/root/run/routed/routed.sock", "status", timeout=3)
+    except Exception as exc:  # a failure report must not fail: say why there is no status
+        return f"  status: {type(exc).__name__}: {exc}"
+    bgp = status["bgp"]
+    sessions = " ".join(
+        f"{p['address']}={p['state']}(rcv {p['received']} acc {p['accepted']} ann {p['announced']})"
+        for p in bgp["peers"]
+    )
+    return (
+        f"  status: {sessions}; loc_rib {bgp['loc_rib']} announced {bgp['announced']} "
+        f"workloads {status['workloads']} fib {status['fib']['routes']} commands {bgp['counters']}"
+    )
 
 
 def node_processes(netns: str) -> list[str]:
