@@ -24,13 +24,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS, birdc, daemon_cpu_s, node_exec, pid_in_node, save, two_node_lab, wait_ready
+from bench.common import (
+    RESULTS,
+    birdc,
+    daemon_cpu_s,
+    daemon_memory_kb,
+    node_exec,
+    pid_in_node,
+    save,
+    two_node_lab,
+    wait_ready,
+)
 from bgp.exabgp.messages import parse_line
 from bgp.exabgp.wire import decode_update
 from bgp.model import RouteUpdate
 
 ROOT = Path(__file__).resolve().parents[1]  # bench.exabgp_unparsed is not in the wheel
-MODES = ("parsed", "packets", "packets-unparsed")  # the last: ExaBGP skips decoding UPDATEs
+# packets-unparsed: ExaBGP skips decoding UPDATEs; inprocess: ExaBGP in the receiving process,
+# its parsed objects converted directly (bench/exabgp_inprocess.py, prototype a)
+MODES = ("parsed", "packets", "packets-unparsed", "inprocess")
 CONFIG = """\
 process sink {{
     run {python} {sink} {out};
@@ -72,7 +84,10 @@ def receive(mode: str, count: int, work: Path) -> dict[str, Any]:
     inside = "/run/exabgp-receive"
     receive = "packets" if mode.startswith("packets") else "parsed"
     conf = CONFIG.format(python=sys.executable, sink=f"{inside}/sink.py", out=f"{inside}/lines", mode=receive)
-    launcher = "bench.exabgp_unparsed" if mode == "packets-unparsed" else "bgp.exabgp.launch"
+    launcher = {
+        "packets-unparsed": f"bench.exabgp_unparsed server {inside}/exabgp.conf",
+        "inprocess": f"bench.exabgp_inprocess {inside}/exabgp.conf {inside}/lines {count}",
+    }.get(mode, f"bgp.exabgp.launch server {inside}/exabgp.conf")
     with two_node_lab("routed", count) as topo:
         wait_ready(topo, "routed")
         daemon = pid_in_node(topo, "rx", "routed run")
@@ -89,8 +104,7 @@ def receive(mode: str, count: int, work: Path) -> dict[str, Any]:
             "rx",
             "sh",
             "-c",
-            f"cd {ROOT} && env {env} {sys.executable} -m {launcher} server {inside}/exabgp.conf"
-            f" >{inside}/exabgp.log 2>&1 &",
+            f"cd {ROOT} && env {env} {sys.executable} -m {launcher} >{inside}/exabgp.log 2>&1 &",
         )
         netns = topo.node("rx").netns
         deadline = time.monotonic() + 60
@@ -112,11 +126,22 @@ def receive(mode: str, count: int, work: Path) -> dict[str, Any]:
                 raise RuntimeError("ExaBGP still busy after 300 s")
         out = work / f"{mode}.jsonl"
         out.write_text(node_exec(topo, "rx", "cat", f"{inside}/lines"))
-        return {"mode": mode, "n": count, "exabgp_cpu_s": round(last - before, 2), "lines": str(out)}
+        return {
+            "mode": mode,
+            "n": count,
+            "exabgp_cpu_s": round(last - before, 2),
+            "lines": str(out),
+            "exabgp_vmhwm_mb": round(
+                sum(kb for name, kb in daemon_memory_kb(netns).items() if "exabgp" in name) / 1024, 1
+            ),
+        }
 
 
 def decode_cost(mode: str, lines_file: Path) -> dict[str, Any]:
     lines = lines_file.read_text().splitlines()
+    if mode == "inprocess":  # converted inside ExaBGP's process: its CPU has it already
+        summary = lines[0].split() if lines else ["routes", "0"]
+        return {"routed_decode_cpu_s": 0.0, "routes": int(summary[1]), "lines": 0}
     routes = 0
     started = time.process_time()
     for line in lines:
