@@ -1,12 +1,15 @@
-"""BGP UPDATE messages decoded from their bytes (RFC 4271 §4.3, RFC 4760, RFC 6793), as
-ExaBGP hands them over with `receive { packets; }`. Pure.
+"""BGP UPDATE messages checked and decoded from their bytes (RFC 4271 §4.3, RFC 4760,
+RFC 6793). Pure.
 
-Issue 18's prototype (b): ExaBGP forwards the UPDATE it read as hex instead of encoding
-its parsed form as JSON, and routed decodes NLRI in bulk, one Attributes object per
-UPDATE. Four-octet AS numbers are assumed in AS_PATH (ExaBGP always offers the
-capability, and BIRD2, FRR and GoBGP accept it). What routed does not use (AGGREGATOR,
-ATOMIC_AGGREGATE, unknown optional attributes) is skipped; a malformed message raises
-MessageError.
+How routed receives UPDATEs (issue 18, NOTES.md): ExaBGP's process runs `is_plain` over
+each UPDATE it reads; one that passes is not decoded by ExaBGP at all but handed to
+routed as its bytes (launch.py, `raw_updates`), and routed decodes its NLRI in bulk here,
+one Attributes object per UPDATE. Anything `is_plain` does not vouch for (an unknown or
+duplicated attribute, unexpected flags, a length that does not add up, End-of-RIB) takes
+ExaBGP's own decoder as before, with its RFC 7606 error handling and its NOTIFICATIONs.
+Four-octet AS numbers in AS_PATH: the fast path is only taken on sessions that
+negotiated them. What routed does not use (AGGREGATOR, ATOMIC_AGGREGATE) is skipped;
+a malformed message raises MalformedUpdate.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from __future__ import annotations
 import ipaddress
 from ipaddress import IPv4Address
 
-from bgp.exabgp.messages import MessageError
 from bgp.model import AsPathSegment, Attributes, EndOfRib, IPAddress, IPNetwork, Origin, RouteUpdate
 from routed.prefixes import prefix4, prefix6
 
@@ -23,6 +25,124 @@ COMMUNITIES, ORIGINATOR_ID, CLUSTER_LIST, MP_REACH, MP_UNREACH = 8, 9, 10, 14, 1
 EXTENDED_LENGTH = 0x10
 SEGMENTS = {1: "as-set", 2: "as-sequence", 3: "confed-sequence", 4: "confed-set"}
 AFI_IPV4, AFI_IPV6, SAFI_UNICAST = 1, 2, 1
+ATOMIC_AGGREGATE, AGGREGATOR = 6, 7
+WELL_KNOWN, OPTIONAL, OPTIONAL_TRANSITIVE = 0x40, 0x80, 0xC0
+PARTIAL = 0x20
+# The attributes the fast path vouches for: their flags (extended length aside) and the
+# lengths their value may have. Any other attribute leaves the UPDATE to ExaBGP.
+PLAIN_FLAGS = {
+    ORIGIN: WELL_KNOWN,
+    AS_PATH: WELL_KNOWN,
+    NEXT_HOP: WELL_KNOWN,
+    MED: OPTIONAL,
+    LOCAL_PREF: WELL_KNOWN,
+    ATOMIC_AGGREGATE: WELL_KNOWN,
+    AGGREGATOR: OPTIONAL_TRANSITIVE,
+    COMMUNITIES: OPTIONAL_TRANSITIVE,
+    ORIGINATOR_ID: OPTIONAL,
+    CLUSTER_LIST: OPTIONAL,
+    MP_REACH: OPTIONAL,
+    MP_UNREACH: OPTIONAL,
+}
+FIXED_LENGTH = {
+    ORIGIN: 1,
+    NEXT_HOP: 4,
+    MED: 4,
+    LOCAL_PREF: 4,
+    ATOMIC_AGGREGATE: 0,
+    AGGREGATOR: 8,
+    ORIGINATOR_ID: 4,
+}
+WHOLE_UNITS = {COMMUNITIES: 4, CLUSTER_LIST: 4}
+
+
+class MalformedUpdate(ValueError):
+    """The bytes are not an UPDATE routed can read."""
+
+
+def is_plain(body: bytes) -> bool:
+    """Whether an UPDATE (a session with four-octet AS numbers) is well formed in every way
+    routed's decoder relies on, so that it reads it exactly as ExaBGP would. False sends it
+    down ExaBGP's own decoder: for anything odd, ExaBGP's answer (RFC 7606) stays the answer."""
+    try:
+        return _plain(body)
+    except IndexError:
+        return False
+
+
+def _plain(body: bytes) -> bool:
+    end = len(body)
+    if end <= 4:
+        return False  # an IPv4 End-of-RIB (or less): ExaBGP's
+    withdrawn_end = 2 + int.from_bytes(body[0:2], "big")
+    if withdrawn_end + 2 > end or not _prefixes_fit(body, 2, withdrawn_end, 32):
+        return False
+    attributes_end = withdrawn_end + 2 + int.from_bytes(body[withdrawn_end : withdrawn_end + 2], "big")
+    if attributes_end > end or not _prefixes_fit(body, attributes_end, end, 32):
+        return False
+    seen = set()
+    unreach_length = 0
+    at = withdrawn_end + 2
+    while at < attributes_end:
+        flags, code = body[at], body[at + 1]
+        if flags & EXTENDED_LENGTH:
+            length, at = int.from_bytes(body[at + 2 : at + 4], "big"), at + 4
+        else:
+            length, at = body[at + 2], at + 3
+        if at + length > attributes_end or code in seen or code not in PLAIN_FLAGS:
+            return False
+        seen.add(code)
+        expected = PLAIN_FLAGS[code]
+        if flags & ~(EXTENDED_LENGTH | (PARTIAL if expected & OPTIONAL else 0)) & 0xFF != expected:
+            return False
+        if not _value_plain(code, body[at : at + length]):
+            return False
+        if code == MP_UNREACH:
+            unreach_length = length
+        at += length
+    if at != attributes_end:
+        return False
+    if attributes_end < end or MP_REACH in seen:  # routes: the well-known attributes are there
+        wanted = {ORIGIN, AS_PATH} | ({NEXT_HOP} if attributes_end < end else set())
+        if not wanted <= seen:
+            return False
+    # an MP_UNREACH of no prefixes and nothing else is the IPv6 End-of-RIB: ExaBGP's
+    return not (seen == {MP_UNREACH} and withdrawn_end == 2 and attributes_end == end and unreach_length == 3)
+
+
+def _value_plain(code: int, value: bytes) -> bool:
+    length = len(value)
+    if code in FIXED_LENGTH:
+        return length == FIXED_LENGTH[code] and (code != ORIGIN or value[0] <= 2)
+    if code in WHOLE_UNITS:
+        return length > 0 and length % WHOLE_UNITS[code] == 0
+    if code == AS_PATH:
+        at = 0
+        while at < length:
+            if value[at] not in (1, 2) or value[at + 1] == 0:
+                return False
+            at += 2 + 4 * value[at + 1]
+        return at == length
+    afi, safi = int.from_bytes(value[0:2], "big"), value[2]
+    if afi != AFI_IPV6 or safi != SAFI_UNICAST:
+        return False
+    if code == MP_UNREACH:
+        return _prefixes_fit(value, 3, length, 128)
+    hop_length = value[3]  # MP_REACH: next hop, a reserved byte, NLRI
+    return (
+        hop_length in (16, 32)
+        and 5 + hop_length <= length
+        and _prefixes_fit(value, 5 + hop_length, length, 128)
+    )
+
+
+def _prefixes_fit(data: bytes, at: int, end: int, bits: int) -> bool:
+    while at < end:
+        length = data[at]
+        if length > bits:
+            return False
+        at += 1 + ((length + 7) >> 3)
+    return at == end
 
 
 def decode_update(body: bytes, peer: IPAddress, peer_asn: int) -> RouteUpdate | EndOfRib:
@@ -30,7 +150,7 @@ def decode_update(body: bytes, peer: IPAddress, peer_asn: int) -> RouteUpdate | 
     try:
         return _decode(memoryview(body), peer, peer_asn)
     except (IndexError, ValueError) as exc:
-        raise MessageError(f"malformed UPDATE: {exc}") from exc
+        raise MalformedUpdate(f"malformed UPDATE: {exc}") from exc
 
 
 def _decode(body: memoryview, peer: IPAddress, peer_asn: int) -> RouteUpdate | EndOfRib:

@@ -167,7 +167,7 @@ def up(topo: Topology) -> None:
                 if result.returncode != 0:
                     raise LabError(
                         f"node {node.name}: exec {command!r} exited {result.returncode}: "
-                        f"{(result.stdout + result.stderr).strip()}"
+                        f"{(result.stdout + result.stderr).strip()}\n{_log_tail(topo, node.name)}"
                     )
         _check_entrypoints(topo, entrypoints, started)
     except BaseException:
@@ -279,16 +279,20 @@ def _check_entrypoints(
         for name, process in entrypoints.items():
             code = process.poll()
             if code is not None:
-                log = state_dir(topo) / "logs" / f"{name}.log"
-                tail = log.read_text(errors="replace").strip().splitlines()[-8:] if log.exists() else []
-                lines = "\n".join(f"  {line}" for line in tail) or "  (nothing)"
                 raise LabError(
                     f"node {name}: its entrypoint exited with code {code} during start-up; "
-                    f"the end of its log ({log}):\n{lines}"
+                    + _log_tail(topo, name)
                 )
         if time.monotonic() - started >= settle:
             return
         time.sleep(0.1)
+
+
+def _log_tail(topo: Topology, name: str, lines: int = 12) -> str:
+    """The end of a node's log, for an error about it (`down` removes the log itself)."""
+    log = state_dir(topo) / "logs" / f"{name}.log"
+    tail = log.read_text(errors="replace").strip().splitlines()[-lines:] if log.exists() else []
+    return f"the end of its log ({log}):\n" + ("\n".join(f"  {line}" for line in tail) or "  (nothing)")
 
 
 def _start_entrypoint(topo: Topology, node: Node, holder: int) -> subprocess.Popen[bytes]:

@@ -7,8 +7,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 
 import pytest
 
-from bgp.exabgp.messages import MessageError
-from bgp.exabgp.wire import decode_update
+from bgp.exabgp.wire import MalformedUpdate, decode_update
 from bgp.model import AsPathSegment, Attributes, EndOfRib, Origin, RouteUpdate
 
 PEER = ip_address("10.0.0.31")
@@ -99,5 +98,5 @@ def test_trailing_bits_past_the_length_are_ignored() -> None:
     ],
 )
 def test_malformed_updates_are_refused(data: bytes, needle: str) -> None:
-    with pytest.raises(MessageError, match=needle):
+    with pytest.raises(MalformedUpdate, match=needle):
         decode_update(data, PEER, 64512)
