@@ -67,7 +67,12 @@ def to_route_update(
         cidr = getattr(nlri, "cidr", None)
         if cidr is None:  # End-of-RIB's marker (an EOR.NLRI): routed's EndOfRib event, not a route
             continue
-        prefix = from_packed(cidr._packed, cidr.mask)
+        packed, length = cidr._packed, cidr.mask
+        bits = 8 * len(packed)
+        value = int.from_bytes(packed, "big") >> (bits - length) << (bits - length) if length else 0
+        prefix = from_packed(
+            value.to_bytes(len(packed), "big"), length
+        )  # bits past the length: not part of it
         if nlri.action == ANNOUNCE:
             packed = nlri.nexthop.ton()
             attrs = shared.get(packed)

@@ -1,12 +1,18 @@
-"""The receive side of ExaBGP, per route: what it costs ExaBGP to hand routed an UPDATE as
-parsed JSON (`receive { parsed; }`, today) or as its raw bytes (`receive { packets; }`,
-issue 18's prototype b), and what it costs routed to decode each.
+"""The receive side of ExaBGP, per route, in each way issue 18 considered: what it costs
+ExaBGP to hand routed an UPDATE and what it costs routed to decode it.
+
+- json: ExaBGP decodes the UPDATE and encodes it as JSON (routed before issue 18);
+- packets: ExaBGP decodes it and forwards its bytes as hex (`receive { packets; }`, b);
+- packets-unparsed: the same without ExaBGP's decoding (bench.exabgp_unparsed);
+- inprocess: ExaBGP in the receiving process, its objects converted directly (a);
+- raw: what routed does now: a plain UPDATE is checked, not decoded, and forwarded as its
+  bytes (launch.py `raw_updates`, wire.py `is_plain`); routed decodes it in bulk.
 
 The bulk lab's BIRD2 injector sends N /32s to an ExaBGP alone on rx (routed's launcher,
 routed's ExaBGP settings, no Adj-RIB-In), whose API process only writes the lines to a
 file. ExaBGP's CPU comes from /proc (until it has been idle for two seconds); the decoding
-is then timed in this process over the captured lines: `messages.parse_line` for the JSON,
-`json.loads` plus `wire.decode_update` for the raw form.
+is then timed in this process over the captured lines: `messages.parse_line` for json and
+raw, `json.loads` plus `wire.decode_update` for the packets.
 
     python -m bench.exabgp_receive --count 100000
 """
@@ -42,7 +48,9 @@ from bgp.model import RouteUpdate
 ROOT = Path(__file__).resolve().parents[1]  # bench.exabgp_unparsed is not in the wheel
 # packets-unparsed: ExaBGP skips decoding UPDATEs; inprocess: ExaBGP in the receiving process,
 # its parsed objects converted directly (bench/exabgp_inprocess.py, prototype a)
-MODES = ("parsed", "packets", "packets-unparsed", "inprocess")
+# json: ExaBGP decodes every UPDATE into JSON (routed before issue 18); raw: routed today,
+# plain UPDATEs passed on undecoded (launch.py, raw_updates).
+MODES = ("json", "packets", "packets-unparsed", "inprocess", "raw")
 CONFIG = """\
 process sink {{
     run {python} {sink} {out};
@@ -82,7 +90,7 @@ def receive(mode: str, count: int, work: Path) -> dict[str, Any]:
     """ExaBGP's CPU for `count` routes in this mode; the lines it handed over, in work/<mode>.jsonl.
     Its files live in the node's own /run (a node's /tmp is private to it)."""
     inside = "/run/exabgp-receive"
-    receive = "packets" if mode.startswith("packets") else "parsed"
+    receive = "packets" if mode.startswith("packets") else "parsed"  # raw: parsed, as routed asks
     conf = CONFIG.format(python=sys.executable, sink=f"{inside}/sink.py", out=f"{inside}/lines", mode=receive)
     launcher = {
         "packets-unparsed": f"bench.exabgp_unparsed server {inside}/exabgp.conf",
@@ -98,7 +106,8 @@ def receive(mode: str, count: int, work: Path) -> dict[str, Any]:
         node_exec(topo, "rx", "mkdir", "-p", inside)
         for name, text in (("sink.py", SINK), ("exabgp.conf", conf)):
             node_exec(topo, "rx", "sh", "-c", f"printf %s {shlex.quote(text)} > {inside}/{name}")
-        env = " ".join(f"{k}={v}" for k, v in ENVIRONMENT.items())
+        raw = {"ROUTED_RAW_UPDATES": "1" if mode == "raw" else "0"}
+        env = " ".join(f"{k}={v}" for k, v in (ENVIRONMENT | raw).items())
         node_exec(
             topo,
             "rx",

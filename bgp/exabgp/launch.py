@@ -47,6 +47,7 @@ so ExaBGP's error handling (RFC 7606, NOTIFICATIONs) is unchanged.
 
 from __future__ import annotations
 
+import os
 import select
 from collections.abc import Iterator
 from typing import Any
@@ -134,6 +135,7 @@ def raw_updates() -> None:
     from exabgp.bgp.message.direction import Direction  # type: ignore[import-untyped]
     from exabgp.bgp.message.update import Update  # type: ignore[import-untyped]
     from exabgp.bgp.message.update.attribute import Attributes  # type: ignore[import-untyped]
+    from exabgp.protocol.family import AFI, SAFI  # type: ignore[import-untyped]
     from exabgp.reactor.api.processes import Processes  # type: ignore[import-untyped]
 
     from bgp.exabgp.wire import is_plain
@@ -145,10 +147,18 @@ def raw_updates() -> None:
             super().__init__([], Attributes())
             self.body = body
 
+    if hasattr(Update, "exabgp_unpack_message"):
+        return  # applied already
     unpack = Update.unpack_message.__func__
+    Update.exabgp_unpack_message = Update.unpack_message  # ExaBGP's own, for comparisons
+    ipv6_unicast = (AFI.ipv6, SAFI.unicast)
 
     def unpack_plain_raw(cls: Any, data: bytes, direction: Any, negotiated: Any) -> Any:
-        if direction == Direction.IN and negotiated.asn4 and is_plain(data):
+        if (
+            direction == Direction.IN
+            and negotiated.asn4
+            and is_plain(data, ipv6=ipv6_unicast in negotiated.families)
+        ):
             return RawUpdate(bytes(data))
         return unpack(cls, data, direction, negotiated)
 
@@ -185,7 +195,8 @@ def patch() -> bool:
     hard_teardowns(Peer)
     capped_backoff(Delay)
     fast_hexstring()
-    raw_updates()
+    if os.environ.get("ROUTED_RAW_UPDATES", "1") != "0":  # 0: ExaBGP decodes every UPDATE, as before
+        raw_updates()
     return True
 
 

@@ -60,17 +60,18 @@ class MalformedUpdate(ValueError):
     """The bytes are not an UPDATE routed can read."""
 
 
-def is_plain(body: bytes) -> bool:
+def is_plain(body: bytes, ipv6: bool = True) -> bool:
     """Whether an UPDATE (a session with four-octet AS numbers) is well formed in every way
     routed's decoder relies on, so that it reads it exactly as ExaBGP would. False sends it
-    down ExaBGP's own decoder: for anything odd, ExaBGP's answer (RFC 7606) stays the answer."""
+    down ExaBGP's own decoder: for anything odd, ExaBGP's answer (RFC 7606) stays the answer.
+    `ipv6`: the session negotiated IPv6 unicast (else MP_REACH/MP_UNREACH are an error)."""
     try:
-        return _plain(body)
+        return _plain(body, ipv6)
     except IndexError:
         return False
 
 
-def _plain(body: bytes) -> bool:
+def _plain(body: bytes, ipv6: bool) -> bool:
     end = len(body)
     if end <= 4:
         return False  # an IPv4 End-of-RIB (or less): ExaBGP's
@@ -90,6 +91,8 @@ def _plain(body: bytes) -> bool:
         else:
             length, at = body[at + 2], at + 3
         if at + length > attributes_end or code in seen or code not in PLAIN_FLAGS:
+            return False
+        if not ipv6 and code in (MP_REACH, MP_UNREACH):
             return False
         seen.add(code)
         expected = PLAIN_FLAGS[code]
@@ -218,9 +221,14 @@ def _shared(raw: dict[int, memoryview], next_hop: IPAddress) -> Attributes:
         as_path=_as_path(raw.get(AS_PATH, memoryview(b""))),
         med=int.from_bytes(med, "big") if med is not None else None,
         local_pref=int.from_bytes(local_pref, "big") if local_pref is not None else None,
-        communities=tuple(
-            (int.from_bytes(communities[i : i + 2], "big"), int.from_bytes(communities[i + 2 : i + 4], "big"))
-            for i in range(0, len(communities) - 3, 4)
+        communities=tuple(  # sorted, as ExaBGP keeps them (and so as routed always saw them)
+            sorted(
+                (
+                    int.from_bytes(communities[i : i + 2], "big"),
+                    int.from_bytes(communities[i + 2 : i + 4], "big"),
+                )
+                for i in range(0, len(communities) - 3, 4)
+            )
         ),
         originator_id=IPv4Address(bytes(originator)) if originator is not None else None,
         cluster_list=tuple(IPv4Address(bytes(clusters[i : i + 4])) for i in range(0, len(clusters) - 3, 4)),
