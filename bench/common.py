@@ -168,6 +168,10 @@ def two_node_lab(receiver: str, count: int, hold_time: int = 90) -> Iterator[Top
     for name, (content, target) in receiver_files(receiver, hold_time).items():
         files[name] = content
         binds.append(f"{name}:{target}:ro")
+    # ROUTED_RAW_UPDATES=0 in the bench's environment: routed's ExaBGP decodes every UPDATE
+    # (routed before issue 18), for before/after figures in one run
+    raw = os.environ.get("ROUTED_RAW_UPDATES")
+    raw_updates = f", ROUTED_RAW_UPDATES: '{raw}'" if raw is not None else ""
     topology = textwrap.dedent(f"""\
         name: bench
         topology:
@@ -180,7 +184,7 @@ def two_node_lab(receiver: str, count: int, hold_time: int = 90) -> Iterator[Top
             rx:
               kind: linux
               binds: {json.dumps(binds)}
-              env: {{NODE_DAEMON: {receiver}}}
+              env: {{NODE_DAEMON: {receiver}{raw_updates}}}
               exec: [ip addr add 10.0.0.2/24 dev eth1]
           links:
             - endpoints: ["inj:eth1", "rx:eth1"]
