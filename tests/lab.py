@@ -104,11 +104,12 @@ def new_lab(topology: str | Path) -> Lab:
 @contextmanager
 def running_lab(topology: str | Path) -> Iterator[Lab]:
     lab = new_lab(topology)
+    started = time.time()
     try:
         lab.cli("up")
         yield lab
     except BaseException:
-        print_logs(lab)  # shown with the failure: a lab test that fails in CI explains itself
+        print_logs(lab, started)  # shown with the failure: a lab test that fails in CI explains itself
         raise
     finally:
         lab.cli("down", check=False)
@@ -117,7 +118,7 @@ def running_lab(topology: str | Path) -> Iterator[Lab]:
 LOG_TAIL = 40
 
 
-def print_logs(lab: Lab) -> None:
+def print_logs(lab: Lab, since: float | None = None) -> None:
     """The last lines of every node's log, before `down` takes them away; then, last (CI
     shows the end of a long failure), every node's processes with their state, so a daemon
     that died, froze (T) or hangs (D) says so."""
@@ -125,6 +126,19 @@ def print_logs(lab: Lab) -> None:
     for path in sorted(logs.glob("*.log")) if logs.is_dir() else []:
         tail = path.read_text(errors="replace").splitlines()[-LOG_TAIL:]
         print(f"---- {path.stem}: last {len(tail)} lines of its log", *tail, sep="\n")
+    if since is not None:
+        print("---- the other tests meanwhile (time, worker, start/end, test)", *tests_since(since), sep="\n")
+    kernel = subprocess.run(["dmesg"], capture_output=True, text=True, check=False).stdout.splitlines()
+    deaths = [
+        line
+        for line in kernel
+        if any(w in line.lower() for w in ("segfault", "killed process", "oom", "traps:"))
+    ]
+    print(
+        "---- the kernel on crashed or OOM-killed processes (dmesg)",
+        *(deaths[-10:] or ["(nothing)"]),
+        sep="\n",
+    )
     for node in lab.topology.nodes:
         print(
             f"---- {node.name}: processes at {time.strftime('%H:%M:%S')}",
@@ -133,6 +147,19 @@ def print_logs(lab: Lab) -> None:
         )
         if "starts routed" in lab.log(node.name)[:300]:
             print(node_summary(lab, node.name))
+
+
+def tests_since(since: float) -> list[str]:
+    """The test timeline's lines since `since` (tests/integration/conftest.py writes it)."""
+    path = os.environ.get("ROUTED_TEST_TIMELINE")
+    if not path or not os.path.exists(path):
+        return ["(no timeline)"]
+    lines = []
+    for line in Path(path).read_text().splitlines():
+        stamp, rest = line.split(" ", 1)
+        if float(stamp) >= since - 240:  # a test that started before the lab may still run
+            lines.append(f"{time.strftime('%H:%M:%S', time.localtime(float(stamp)))}{stamp[-4:]} {rest}")
+    return lines
 
 
 def node_summary(lab: Lab, node: str) -> str:
