@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import select
 import socket
 from typing import Any
@@ -152,3 +153,22 @@ def test_hexstring_is_exabgps_text() -> None:
 
     for value in (b"", b"\x00\xab\x10\xff", bytearray(b"\x01\x02"), bytes(range(256))):
         assert launch.hexstring(value) == original(value)
+
+
+def test_remove_self_copies_only_for_next_hop_self() -> None:
+    class Hop:
+        def __init__(self, self_: bool) -> None:
+            self.SELF = self_
+
+    class Change:
+        def __init__(self, self_: bool) -> None:
+            self.nlri = type("Nlri", (), {"nexthop": Hop(self_)})()
+
+    class Neighbor:
+        def remove_self(self, changes: Any) -> Any:
+            return copy.deepcopy(changes)  # ExaBGP's: a copy whatever the next hop
+
+    launch.copy_only_for_self(Neighbor)
+    plain, own = Change(False), Change(True)
+    assert Neighbor().remove_self(plain) is plain  # shared between the neighbours
+    assert Neighbor().remove_self(own) is not own  # next hop self: its own copy to rewrite
