@@ -111,7 +111,7 @@ class Speaker:
         self._out: dict[IPAddress, dict[IPNetwork, commands.Export]] = {a: {} for a in self.peers}
         self.supervisor = ExaBgpSupervisor(
             runtime_dir,
-            lambda path: render_config(self.cfg, path, skip=self._held_down()),
+            lambda api: render_config(self.cfg, api, skip=self._held_down()),
             render_environment(cfg),
             self._on_channel,
         )
@@ -456,7 +456,7 @@ class Speaker:
                 # a peer to sweep routes that are about to be sent to it
                 self._send_due_eors()
         finally:
-            channel.close()  # lets the relay go
+            channel.close()
             if self.pump.channel is channel:
                 self.pump.channel = None
                 self._channel_lost()

@@ -1,7 +1,10 @@
 """Run ExaBGP as our child, restart it when it dies, and hand its API pipes to the speaker.
 
-ExaBGP starts the relay (bgp.exabgp.relay) as its API process; the relay passes
-its stdin/stdout to us over a private unix socket, so we speak to ExaBGP directly.
+ExaBGP's API process is `sleep`, under `setpriv --pdeathsig KILL` (~1.7 MB, where a Python
+helper was 12 MB): it only holds the two pipes ExaBGP made for it. We open the same pipes
+through /proc/PID/fd/0 and /1 (Linux opens a pipe's other end from there), so we read
+ExaBGP's JSON and write our commands directly; a pidfd tells us if ExaBGP replaces it
+(it respawns a dead API process onto new pipes), and we follow.
 ExaBGP gets PR_SET_PDEATHSIG: if routed dies, even by SIGKILL, the kernel kills it.
 """
 
@@ -12,12 +15,12 @@ import contextlib
 import ctypes
 import logging
 import os
+import shutil
 import signal
-import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from routed.log import event
@@ -28,6 +31,15 @@ PR_SET_PDEATHSIG = 1
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 STABLE_AFTER = 60.0  # a run this long resets the backoff
+API_FIND_INTERVAL = 0.02
+API_FIND_TIMEOUT = 30.0
+
+
+def api_command() -> str:
+    """ExaBGP's `run` line for its API process: a sleep that dies with ExaBGP."""
+    setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
+    sleep = shutil.which("sleep") or "/bin/sleep"
+    return f"{setpriv} --pdeathsig KILL -- {sleep} infinity"
 
 
 def _die_with(parent: int) -> Callable[[], None]:
@@ -49,29 +61,74 @@ class Channel:
 
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
-    relay: socket.socket
+    closers: list[Callable[[], object]] = field(default_factory=list)
 
     def close(self) -> None:
         self.writer.close()
-        with contextlib.suppress(OSError):
-            self.relay.close()
+        for close in self.closers:
+            with contextlib.suppress(OSError):
+                close()
 
 
-async def _open_channel(sock: socket.socket) -> Channel:
+def _api_process(parent: int, command: str) -> int | None:
+    """ExaBGP's API process once it runs our command (after its exec: before, its fds 0 and 1
+    are still ExaBGP's own), or None."""
+    wanted = command.split()[-2:]  # "sleep infinity": setpriv has exec'd it
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) != parent:
+                continue
+            argv = (entry / "cmdline").read_bytes().split(b"\0")[:-1]
+        except (OSError, IndexError, ValueError):
+            continue
+        if [os.path.basename(a.decode(errors="replace")) for a in argv[-2:]] == [
+            os.path.basename(w) for w in wanted
+        ] and os.readlink(entry / "fd/0").startswith("pipe:"):
+            return int(entry.name)
+    return None
+
+
+async def _open_channel(pid: int) -> Channel:
+    """The pipes of ExaBGP's API process `pid`, opened anew through /proc."""
     loop = asyncio.get_running_loop()
-    sock.settimeout(5)
-    # The relay sends its two fds right after connecting; this wait is milliseconds.
-    _, fds, _, _ = await loop.run_in_executor(None, socket.recv_fds, sock, 64, 2)
-    if len(fds) != 2:
-        raise OSError("the relay did not pass ExaBGP's two pipes")
-    read_fd, write_fd = fds
+    read_fd = os.open(f"/proc/{pid}/fd/0", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        write_fd = os.open(f"/proc/{pid}/fd/1", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        os.close(read_fd)
+        raise
     reader = asyncio.StreamReader(limit=64 * 1024 * 1024)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", 0))
+    read_transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", 0)
+    )
     transport, protocol = await loop.connect_write_pipe(
         asyncio.streams.FlowControlMixin, os.fdopen(write_fd, "wb", 0)
     )
     writer = asyncio.StreamWriter(transport, protocol, None, loop)
-    return Channel(reader, writer, sock)
+    return Channel(reader, writer, [read_transport.close])
+
+
+async def _exited(pid: int) -> None:
+    """Returns when process `pid` has exited (a pidfd turns readable)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    loop = asyncio.get_running_loop()
+    gone: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not gone.done():
+            gone.set_result(None)
+
+    loop.add_reader(pidfd, readable)
+    try:
+        await gone
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
 
 
 class ExaBgpSupervisor:
@@ -80,13 +137,13 @@ class ExaBgpSupervisor:
     def __init__(
         self,
         runtime_dir: Path,
-        config_text: Callable[[Path], str],
+        config_text: Callable[[str], str],  # ExaBGP's config, given its API process's command
         environment: dict[str, str],
         on_channel: Callable[[Channel], Awaitable[None]],
     ) -> None:
         self.runtime_dir = runtime_dir
         self.config_path = runtime_dir / "exabgp.conf"
-        self.bridge_path = runtime_dir / "api.sock"
+        self.api_command = api_command()
         self._config_text = config_text
         self._environment = environment
         self._on_channel = on_channel
@@ -98,7 +155,7 @@ class ExaBgpSupervisor:
         tmp = self.config_path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # may hold MD5 keys
         with os.fdopen(fd, "w") as handle:
-            handle.write(self._config_text(self.bridge_path))
+            handle.write(self._config_text(self.api_command))
         os.replace(tmp, self.config_path)
 
     def reload_config(self) -> None:
@@ -110,26 +167,18 @@ class ExaBgpSupervisor:
             self.process.send_signal(signal.SIGUSR1)
             log.info(event("exabgp_reload", pid=self.process.pid))
 
-    def _prepare(self) -> socket.socket:
+    def _prepare(self) -> None:
         self.runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.runtime_dir, 0o700)
         self._write_config()
-        with contextlib.suppress(FileNotFoundError):
-            self.bridge_path.unlink()
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(str(self.bridge_path))
-        os.chmod(self.bridge_path, 0o600)
-        listener.listen(4)
-        listener.setblocking(False)
-        return listener
 
     async def run(self) -> None:
-        listener = self._prepare()
+        self._prepare()
         backoff = BACKOFF_FIRST
         try:
             while not self._stopping:
                 started = time.monotonic()
-                code = await self._run_once(listener)
+                code = await self._run_once()
                 if self._stopping:
                     break
                 ran = time.monotonic() - started
@@ -148,10 +197,9 @@ class ExaBgpSupervisor:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
         finally:
-            listener.close()
             await self.stop()
 
-    async def _run_once(self, listener: socket.socket) -> int | None:
+    async def _run_once(self) -> int | None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("exabgp")}
         env.update(self._environment)
         self.process = await asyncio.create_subprocess_exec(
@@ -169,33 +217,41 @@ class ExaBgpSupervisor:
         )
         log.info(event("exabgp_started", pid=self.process.pid, config=self.config_path))
         output = asyncio.create_task(self._fold_output(self.process))
-        accept = asyncio.create_task(self._accept(listener))
+        attach = asyncio.create_task(self._attach(self.process.pid))
         try:
             await self.process.wait()
         finally:
-            accept.cancel()
+            attach.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await accept
+                await attach
             await output
         return self.process.returncode
 
-    async def _accept(self, listener: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
+    async def _attach(self, exabgp: int) -> None:
+        """Follow ExaBGP's API process: a channel on its pipes for each one ExaBGP starts."""
         channel: Channel | None = None
         try:
             while True:
-                sock, _ = await loop.sock_accept(listener)
+                deadline = time.monotonic() + API_FIND_TIMEOUT
+                while (api := _api_process(exabgp, self.api_command)) is None:
+                    if time.monotonic() > deadline:
+                        log.error(
+                            event("exabgp_channel_failed", reason="no API process", command=self.api_command)
+                        )
+                        deadline = time.monotonic() + API_FIND_TIMEOUT
+                    await asyncio.sleep(API_FIND_INTERVAL)
                 try:
-                    new = await _open_channel(sock)
+                    new = await _open_channel(api)
                 except OSError as exc:
                     log.error(event("exabgp_channel_failed", reason=exc))
-                    sock.close()
+                    await asyncio.sleep(API_FIND_INTERVAL)
                     continue
                 if channel is not None:
                     channel.close()
                 channel = new
-                log.info(event("exabgp_channel_open"))
+                log.info(event("exabgp_channel_open", api_pid=api))
                 await self._on_channel(channel)
+                await _exited(api)  # ExaBGP respawns it, onto new pipes
         finally:
             if channel is not None:
                 channel.close()

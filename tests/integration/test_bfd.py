@@ -109,7 +109,7 @@ def node_pids(netns: str) -> list[int]:
 
 
 def frozen(netns: str, sig: signal.Signals) -> list[int]:
-    """Signal every process of a lab node (its daemon, ExaBGP, its BFD process, its relay)."""
+    """Signal every process of a lab node (its daemon, ExaBGP and its API process, its BFD process)."""
     pids = node_pids(netns)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):

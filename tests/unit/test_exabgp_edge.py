@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ipaddress import IPv4Address, ip_address, ip_network
-from pathlib import Path
 
 import pytest
 
@@ -147,8 +146,8 @@ peers:
 
 def test_render_config() -> None:
     cfg = parse_config(CONFIG, "h1.yaml")
-    text = render_config(cfg, Path("/run/routed/bgp-h1/api.sock"))
-    assert "run " in text and "-m bgp.exabgp.relay /run/routed/bgp-h1/api.sock;" in text
+    text = render_config(cfg, "/usr/bin/setpriv --pdeathsig KILL -- /usr/bin/sleep infinity")
+    assert "    run /usr/bin/setpriv --pdeathsig KILL -- /usr/bin/sleep infinity;" in text
     assert "neighbor 10.1.1.0 {" in text and "peer-as 65001;" in text and "hold-time 9;" in text
     assert 'md5-password "s3\\"cret";' in text
     assert (

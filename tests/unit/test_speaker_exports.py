@@ -131,13 +131,12 @@ async def test_end_of_rib_follows_the_announcements_it_vouches_for() -> None:
     all in one chunk from ExaBGP, the announcements to h2 are queued first (h2 would otherwise
     sweep them as stale for the few ms in between)."""
     import asyncio
-    import socket
 
     from bgp.exabgp.process import Channel
 
     speaker = make(REFLECTOR)
     reader = asyncio.StreamReader()
-    channel = Channel(reader, NullWriter(), socket.socket())  # type: ignore[arg-type]
+    channel = Channel(reader, NullWriter())  # type: ignore[arg-type]
     speaker.pump.attach(channel)
     speaker.set_local_ready()
     update = (
@@ -168,7 +167,6 @@ async def test_after_a_power_event_a_reflector_waits_for_every_client() -> None:
     theirs: an End-of-RIB to h2 before h1's routes are in would have h2 sweep the routes to
     h1 its kernel kept, and lose packets until they come back (the soak saw it)."""
     import asyncio
-    import socket
 
     from bgp.exabgp.process import Channel
     from bgp.model import GracefulRestartCapability
@@ -177,7 +175,7 @@ async def test_after_a_power_event_a_reflector_waits_for_every_client() -> None:
     for address in speaker.peers:
         speaker.peers[address].graceful = GracefulRestartCapability(120, True, frozenset({4}))
     reader = asyncio.StreamReader()
-    channel = Channel(reader, NullWriter(), socket.socket())  # type: ignore[arg-type]
+    channel = Channel(reader, NullWriter())  # type: ignore[arg-type]
     speaker.pump.attach(channel)
     speaker.set_local_ready()
     update = (
