@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 from routed.lab.topology import load_topology
+from tests.integration.test_bgp import pids_in
 from tests.lab import LABS, Lab, new_lab, running_lab
 from tests.netns import sh, wait_until
 
@@ -142,10 +143,14 @@ def test_down_after_sigkill_of_node_processes() -> None:
         wait_until(lambda: "event=started" in lab.log("h1"), what="routed started on h1")
         state = json.loads((STATE / f"{lab.prefix}-{lab.name}" / "state.json").read_text())
         pids = processes_in(lab_namespaces(lab))
-        # kill h1's routed and h2's namespace holder, as a crash would
-        routed_pid = int(lab.exec("h1", "sh", "-c", "pgrep -f 'routed run' | head -1").stdout.split()[0])
+        # kill h1's routed and h2's namespace holder, as a crash would. Found by h1's network
+        # namespace: nodes share the host's PID namespace, and `pgrep` run in h1 once found
+        # the lowest-numbered `routed run` of any lab running beside this one (usually
+        # another test's rr1, started first), which this test then SIGKILLed.
+        (routed_pid,) = pids_in(lab.netns("h1"), "routed run")
         os.kill(routed_pid, signal.SIGKILL)
         os.kill(state["nodes"]["h2"]["pid"], signal.SIGKILL)
+        wait_until(lambda: pids_in(lab.netns("h1"), "routed run"), [], what="h1's routed gone")
         inspected = {n["name"]: n["state"] for n in lab.inspect()}
         wait_until(lambda: {n["name"]: n["state"] for n in lab.inspect()}["h2"], "exited")
         assert inspected["h1"] == "running"
