@@ -20,6 +20,7 @@ saves); telling a dead path from a restarting daemon is BFD's job.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
 import os
@@ -120,11 +121,14 @@ def trial(daemon: str, how: str) -> float:
             victims = daemon_pids(topo, daemon, how)  # found first: the clock starts at the signal
             start = time.time()
             for pid in victims:
-                os.kill(pid, signal.SIGKILL if how == "kill" else signal.SIGSTOP)
+                # ExaBGP dies with its daemon (PDEATHSIG) and may be gone by its turn
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL if how == "kill" else signal.SIGSTOP)
             gone = counter.wait_for(0, 60)
             if how == "freeze":
                 for pid in victims:
-                    os.kill(pid, signal.SIGCONT)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGCONT)
             if gone is None:
                 raise RuntimeError(f"{daemon}/{how}: h2 kept the route for 60 s")
             return (gone - start) * 1000

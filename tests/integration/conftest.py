@@ -19,36 +19,6 @@ from tests.netns import netns_exists, sh, unique
 ROUTED = [sys.executable, "-m", "routed.cli"]
 
 
-TIMELINE = "ROUTED_TEST_TIMELINE"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    # one file for the whole run, workers included (they inherit the environment): which tests
-    # ran while a lab test failed is part of its failure report (tests/lab.py print_logs)
-    if not hasattr(config, "workerinput"):
-        os.environ[TIMELINE] = f"/tmp/{unique('rt-timeline')}.log"
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    if not hasattr(config, "workerinput") and TIMELINE in os.environ:
-        Path(os.environ.pop(TIMELINE)).unlink(missing_ok=True)
-
-
-def _timeline(nodeid: str, what: str) -> None:
-    if path := os.environ.get(TIMELINE):
-        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-        with open(path, "a") as handle:
-            handle.write(f"{time.time():.3f} {worker} {what} {nodeid}\n")
-
-
-def pytest_runtest_logstart(nodeid: str) -> None:
-    _timeline(nodeid, "start")
-
-
-def pytest_runtest_logfinish(nodeid: str) -> None:
-    _timeline(nodeid, "end")
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # the long ones first (a stable sort: the rest keep their order), so that with `pytest -n`
     # no worker picks up a two-minute test when the others are nearly done
