@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import select
 import socket
@@ -172,3 +173,60 @@ def test_remove_self_copies_only_for_next_hop_self() -> None:
     plain, own = Change(False), Change(True)
     assert Neighbor().remove_self(plain) is plain  # shared between the neighbours
     assert Neighbor().remove_self(own) is not own  # next hop self: its own copy to rewrite
+
+
+def quiet_exabgp_log() -> None:
+    from exabgp.environment import getenv  # type: ignore[import-untyped]
+    from exabgp.logger import log  # type: ignore[import-untyped]
+
+    log.init(getenv())
+    log.silence()
+
+
+def test_generator_callbacks_run_without_an_event_loop(monkeypatch: Any) -> None:
+    from exabgp.reactor.asynchronous import ASYNC
+
+    quiet_exabgp_log()
+
+    class Async(ASYNC):  # type: ignore[misc]
+        pass
+
+    launch.loopless_generators(Async)
+    ran: list[str] = []
+
+    def callback(name: str) -> Any:
+        ran.append(f"{name} 1")
+        yield
+        ran.append(f"{name} 2")
+
+    def no_loop(*args: Any) -> None:
+        raise AssertionError("asyncio.run called for generator callbacks")
+
+    monkeypatch.setattr(asyncio, "run", no_loop)
+    tasks = Async()
+    tasks.schedule("1", "first", callback("a"))
+    tasks.schedule("2", "second", callback("b"))
+    tasks.run()
+    assert ran == ["a 1", "a 2", "b 1", "b 2"]
+    assert not tasks.run()  # nothing left
+
+
+def test_coroutine_callbacks_still_get_their_loop() -> None:
+    from exabgp.reactor.asynchronous import ASYNC
+
+    quiet_exabgp_log()
+
+    class Async(ASYNC):  # type: ignore[misc]
+        pass
+
+    launch.loopless_generators(Async)
+    ran: list[str] = []
+
+    async def callback() -> None:
+        await asyncio.sleep(0)
+        ran.append("awaited")
+
+    tasks = Async()
+    tasks.schedule("1", "coroutine", callback())
+    tasks.run()
+    assert ran == ["awaited"]
