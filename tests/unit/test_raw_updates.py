@@ -13,7 +13,7 @@ import random
 import struct
 import subprocess
 import sys
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
@@ -21,31 +21,9 @@ import pytest
 
 from bgp.exabgp.wire import decode_update, is_plain
 from bgp.model import EndOfRib, RouteUpdate
+from tests.unit.test_wire import ATTRS, PEER, attr, body  # the same hand-built UPDATEs
 
-PEER = ip_address("10.0.0.31")
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def attr(code: int, value: bytes, flags: int = 0x40) -> bytes:
-    if len(value) > 255:
-        return bytes([flags | 0x10, code]) + struct.pack("!H", len(value)) + value
-    return bytes([flags, code, len(value)]) + value
-
-
-def body(attrs: bytes = b"", nlri: bytes = b"", withdrawn: bytes = b"") -> bytes:
-    return struct.pack("!H", len(withdrawn)) + withdrawn + struct.pack("!H", len(attrs)) + attrs + nlri
-
-
-ATTRS = (
-    attr(1, b"\x00")
-    + attr(2, bytes([2, 2]) + struct.pack("!II", 64513, 4200000000))
-    + attr(3, bytes([10, 0, 0, 1]))
-    + attr(4, struct.pack("!I", 5), 0x80)
-    + attr(5, struct.pack("!I", 100))
-    + attr(8, struct.pack("!HHHH", 64512, 7, 65535, 1), 0xC0)
-    + attr(9, bytes([10, 0, 0, 9]), 0x80)
-    + attr(10, bytes([10, 0, 0, 1, 10, 0, 0, 2]), 0x80)
-)
 NLRI = bytes([32, 10, 65, 1, 7, 26, 10, 65, 1, 64, 24, 10, 66, 3])
 REACH6 = (
     struct.pack("!HBB", 2, 1, 16)
