@@ -81,11 +81,12 @@ def _api_process(parent: int, command: str) -> int | None:
             if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) != parent:
                 continue
             argv = (entry / "cmdline").read_bytes().split(b"\0")[:-1]
+            piped = os.readlink(entry / "fd/0").startswith("pipe:")
         except (OSError, IndexError, ValueError):
-            continue
-        if [os.path.basename(a.decode(errors="replace")) for a in argv[-2:]] == [
+            continue  # gone meanwhile, or not ours to read
+        if piped and [os.path.basename(a.decode(errors="replace")) for a in argv[-2:]] == [
             os.path.basename(w) for w in wanted
-        ] and os.readlink(entry / "fd/0").startswith("pipe:"):
+        ]:
             return int(entry.name)
     return None
 
