@@ -97,8 +97,9 @@ class WorkloadManager:
     async def restore(self, stored: dict[str, WorkloadSpec] | None = None) -> list[str]:
         """Attach every configured and stored workload; returns the ids that failed."""
         if stored is None:
-            with self.store.locked():
-                stored = self.take_over()
+            async with self._serial:
+                with self.store.locked():
+                    stored = self.take_over()
         failed = []
         for spec in stored.values():
             try:
@@ -108,8 +109,13 @@ class WorkloadManager:
                 # a runtime's workload is for the runtime's plugin to delete.
                 failed.append(spec.id)
                 log.error(event("workload_restore_failed", workload=spec.id, netns=spec.netns, reason=exc))
-        with self.store.locked():  # an API request may have added one meanwhile
-            self._workloads = {k: v for k, v in self.store.load().items() if k not in failed}
+        # An API request may have added one meanwhile, and one may be adding now, holding the
+        # store's file lock across its awaits: taking that lock here without waiting our turn
+        # blocked the event loop on flock for good (a daemon frozen at start-up, seen in CI
+        # as "routed did not answer workload.add within 30 s" during `lab up`).
+        async with self._serial:
+            with self.store.locked():
+                self._workloads = {k: v for k, v in self.store.load().items() if k not in failed}
         self._changed()
         return failed
 
