@@ -176,6 +176,15 @@ class Engine:
             self.process.wait(timeout=10)
 
 
+def mounts_under(root: Path) -> list[str]:
+    prefix = f"{root}/"
+    return [
+        line.split()[1]
+        for line in Path("/proc/self/mounts").read_text().splitlines()
+        if line.split()[1].startswith(prefix)
+    ]
+
+
 @pytest.fixture
 def engine() -> Iterator[Engine]:
     root = Path("/tmp") / f"rt-docker-{uuid.uuid4().hex[:8]}"
@@ -189,7 +198,10 @@ def engine() -> Iterator[Engine]:
             for name in running.docker("ps", "-aq", check=False).stdout.split():
                 running.docker("rm", "-f", name, check=False)
         running.stop()
-        subprocess.run(["umount", "-R", str(root / "exec")], capture_output=True)
+        # dockerd leaves its default netns bind-mounted under its exec root (exec/netns/default);
+        # `umount -R exec` did nothing (exec itself is no mount point), and the directory stayed
+        for mounted in sorted(mounts_under(root), key=len, reverse=True):
+            subprocess.run(["umount", "-l", mounted], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
 
 
