@@ -182,17 +182,18 @@ def node_summary(lab: Lab, node: str) -> str:
 
 def node_processes(netns: str) -> list[str]:
     """`pid state cpu-seconds command` of every process in a network namespace."""
-    try:
-        inode = os.stat(f"/run/netns/{netns}").st_ino
-    except OSError:
+    inode = runner.ns_inode(f"/run/netns/{netns}")
+    if inode is None:
         return ["(no such namespace)"]
     rows = []
     ticks = os.sysconf("SC_CLK_TCK")
     for pid in runner.processes_in({inode}, set()):
+        fields = runner._stat(pid)  # the runner's own reading of /proc/PID/stat
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
+            continue
+        if fields is None:
             continue
         cpu = (int(fields[11]) + int(fields[12])) / ticks
         rows.append(f"{pid:>7} {fields[0]} {cpu:7.2f}s {command[:120]}")
