@@ -231,7 +231,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     logsetup.setup(args.log_level, args.log_format)
     _install_protocol_name()
     from routed.daemon import Daemon
+    from routed.gctune import tune
 
+    tune()
     asyncio.run(Daemon(cfg, args.log_format, config_path=str(Path(args.config).resolve())).run())
     return EXIT_OK
 
