@@ -68,12 +68,25 @@ def announce(peers: Sequence[IPAddress], prefixes: Iterable[IPNetwork], export: 
     ]
 
 
+# A withdrawal carries no next hop on the wire, but ExaBGP's command needs one. `self` made
+# ExaBGP deep-copy the change for every neighbour to resolve it (Neighbor.remove_self); an
+# unspecified address of the prefixes' family is shared as it is.
+_WITHDRAW_NEXT_HOP = {4: "0.0.0.0", 6: "::"}
+
+
 def withdraw(peers: Sequence[IPAddress], prefixes: Iterable[IPNetwork]) -> list[str]:
-    ordered = sorted(prefixes, key=lambda p: (p.version, int(p.network_address), p.prefixlen))
-    return [
-        f"{_selector(peers)} withdraw attributes next-hop self nlri {' '.join(map(str, chunk))}"
-        for chunk in _chunks(ordered)
-    ]
+    listed = list(prefixes)
+    lines = []
+    for version in (4, 6):
+        ordered = sorted(
+            (p for p in listed if p.version == version), key=lambda p: (int(p.network_address), p.prefixlen)
+        )
+        lines += [
+            f"{_selector(peers)} withdraw attributes next-hop {_WITHDRAW_NEXT_HOP[version]} "
+            f"nlri {' '.join(map(str, chunk))}"
+            for chunk in _chunks(ordered)
+        ]
+    return lines
 
 
 def end_of_rib(peers: Sequence[IPAddress], family: str) -> str:

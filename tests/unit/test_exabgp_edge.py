@@ -108,12 +108,19 @@ def test_commands_batch_prefixes() -> None:
         "local-preference 200 community [ 64512:1 ] nlri 10.65.0.0/32 10.65.0.1/32"
     )
     assert commands.withdraw([ip_address("10.0.0.2")], prefixes[:2]) == [
-        "neighbor 10.0.0.2 withdraw attributes next-hop self nlri 10.65.0.0/32 10.65.0.1/32"
+        "neighbor 10.0.0.2 withdraw attributes next-hop 0.0.0.0 nlri 10.65.0.0/32 10.65.0.1/32"
     ]
     assert commands.announce([ip_address("10.0.0.2")], [], commands.Export()) == []
     two = [ip_address("10.0.0.2"), ip_address("10.0.0.3")]
     assert commands.withdraw(two, prefixes[:1]) == [
-        "neighbor 10.0.0.2 , neighbor 10.0.0.3 withdraw attributes next-hop self nlri 10.65.0.0/32"
+        "neighbor 10.0.0.2 , neighbor 10.0.0.3 withdraw attributes next-hop 0.0.0.0 nlri 10.65.0.0/32"
+    ]
+    # one command per family, each with its own unspecified next hop (a literal one is shared by
+    # every neighbour in ExaBGP; `self` was deep-copied for each)
+    mixed = iter([ip_network("fd00:65::1/128"), ip_network("10.65.0.9/32"), ip_network("fd00:65::/128")])
+    assert commands.withdraw([ip_address("10.0.0.2")], mixed) == [
+        "neighbor 10.0.0.2 withdraw attributes next-hop 0.0.0.0 nlri 10.65.0.9/32",
+        "neighbor 10.0.0.2 withdraw attributes next-hop :: nlri fd00:65::/128 fd00:65::1/128",
     ]
 
 

@@ -45,7 +45,7 @@ def test_local_routes_to_ibgp_and_aggregate_to_ebgp() -> None:
         "neighbor 10.0.0.1 announce attributes next-hop self origin igp nlri 10.65.1.1/32"
     ]
     speaker.set_local_prefixes([])
-    assert queued(speaker) == ["neighbor 10.0.0.1 withdraw attributes next-hop self nlri 10.65.1.1/32"]
+    assert queued(speaker) == ["neighbor 10.0.0.1 withdraw attributes next-hop 0.0.0.0 nlri 10.65.1.1/32"]
     speaker.set_local_prefixes([])
     assert queued(speaker) == []
 
@@ -91,7 +91,7 @@ peers:
     assert rr.fib.desired() == {}  # a reflector without workloads programs no FIB
     rr._program(rr.rib.peer_down(h2.address))  # client gone: withdrawn from every other peer
     assert queued(rr) == [
-        "neighbor 10.0.0.11 , neighbor 10.0.0.2 withdraw attributes next-hop self nlri 10.65.2.1/32",
+        "neighbor 10.0.0.11 , neighbor 10.0.0.2 withdraw attributes next-hop 0.0.0.0 nlri 10.65.2.1/32",
     ]
 
 
