@@ -43,6 +43,7 @@ def main() -> int:
         ["bench.cni", "--trials", "2" if args.quick else "30"],
         ["bench.docker", "--trials", "2" if args.quick else "20"],
         ["bench.exabgp_receive", "--count", "500" if args.quick else "100000"],
+        ["bench.stages", "--count", "1000" if args.quick else "100000"],
         ["bench.memory", "--sizes", *(["1000"] if args.quick else ["10000", "100000"])],
     ]
     for module, *rest in runs:

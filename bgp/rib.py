@@ -146,15 +146,20 @@ class Rib:
         for prefix in withdrawn:
             if stale:
                 stale.discard(prefix)
-            if table.pop(prefix, None) is not None and self._unaccept(peer.address, prefix):
-                touched.add(prefix)
+            held = table.pop(prefix, None)
+            # from here on the object every table of ours holds as the key: later lookups (here,
+            # in the FIB, towards peers) then match by identity, not by a call to __eq__
+            if held is not None and self._unaccept(peer.address, held.prefix):
+                touched.add(held.prefix)
         verdict = Verdict(None, None)
         for prefix, attrs in announced:
             if stale:
                 stale.discard(prefix)
-            path = Path(prefix, peer, attrs)
-            if table.get(prefix) == path:
+            held = table.get(prefix)
+            path = Path(prefix if held is None else held.prefix, peer, attrs)
+            if held == path:
                 continue
+            prefix = path.prefix
             table[prefix] = path
             if attrs is not verdict.attrs:  # the NLRI of one UPDATE share one Attributes object
                 verdict = Verdict(attrs, check_attributes(self.policy, attrs, peer))

@@ -117,3 +117,19 @@ def test_exabgp_receive_and_memory_smoke(tmp_path: Path) -> None:
     run_bench("bench.memory", "--sizes", "1000", tmp=tmp_path)
     (memory,) = json.loads((tmp_path / "memory.json").read_text())["results"]
     assert memory["n"] == 1000 and memory["rib_bytes_per_route"] > 0
+
+
+def test_stages_smoke(tmp_path: Path) -> None:
+    # the stages run routed's real code into a real namespace; it asserts every route got in and out
+    run_bench("bench.stages", "--count", "1000", tmp=tmp_path)
+    result = json.loads((tmp_path / "stages.json").read_text())
+    assert result["n"] == 1000
+    for phase in ("install", "withdraw"):
+        assert all(us > 0 for us in result[phase]["us_per_route"].values()), result[phase]
+    assert not [
+        line
+        for line in subprocess.run(
+            ["ip", "netns", "list"], capture_output=True, text=True
+        ).stdout.splitlines()
+        if line.startswith("rt-stages-")
+    ]

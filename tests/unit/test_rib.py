@@ -34,6 +34,21 @@ def test_announce_withdraw() -> None:
     assert rib.loc_rib() == {}
 
 
+def test_changes_name_prefixes_by_the_object_the_rib_holds() -> None:
+    """A withdrawal or a re-announcement arrives as a new, equal prefix object; the changes
+    carry the one the RIB already holds, so every later lookup matches it by identity."""
+    rib = Rib(POLICY)
+    first = ip_network("10.65.2.1/32")
+    rib.update(B, [(first, attrs("10.0.0.2"))])
+    again = ip_network("10.65.2.1/32")
+    assert again is not first
+    (changed,) = rib.update(B, [(again, attrs("10.0.0.9"))]).changes
+    assert changed is first
+    assert rib.announces(B.address, first).prefix is first  # type: ignore[union-attr]
+    (withdrawn,) = rib.update(B, withdrawn=[ip_network("10.65.2.1/32")]).changes
+    assert withdrawn is first
+
+
 def test_best_path_change_and_peer_down() -> None:
     rib = Rib(POLICY, max_paths=1)
     rib.update(C, [(P1, attrs("10.0.0.3"))])
