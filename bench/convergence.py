@@ -26,11 +26,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from bench.common import LABS, birdc, generated_lab, node_exec, reflector_topology, save
+from bench.common import LABS, birdc, daemon_cpu_s, generated_lab, node_exec, reflector_topology, save
 from bench.netlink_count import RouteCounter, wait_all
 from routed.lab import runner
 from routed.lab.topology import Topology, load_topology
@@ -272,14 +272,52 @@ def summarize(results: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     return summary
 
 
+IDLE_BASELINE_S = 3.0
+
+
+def reflector_cpu_ms(netns: str, work: Callable[[], Any], events: int) -> tuple[Any, dict[str, float]]:
+    """Run `work` and return its result with the reflector's CPU milliseconds per reflected
+    event, per process, less what the same processes spend idle (timers, keepalives): a floor
+    under the reflector's share of the latency, whatever the scheduling."""
+    before = daemon_cpu_s(netns)
+    time.sleep(IDLE_BASELINE_S)
+    idle = {k: (v - before.get(k, 0.0)) / IDLE_BASELINE_S for k, v in daemon_cpu_s(netns).items()}
+    before, started = daemon_cpu_s(netns), time.monotonic()
+    result = work()
+    elapsed = time.monotonic() - started
+    used = daemon_cpu_s(netns)
+    per_event = {
+        _process_name(k): round((v - before.get(k, 0.0) - idle.get(k, 0.0) * elapsed) * 1000 / events, 3)
+        for k, v in used.items()
+    }
+    return result, per_event
+
+
+def _process_name(cmdline: str) -> str:
+    if "bgp.exabgp.launch" in cmdline:
+        return "exabgp"
+    if "routed run" in cmdline:
+        return "routed"
+    return cmdline.split()[0].rsplit("/", 1)[-1]
+
+
 def measure(daemon: str, trials: int) -> dict[str, Any]:
     with routed_lab() if daemon == "routed" else bird_lab() as topo:
-        tap = UpdateTap(topo.node("rr1" if daemon == "routed" else "rr").netns)
+        reflector = topo.node("rr1" if daemon == "routed" else "rr").netns
+        tap = UpdateTap(reflector)
         try:
-            results = [trial(daemon, topo, i, tap) for i in range(trials)]
+            # each trial reflects two events: the /32's announcement and its withdrawal
+            results, cpu = reflector_cpu_ms(
+                reflector, lambda: [trial(daemon, topo, i, tap) for i in range(trials)], 2 * trials
+            )
         finally:
             tap.close()
-    return {"daemon": daemon, "summary": summarize(results), "trials": results}
+    return {
+        "daemon": daemon,
+        "summary": summarize(results),
+        "reflector_cpu_ms_per_event": cpu,
+        "trials": results,
+    }
 
 
 def main() -> int:
@@ -294,6 +332,9 @@ def main() -> int:
     for m in measured:
         for key, s in m["summary"].items():
             print(f"{m['daemon']:<8}{key:<18}{s['p50']:>9.2f}{s['p95']:>9.2f}{s['max']:>9.2f}")
+    for m in measured:
+        cpu = ", ".join(f"{name} {ms:.2f} ms" for name, ms in m["reflector_cpu_ms_per_event"].items())
+        print(f"{m['daemon']}: the reflector's CPU per reflected event (idle subtracted): {cpu}")
     print(f"results: {save('convergence', {'results': measured})}")
     return 0
 
