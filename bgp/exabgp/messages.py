@@ -7,6 +7,7 @@ Messages of types we do not use (keepalive, refresh, ...) parse to None.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 from ipaddress import IPv4Address
@@ -20,6 +21,7 @@ from bgp.model import (
     EndOfRib,
     Event,
     GracefulRestartCapability,
+    IPAddress,
     IPNetwork,
     Notification,
     Origin,
@@ -66,7 +68,7 @@ def _parse(message: dict[str, Any]) -> Event | None:
     if kind == "notification" and "neighbor" not in message:
         return None  # ExaBGP's own {"notification": "shutdown"} as it stops: about no peer
     neighbor = message["neighbor"]
-    peer = ipaddress.ip_address(neighbor["address"]["peer"])
+    peer = _address(neighbor["address"]["peer"])
     peer_asn = int(neighbor["asn"]["peer"])
     if kind == "state":
         return PeerState(peer, peer_asn, str(neighbor["state"]), str(neighbor.get("reason", "")))
@@ -96,6 +98,12 @@ def _parse(message: dict[str, Any]) -> Event | None:
     if update is None:
         return None
     return _update(peer, peer_asn, update)
+
+
+@functools.lru_cache(maxsize=1024)
+def _address(text: str) -> IPAddress:
+    """A peer's address, parsed once: every message names its peer, in a handful of spellings."""
+    return ipaddress.ip_address(text)
 
 
 def _capability(capabilities: dict[str, Any], name: str) -> dict[str, Any] | None:

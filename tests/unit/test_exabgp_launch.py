@@ -230,3 +230,44 @@ def test_coroutine_callbacks_still_get_their_loop() -> None:
     tasks.schedule("1", "coroutine", callback())
     tasks.run()
     assert ran == ["awaited"]
+
+
+def test_listener_accepts_only_when_a_connection_waits() -> None:
+    from exabgp.reactor.listener import Listener
+
+    class Polled(Listener):  # type: ignore[misc]
+        pass
+
+    launch.polled_listener(Polled)
+    accepts = 0
+
+    class Counting(socket.socket):
+        def accept(self) -> Any:
+            nonlocal accepts
+            accepts += 1
+            return super().accept()
+
+    sock = Counting(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    sock.setblocking(False)
+    listener = Polled(reactor=None)
+    listener._sockets[sock] = ("127.0.0.1", sock.getsockname()[1], "127.0.0.1", False)
+    listener.serving = True
+    try:
+        assert not any(listener.incoming() for _ in range(100))
+        assert accepts == 0
+        with socket.create_connection(sock.getsockname()):
+            assert listener.incoming() is True
+            listener._accepted.pop(sock).close()
+        # a listening socket added later is polled too
+        other = Counting(socket.AF_INET, socket.SOCK_STREAM)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        other.setblocking(False)
+        listener._sockets[other] = ("127.0.0.1", other.getsockname()[1], "127.0.0.1", False)
+        with other, socket.create_connection(other.getsockname()):
+            assert listener.incoming() is True
+            listener._accepted.pop(other).close()
+    finally:
+        sock.close()
