@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import fcntl
 import logging
 import os
 import shutil
@@ -91,6 +92,9 @@ def _api_process(parent: int, command: str) -> int | None:
     return None
 
 
+API_PIPE_BYTES = 1 << 20  # Linux's default pipe-max-size
+
+
 async def _open_channel(pid: int) -> Channel:
     """The pipes of ExaBGP's API process `pid`, opened anew through /proc."""
     loop = asyncio.get_running_loop()
@@ -100,6 +104,11 @@ async def _open_channel(pid: int) -> Channel:
     except OSError:
         os.close(read_fd)
         raise
+    with contextlib.suppress(OSError):
+        # ExaBGP writes to this pipe synchronously: while it is full ExaBGP reads no socket.
+        # The default 64 KiB hold ~8 UPDATEs as hex, so during a full table ExaBGP stalled
+        # whenever the daemon was busy planning or writing routes; 1 MiB hold ~50k routes.
+        fcntl.fcntl(read_fd, fcntl.F_SETPIPE_SZ, API_PIPE_BYTES)
     reader = asyncio.StreamReader(limit=64 * 1024 * 1024)
     read_transport, _ = await loop.connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import itertools
 import json
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bgp.exabgp.process import API_PIPE_BYTES
 from tests.lab import Lab, running_lab
 from tests.netns import wait_until
 
@@ -179,6 +181,13 @@ def test_exabgp_killed_is_restarted_and_daemon_killed_leaves_no_exabgp() -> None
         wait_until(lambda: learned(lab, "h1"), expected_mesh_routes("h1"), timeout=30)
         wait_until(lambda: learned(lab, "h2"), expected_mesh_routes("h2"), timeout=30)
         assert "event=exabgp_exited" in lab.log("h1")
+        # the channel to the new ExaBGP was opened anew, its pipe to the daemon enlarged again
+        (api_process,) = pids_in(lab.netns("h1"), "bin/sleep infinity")
+        pipe = os.open(f"/proc/{api_process}/fd/0", os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            assert fcntl.fcntl(pipe, fcntl.F_GETPIPE_SZ) == API_PIPE_BYTES
+        finally:
+            os.close(pipe)
         # now kill the routed daemon itself, hard: its ExaBGP must not outlive it
         exabgp = pids_in(lab.netns("h1"), "exabgp")
         assert exabgp
