@@ -111,8 +111,39 @@ def failover() -> Path | None:
     return path
 
 
+def stages() -> Path | None:
+    """bench.stages' floor per stage against BIRD2's whole receive per route (bench.bulk)."""
+    data = _load("stages")
+    if not data:
+        return None
+    fig, axis = plt.subplots(figsize=(10, 3.5))
+    phases = ("install", "withdraw")
+    names = list(data["install"]["us_per_route"])
+    left = [0.0] * len(phases)
+    for name in names:
+        widths = [data[phase]["us_per_route"][name] for phase in phases]
+        axis.barh(phases, widths, left=left, label=name)
+        left = [a + b for a, b in zip(left, widths, strict=True)]
+    bulk_rows = (_load("bulk") or {}).get("results", [])
+    for row in bulk_rows:
+        if row["receiver"] == "bird" and row["n"] == data["n"] and row.get("install_s"):
+            per_route = row["install_s"] / row["n"] * 1e6
+            axis.axvline(
+                per_route, color="black", linestyle="--", label=f"BIRD2 install, whole ({per_route:.1f})"
+            )
+            axis.axvline(1.5 * per_route, color="grey", linestyle=":", label="1.5x BIRD2 (target)")
+    axis.set_xlabel("µs per route")
+    axis.set_title(f"routed's stages in process, no I/O between them ({data['n']:,} routes)")
+    axis.legend(fontsize=8, loc="lower right")
+    axis.grid(alpha=0.3, axis="x")
+    path = RESULTS / "stages.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
+
+
 def main() -> int:
-    for draw in (bulk, convergence, dataplane, failover):
+    for draw in (bulk, convergence, dataplane, failover, stages):
         path = draw()
         if path:
             print(f"wrote {path}")
