@@ -116,7 +116,7 @@ def stages() -> Path | None:
     data = _load("stages")
     if not data:
         return None
-    fig, axis = plt.subplots(figsize=(10, 3.5))
+    fig, axis = plt.subplots(figsize=(11, 3.5))
     phases = ("install", "withdraw")
     names = list(data["install"]["us_per_route"])
     left = [0.0] * len(phases)
@@ -134,7 +134,7 @@ def stages() -> Path | None:
             axis.axvline(1.5 * per_route, color="grey", linestyle=":", label="1.5x BIRD2 (target)")
     axis.set_xlabel("µs per route")
     axis.set_title(f"routed's stages in process, no I/O between them ({data['n']:,} routes)")
-    axis.legend(fontsize=8, loc="lower right")
+    axis.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     axis.grid(alpha=0.3, axis="x")
     path = RESULTS / "stages.png"
     fig.tight_layout()
