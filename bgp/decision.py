@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import IPv4Address
 
-from bgp.model import GRACEFUL_SHUTDOWN, IPAddress, Path
+from bgp.model import GRACEFUL_SHUTDOWN, IPAddress, Path, slot_setter
 
 DEFAULT_LOCAL_PREF = 100
 
@@ -43,6 +43,22 @@ class Selection:
     @property
     def next_hops(self) -> tuple[IPAddress, ...]:
         return tuple(p.attrs.next_hop for p in self.multipath)
+
+
+# The frozen dataclass's __init__ (object.__setattr__ per field) was most of a single-path
+# selection's cost, made once per learned route: the slots are set directly instead.
+# tests/unit/test_fast_builders.py checks the result equals Selection(...).
+_new = object.__new__
+_set_best, _set_multipath = slot_setter(Selection, "best"), slot_setter(Selection, "multipath")
+_set_reason = slot_setter(Selection, "reason")
+
+
+def _only_path(path: Path, paths: tuple[Path, ...]) -> Selection:
+    selection: Selection = _new(Selection)
+    _set_best(selection, path)
+    _set_multipath(selection, paths)
+    _set_reason(selection, Reason.ONLY_PATH)
+    return selection
 
 
 def _local_pref(path: Path) -> int:
@@ -146,7 +162,7 @@ def select(paths: Sequence[Path], max_paths: int = 1) -> Selection | None:
         return None
     if len(paths) == 1:  # the common case by far: one path per prefix
         # tuple() of the RIB's own 1-tuple is that same tuple: no copy per prefix
-        return Selection(paths[0], tuple(paths), Reason.ONLY_PATH)
+        return _only_path(paths[0], tuple(paths))
     equal_cost, reason = _narrow(list(paths), MULTIPATH_RULES, Reason.ONLY_PATH)
     candidates, reason = _narrow(equal_cost, TIE_BREAKERS, reason)
     best = candidates[0]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import Any
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
@@ -89,6 +91,32 @@ class Path:
     peer: Peer
     attrs: Attributes
     stale: Staleness = Staleness.FRESH
+
+
+def slot_setter(cls: type, field_name: str) -> Callable[[Any, Any], None]:
+    """The descriptor that sets one slot of a frozen slots dataclass, bypassing its frozen
+    __setattr__: for constructors on hot paths, where the dataclass's __init__ (one
+    object.__setattr__ call per field) costs more than the work around it. Only for an
+    object being built, never to change one already handed out."""
+    setter: Callable[[Any, Any], None] = getattr(cls, field_name).__set__
+    return setter
+
+
+# Path's __init__ costs ~0.75 µs, once per received route; setting its slots directly
+# ~0.5 µs. tests/unit/test_fast_builders.py checks the result equals Path(...).
+_new = object.__new__
+_set_prefix, _set_peer = slot_setter(Path, "prefix"), slot_setter(Path, "peer")
+_set_attrs, _set_stale = slot_setter(Path, "attrs"), slot_setter(Path, "stale")
+
+
+def fresh_path(prefix: IPNetwork, peer: Peer, attrs: Attributes) -> Path:
+    """Path(prefix, peer, attrs), built faster, for the RIB's hot loop."""
+    path: Path = _new(Path)
+    _set_prefix(path, prefix)
+    _set_peer(path, peer)
+    _set_attrs(path, attrs)
+    _set_stale(path, Staleness.FRESH)
+    return path
 
 
 # --- events from the speaker (ExaBGP), already parsed ----------------------------

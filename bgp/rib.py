@@ -18,7 +18,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 
 from bgp.decision import Selection, select
-from bgp.model import Attributes, IPAddress, IPNetwork, Path, Peer, Staleness
+from bgp.model import Attributes, IPAddress, IPNetwork, Path, Peer, Staleness, fresh_path
 from bgp.policy import ImportPolicy, Rejection, check_attributes, check_import, check_prefix
 
 Changes = dict[IPNetwork, Selection | None]
@@ -112,7 +112,11 @@ class Rib:
         return True
 
     def _accept(self, path: Path) -> None:
-        others = tuple(p for p in self._accepted.get(path.prefix, ()) if p.peer.address != path.peer.address)
+        held = self._accepted.get(path.prefix)
+        if not held:  # the common case in a full table: the prefix's first path
+            self._accepted[path.prefix] = (path,)
+            return
+        others = tuple(p for p in held if p.peer.address != path.peer.address)
         self._accepted[path.prefix] = (*others, path)
 
     def _is_accepted(self, peer: IPAddress, prefix: IPNetwork) -> bool:
@@ -156,7 +160,7 @@ class Rib:
             if stale:
                 stale.discard(prefix)
             held = table.get(prefix)
-            path = Path(prefix if held is None else held.prefix, peer, attrs)
+            path = fresh_path(prefix if held is None else held.prefix, peer, attrs)
             if held == path:
                 continue
             prefix = path.prefix
