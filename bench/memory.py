@@ -37,6 +37,17 @@ POLICY = ImportPolicy(
 )
 
 
+def _nlri_chunks(count: int) -> list[bytes]:
+    """The NLRI of the bulk benchmark's /32s (10.100.0.0 on), PER_UPDATE to a chunk."""
+    return [
+        b"".join(
+            bytes([32, 10, 100 + (i >> 16), (i >> 8) & 255, i & 255])
+            for i in range(start, min(count, start + PER_UPDATE))
+        )
+        for start in range(0, count, PER_UPDATE)
+    ]
+
+
 def update_bodies(count: int) -> list[bytes]:
     """UPDATEs as BIRD2 sends the bulk benchmark's /32s: origin, empty AS_PATH, next hop, local pref."""
     attrs = (
@@ -47,14 +58,12 @@ def update_bodies(count: int) -> list[bytes]:
         + b"\x40\x05\x04"
         + struct.pack("!I", 100)
     )
-    bodies = []
-    for start in range(0, count, PER_UPDATE):
-        nlri = b"".join(
-            bytes([32, 10, 100 + (i >> 16), (i >> 8) & 255, i & 255])
-            for i in range(start, min(count, start + PER_UPDATE))
-        )
-        bodies.append(struct.pack("!HH", 0, len(attrs)) + attrs + nlri)
-    return bodies
+    return [struct.pack("!HH", 0, len(attrs)) + attrs + nlri for nlri in _nlri_chunks(count)]
+
+
+def withdraw_bodies(count: int) -> list[bytes]:
+    """UPDATEs withdrawing the same /32s (withdrawn routes, no attributes)."""
+    return [struct.pack("!H", len(nlri)) + nlri + b"\0\0" for nlri in _nlri_chunks(count)]
 
 
 def traced() -> int:

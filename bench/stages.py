@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import struct
 import subprocess
 import sys
 import time
@@ -34,7 +33,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from bench.common import save
-from bench.memory import POLICY, SENDER, update_bodies
+from bench.memory import POLICY, SENDER, update_bodies, withdraw_bodies
 from bgp.exabgp.wire import decode_update
 from bgp.model import RouteUpdate
 from bgp.rib import Changes, Rib
@@ -62,17 +61,6 @@ def scratch_namespace() -> Iterator[str]:
         yield name
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
-
-
-def withdraw_bodies(count: int) -> list[bytes]:
-    bodies = []
-    for start in range(0, count, 400):
-        nlri = b"".join(
-            bytes([32, 10, 100 + (i >> 16), (i >> 8) & 255, i & 255])
-            for i in range(start, min(count, start + 400))
-        )
-        bodies.append(struct.pack("!H", len(nlri)) + nlri + b"\0\0")
-    return bodies
 
 
 class TimedKernel(NetlinkKernel):

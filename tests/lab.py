@@ -150,7 +150,7 @@ def print_logs(lab: Lab, since: float | None = None) -> None:
 
 
 def tests_since(since: float) -> list[str]:
-    """The test timeline's lines since `since` (tests/integration/conftest.py writes it)."""
+    """The test timeline's lines since `since` (tests/conftest.py writes it)."""
     path = os.environ.get("ROUTED_TEST_TIMELINE")
     if not path or not os.path.exists(path):
         return ["(no timeline)"]
