@@ -13,10 +13,19 @@ START_TIMEOUT = 10.0
 
 
 async def start_detached(module: str, args: list[str], socket: Path, what: str) -> asyncio.subprocess.Process:
-    """Run `python -m module args...` in its own session (a restart of routed does not stop it)
-    and wait until it answers on `socket`; OSError naming `what` if it does not."""
+    """Run `python -I -m module args...` (isolated, from /) in its own session (a restart of
+    routed does not stop it) and wait until it answers on `socket`; OSError naming `what` if not."""
+    # -I and cwd /: a `routed/` directory where `routed run` was started, or PYTHONPATH, must not
+    # shadow the installed package in a process that runs as root
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", module, *args, stdin=asyncio.subprocess.DEVNULL, start_new_session=True
+        sys.executable,
+        "-I",
+        "-m",
+        module,
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
+        cwd="/",
     )
     loop = asyncio.get_running_loop()
     deadline = loop.time() + START_TIMEOUT

@@ -214,16 +214,18 @@ class ExaBgpSupervisor:
         env.update(self._environment)
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
+            "-I",  # isolated, from /: nothing in the cwd or PYTHONPATH shadows bgp or exabgp
             "-m",
             "bgp.exabgp.launch",  # ExaBGP's main with a reactor bug fixed (see launch.py)
             "server",
-            str(self.config_path),
+            str(self.config_path.absolute()),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             env=env,
             preexec_fn=_die_with(os.getpid()),
             start_new_session=True,
+            cwd="/",
         )
         log.info(event("exabgp_started", pid=self.process.pid, config=self.config_path))
         output = asyncio.create_task(self._fold_output(self.process))
