@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import fcntl
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from typing import Any
 from pyroute2 import AsyncIPRoute
 
 CLONE_NEWNET = 0x40000000
+NS_GET_NSTYPE = 0xB703  # linux/nsfs.h _IO(0xb7, 0x3): what kind of namespace an nsfs file is
 NETNS_RUN_DIR = Path("/run/netns")
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
@@ -35,10 +38,75 @@ def _setns(fd: int) -> None:
         raise OSError(err, f"setns failed: {os.strerror(err)}")
 
 
+class NetnsError(OSError):
+    """A path that is not a network namespace (or one a workload may not have)."""
+
+
+def open_netns(path: Path) -> int:
+    """An fd of the network namespace at `path`, which must be an nsfs file of a network
+    namespace (/run/netns/NAME, /proc/PID/ns/net). Opened non-blocking after a look at what it
+    is, so that a FIFO or a device named by a container's runtime can neither block the daemon's
+    loop nor be opened for its side effects."""
+    try:
+        seen = os.stat(path)
+    except OSError as exc:
+        raise NetnsError(f"{path}: {exc.strerror}") from exc
+    if not stat.S_ISREG(seen.st_mode):
+        kind = stat.filemode(seen.st_mode)
+        raise NetnsError(f"{path} is not a network namespace (not an nsfs file: {kind})")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as exc:
+        raise NetnsError(f"{path}: {exc.strerror}") from exc
+    try:
+        opened = os.fstat(fd)
+        if (opened.st_dev, opened.st_ino) != (seen.st_dev, seen.st_ino):
+            raise NetnsError(f"{path} changed while it was opened")
+        try:
+            kind = fcntl.ioctl(fd, NS_GET_NSTYPE)
+        except OSError as exc:
+            raise NetnsError(f"{path} is not a network namespace (not an nsfs file)") from exc
+        if kind != CLONE_NEWNET:
+            raise NetnsError(f"{path} is a namespace, but not a network namespace")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino)
+
+
+def open_workload_netns(netns: str) -> int:
+    """`open_netns` for a workload's namespace, which is never the daemon's own network namespace
+    nor the machine's (PID 1's): a veth "container side" configured there would give the host a
+    default route via the workload gateway."""
+    path = netns_path(netns)
+    fd = open_netns(path)
+    info = os.fstat(fd)
+    for host, what in (("/proc/self/ns/net", "routed's own"), ("/proc/1/ns/net", "the host's (PID 1's)")):
+        if (info.st_dev, info.st_ino) == _identity(host):
+            os.close(fd)
+            raise NetnsError(
+                f"{netns} is {what} network namespace; a workload needs a namespace of its own "
+                "(ip netns add NAME, or the container's /proc/PID/ns/net)"
+            )
+    return fd
+
+
+def check_workload_netns(netns: str) -> None:
+    os.close(open_workload_netns(netns))
+
+
 @contextlib.contextmanager
 def entered(path: Path) -> Iterator[None]:
     """Run the body in the netns at `path`. The body must not await."""
-    target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    target = open_netns(path)
     saved = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         _setns(target)

@@ -17,14 +17,13 @@ import os
 import socket
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
-from pathlib import Path
 from typing import Any
 
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from routed.dataplane import sysctl
-from routed.dataplane.netns import async_iproute, netns_path
+from routed.dataplane.netns import NetnsError, async_iproute, check_workload_netns, open_workload_netns
 from routed.fib.routes import MAIN_TABLE, Route, local_route
 
 IPAddress = IPv4Address | IPv6Address
@@ -94,12 +93,7 @@ async def attach(spec: WorkloadSpec, restoring: bool = False) -> None:
     if spec.handed_off:
         await _attach_handed_off(spec, create=not restoring)
         return
-    path = netns_path(spec.netns)
-    if not path.exists():
-        raise WorkloadError(
-            f"workload {spec.id}: network namespace {spec.netns!r} not found at {path}; "
-            "create it first (ip netns add NAME) or pass a path like /proc/PID/ns/net"
-        )
+    _check_netns(spec.id, spec.netns)
     host_name = spec.host_ifname
     async with AsyncIPRoute() as host:
         index = await _index(host, host_name)
@@ -108,10 +102,20 @@ async def attach(spec: WorkloadSpec, restoring: bool = False) -> None:
             await host.link("del", index=index)
             index = None
         if index is None:
-            await _create_pair(host, spec, path)
+            await _create_pair(host, spec)
             index = await _created_index(host, spec)
         await _configure_host_side(host, spec, index)
     await _configure_workload_side(spec)
+
+
+def _check_netns(workload: str, netns: str) -> None:
+    try:
+        check_workload_netns(netns)
+    except NetnsError as exc:
+        raise WorkloadError(
+            f"workload {workload}: bad network namespace {netns!r}: {exc}; create one first "
+            "(ip netns add NAME) or pass the container's, like /proc/PID/ns/net"
+        ) from exc
 
 
 async def _configure_host_side(host: Any, spec: WorkloadSpec, index: int) -> None:
@@ -147,9 +151,10 @@ async def _attach_handed_off(spec: WorkloadSpec, create: bool) -> None:
 
 async def _peer_in_netns(spec: WorkloadSpec) -> bool:
     try:
+        check_workload_netns(spec.netns)
         async with async_iproute(spec.netns) as ns:
             return await _index(ns, spec.ifname) is not None
-    except (OSError, NetlinkError):
+    except (OSError, NetlinkError, NetnsError):
         return False
 
 
@@ -172,10 +177,17 @@ async def _created_index(host: Any, spec: WorkloadSpec) -> int:
     return index
 
 
-async def _create_pair(host: Any, spec: WorkloadSpec, path: Path) -> None:
-    await _add_pair(host, spec)
+async def _create_pair(host: Any, spec: WorkloadSpec) -> None:
+    try:
+        fd = open_workload_netns(spec.netns)
+    except NetnsError as exc:
+        raise WorkloadError(f"workload {spec.id}: bad network namespace {spec.netns!r}: {exc}") from exc
+    try:
+        await _add_pair(host, spec)
+    except BaseException:
+        os.close(fd)
+        raise
     peer_index = await _index(host, spec.peer_ifname)
-    fd = os.open(path, os.O_RDONLY)
     try:
         await host.link("set", index=peer_index, net_ns_fd=fd, ifname=spec.ifname)
     except NetlinkError as exc:
@@ -248,13 +260,14 @@ async def detach(spec: WorkloadSpec) -> bool:
 async def sandbox_mac(spec: WorkloadSpec) -> str | None:
     """The MAC address of the workload's interface (CNI results carry it; podman requires it)."""
     try:
+        check_workload_netns(spec.netns)
         async with async_iproute(spec.netns) as ns:
             index = await _index(ns, spec.ifname)
             if index is None:
                 return None
             (link,) = await ns.link("get", index=index)
             return str(link.get("address")) if link.get("address") else None
-    except (OSError, NetlinkError):
+    except (OSError, NetlinkError, NetnsError):
         return None
 
 
@@ -271,8 +284,10 @@ async def problems(spec: WorkloadSpec) -> list[str]:
             found.append(f"host veth {spec.host_ifname} is down")
     if spec.handed_off:
         return found  # the container side is the runtime's to configure
-    if not netns_path(spec.netns).exists():
-        return [*found, f"network namespace {spec.netns} is gone"]
+    try:
+        check_workload_netns(spec.netns)
+    except NetnsError as exc:
+        return [*found, f"network namespace {spec.netns}: {exc}"]
     try:
         async with async_iproute(spec.netns) as ns:
             inner = await _index(ns, spec.ifname)
@@ -288,7 +303,7 @@ async def problems(spec: WorkloadSpec) -> list[str]:
                 ]
                 if not default:
                     found.append(f"{spec.netns} has no IPv{ip.version} default route")
-    except (OSError, NetlinkError) as exc:
+    except (OSError, NetlinkError, NetnsError) as exc:
         found.append(f"cannot look into {spec.netns}: {exc}")
     return found
 
@@ -320,6 +335,7 @@ async def settle_handed_off(spec: WorkloadSpec, sandbox: str, timeout: float = 1
         return False
     while asyncio.get_running_loop().time() < deadline:
         try:
+            check_workload_netns(sandbox)
             async with async_iproute(sandbox) as ns:
                 async for link in await ns.link("dump"):
                     if link.get("link") == host_index and link["flags"] & 1:  # its veth peer, up
@@ -332,7 +348,7 @@ async def settle_handed_off(spec: WorkloadSpec, sandbox: str, timeout: float = 1
                             family=socket.AF_INET,
                         )
                         return True
-        except (OSError, NetlinkError):
-            pass  # the sandbox is not there yet, or already gone
+        except (OSError, NetlinkError, NetnsError):
+            pass  # the sandbox is not there yet, or already gone (or not a namespace: never joins)
         await asyncio.sleep(0.02)
     return False

@@ -143,3 +143,44 @@ def test_hostile_api_clients(host: Host, daemon: Daemon) -> None:
     assert answer(path, b'{"op": "status"}\n')["ok"] is True
     assert "event=api_request_refused" in daemon.text()
     assert kernel(host) == before
+
+
+def test_a_workload_netns_must_be_a_network_namespace_of_its_own(host: Host, daemon: Daemon) -> None:
+    """Issue 25, finding 6: the daemon's own namespace, the machine's (PID 1's), a FIFO, a plain
+    file and a directory are each refused with a reason; the FIFO does not block the daemon."""
+    assert daemon.process is not None
+    fifo = host.dir / "netns-fifo"
+    os.mkfifo(fifo)
+    plain = host.dir / "netns-file"
+    plain.write_text("")
+    before = kernel(host)
+    for netns, needle in (
+        (f"/proc/{daemon.process.pid}/ns/net", "routed's own network namespace"),
+        # where PID 1 is outside our reach (a sandbox), opening it is refused before the check
+        ("/proc/1/ns/net", "the host's (PID 1's) network namespace|Permission denied"),
+        (str(fifo), "not a network namespace"),
+        (str(plain), "not a network namespace"),
+        (str(host.dir), "not a network namespace"),
+        ("/proc/self/ns/mnt", "not a network namespace"),
+    ):
+        refused = host.routed(
+            "workload",
+            "add",
+            "intruder",
+            "--netns",
+            netns,
+            "--ip",
+            "10.65.0.9",
+            "-c",
+            str(host.config),
+            check=False,
+            timeout=20,
+        )
+        assert refused.returncode != 0, (netns, refused.stdout)
+        assert any(n in refused.stderr for n in needle.split("|")), (netns, refused.stderr)
+        assert "bad network namespace" in refused.stderr, (netns, refused.stderr)
+    # the daemon still answers, has no workload and changed nothing in the kernel
+    listed = host.routed("workload", "list", "--json", "-c", str(host.config), timeout=20)
+    assert json.loads(listed.stdout) == [], listed.stdout
+    assert kernel(host) == before
+    assert daemon.process.poll() is None
