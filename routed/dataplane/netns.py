@@ -63,10 +63,10 @@ def open_netns(path: Path) -> int:
         if (opened.st_dev, opened.st_ino) != (seen.st_dev, seen.st_ino):
             raise NetnsError(f"{path} changed while it was opened")
         try:
-            kind = fcntl.ioctl(fd, NS_GET_NSTYPE)
+            nstype = fcntl.ioctl(fd, NS_GET_NSTYPE)
         except OSError as exc:
             raise NetnsError(f"{path} is not a network namespace (not an nsfs file)") from exc
-        if kind != CLONE_NEWNET:
+        if nstype != CLONE_NEWNET:
             raise NetnsError(f"{path} is a namespace, but not a network namespace")
     except BaseException:
         os.close(fd)
