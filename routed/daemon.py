@@ -236,7 +236,11 @@ class Daemon:
             raise ApiError(f"{exc}; give an IPv4 or IPv6 address", 2) from exc
         try:
             spec = await self.workloads.add(
-                str(request["id"]), str(request["netns"]), ips, str(request.get("ifname") or "eth0")
+                str(request["id"]),
+                str(request["netns"]),
+                ips,
+                str(request.get("ifname") or "eth0"),
+                network=str(request.get("network") or ""),
             )
         except UsageError as exc:
             raise ApiError(str(exc), 2) from exc

@@ -24,6 +24,7 @@ def workload_json(spec: WorkloadSpec) -> dict[str, Any]:
         "ifname": spec.ifname,
         "host_ifname": spec.host_ifname,
         "runtime": spec.runtime or None,
+        "network": spec.network or None,
     }
 
 

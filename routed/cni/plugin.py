@@ -95,6 +95,7 @@ class Plugin:
                 netns=request.netns,
                 ips=request.requested_ips,
                 ifname=request.ifname,
+                network=request.network,
             )
         except api.ApiError as exc:
             code = spec.ADDRESS_REFUSED if exc.exit_code == 2 else spec.ATTACH_FAILED
@@ -176,11 +177,16 @@ class Plugin:
         return None
 
     def gc(self) -> None:
+        """Only this network's workloads: another runtime (podman and containerd on one host) or
+        another routed network lists its own attachments, not ours, and must not lose them.
+        Workloads attached before networks were recorded have none and are left to their DEL."""
         keep = spec.valid_attachments(self.request)
+        network = self.request.network
         try:
             for workload in self.daemon("workload.list"):
                 wid = str(workload["id"])
-                if wid.startswith(spec.WORKLOAD_PREFIX) and wid not in keep:
+                ours = workload.get("network") == network and bool(network)
+                if ours and wid.startswith(spec.WORKLOAD_PREFIX) and wid not in keep:
                     self.daemon("workload.del", id=wid)
         except api.ApiError as exc:
             raise CniError(spec.ATTACH_FAILED, str(exc)) from exc

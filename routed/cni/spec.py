@@ -67,6 +67,11 @@ class Request:
         return workload_id(self.container_id, self.ifname)
 
     @property
+    def network(self) -> str:
+        """The network configuration's name (the conflist's `name`), recorded with each workload."""
+        return str(self.config.get("name") or "")[:128]
+
+    @property
     def requested_ips(self) -> list[str]:
         """Addresses asked for: `ips` in runtimeConfig (the `ips` capability), else CNI_ARGS IP=."""
         runtime = self.config.get("runtimeConfig") or {}

@@ -49,6 +49,9 @@ class WorkloadSpec:
     # "docker": Docker does (routed's network plugin); routed makes the pair and leaves the
     # container side, named `peer_ifname`, in the host namespace for Docker to move.
     runtime: str = ""
+    # the CNI network that attached it (the conflist's name): a CNI GC of one network
+    # touches only that network's workloads; "" for workloads of the CLI, API or config
+    network: str = ""
 
     @property
     def handed_off(self) -> bool:

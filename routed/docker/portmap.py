@@ -24,25 +24,55 @@ CNI_VERSION = "1.0.0"
 NETWORK_NAME = "routed-docker"
 
 
+MAX_MAPPINGS = 65535  # one a host port: more than that is a mistake or an attack
+
+
+def _port(binding: Mapping[str, Any], key: str, default: int | None = None) -> int:
+    value = binding.get(key) or default
+    try:
+        port = int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise PluginError(f"port binding {key}={value!r} is not a port number (1-65535)") from None
+    if not 1 <= port <= 65535:
+        raise PluginError(f"port binding {key}={port} is not a port number (1-65535)")
+    return port
+
+
 def mappings(options: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Docker's port bindings as CNI portMappings (a range of host ports is one entry each)."""
+    """Docker's port bindings as CNI portMappings (a range of host ports is one entry each).
+    Every port 1-65535, a range's end not before its start and its container ports in range
+    too, and no more than MAX_MAPPINGS in all: anything else is refused before it is built."""
     out: list[dict[str, Any]] = []
     for binding in options.get(PORTMAP_KEY) or []:
-        protocol = PROTOCOLS.get(int(binding.get("Proto", 6)))
+        if not isinstance(binding, Mapping):
+            raise PluginError(f"port binding {binding!r} is not an object")
+        try:
+            protocol = PROTOCOLS.get(int(binding.get("Proto", 6)))
+        except (TypeError, ValueError):
+            protocol = None
         if protocol is None:
             raise PluginError(f"cannot publish protocol number {binding.get('Proto')}; use tcp, udp or sctp")
-        host_port = int(binding.get("HostPort") or 0)
-        if host_port == 0:
+        if not binding.get("HostPort"):
             port = binding.get("Port")
             raise PluginError(
                 f"publish port {port} with an explicit host port (-p HOSTPORT:{port}): "
                 "a routed network cannot pick a free host port"
             )
-        end = int(binding.get("HostPortEnd") or host_port)
-        for offset in range(end - host_port + 1):
+        host_port = _port(binding, "HostPort")
+        end = _port(binding, "HostPortEnd", host_port)
+        container_port = _port(binding, "Port")
+        count = end - host_port + 1
+        if count < 1 or container_port + count - 1 > 65535:
+            raise PluginError(
+                f"port range {host_port}-{end} -> {container_port} is not a range of ports 1-65535; "
+                "write -p START-END:START-END with the end not before the start"
+            )
+        if len(out) + count > MAX_MAPPINGS:
+            raise PluginError(f"more than {MAX_MAPPINGS} published ports; publish fewer")
+        for offset in range(count):
             entry = {
                 "hostPort": host_port + offset,
-                "containerPort": int(binding["Port"]) + offset,
+                "containerPort": container_port + offset,
                 "protocol": protocol,
             }
             if binding.get("HostIP"):

@@ -127,6 +127,7 @@ class WorkloadManager:
         ifname: str = "eth0",
         guard: Callable[[], None] | None = None,
         runtime: str = "",
+        network: str = "",
     ) -> WorkloadSpec:
         """Add a workload. With `runtime`, the runtime's IPAM gave `ips` (nothing is assigned or
         released here) and the runtime moves the container side (see WorkloadSpec.runtime)."""
@@ -137,8 +138,10 @@ class WorkloadManager:
             )
         if not 1 <= len(ifname) <= 15:
             raise UsageError(f"interface name {ifname!r} must be 1-15 characters")
+        if len(network) > 128:
+            raise UsageError(f"network name {network[:20]!r}... must be at most 128 characters")
         async with self._serial:
-            return await self._add(workload_id, netns, ips, ifname, guard, runtime)
+            return await self._add(workload_id, netns, ips, ifname, guard, runtime, network)
 
     async def _add(
         self,
@@ -148,6 +151,7 @@ class WorkloadManager:
         ifname: str,
         guard: Callable[[], None] | None,
         runtime: str,
+        network: str = "",
     ) -> WorkloadSpec:
         with self.store.locked():
             if guard is not None:
@@ -162,10 +166,14 @@ class WorkloadManager:
                     )
                 spec = existing
             elif runtime:
-                spec = WorkloadSpec(workload_id, netns, tuple(ips), ifname, runtime)
+                spec = WorkloadSpec(workload_id, netns, tuple(ips), ifname, runtime, network)
             else:
                 spec = WorkloadSpec(
-                    workload_id, netns, await self._addresses(workload_id, ips, current), ifname
+                    workload_id,
+                    netns,
+                    await self._addresses(workload_id, ips, current),
+                    ifname,
+                    network=network,
                 )
             try:
                 await attach(spec)

@@ -52,6 +52,7 @@ class WorkloadStore:
                 ips=tuple(ipaddress.ip_address(ip) for ip in item["ips"]),
                 ifname=item.get("ifname", "eth0"),
                 runtime=item.get("runtime", ""),
+                network=item.get("network", ""),
             )
             for item in raw.get("workloads", [])
         }
@@ -66,6 +67,7 @@ class WorkloadStore:
                     "ips": [str(ip) for ip in w.ips],
                     "ifname": w.ifname,
                     **({"runtime": w.runtime} if w.runtime else {}),
+                    **({"network": w.network} if w.network else {}),
                 }
                 for w in sorted(workloads.values(), key=lambda w: w.id)
             ],

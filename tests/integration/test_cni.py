@@ -161,3 +161,33 @@ def test_plugins_chained_after_routed(host: Host, daemon: Daemon, namespaces: Na
     run_chain(host, "DEL", path, plugins)
     assert host_ifname("cni-c0ffee01:eth0") not in links(host.netns)
     assert "8081" not in sh(["iptables", "-t", "nat", "-S"], netns=host.netns).stdout
+
+
+def test_gc_of_one_network_leaves_another_networks_containers(
+    host: Host, daemon: Daemon, namespaces: Namespaces
+) -> None:
+    """Issue 25, finding 10: podman's and containerd's networks (or two routed networks) on one
+    host: the GC of one, which lists only its own attachments, removes only its own stale ones."""
+    ours, theirs, stale = (namespaces.add() for _ in range(3))
+    for netns, container, name in (
+        (ours, "c0ffee01", "routed"),
+        (stale, "c0ffee02", "routed"),
+        (theirs, "beef0001", "routed-ctr"),
+    ):
+        code, result = cni(
+            host, "ADD", f"/run/netns/{netns}", network(host, name=name), CNI_CONTAINERID=container
+        )
+        assert code == 0, result
+    listed = json.loads(host.routed("workload", "list", "--json", "-c", str(host.config)).stdout)
+    assert {w["id"]: w["network"] for w in listed} == {
+        "cni-c0ffee01:eth0": "routed",
+        "cni-c0ffee02:eth0": "routed",
+        "cni-beef0001:eth0": "routed-ctr",
+    }
+    valid = [{"containerID": "c0ffee01", "ifname": "eth0"}]
+    gc = network(host, cniVersion="1.1.0", **{"cni.dev/valid-attachments": valid})
+    assert cni(host, "GC", "", gc) == (0, None)
+    left = json.loads(host.routed("workload", "list", "--json", "-c", str(host.config)).stdout)
+    assert sorted(w["id"] for w in left) == ["cni-beef0001:eth0", "cni-c0ffee01:eth0"]
+    assert host_ifname("cni-beef0001:eth0") in links(host.netns)
+    assert host_ifname("cni-c0ffee02:eth0") not in links(host.netns)

@@ -38,6 +38,7 @@ class FakeDaemon:
                     "ifname": fields["ifname"],
                     "ips": fields["ips"] or [f"10.65.1.{len(self.workloads) + 1}"],
                     "host_ifname": f"rt{len(self.workloads):011x}",
+                    "network": fields.get("network") or None,
                 }
                 self.workloads[fields["id"]] = existing
             return existing
@@ -168,11 +169,23 @@ def test_version_status_and_gc(netns: str) -> None:
     run(env("ADD", netns), conf(), daemon)
     run(env("ADD", netns, CNI_CONTAINERID="gone1"), conf(), daemon)
     daemon.workloads["manual"] = {"id": "manual"}
+    # issue 25, finding 10: another runtime's (or another routed network's) container, unknown
+    # to this network's runtime, and one attached before networks were recorded
+    run(env("ADD", netns, CNI_CONTAINERID="theirs"), conf(name="containerd-routed"), daemon)
+    daemon.workloads["cni-legacy:eth0"] = {"id": "cni-legacy:eth0", "network": None}
     valid = [{"containerID": CONTAINER, "ifname": "eth0"}]
     assert run(
         {"CNI_COMMAND": "GC"}, conf(cniVersion="1.1.0", **{"cni.dev/valid-attachments": valid}), daemon
     ) == (None, 0)
-    assert sorted(daemon.workloads) == [f"cni-{CONTAINER}:eth0", "manual"]
+    assert sorted(daemon.workloads) == [
+        f"cni-{CONTAINER}:eth0",
+        "cni-legacy:eth0",
+        "cni-theirs:eth0",
+        "manual",
+    ]
+    # the other network's own GC, with nothing valid, takes its container and nothing else
+    run({"CNI_COMMAND": "GC"}, conf(cniVersion="1.1.0", name="containerd-routed"), daemon)
+    assert sorted(daemon.workloads) == [f"cni-{CONTAINER}:eth0", "cni-legacy:eth0", "manual"]
 
 
 @pytest.mark.parametrize(

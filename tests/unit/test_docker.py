@@ -145,6 +145,33 @@ def test_port_mappings() -> None:
     assert portmap.mappings({}) == []
 
 
+@pytest.mark.parametrize(
+    ("binding", "needle"),
+    [
+        # issue 25, finding 10: 2,000,000 mappings were built in a second; negative ports accepted
+        ({"Proto": 6, "Port": 1, "HostPort": 1, "HostPortEnd": 2_000_000}, "not a port number"),
+        ({"Proto": 6, "Port": -80, "HostPort": 8080}, "not a port number"),
+        ({"Proto": 6, "Port": 80, "HostPort": -8080}, "not a port number"),
+        ({"Proto": 6, "Port": 80, "HostPort": 70000}, "not a port number"),
+        ({"Proto": 6, "Port": 80, "HostPort": 9000, "HostPortEnd": 8000}, "not a range"),
+        ({"Proto": 6, "Port": 65000, "HostPort": 1000, "HostPortEnd": 2000}, "not a range"),
+        ({"Proto": 6, "Port": "eighty", "HostPort": 8080}, "not a port number"),
+        ({"Proto": "tcp", "Port": 80, "HostPort": 8080}, "protocol"),
+        ("8080:80", "not an object"),
+    ],
+)
+def test_port_mappings_out_of_bounds_are_refused(binding: object, needle: str) -> None:
+    with pytest.raises(PluginError, match=needle):
+        portmap.mappings({"com.docker.network.portmap": [binding]})
+
+
+def test_published_ports_are_bounded_in_all() -> None:
+    whole = {"Proto": 6, "Port": 1, "HostPort": 1, "HostPortEnd": 65535}
+    assert len(portmap.mappings({"com.docker.network.portmap": [whole]})) == 65535
+    with pytest.raises(PluginError, match="more than 65535"):
+        portmap.mappings({"com.docker.network.portmap": [whole, {**whole, "Proto": 17}]})
+
+
 # --- the plugin, through Docker's call sequence ----------------------------------------------
 
 
