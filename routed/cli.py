@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import ipaddress
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -232,9 +233,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     _install_protocol_name()
     from routed.daemon import Daemon
     from routed.gctune import tune
+    from routed.ipam.backends import IpamError
+    from routed.statefile import StateFileError
+    from routed.workloads.store import StoreError
 
     tune()
-    asyncio.run(Daemon(cfg, args.log_format, config_path=str(Path(args.config).resolve())).run())
+    try:
+        asyncio.run(Daemon(cfg, args.log_format, config_path=str(Path(args.config).resolve())).run())
+    except (StateFileError, StoreError, IpamError) as exc:
+        # a state file that is not what routed wrote: say which, where and what to do, and start
+        # nothing (the kernel keeps what it has), rather than guess what was meant
+        logging.getLogger("routed").error(logsetup.event("start_refused", reason=exc))
+        print(f"routed: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     return EXIT_OK
 
 

@@ -10,14 +10,38 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from ipaddress import ip_address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 from routed import statefile
 from routed.docker.protocol import IPAddress
 
 FORMAT_VERSION = 1
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class StoredReservation(statefile.StateModel):
+    pool: Annotated[str, Field(min_length=1, max_length=256)]
+    owner: Annotated[str, Field(min_length=1, max_length=256)]
+    since: float
+    aux: bool = False
+
+
+class StoredMapping(statefile.StateModel):
+    model_config = statefile.StateModel.model_config | {"populate_by_name": True}
+    host_port: Port = Field(alias="hostPort")
+    container_port: Port = Field(alias="containerPort")
+    protocol: Literal["tcp", "udp", "sctp"]
+    host_ip: IPv4Address | IPv6Address | None = Field(default=None, alias="hostIP")
+
+
+class ReservationsFile(statefile.StateModel):
+    version: int
+    addresses: dict[IPv4Address | IPv6Address, StoredReservation] = Field(default_factory=dict)
+    published: dict[str, tuple[StoredMapping, ...]] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,18 +66,19 @@ class Reservations:
     @classmethod
     def load(cls, path: Path) -> Reservations:
         try:
-            raw = statefile.load(path, FORMAT_VERSION)
+            stored = statefile.load(path, FORMAT_VERSION, ReservationsFile)
         except statefile.StateFileError as exc:
-            raise statefile.StateFileError(f"Docker IPAM state {exc}; move it away to start over") from exc
-        if raw is None:
+            raise statefile.StateFileError(
+                f"Docker IPAM state {exc}; fix that entry, or move the file away to start over"
+            ) from exc
+        if stored is None:
             return cls(path)
-        held = {
-            ip_address(ip): Reservation(
-                item["pool"], item["owner"], float(item["since"]), bool(item.get("aux"))
-            )
-            for ip, item in raw.get("addresses", {}).items()
+        held = {ip: Reservation(r.pool, r.owner, r.since, r.aux) for ip, r in stored.addresses.items()}
+        published = {
+            endpoint: [m.model_dump(by_alias=True, exclude_none=True, mode="json") for m in mappings]
+            for endpoint, mappings in stored.published.items()
         }
-        return cls(path, held, dict(raw.get("published", {})))
+        return cls(path, held, published)
 
     def save(self) -> None:
         data = {

@@ -17,8 +17,11 @@ import logging
 import time
 from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
-from ipaddress import ip_address, ip_network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
 
 from routed import statefile
 from routed.config import NodeConfig
@@ -42,6 +45,18 @@ CACHE_VERSION = 1
 CLAIM_ATTEMPTS = 64  # blocks tried when others keep winning the race for them
 
 
+WorkloadName = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class CacheFile(statefile.StateModel):
+    version: int
+    blocks: tuple[IPv4Network | IPv6Network, ...] = ()
+    to_record: dict[IPv4Address | IPv6Address, WorkloadName] = Field(default_factory=dict)
+    to_forget: dict[IPv4Address | IPv6Address, WorkloadName] = Field(default_factory=dict)
+    empty_since: dict[IPv4Network | IPv6Network, float] = Field(default_factory=dict)
+    orphan_since: dict[IPv4Address | IPv6Address, float] = Field(default_factory=dict)
+
+
 @dataclass
 class Cache:
     """What this node owns and owes etcd; saved after every change."""
@@ -56,18 +71,18 @@ class Cache:
     @classmethod
     def load(cls, path: Path) -> Cache:
         try:
-            raw = statefile.load(path, CACHE_VERSION)
+            stored = statefile.load(path, CACHE_VERSION, CacheFile)
         except statefile.StateFileError as exc:
             raise Unavailable(f"IPAM cache {exc}; move it away to rebuild it from etcd") from exc
-        if raw is None:
+        if stored is None:
             return cls(path)
         return cls(
             path,
-            {ip_network(b) for b in raw.get("blocks", [])},
-            {ip_address(k): v for k, v in raw.get("to_record", {}).items()},
-            {ip_address(k): v for k, v in raw.get("to_forget", {}).items()},
-            {ip_network(k): v for k, v in raw.get("empty_since", {}).items()},
-            {ip_address(k): v for k, v in raw.get("orphan_since", {}).items()},
+            set(stored.blocks),
+            dict(stored.to_record),
+            dict(stored.to_forget),
+            dict(stored.empty_since),
+            dict(stored.orphan_since),
         )
 
     def save(self) -> None:

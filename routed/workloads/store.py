@@ -8,14 +8,32 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import ipaddress
 from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
 
 from routed import statefile
+from routed.config.schema import WORKLOAD_ID
 from routed.dataplane.workload import WorkloadSpec
 
 FORMAT_VERSION = 1
+
+
+class StoredWorkload(statefile.StateModel):
+    id: Annotated[str, Field(pattern=WORKLOAD_ID.pattern)]
+    netns: Annotated[str, Field(min_length=1, max_length=4096)]
+    ips: Annotated[tuple[IPv4Address | IPv6Address, ...], Field(min_length=1, max_length=16)]
+    ifname: Annotated[str, Field(min_length=1, max_length=15)] = "eth0"
+    runtime: Annotated[str, Field(max_length=32)] = ""
+    network: Annotated[str, Field(max_length=128)] = ""
+
+
+class WorkloadsFile(statefile.StateModel):
+    version: int
+    workloads: tuple[StoredWorkload, ...] = ()
 
 
 class StoreError(Exception):
@@ -40,21 +58,17 @@ class WorkloadStore:
 
     def load(self) -> dict[str, WorkloadSpec]:
         try:
-            raw = statefile.load(self.path, FORMAT_VERSION)
+            stored = statefile.load(self.path, FORMAT_VERSION, WorkloadsFile)
         except statefile.StateFileError as exc:
-            raise StoreError(f"workload state {exc}; move the file away to start with no workloads") from exc
-        if raw is None:
+            raise StoreError(
+                f"workload state {exc}; fix that entry, or move the file away to start with no "
+                "workloads (their veths stay until deleted by hand)"
+            ) from exc
+        if stored is None:
             return {}
         return {
-            item["id"]: WorkloadSpec(
-                id=item["id"],
-                netns=item["netns"],
-                ips=tuple(ipaddress.ip_address(ip) for ip in item["ips"]),
-                ifname=item.get("ifname", "eth0"),
-                runtime=item.get("runtime", ""),
-                network=item.get("network", ""),
-            )
-            for item in raw.get("workloads", [])
+            item.id: WorkloadSpec(item.id, item.netns, item.ips, item.ifname, item.runtime, item.network)
+            for item in stored.workloads
         }
 
     def save(self, workloads: dict[str, WorkloadSpec]) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from routed.apiserver import MAX_REQUEST
-from tests.integration.conftest import Daemon, Host
+from tests.integration.conftest import ROUTED, Daemon, Host
 
 
 def raw(path: Path, payload: bytes, timeout: float = 10) -> bytes:
@@ -184,3 +184,22 @@ def test_a_workload_netns_must_be_a_network_namespace_of_its_own(host: Host, dae
     assert json.loads(listed.stdout) == [], listed.stdout
     assert kernel(host) == before
     assert daemon.process.poll() is None
+
+
+def test_a_corrupt_state_file_stops_the_start_with_its_name_and_the_fix(host: Host) -> None:
+    """Issue 25, finding 8: a bare traceback that named no file before."""
+    state = host.dir / "state"
+    state.mkdir()
+    (state / "workloads.json").write_text(
+        json.dumps({"version": 1, "workloads": [{"id": "web1", "ips": []}]})
+    )
+    started = subprocess.run(
+        ["ip", "netns", "exec", host.netns, *ROUTED, "run", "-c", str(host.config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode == 1, started.stderr
+    assert "Traceback" not in started.stderr, started.stderr
+    assert f"{state / 'workloads.json'}: field workloads[0].netns: Field required" in started.stderr
+    assert "move the file away" in started.stderr
