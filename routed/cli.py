@@ -208,7 +208,7 @@ def _config(path: str) -> NodeConfig:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     """Each file on its own, then with --fabric the fabric they make together."""
-    from routed.config import read_document
+    from routed.config import read_document, refuse_readable_secrets
     from routed.config.fabric import CheckedFile, fabric_problems
 
     status = EXIT_OK
@@ -216,7 +216,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     for name in args.files:
         try:
             text = read_document(name)
-            checked.append(CheckedFile(name, text, parse_config(text, name)))
+            cfg = parse_config(text, name)
+            refuse_readable_secrets(name, text, cfg)
+            checked.append(CheckedFile(name, text, cfg))
             print(f"{name}: ok")
         except ConfigError as exc:
             print(exc, file=sys.stderr)
@@ -528,7 +530,8 @@ def cmd_reload(args: argparse.Namespace) -> int:
     for key, label in (
         ("peers_added", "peers added"),
         ("peers_removed", "peers removed (sent a Cease)"),
-        ("peers_reset", "sessions reset (their settings changed)"),
+        ("peers_reset", "sessions reset (their settings or TCP-MD5 key changed)"),
+        ("bfd_rekeyed", "BFD sessions given a new key"),
         ("workloads_added", "workloads attached"),
         ("workloads_left_attached", "workloads no longer in the file, left attached (routed workload del)"),
     ):

@@ -222,6 +222,9 @@ def lab_variant(
                 assert old in content, f"{name} has no {old!r} to replace"
                 content = content.replace(old, new)
             path.write_text(content)
+        # root's alone, as a node config holding an inline password must be (see config/README.md)
+        for node_file in (root / topology).rglob("*.yaml"):
+            node_file.chmod(0o600)
         yield root / f"{topology}.clab.yml"
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import base64
 from collections.abc import Collection
 
 from routed.config import NodeConfig, Peer, PeerKind
@@ -11,7 +11,10 @@ PROCESS_NAME = "routed"
 
 
 def _quote(text: str) -> str:
-    return json.dumps(text)  # a double-quoted string with escapes, which ExaBGP's parser accepts
+    """A label (a description) as a double-quoted string ExaBGP reads back as it was, less what
+    it cannot carry: it unescapes a whole line before splitting it, and a quote of either kind
+    inside a quoted string switches the quote. Secrets never go this way (see neighbor_block)."""
+    return '"' + "".join(c for c in text if c not in "\"'\\" and c.isprintable()) + '"'
 
 
 def is_passive(cfg: NodeConfig, peer: Peer) -> bool:
@@ -53,7 +56,11 @@ def neighbor_block(cfg: NodeConfig, peer: Peer) -> str:
     if is_passive(cfg, peer):
         lines.append("    passive true;")
     if secret := peer.md5_password():
-        lines.append(f"    md5-password {_quote(secret)};")
+        # base64: ExaBGP unescapes a whole line before it splits it, and a quote inside a quoted
+        # string switches the quote, so no escaping carries ' " or \ in a password (and a
+        # crafted one would add statements); base64's alphabet needs none
+        encoded = base64.b64encode(secret.encode()).decode()
+        lines += [f"    md5-password {encoded};", "    md5-base64 true;"]
     if peer.ttl_security:  # GTSM: what arrives must have crossed no router
         lines += ["    outgoing-ttl 255;", "    incoming-ttl 254;"]
     lines += [

@@ -6,11 +6,14 @@ allowed, and all problems are reported at once, so a user fixes a file in one pa
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path as FsPath
 
 from routed.config.checks import cross_field_problems
-from routed.config.document import ConfigError, ConfigProblem, validate_document
+from routed.config.document import ConfigError, ConfigProblem, format_path, validate_document
 from routed.config.schema import NodeConfig, Peer, PeerKind, Role, Workload
+from routed.config.yamlmarks import Mark, load_with_marks
 
 __all__ = [
     "ConfigError",
@@ -23,6 +26,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "read_document",
+    "refuse_readable_secrets",
 ]
 
 
@@ -41,5 +45,47 @@ def read_document(path: str | FsPath) -> str:
         ) from exc
 
 
+def inline_secrets(cfg: NodeConfig) -> list[tuple[str | int, ...]]:
+    """Where the config holds a password itself (not in a password_file)."""
+    found: list[tuple[str | int, ...]] = []
+    for index, peer in enumerate(cfg.peers):
+        if peer.password is not None:
+            found.append(("peers", index, "password"))
+        if peer.bfd is not None and peer.bfd.auth is not None and peer.bfd.auth.password is not None:
+            found.append(("peers", index, "bfd", "auth", "password"))
+    return found
+
+
+def refuse_readable_secrets(path: str | FsPath, text: str, cfg: NodeConfig) -> None:
+    """A config with inline passwords must be as private as a password_file: root's and 0600."""
+    where = inline_secrets(cfg)
+    if not where:
+        return
+    try:
+        info = os.stat(path)
+    except OSError:
+        return  # read a moment ago; gone now: nothing left to protect
+    if info.st_uid == 0 and not info.st_mode & 0o077:
+        return
+    _, marks = load_with_marks(text)
+    mode = stat.S_IMODE(info.st_mode)
+    raise ConfigError(
+        [
+            ConfigProblem(
+                str(path),
+                (mark := marks.get(field, Mark(1, 1))).line,
+                mark.column,
+                format_path(field),
+                f"a password in a file that uid {info.st_uid} owns with mode {mode:04o} (others may "
+                f"read or change it); chown root {path} && chmod 600 {path}, or use password_file",
+            )
+            for field in where
+        ]
+    )
+
+
 def load_config(path: str | FsPath) -> NodeConfig:
-    return parse_config(read_document(path), str(path))
+    text = read_document(path)
+    cfg = parse_config(text, str(path))
+    refuse_readable_secrets(path, text, cfg)
+    return cfg

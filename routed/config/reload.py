@@ -74,6 +74,7 @@ class ReloadPlan:
     peers_added: tuple[Peer, ...] = ()
     peers_removed: tuple[Peer, ...] = ()
     peers_changed: tuple[Peer, ...] = ()  # same address, new settings: that session resets
+    bfd_rekeyed: tuple[Peer, ...] = ()  # a new BFD secret (the session goes on with it)
     policy_changed: bool = False
     export_changed: bool = False
     workloads_added: tuple[str, ...] = ()
@@ -89,6 +90,7 @@ class ReloadPlan:
             "peers_added": [str(p.address) for p in self.peers_added],
             "peers_removed": [str(p.address) for p in self.peers_removed],
             "peers_reset": [str(p.address) for p in self.peers_changed],
+            "bfd_rekeyed": [str(p.address) for p in self.bfd_rekeyed],
             "routes_rejudged": self.policy_changed,
             "exports_resent": self.export_changed,
             "workloads_added": list(self.workloads_added),
@@ -96,9 +98,21 @@ class ReloadPlan:
         }
 
 
+def _secret_leaves(cfg: NodeConfig) -> dict[str, Any]:
+    """Each peer's secrets as hashes of what was read: a password_file rotated in place, or an
+    inline password (dumped masked), changes these and nothing else."""
+    leaves: dict[str, Any] = {}
+    for peer in cfg.resolved_peers():
+        md5, bfd = peer.secret_digests()
+        leaves[f"peers[{peer.address}].password (contents)"] = md5
+        leaves[f"peers[{peer.address}].bfd.auth.password (contents)"] = bfd
+    return leaves
+
+
 def plan_reload(old: NodeConfig, new: NodeConfig) -> ReloadPlan:
     old_dump, new_dump = old.model_dump(mode="json"), new.model_dump(mode="json")
-    before, after = _leaves(old_dump), _leaves(new_dump)
+    before = _leaves(old_dump) | _secret_leaves(old)
+    after = _leaves(new_dump) | _secret_leaves(new)
     changed = tuple(sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k)))
     refused = tuple(
         f"{path}: {_value(old_dump, path)!r} -> {_value(new_dump, path)!r}"
@@ -119,7 +133,17 @@ def plan_reload(old: NodeConfig, new: NodeConfig) -> ReloadPlan:
         peers_changed=tuple(
             p
             for a, p in new_peers.items()
-            if a in old_peers and (_session_settings(old_peers[a]) != _session_settings(p) or bgp_defaults)
+            if a in old_peers
+            and (
+                _session_settings(old_peers[a]) != _session_settings(p)
+                or old_peers[a].secret_digests()[0] != p.secret_digests()[0]  # TCP-MD5 re-keyed
+                or bgp_defaults
+            )
+        ),
+        bfd_rekeyed=tuple(
+            p
+            for a, p in new_peers.items()
+            if a in old_peers and old_peers[a].secret_digests()[1] != p.secret_digests()[1]
         ),
         policy_changed=any(c.startswith(POLICY) for c in changed),
         export_changed=any(c.startswith(EXPORT) for c in changed)

@@ -5,6 +5,7 @@ Field docs here are the source of config/README.md; keep them in step.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import re
@@ -20,6 +21,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
+    SecretStr,
     field_validator,
     model_validator,
 )
@@ -168,8 +171,34 @@ class MaxPrefixes(Strict):
     restart_after: int = Field(default=60, ge=0, le=86400)
 
 
+MD5_KEY_BYTES = 80  # TCP_MD5SIG_MAXKEYLEN
+
+
+def check_secret(secret: str, longest: int = MD5_KEY_BYTES) -> str:
+    """A password as the kernel and every peer can take it: 1-`longest` bytes of UTF-8, no
+    control characters (a newline or NUL would be a different key in BIRD's or FRR's config).
+    Quotes and backslashes are fine: ExaBGP gets the key base64-encoded, never as text."""
+    size = len(secret.encode())
+    if not 1 <= size <= longest:
+        raise ValueError(f"a password is 1-{longest} bytes, this one is {size}")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in secret):
+        raise ValueError("a password may not hold control characters (newline, tab, NUL...)")
+    return secret
+
+
+def _inline_secret(value: SecretStr) -> SecretStr:
+    check_secret(value.get_secret_value())
+    return value
+
+
+def secret_digest(secret: str | None) -> str | None:
+    """What a reload compares: a secret's hash, so a rotated file is noticed without the key
+    itself being kept twice or printed."""
+    return None if secret is None else hashlib.sha256(secret.encode()).hexdigest()
+
+
 def _password_file(value: str) -> str:
-    """A TCP-MD5 key kept out of the config: root's, 0600, 1-80 characters. Checked at load,
+    """A TCP-MD5 key kept out of the config: root's, 0600, 1-80 bytes. Checked at load,
     so `routed config check` and a reload refuse a file anyone else could read or change."""
     path = PurePosixPath(value)
     if not path.is_absolute():
@@ -185,8 +214,12 @@ def _password_file(value: str) -> str:
             f"{value} is owned by uid {info.st_uid} with mode {stat.S_IMODE(info.st_mode):04o}; a password "
             f"file must be root's and 0600: chown root {value} && chmod 600 {value}"
         )
-    if not 1 <= len(read_password(value)) <= 80:
-        raise ValueError(f"{value} must hold a password of 1-80 characters (one line)")
+    try:
+        check_secret(read_password(value))
+    except ValueError as exc:
+        raise ValueError(f"{value}: {exc} (one line)") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {value}: {exc}") from exc
     return value
 
 
@@ -210,21 +243,26 @@ class BfdAuth(Strict):
 
     type: BfdAuthType = BfdAuthType.METICULOUS_KEYED_SHA1
     key_id: int = Field(default=1, ge=0, le=255)
-    password: str | None = Field(default=None, min_length=1)
+    password: Annotated[SecretStr, AfterValidator(_inline_secret)] | None = None
     password_file: Annotated[str, AfterValidator(_password_file)] | None = None
+    _secret: str = PrivateAttr(default="")
 
     @model_validator(mode="after")
     def _one_secret(self) -> BfdAuth:
         if (self.password is None) == (self.password_file is None):
             raise ValueError("give password or password_file (one of them)")
+        if self.password_file is not None:
+            self._secret = read_password(self.password_file)
+        elif self.password is not None:
+            self._secret = self.password.get_secret_value()
         longest = AuthType[self.type.name].max_secret  # the packet codec's own limit
-        if len(self.secret().encode()) > longest:
+        if len(self._secret.encode()) > longest:
             raise ValueError(f"a {self.type.value} secret is 1-{longest} bytes; use a shorter one")
         return self
 
     def secret(self) -> str:
-        """Read from password_file each time (a rotated file needs a reload)."""
-        return read_password(self.password_file) if self.password_file else str(self.password)
+        """As read when the config was loaded: a rotated file is read again by a reload."""
+        return self._secret
 
 
 class Bfd(Strict):
@@ -249,7 +287,8 @@ class Peer(Strict):
     asn: Asn | None = None  # defaults to our own AS for iBGP kinds
     kind: PeerKind
     description: str = ""
-    password: str | None = Field(default=None, min_length=1, max_length=80)
+    # never printed (SecretStr); only in a config file no one but root can read (see load)
+    password: Annotated[SecretStr, AfterValidator(_inline_secret)] | None = None
     password_file: Annotated[str, AfterValidator(_password_file)] | None = None
     # GTSM (RFC 5082), directly connected peers only: send with TTL 255, accept only 254-255
     ttl_security: bool = False
@@ -262,12 +301,18 @@ class Peer(Strict):
     max_prefixes: Annotated[MaxPrefixes | None, BeforeValidator(_max_prefixes_shorthand)] = None
     bfd: Annotated[Bfd | None, BeforeValidator(_bfd_shorthand)] = None
 
+    _md5_secret: str | None = PrivateAttr(default=None)
+
     _asn = field_validator("asn")(lambda cls, v: v if v is None else _check_asn(v))
 
     @model_validator(mode="after")
     def _one_password(self) -> Peer:
         if self.password is not None and self.password_file is not None:
             raise ValueError("give password or password_file, not both")
+        if self.password_file is not None:
+            self._md5_secret = read_password(self.password_file)
+        elif self.password is not None:
+            self._md5_secret = self.password.get_secret_value()
         return self
 
     @property
@@ -275,8 +320,13 @@ class Peer(Strict):
         return self.password is not None or self.password_file is not None
 
     def md5_password(self) -> str | None:
-        """The TCP-MD5 key, read from password_file each time (a rotated file needs a reload)."""
-        return read_password(self.password_file) if self.password_file else self.password
+        """The TCP-MD5 key as read when the config was loaded (a reload reads the file again)."""
+        return self._md5_secret
+
+    def secret_digests(self) -> tuple[str | None, str | None]:
+        """The hashes of its TCP-MD5 key and BFD secret, for a reload to compare."""
+        bfd = self.bfd.auth.secret() if self.bfd is not None and self.bfd.auth is not None else None
+        return (secret_digest(self._md5_secret), secret_digest(bfd))
 
     _hold = field_validator("hold_time")(lambda cls, v: v if v is None else _check_hold_time(v))
 

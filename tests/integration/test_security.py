@@ -123,8 +123,15 @@ def bird_peer(lab: Lab) -> dict[str, Any]:
     return peer_of(lab, "h1", "10.0.0.31")
 
 
-@pytest.mark.long(75)
+BIRD_MD5 = "it's-S3\\cret"  # a quote and a backslash: ExaBGP's config could carry neither (issue 25)
+BIRD_MD5_ROTATED = "rotated'S3\\cret-2"
+FRR_MD5 = 'fr"r\\md5'  # a double quote and a backslash
+
+
+@pytest.mark.long(90)
 def test_md5_with_bird_and_frr() -> None:
+    """Passwords with ', " and \\ establish with BIRD2 and FRR holding the same; a wrong or missing
+    one never does; a password_file rotated in place is applied by `routed reload`."""
     bird_line = "  - {address: 10.0.0.31, kind: mesh, description: bird1}\n"
     frr_line = "  - {address: 10.0.0.41, kind: mesh, description: frr1}\n"
     edits = {
@@ -137,21 +144,21 @@ def test_md5_with_bird_and_frr() -> None:
         ],
         "gr-interop/h1.yaml": [
             (bird_line, bird_line.replace("}", ", password_file: /etc/routed/bird1.password}")),
-            (frr_line, frr_line.replace("}", ", password: frr-md5}")),
+            (frr_line, frr_line.replace("}", f", password: '{FRR_MD5}'}}")),
         ],
         "gr-interop/bird1.conf": [
-            ("    connect retry time 1;\n", '    connect retry time 1;\n    password "bird-md5";\n')
+            ("    connect retry time 1;\n", f'    connect retry time 1;\n    password "{BIRD_MD5}";\n')
         ],
         "gr-interop/frr.conf": [
             (
                 " neighbor 10.0.0.11 timers connect 1\n",
-                " neighbor 10.0.0.11 timers connect 1\n neighbor 10.0.0.11 password frr-md5\n",
+                f" neighbor 10.0.0.11 timers connect 1\n neighbor 10.0.0.11 password {FRR_MD5}\n",
             )
         ],
     }
     with lab_variant("gr-interop", {}, edits) as topology:
         password = topology.parent / "gr-interop" / "bird1.password"
-        password.write_text("bird-md5\n")
+        password.write_text(BIRD_MD5 + "\n")
         password.chmod(0o600)
         with running_lab(topology) as lab:
             config = topology.parent / "gr-interop" / "h1.yaml"
@@ -166,7 +173,7 @@ def test_md5_with_bird_and_frr() -> None:
             # h1 says which kernel counter shows it
             with open(config, "w") as handle:
                 handle.write(
-                    original.replace("password: frr-md5", "password: not-frr").replace(
+                    original.replace(FRR_MD5, "not-frr").replace(
                         ", password_file: /etc/routed/bird1.password", ""
                     )
                 )
@@ -192,6 +199,28 @@ def test_md5_with_bird_and_frr() -> None:
                     lambda a=address: peer_of(lab, "h1", a)["state"], "up", timeout=40, what=f"{address} up"
                 )
             assert peer_of(lab, "h1", "10.0.0.41")["hint"] == ""
+
+            # rotation: BIRD takes a new key, the session drops; the same password_file
+            # rewritten in place and `routed reload` re-key h1's side, and it comes back
+            bird_conf = topology.parent / "gr-interop" / "bird1.conf"
+            with open(bird_conf, "r+") as handle:  # in place: bird1 sees it through a bind mount
+                rotated = handle.read().replace(BIRD_MD5, BIRD_MD5_ROTATED)
+                handle.seek(0)
+                handle.truncate()
+                handle.write(rotated)
+            assert "Reconfigur" in lab.birdc("bird1", "configure")
+            wait_until(
+                lambda: peer_of(lab, "h1", "10.0.0.31")["state"] != "up", timeout=30, what="bird1 re-keyed"
+            )
+            with open(password, "w") as handle:
+                handle.write(BIRD_MD5_ROTATED + "\n")
+            reloaded = lab.exec("h1", "routed", "reload", check=False)
+            assert reloaded.returncode == 0, reloaded
+            assert "reload: changed peers[10.0.0.31].password (contents)" in reloaded.stdout, reloaded.stdout
+            assert "sessions reset (their settings or TCP-MD5 key changed): 10.0.0.31" in reloaded.stdout
+            assert BIRD_MD5_ROTATED not in reloaded.stdout + lab.log("h1")
+            wait_until(lambda: peer_of(lab, "h1", "10.0.0.31")["state"], "up", timeout=40, what="re-keyed up")
+            assert peer_of(lab, "h1", "10.0.0.41")["state"] == "up"  # the other session untouched
 
 
 @pytest.mark.long(60)

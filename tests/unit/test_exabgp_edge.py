@@ -156,7 +156,7 @@ def test_render_config() -> None:
     text = render_config(cfg, "/usr/bin/setpriv --pdeathsig KILL -- /usr/bin/sleep infinity")
     assert "    run /usr/bin/setpriv --pdeathsig KILL -- /usr/bin/sleep infinity;" in text
     assert "neighbor 10.1.1.0 {" in text and "peer-as 65001;" in text and "hold-time 9;" in text
-    assert 'md5-password "s3\\"cret";' in text
+    assert "md5-password czMiY3JldA==;" in text and "md5-base64 true;" in text  # s3"cret
     assert (
         "neighbor 10.0.0.12 {" in text
         and "neighbor 10.0.0.5 {" in text

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,7 +39,7 @@ def test_a_password_file_is_read_and_rendered(tmp_path: Path) -> None:
     cfg = parse_config(config(f"password_file: {secret(tmp_path)}"), "node.yaml")
     (peer,) = cfg.peers
     assert peer.md5_password() == "s3cret"
-    assert 'md5-password "s3cret";' in neighbor_block(cfg, peer)
+    assert "md5-password czNjcmV0;" in neighbor_block(cfg, peer)  # base64 of s3cret
 
 
 @pytest.mark.parametrize(
@@ -45,8 +47,10 @@ def test_a_password_file_is_read_and_rendered(tmp_path: Path) -> None:
     [
         (0o644, "s3cret", "must be root's and 0600: chown root"),
         (0o640, "s3cret", "mode 0640"),
-        (0o600, "", "1-80 characters"),
-        (0o600, "x" * 81, "1-80 characters"),
+        (0o600, "", "1-80 bytes"),
+        (0o600, "x" * 81, "1-80 bytes"),
+        (0o600, "é" * 41, "1-80 bytes, this one is 82"),
+        (0o600, "two\nlines", "control characters"),
     ],
 )
 def test_a_password_file_anyone_else_could_read_is_refused(
@@ -133,3 +137,133 @@ def test_bfd_auth_mistakes_are_refused_where_they_are(auth: str, needle: str) ->
 def test_bfd_auth_password_file_must_be_roots_and_0600(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="must be root's and 0600"):
         parse_config(config(f"bfd: {{auth: {{password_file: {secret(tmp_path, 0o644)}}}}}"), "node.yaml")
+
+
+# --- issue 25, findings 3 and 4: secrets ExaBGP must carry exactly, rotation, secrecy ---------
+
+HOSTILE_PASSWORDS = [
+    "it's-S3cret",
+    's3"cret',
+    "back\\slash",
+    'x"; local-as 1; md5-password "y',
+    "x'; local-as 1; md5-base64 false; #",
+    "\\u0041\\n{};#",
+    "späce and ünïcode",
+]
+
+
+def exabgp_reads(text: str, tmp_path: Path) -> dict[str, Any]:
+    """ExaBGP's own configuration parser on a rendered config: its neighbours by address."""
+    from exabgp.configuration.configuration import Configuration
+    from exabgp.environment import getenv
+    from exabgp.logger import log
+
+    log.init(getenv())
+    path = tmp_path / "exabgp.conf"
+    path.write_text(text)
+    parsed = Configuration([str(path)])
+    assert parsed.reload(), parsed.error
+    return {str(n["peer-address"]): n for n in parsed.neighbors.values()}
+
+
+@pytest.mark.parametrize("password", HOSTILE_PASSWORDS)
+def test_exabgp_gets_every_password_exactly_and_nothing_else(password: str, tmp_path: Path) -> None:
+    import base64
+
+    from bgp.exabgp.config import render_config
+
+    text = BASE + (
+        f"  - {{address: 10.0.0.1, kind: reflector, password: {json.dumps(password)}}}\n"
+        '  - {address: 10.0.0.2, kind: reflector, description: "it\'s \\"rr2\\" \\\\ #"}\n'
+    )
+    cfg = parse_config(text, "node.yaml")
+    neighbors = exabgp_reads(render_config(cfg, "/bin/true"), tmp_path)
+    assert set(neighbors) == {"10.0.0.1", "10.0.0.2"}
+    signed, plain = neighbors["10.0.0.1"], neighbors["10.0.0.2"]
+    assert signed["md5-base64"] is True
+    assert base64.b64decode(signed["md5-password"]).decode() == password
+    # nothing leaked into other statements or the other neighbour
+    assert signed["local-as"] == plain["local-as"] == 64512
+    assert not plain["md5-password"]
+
+
+@pytest.mark.parametrize(
+    ("password", "needle"),
+    [("x" * 81, "1-80 bytes"), ("ü" * 41, "1-80 bytes"), ("a\tb", "control characters"), ("", "1-80 bytes")],
+)
+def test_passwords_no_peer_could_share_are_refused(password: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(config(f"password: {json.dumps(password)}"), "node.yaml")
+    assert needle in str(info.value) and "node.yaml:7:" in str(info.value), str(info.value)
+
+
+def test_an_inline_password_is_never_printed() -> None:
+    cfg = parse_config(config("password: hunter2-md5, bfd: {auth: {password: hunter2-bfd}}"), "node.yaml")
+    for shown in (repr(cfg), str(cfg), repr(cfg.peers[0]), json.dumps(cfg.model_dump(mode="json"))):
+        assert "hunter2" not in shown
+    assert cfg.peers[0].md5_password() == "hunter2-md5"
+    assert cfg.peers[0].bfd is not None and cfg.peers[0].bfd.auth is not None
+    assert cfg.peers[0].bfd.auth.secret() == "hunter2-bfd"
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_an_inline_password_in_a_file_others_can_read_is_refused(tmp_path: Path, mode: int) -> None:
+    from routed.config import load_config
+
+    path = tmp_path / "node.yaml"
+    path.write_text(config("password: hunter2"))
+    path.chmod(mode)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert f"{path}:7:" in message and "peers[0].password" in message and f"chmod 600 {path}" in message
+    assert "hunter2" not in message
+    path.chmod(0o600)
+    assert load_config(path).peers[0].md5_password() == "hunter2"
+    # a config without inline secrets may be readable by all, as /etc files usually are
+    path.write_text(config(f"password_file: {secret(tmp_path)}"))
+    path.chmod(0o644)
+    assert load_config(path).peers[0].md5_password() == "s3cret"
+
+
+def test_routed_config_check_refuses_an_inline_password_others_can_read(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "node.yaml"
+    path.write_text(config("password: hunter2"))
+    path.chmod(0o644)
+    checked = subprocess.run(
+        [sys.executable, "-m", "routed.cli", "config", "check", str(path)], capture_output=True, text=True
+    )
+    assert checked.returncode == 2 and "peers[0].password" in checked.stderr, checked.stderr
+    assert "hunter2" not in checked.stderr + checked.stdout
+
+
+def test_a_rotated_password_file_is_a_change_that_rekeys_the_session(tmp_path: Path) -> None:
+    from routed.config.reload import plan_reload
+
+    md5_file = secret(tmp_path)
+    bfd_file = tmp_path / "bfd.password"
+    bfd_file.write_text("bfd-one\n")
+    bfd_file.chmod(0o600)
+    text = config(f"password_file: {md5_file}, bfd: {{auth: {{password_file: {bfd_file}}}}}")
+    before = parse_config(text, "node.yaml")
+    assert plan_reload(before, parse_config(text, "node.yaml")).empty  # same contents: nothing
+
+    md5_file.write_text("rotated\n")  # the same path, a new key
+    plan = plan_reload(before, after := parse_config(text, "node.yaml"))
+    assert plan.changed == ("peers[10.0.0.1].password (contents)",)
+    assert [str(p.address) for p in plan.peers_changed] == ["10.0.0.1"] and not plan.bfd_rekeyed
+    assert after.peers[0].md5_password() == "rotated" and before.peers[0].md5_password() == "s3cret"
+    assert "md5-password cm90YXRlZA==;" in neighbor_block(after, after.peers[0])
+
+    bfd_file.write_text("bfd-two\n")
+    plan = plan_reload(after, parse_config(text, "node.yaml"))
+    assert plan.changed == ("peers[10.0.0.1].bfd.auth.password (contents)",)
+    assert [str(p.address) for p in plan.bfd_rekeyed] == ["10.0.0.1"] and not plan.peers_changed
+    assert "rotated" not in json.dumps(plan.summary()) and "bfd-two" not in json.dumps(plan.summary())
+
+    # an inline password changed in the file is seen too (its dump is masked)
+    one, two = (parse_config(config(f"password: {p}"), "node.yaml") for p in ("one", "two"))
+    assert [str(p.address) for p in plan_reload(one, two).peers_changed] == ["10.0.0.1"]
