@@ -304,6 +304,7 @@ class Daemon:
                 **{k: getattr(stats, k) for k in stats.__slots__},
                 "routes": self._fib_routes(),
                 "synced": self.reconciler.synced,
+                "failing": self.reconciler.failing_by_reason(),
             },
             "ipam": ipam_json(self.cfg, self.ipam, workloads),
             "bgp": self._bgp_status(),

@@ -116,6 +116,9 @@ def _fib_families(fib: dict[str, Any]) -> Iterator[Metric]:
         operations.add_metric([operation], fib[key])
     synced = _gauge("routed_fib_synced", "1 when the kernel holds exactly the routes wanted")
     synced.add_metric([], 1 if fib["synced"] else 0)
+    failing = _gauge("routed_fib_failing_routes", "routes the kernel refuses now, by its reason", ["reason"])
+    for reason, count in (fib.get("failing") or {}).items():
+        failing.add_metric([reason], count)
     for name, key, doc in (
         ("routed_fib_failures", "failures", "kernel route operations that failed (each retried)"),
         ("routed_fib_restored", "restored", "our routes removed by someone else and put back"),
@@ -124,7 +127,7 @@ def _fib_families(fib: dict[str, Any]) -> Iterator[Metric]:
         counter = _counter(name, doc)
         counter.add_metric([], fib[key])
         yield counter
-    yield from (routes, operations, synced)
+    yield from (routes, operations, synced, failing)
 
 
 def _ipam_families(ipam: dict[str, Any]) -> Iterator[Metric]:

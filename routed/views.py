@@ -179,4 +179,7 @@ def fib_text(fib: dict[str, Any]) -> str:
     if "synced" in fib:
         line += ", synced" if fib["synced"] else ", NOT synced (changes pending or a source not ready)"
     counts = ("added", "replaced", "deleted", "failures", "restored", "full_resyncs")
-    return line + "; " + ", ".join(f"{fib.get(k, 0)} {k.replace('_', ' ')}" for k in counts)
+    line += "; " + ", ".join(f"{fib.get(k, 0)} {k.replace('_', ' ')}" for k in counts)
+    for reason, routes_now in sorted((fib.get("failing") or {}).items()):
+        line += f"\n  {routes_now} route(s) refused by the kernel now: {reason}"
+    return line

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from routed.fib.kernel import EventsLost, Kernel, KernelView
+from routed.fib.kernel import EventsLost, Kernel, KernelView, RouteFailure
 from routed.fib.plan import RoutePlan, plan_routes
 from routed.fib.routes import Route, RouteKey
 from routed.log import event
@@ -70,6 +70,9 @@ class Reconciler:
         self._next_resync = 0.0
         self._retry_delay = RETRY_FIRST
         self.stats = ReconcilerStats()
+        # routes the kernel refuses now, by key: (action, reason, attempts). Logged once per
+        # route and reason (a refused route is retried every few seconds, for good), counted
+        self.failing: dict[RouteKey, tuple[str, str, int]] = {}
 
     # --- what we want -------------------------------------------------------
 
@@ -253,16 +256,7 @@ class Reconciler:
             self._retry_delay = min(retry_in * 2, self.resync_interval)
         else:
             self._retry_delay = RETRY_FIRST
-        for failure in failures:
-            log.error(
-                event(
-                    "route_failed",
-                    action=failure.action,
-                    route=failure.route,
-                    reason=failure.reason,
-                    retry=f"in {retry_in:g}s",
-                )
-            )
+        self._note_failures(plan, failures, retry_in, full)
         log.info(
             event(
                 "fib_applied",
@@ -274,6 +268,37 @@ class Reconciler:
                 ms=round((time.monotonic() - started) * 1000, 1),
             )
         )
+
+    def _note_failures(self, plan: RoutePlan, failures: Sequence[RouteFailure], retry_in: float, full: bool) -> None:
+        """Log a refused route the first time for each reason, count every attempt, and say once
+        when it finally goes in."""
+        failed = {f.route.key: f for f in failures}
+        for route in (*plan.add, *plan.replace, *plan.delete):
+            if route.key not in failed and (before := self.failing.pop(route.key, None)) is not None:
+                log.info(event("route_failure_over", route=route, reason=before[1], attempts=before[2]))
+        for key, failure in failed.items():
+            action, reason, attempts = self.failing.get(key, ("", "", 0))
+            if (action, reason) != (failure.action, failure.reason):
+                attempts = 0
+                log.error(
+                    event(
+                        "route_failed",
+                        action=failure.action,
+                        route=failure.route,
+                        reason=failure.reason,
+                        retry=f"in {retry_in:g}s and on, logged again only if the reason changes",
+                    )
+                )
+            self.failing[key] = (failure.action, failure.reason, attempts + 1)
+        if full:  # a route no longer wanted (nor ours to delete) is no longer failing
+            wanted = self.desired()
+            for key in [k for k in self.failing if k not in wanted and k not in self._view.ours]:
+                del self.failing[key]
+
+    def failing_by_reason(self) -> dict[str, int]:
+        """How many routes the kernel refuses now, by its reason."""
+        counts: Counter[str] = Counter(reason for _, reason, _ in self.failing.values())
+        return dict(counts)
 
     def _log_conflicts(self, plan: RoutePlan, full: bool) -> None:
         current = {r.key for r in plan.conflicts}

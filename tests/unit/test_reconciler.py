@@ -146,6 +146,28 @@ async def test_failed_route_is_retried_at_resync() -> None:
         await until(lambda: A.key in kernel.ours)
 
 
+async def test_a_refused_route_is_logged_once_per_reason_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 25, finding 5: a route the kernel refuses was logged on every retry, for good."""
+    kernel = FakeKernel()
+    kernel.fail.add(A.key)
+    rec = Reconciler(kernel, sources=("local",), resync_interval=0.02)
+    rec.mark_ready("local")
+    rec.set_routes("local", [A])
+    with caplog.at_level("INFO", logger="routed.fib"):
+        async with running(rec):
+            await until(lambda: rec.stats.failures >= 5)
+            assert rec.failing_by_reason() == {"ENODEV": 1}
+            assert rec.failing[A.key][2] >= 5  # every attempt counted
+            kernel.fail.clear()
+            await until(lambda: A.key in kernel.ours)
+            await until(lambda: not rec.failing)
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("event=route_failed" in line for line in lines) == 1, lines
+    assert sum("event=route_failure_over" in line for line in lines) == 1, lines
+
+
 async def test_apply_once_touches_only_its_prefixes() -> None:
     kernel = FakeKernel()
     kernel.ours[STALE.key] = STALE
