@@ -3,7 +3,11 @@
 A peer can never take over a local workload's address or anything inside a block we own,
 a prefix outside the pools, or the default route unless allowed; inside the pools only
 host prefixes and whole blocks are accepted; loops (RFC 4456 originator and cluster, and
-our AS in an eBGP path) are dropped; a next hop of ours is ignored.
+our AS in an eBGP path) are dropped; a next hop of ours is ignored. A next hop must be one a
+packet can be sent to: never inside the pools (a container's address: another host's block
+would be steered into that container), never martian (loopback, unspecified, multicast,
+reserved, IPv4 link-local, IPv4-mapped), and from an iBGP peer on the fabric's own subnets
+(or the extra `bgp.next_hops` subnets of an L3 fabric).
 """
 
 from __future__ import annotations
@@ -11,9 +15,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Set
 from dataclasses import dataclass, field
 from enum import StrEnum
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, ip_network
 
 from bgp.model import Attributes, IPAddress, IPNetwork, Peer
+
+MARTIAN_NEXT_HOPS = tuple(
+    ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "224.0.0.0/4",
+        "240.0.0.0/4",  # reserved, and 255.255.255.255
+        "::/96",  # unspecified, loopback, IPv4-compatible
+        "::ffff:0:0/96",  # IPv4-mapped: Linux blackholes an IPv6 route via one
+        "ff00::/8",
+    )
+)
 
 
 class Rejection(StrEnum):
@@ -23,6 +41,9 @@ class Rejection(StrEnum):
     OWN_BLOCK = "inside a block of ours"
     BLOCK_LENGTH = "neither a block nor a host prefix"
     OWN_NEXT_HOP = "next hop is this node"
+    NEXT_HOP_IN_POOLS = "next hop inside the pools"
+    NEXT_HOP_MARTIAN = "martian next hop"
+    NEXT_HOP_OFF_FABRIC = "next hop off the fabric"
     ORIGINATOR_LOOP = "originator id is ours"
     CLUSTER_LOOP = "cluster list has our cluster id"
     AS_LOOP = "our AS in AS path"
@@ -41,13 +62,18 @@ class ImportPolicy:
     # prefix length of an IPAM block per IP version: inside the pools, the only other length
     # accepted besides a host prefix (None: any length, as before blocks)
     block_lengths: tuple[int, int] | None = (26, 122)
+    # where an iBGP peer's next hops may be: the fabric interface's subnets and any extra ones
+    # configured (empty: not known, not checked); IPv6 link-local next hops are on-link anyway
+    next_hop_subnets: tuple[IPNetwork, ...] = ()
     # (version, length, mask, address) as integers, made once: pools, allowed prefixes, and
     # our own prefixes shorter than a host (our blocks)
     pool_bounds: tuple[tuple[int, int, int, int], ...] = field(init=False, repr=False, compare=False)
     allowed_bounds: tuple[tuple[int, int, int, int], ...] = field(init=False, repr=False, compare=False)
     own_block_bounds: tuple[tuple[int, int, int, int], ...] = field(init=False, repr=False, compare=False)
+    next_hop_bounds: tuple[tuple[int, int, int, int], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "next_hop_bounds", _bounds(self.next_hop_subnets))
         object.__setattr__(self, "pool_bounds", _bounds(self.pools))
         object.__setattr__(self, "allowed_bounds", _bounds(self.allowed))
         blocks = [p for p in self.local_prefixes if p.prefixlen < p.max_prefixlen]
@@ -97,10 +123,36 @@ def check_prefix(policy: ImportPolicy, prefix: IPNetwork) -> Rejection | None:
     return None
 
 
+def _address_within(address: IPAddress, bounds: tuple[tuple[int, int, int, int], ...]) -> bool:
+    value, version = int(address), address.version
+    return any(version == v and value & mask == net for v, _, mask, net in bounds)
+
+
+_MARTIAN_BOUNDS = _bounds(MARTIAN_NEXT_HOPS)
+_IPV6_LINK_LOCAL = _bounds([ip_network("fe80::/10")])
+
+
+def check_next_hop(policy: ImportPolicy, next_hop: IPAddress, peer: Peer) -> Rejection | None:
+    if next_hop in policy.own_addresses:
+        return Rejection.OWN_NEXT_HOP
+    if _address_within(next_hop, _MARTIAN_BOUNDS):
+        return Rejection.NEXT_HOP_MARTIAN
+    if _address_within(next_hop, policy.pool_bounds):
+        return Rejection.NEXT_HOP_IN_POOLS
+    if (
+        not peer.ebgp
+        and policy.next_hop_bounds
+        and not _address_within(next_hop, policy.next_hop_bounds)
+        and not _address_within(next_hop, _IPV6_LINK_LOCAL)
+    ):
+        return Rejection.NEXT_HOP_OFF_FABRIC
+    return None
+
+
 def check_attributes(policy: ImportPolicy, attrs: Attributes, peer: Peer) -> Rejection | None:
     """The checks that depend on the path's attributes alone: one answer for a whole UPDATE."""
-    if attrs.next_hop in policy.own_addresses:
-        return Rejection.OWN_NEXT_HOP
+    if rejected := check_next_hop(policy, attrs.next_hop, peer):
+        return rejected
     if attrs.originator_id == policy.router_id:
         return Rejection.ORIGINATOR_LOOP
     if policy.cluster_id is not None and policy.cluster_id in attrs.cluster_list:

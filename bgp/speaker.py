@@ -67,7 +67,7 @@ LOGGED_REJECTIONS = 5  # per peer and reason; past it, refusals are counted, not
 MAX_PREFIXES_SUBCODE = 1  # Cease: Maximum Number of Prefixes Reached (RFC 4486)
 
 
-def import_policy(cfg: NodeConfig) -> ImportPolicy:
+def import_policy(cfg: NodeConfig, fabric_subnets: tuple[IPNetwork, ...] = ()) -> ImportPolicy:
     return ImportPolicy(
         pools=tuple(cfg.pools),
         router_id=cfg.router_id,
@@ -77,6 +77,7 @@ def import_policy(cfg: NodeConfig) -> ImportPolicy:
         allowed=tuple(cfg.bgp.import_allow),
         allow_default=cfg.bgp.allow_default_route,
         block_lengths=(cfg.ipam.block_size, cfg.ipam.block_size_v6),
+        next_hop_subnets=(*fabric_subnets, *cfg.bgp.next_hops) if fabric_subnets else (),
     )
 
 
@@ -102,6 +103,7 @@ class Speaker:
         self.cfg = cfg
         self.fib = fib
         self.table = cfg.fib.table
+        self.fabric_subnets: tuple[IPNetwork, ...] = ()  # the fabric interface's, once it is up
         self.policy = import_policy(cfg)
         self.rib = Rib(self.policy, cfg.bgp.max_paths)
         self.peers: dict[IPAddress, PeerStatus] = {p.address: PeerStatus(p) for p in cfg.resolved_peers()}
@@ -207,7 +209,7 @@ class Speaker:
             if limit_changed:
                 self._limit_changed(status)
         self.rib.max_paths = cfg.bgp.max_paths
-        self.policy = import_policy(cfg)
+        self.policy = import_policy(cfg, self.fabric_subnets)
         if plan.policy_changed:
             changes: Changes = {}
             self._merge(changes, self.rib.set_policy(self.policy.with_local_prefixes(self.local)))
@@ -248,8 +250,10 @@ class Speaker:
         logged = False
         async with async_iproute() as ipr:
             while True:
-                present = [a async for a in await ipr.addr("dump") if a.get("address") == address]
+                dumped = [a async for a in await ipr.addr("dump")]
+                present = [a for a in dumped if a.get("address") == address]
                 if present:
+                    self._learn_fabric_subnets([a for a in dumped if a["index"] == present[0]["index"]])
                     return
                 if not logged:
                     log.warning(
@@ -261,6 +265,19 @@ class Speaker:
                     )
                     logged = True
                 await asyncio.sleep(0.2)
+
+    def _learn_fabric_subnets(self, addresses: list[Any]) -> None:
+        """The subnets of the fabric interface's global addresses: where iBGP next hops may be."""
+        subnets = tuple(
+            ip_network(f"{a.get('address')}/{a['prefixlen']}", strict=False)
+            for a in addresses
+            if a.get("address") and not ip_address(a.get("address")).is_link_local
+        )
+        self.fabric_subnets = subnets
+        self.policy = import_policy(self.cfg, subnets)
+        self.rib.set_policy(self.policy.with_local_prefixes(self.local))
+        extra = ",".join(map(str, self.cfg.bgp.next_hops)) or "none"
+        log.info(event("bgp_fabric_subnets", subnets=",".join(map(str, subnets)), next_hops=extra))
 
     def _reflector_peers(self) -> list[PeerStatus]:
         return [s for s in self.peers.values() if s.config.kind is PeerKind.REFLECTOR]

@@ -107,6 +107,15 @@ def main() -> int:
         sock.sendall(update(outside[start : start + 800], next_hop))
     sock.sendall(update(["10.65.9.2/32"], next_hop, as_path=(65099, asn)))
     sock.sendall(update(["10.65.128.0/17", "0.0.0.0/0", "10.65.9.1/32"], next_hop))
+    # next hops nobody may send us (issue 25): another host's container, martians, off the fabric
+    for prefix, bad in (
+        ("10.65.9.3/32", "10.65.2.1"),
+        ("10.65.9.4/32", "127.0.0.1"),
+        ("10.65.9.5/32", "0.0.0.0"),
+        ("10.65.9.6/32", "224.0.0.1"),
+        ("10.65.9.7/32", "192.0.2.1"),
+    ):
+        sock.sendall(update([prefix], bad))
     deadline = time.monotonic() + hold
     while time.monotonic() < deadline:
         sock.sendall(message(KEEPALIVE))

@@ -357,6 +357,16 @@ class Bgp(Strict):
     # import: besides the pools, which learned prefixes may be installed
     import_allow: tuple[Cidr, ...] = ()
     allow_default_route: bool = False
+    # import: where an iBGP peer's next hops may be besides the fabric interface's own subnets
+    # (an L3 fabric whose hosts sit in other subnets, reached through the underlay's routing)
+    next_hops: tuple[Cidr, ...] = ()
+    # every peer without its own: BIRD and FRR set no limit by default; we keep a flood from
+    # taking the node's memory (~1 KB a route) and drop what is over, loudly, rather than close
+    # the session (a reflector torn down is the whole fabric lost). 250,000 is 2,500 hosts of
+    # 100 containers each with `ipam: none`; raise it (or `null`: no limit) for more
+    max_prefixes: Annotated[MaxPrefixes | None, BeforeValidator(_max_prefixes_shorthand)] = MaxPrefixes(
+        limit=250_000, action=MaxPrefixAction.DROP
+    )
     # ExaBGP's reactor speed: its idle poll timeout is speed/100 s. Sockets and API commands
     # wake it at once whatever the value; what the timeout paces is idle work (timers,
     # accepting inbound sessions). At 1.0 an idle ExaBGP woke 100 times a second and cost
@@ -566,9 +576,21 @@ class NodeConfig(Strict):
 
     def resolved_peers(self) -> tuple[Peer, ...]:
         """Explicit peers plus one mesh peer per other mesh node, each with its AS filled in."""
-        peers = [p if p.asn is not None else p.model_copy(update={"asn": self.asn}) for p in self.peers]
+        peers = [
+            p.model_copy(
+                update={
+                    "asn": self.asn if p.asn is None else p.asn,
+                    "max_prefixes": self.bgp.max_prefixes if p.max_prefixes is None else p.max_prefixes,
+                }
+            )
+            for p in self.peers
+        ]
         explicit = {p.address for p in peers}
         for address in self.mesh_nodes:
             if address != self.fabric.address and address not in explicit:
-                peers.append(Peer(address=address, asn=self.asn, kind=PeerKind.MESH))
+                peers.append(
+                    Peer(
+                        address=address, asn=self.asn, kind=PeerKind.MESH, max_prefixes=self.bgp.max_prefixes
+                    )
+                )
         return tuple(peers)

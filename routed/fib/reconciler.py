@@ -269,7 +269,9 @@ class Reconciler:
             )
         )
 
-    def _note_failures(self, plan: RoutePlan, failures: Sequence[RouteFailure], retry_in: float, full: bool) -> None:
+    def _note_failures(
+        self, plan: RoutePlan, failures: Sequence[RouteFailure], retry_in: float, full: bool
+    ) -> None:
         """Log a refused route the first time for each reason, count every attempt, and say once
         when it finally goes in."""
         failed = {f.route.key: f for f in failures}

@@ -254,8 +254,9 @@ def test_ttl_security_with_bird() -> None:
 @pytest.mark.long(45)
 def test_hostile_peer_input_is_refused_and_a_malformed_update_closes_only_that_session() -> None:
     """A raw BGP speaker (tests/bgp_raw_speaker.py) in bird1's place sends a flood outside the
-    pools, an AS_PATH loop, a /17 inside the pools, a default route and one good route, then
-    an UPDATE whose attribute length runs past the message."""
+    pools, an AS_PATH loop, a /17 inside the pools, a default route and one good route, routes
+    via next hops of every refused kind, then an UPDATE whose attribute length runs past the
+    message."""
     speaker = Path(__file__).resolve().parents[1] / "bgp_raw_speaker.py"
     edits = {"bird-interop.clab.yml": [("env: {NODE_DAEMON: bird}", "env: {NODE_DAEMON: none}")]}
     with lab_variant("bird-interop", {}, edits) as topology, running_lab(topology) as lab:
@@ -268,12 +269,18 @@ def test_hostile_peer_input_is_refused_and_a_malformed_update_closes_only_that_s
             "our AS in AS path": 1,
             "neither a block nor a host prefix": 1,
             "default route": 1,
+            "next hop inside the pools": 1,
+            "martian next hop": 3,
+            "next hop off the fabric": 1,
         }
         wait_until(lambda: peer_of(lab, "h1", "10.0.0.31")["rejections"], expected, timeout=40)
         routes = kernel_routes(lab, "h1")
         assert routes.get("10.65.9.1") == "10.0.0.31", routes
         assert not [
-            r for r in routes if r.startswith("10.99.") or r in ("default", "10.65.128.0/17", "10.65.9.2")
+            r
+            for r in routes
+            if r.startswith("10.99.")
+            or r in ("default", "10.65.128.0/17", "10.65.9.2", *(f"10.65.9.{i}" for i in range(3, 8)))
         ]
         # a flood of refusals is counted, not logged line by line
         log = lab.log("h1")
