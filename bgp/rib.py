@@ -59,6 +59,9 @@ class Rib:
         self._loc: dict[IPNetwork, Selection] = {}
         self._stale: dict[IPAddress, set[IPNetwork]] = {}  # per peer: its paths not fresh
         self.rejected_total: Counter[Rejection] = Counter()
+        # accepted prefixes per peer, kept as paths come and go: status and metrics read it
+        # without walking a peer's table (a scrape costs O(peers), not O(routes))
+        self._accepted_by_peer: Counter[IPAddress] = Counter()
 
     def loc_rib(self) -> dict[IPNetwork, Selection]:
         return dict(self._loc)
@@ -109,14 +112,20 @@ class Rib:
             self._accepted[prefix] = kept
         else:
             del self._accepted[prefix]
+        left = self._accepted_by_peer[peer] = self._accepted_by_peer[peer] - 1
+        if not left:
+            del self._accepted_by_peer[peer]
         return True
 
     def _accept(self, path: Path) -> None:
         held = self._accepted.get(path.prefix)
         if not held:  # the common case in a full table: the prefix's first path
             self._accepted[path.prefix] = (path,)
+            self._accepted_by_peer[path.peer.address] += 1
             return
         others = tuple(p for p in held if p.peer.address != path.peer.address)
+        if len(others) == len(held):  # this peer's first accepted path for the prefix
+            self._accepted_by_peer[path.peer.address] += 1
         self._accepted[path.prefix] = (*others, path)
 
     def _is_accepted(self, peer: IPAddress, prefix: IPNetwork) -> bool:
@@ -232,7 +241,13 @@ class Rib:
         return len(self._stale.get(peer, ()))
 
     def accepted_count(self, peer: IPAddress) -> int:
-        return sum(1 for prefix in self._adj_in.get(peer, {}) if self._is_accepted(peer, prefix))
+        return self._accepted_by_peer.get(peer, 0)
+
+    def received_count(self, peer: IPAddress) -> int:
+        return len(self._adj_in.get(peer, ()))
+
+    def loc_rib_size(self) -> int:
+        return len(self._loc)
 
     def stale_peers(self) -> set[IPAddress]:
         return set(self._stale)

@@ -948,7 +948,7 @@ class Speaker:
                 now,
                 asn=s.config.asn if s.config.asn is not None else self.cfg.asn,
                 graceful_locally=self._graceful_locally(s),
-                received=len(self.rib.adj_rib_in(address)),
+                received=self.rib.received_count(address),
                 accepted=self.rib.accepted_count(address),
                 announced=len(self._out.get(address, {})),
                 stale=self.rib.stale_count(address),
@@ -958,7 +958,7 @@ class Speaker:
         ]
         return {
             "peers": peers,
-            "loc_rib": len(self.rib.loc_rib()),
+            "loc_rib": self.rib.loc_rib_size(),
             "announced": len(self.local),
             "stale": self.rib.stale_count(),
             "draining": self.me.draining,

@@ -1,14 +1,20 @@
 """Prometheus metrics and health probes, served on `metrics.listen` from the daemon's own loop.
 
-Every value is read from the daemon's status (the dict `routed status --json` prints) at
-scrape time, so /metrics and `routed status` can never disagree; only the reconcile
-duration is a histogram fed as passes happen. `families` and `readiness` are pure.
+Every value is read from the daemon's status (the dict `routed status --json` prints), so
+/metrics and `routed status` can never disagree; only the reconcile duration is a histogram fed
+as passes happen. `families` and `readiness` are pure.
+
+The listener shares the daemon's only event loop: a scrape is served from a status at most
+STATUS_MAX_AGE old (built once for every scrape and probe in that time), and at most
+MAX_CONCURRENT requests are served at once; more get 503 at once, so a flood of scrapers
+cannot starve routing.
 """
 
 from __future__ import annotations
 
 import logging
 import platform
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -28,6 +34,8 @@ log = logging.getLogger("routed.metrics")
 
 Status = dict[str, Any]
 PEER_LABELS = ["peer", "description", "kind"]
+STATUS_MAX_AGE = 1.0  # seconds a status built for a scrape serves the next ones
+MAX_CONCURRENT = 4  # requests served at once; the rest are told to come back
 FIB_OPERATIONS = {"added": "add", "replaced": "replace", "deleted": "delete"}
 
 
@@ -186,15 +194,36 @@ def split_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+class CachedStatus:
+    """The daemon's status, built at most once every `max_age` seconds."""
+
+    def __init__(self, build: Callable[[], Status], max_age: float = STATUS_MAX_AGE) -> None:
+        self._build = build
+        self.max_age = max_age
+        self._built_at = float("-inf")
+        self._status: Status = {}
+        self.builds = 0
+
+    def __call__(self) -> Status:
+        now = time.monotonic()
+        if now - self._built_at >= self.max_age:
+            self._status = self._build()
+            self._built_at = now
+            self.builds += 1
+        return self._status
+
+
 class MetricsServer:
     """/metrics, /healthz and /readyz over HTTP, in the daemon's event loop (aiohttp)."""
 
     def __init__(self, listen: str, status: Callable[[], Status]) -> None:
         self.listen = listen
         self.listening = ""  # what we bound, or why not
-        self._status = status
+        self._status = CachedStatus(status)
+        self._in_flight = 0
+        self.refused = 0  # requests answered 503 because MAX_CONCURRENT were being served
         self.registry = CollectorRegistry()
-        self.registry.register(StatusCollector(status))
+        self.registry.register(StatusCollector(self._status))
         self.reconcile_seconds = Histogram(
             "routed_fib_reconcile_seconds",
             "time to write one batch of route changes to the kernel",
@@ -204,7 +233,7 @@ class MetricsServer:
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(middlewares=[self._bounded])
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
@@ -232,9 +261,31 @@ class MetricsServer:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    async def _metrics(self, request: web.Request) -> web.Response:
+    @web.middleware
+    async def _bounded(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if self._in_flight >= MAX_CONCURRENT:
+            self.refused += 1
+            if self.refused == 1 or self.refused % 1000 == 0:
+                log.warning(event("metrics_busy", in_flight=self._in_flight, refused=self.refused))
+            return web.Response(
+                status=503, text="busy: too many concurrent requests\n", headers={"Retry-After": "1"}
+            )
+        self._in_flight += 1
+        try:
+            response: web.StreamResponse = await handler(request)
+            return response
+        finally:
+            self._in_flight -= 1
+
+    async def _metrics(self, request: web.Request) -> web.StreamResponse:
         body = generate_latest(self.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        # written here, not after the handler returns, so that a slow reader counts as in flight
+        response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE_LATEST})
+        response.content_length = len(body)
+        await response.prepare(request)
+        await response.write(body)
+        await response.write_eof()
+        return response
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")

@@ -175,3 +175,80 @@ def test_routes_filters() -> None:
     assert dsts(filter_routes(ROUTES, peer=ipaddress.ip_address("10.0.0.2"))) == ["10.65.2.9/32"]
     assert dsts(filter_routes(ROUTES, stale=True)) == ["10.65.2.9/32"]
     assert dsts(filter_routes(ROUTES, prefix=net("fd00::/16"))) == ["fd00:65::/64"]
+
+
+# --- issue 25, finding 9: scrapes served from a cached status, and bounded ------------------
+
+
+async def test_fifty_concurrent_scrapes_build_the_status_once_and_all_get_an_answer() -> None:
+    import asyncio
+
+    import aiohttp
+
+    from routed.metrics import MetricsServer
+
+    builds = 0
+
+    def build() -> dict[str, Any]:
+        nonlocal builds
+        builds += 1
+        return status([peer("10.0.0.1")])
+
+    server = MetricsServer("127.0.0.1:0", build)
+    await server.start()
+    try:
+        assert server._runner is not None
+        host, port = server._runner.addresses[0][:2]
+        async with aiohttp.ClientSession() as session:
+
+            async def get(path: str) -> int:
+                async with session.get(f"http://{host}:{port}{path}") as response:
+                    await response.read()
+                    return response.status
+
+            codes = await asyncio.gather(*(get("/metrics" if i % 2 else "/readyz") for i in range(50)))
+        assert set(codes) <= {200, 503} and codes.count(200) >= 4, codes
+        assert builds == 1  # fifty scrapes within a second: one status, not fifty
+    finally:
+        await server.close()
+
+
+async def test_requests_past_the_bound_are_told_to_come_back(monkeypatch: Any) -> None:
+    import asyncio
+
+    import aiohttp
+    from aiohttp import web
+
+    from routed import metrics
+
+    release = asyncio.Event()
+    entered = 0
+
+    async def slow(self: metrics.MetricsServer, request: web.Request) -> web.Response:
+        nonlocal entered
+        entered += 1
+        await release.wait()  # a reader that takes its time
+        return web.Response(text="ok\n")
+
+    monkeypatch.setattr(metrics.MetricsServer, "_healthz", slow)
+    server = metrics.MetricsServer("127.0.0.1:0", lambda: status([]))
+    await server.start()
+    try:
+        assert server._runner is not None
+        host, port = server._runner.addresses[0][:2]
+        async with aiohttp.ClientSession() as session:
+
+            async def get() -> int:
+                async with session.get(f"http://{host}:{port}/healthz") as response:
+                    await response.read()
+                    return response.status
+
+            held = [asyncio.create_task(get()) for _ in range(metrics.MAX_CONCURRENT)]
+            while entered < metrics.MAX_CONCURRENT:
+                await asyncio.sleep(0.01)
+            assert await get() == 503 and server.refused == 1
+            release.set()
+            assert await asyncio.gather(*held) == [200] * metrics.MAX_CONCURRENT
+            assert await get() == 200
+    finally:
+        await server.close()

@@ -158,3 +158,41 @@ def test_one_update_with_several_attribute_sets_judges_each() -> None:
         (p3, Rejection.OWN_NEXT_HOP),
         (outside, Rejection.OUTSIDE_POOLS),
     }
+
+
+def test_accepted_counts_follow_every_change() -> None:
+    """The per-peer accepted count status reads (kept incrementally, issue 25 finding 9) equals
+    a walk of the tables after any sequence of updates, withdrawals, policy changes, restarts."""
+    import random
+
+    from bgp.model import Staleness
+
+    rng = random.Random(25)
+    peers = (B, C)
+    prefixes = [ip_network(f"10.65.2.{i}/32") for i in range(12)] + [ip_network("10.99.0.1/32")]
+
+    def walked(peer: Peer) -> int:
+        return sum(1 for prefix in rib.holds(peer.address) if rib._is_accepted(peer.address, prefix))
+
+    rib = Rib(POLICY, max_paths=2)
+    for _ in range(2000):
+        peer = rng.choice(peers)
+        action = rng.random()
+        if action < 0.5:
+            nh = rng.choice(["10.0.0.2", "10.0.0.3", "10.0.0.1"])  # 10.0.0.1: refused (ours)
+            rib.update(peer, [(rng.choice(prefixes), attrs(nh))])
+        elif action < 0.8:
+            rib.update(peer, withdrawn=[rng.choice(prefixes)])
+        elif action < 0.85:
+            rib.peer_down(peer.address)
+        elif action < 0.9:
+            rib.mark_stale(peer.address, Staleness.STALE)
+        elif action < 0.95:
+            rib.sweep_stale(peer.address)
+        else:
+            local = frozenset(rng.sample(prefixes, 2))
+            rib.set_policy(POLICY.with_local_prefixes(local))
+        for each in peers:
+            assert rib.accepted_count(each.address) == walked(each)
+            assert rib.received_count(each.address) == len(rib.holds(each.address))
+        assert rib.loc_rib_size() == len(rib.loc_rib())
