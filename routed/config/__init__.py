@@ -53,6 +53,8 @@ def inline_secrets(cfg: NodeConfig) -> list[tuple[str | int, ...]]:
             found.append(("peers", index, "password"))
         if peer.bfd is not None and peer.bfd.auth is not None and peer.bfd.auth.password is not None:
             found.append(("peers", index, "bfd", "auth", "password"))
+    if cfg.ipam.etcd is not None and cfg.ipam.etcd.password is not None:
+        found.append(("ipam", "etcd", "password"))
     return found
 
 

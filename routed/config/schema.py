@@ -451,12 +451,57 @@ class IpamMode(StrEnum):
 
 
 def _endpoint(value: Any) -> Any:
+    """host:port, or a client URL: http:// is plain, https:// needs `tls`."""
     if not isinstance(value, str):
         return value
-    match = re.fullmatch(r"(?:http://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})/?", value)
-    if match is None or not 1 <= int(match.group(2)) <= 65535:
-        raise ValueError(f"{value!r} is not an etcd endpoint; write host:port, e.g. 10.0.0.1:2379")
-    return f"{match.group(1)}:{match.group(2)}"
+    match = re.fullmatch(r"(https?://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})/?", value)
+    if match is None or not 1 <= int(match.group(3)) <= 65535:
+        raise ValueError(
+            f"{value!r} is not an etcd endpoint; write host:port or https://host:port, e.g. 10.0.0.1:2379"
+        )
+    scheme = "https://" if match.group(1) == "https://" else ""
+    return f"{scheme}{match.group(2)}:{match.group(3)}"
+
+
+def _readable_file(value: str) -> str:
+    """A certificate or CA file: absolute, a regular file, readable, PEM."""
+    if not PurePosixPath(value).is_absolute():
+        raise ValueError(f"{value!r} must be an absolute path, e.g. /etc/routed/etcd-ca.pem")
+    try:
+        with open(value, "rb") as handle:
+            head = handle.read(65536)
+    except OSError as exc:
+        raise ValueError(f"cannot read {value}: {exc.strerror}") from exc
+    if b"-----BEGIN " not in head:
+        raise ValueError(f"{value} is not a PEM file (no -----BEGIN line)")
+    return value
+
+
+def _secret_file(value: str) -> str:
+    """A private key: readable, and root's with mode 0600, as a password file."""
+    _readable_file(value)
+    info = os.stat(value)
+    if info.st_uid != 0 or info.st_mode & 0o077:
+        raise ValueError(
+            f"{value} is owned by uid {info.st_uid} with mode {stat.S_IMODE(info.st_mode):04o}; a key "
+            f"file must be root's and 0600: chown root {value} && chmod 600 {value}"
+        )
+    return value
+
+
+class EtcdTls(Strict):
+    """TLS to every etcd endpoint: the CA that signed the members' certificates, and this node's
+    client certificate and key when etcd asks for one (`--client-cert-auth`)."""
+
+    ca_file: Annotated[str, AfterValidator(_readable_file)]
+    cert_file: Annotated[str, AfterValidator(_readable_file)] | None = None
+    key_file: Annotated[str, AfterValidator(_secret_file)] | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> EtcdTls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("give cert_file and key_file together (or neither)")
+        return self
 
 
 class Etcd(Strict):
@@ -468,6 +513,36 @@ class Etcd(Strict):
     prefix: str = Field(default="/routed", pattern=r"^/[A-Za-z0-9._/-]*$")
     # seconds one request may take before etcd counts as unreachable
     timeout: float = Field(default=3.0, gt=0, le=60)
+    tls: EtcdTls | None = None
+    # etcd's own users (`etcdctl auth enable`): the password from a root-owned 0600 file, or
+    # inline (then only in a config file that is root's and 0600)
+    username: str | None = Field(default=None, min_length=1, max_length=256)
+    password: Annotated[SecretStr, AfterValidator(_inline_secret)] | None = None
+    password_file: Annotated[str, AfterValidator(_password_file)] | None = None
+    _password: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _access(self) -> Etcd:
+        https = [e for e in self.endpoints if e.startswith("https://")]
+        if https and self.tls is None:
+            raise ValueError(f"{https[0]} is https: give tls: {{ca_file: ...}} to check its certificate")
+        if self.tls is not None and len(https) != len(self.endpoints):
+            plain = next(e for e in self.endpoints if not e.startswith("https://"))
+            raise ValueError(f"tls is set, so every endpoint is reached over TLS: write https://{plain}")
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give password or password_file, not both")
+        has_password = self.password is not None or self.password_file is not None
+        if (self.username is None) == has_password:
+            raise ValueError("username and a password (password or password_file) go together")
+        if self.password_file is not None:
+            self._password = read_password(self.password_file)
+        elif self.password is not None:
+            self._password = self.password.get_secret_value()
+        return self
+
+    def credentials(self) -> tuple[str, str] | None:
+        """(username, password) as read when the config was loaded."""
+        return None if self.username is None or self._password is None else (self.username, self._password)
 
 
 class Ipam(Strict):

@@ -20,6 +20,22 @@ def block_of(ip: IPAddress, length: int) -> IPNetwork:
     return ip_network((ip, length), strict=False)
 
 
+def block_problem(
+    block: IPNetwork, pools: Iterable[IPNetwork], length: int, reserved: Iterable[IPAddress] = ()
+) -> str | None:
+    """Why `block` cannot be one of ours (None if it can): of the configured size for its family,
+    inside a pool, and holding none of the `reserved` addresses (the node's fabric address: an
+    unreachable route over it would cut the node off its own fabric)."""
+    if block.prefixlen != length:
+        return f"a /{block.prefixlen}, not a /{length} (the IPv{block.version} block size)"
+    if not any(block.version == p.version and block.subnet_of(p) for p in pools):  # type: ignore[arg-type]
+        return "outside every pool"
+    for address in reserved:
+        if address.version == block.version and address in block:
+            return f"holds this node's fabric address {address}"
+    return None
+
+
 def blocks_in(pool: IPNetwork, length: int) -> Iterator[IPNetwork]:
     """Every block of a pool, lowest first; lazily, as an IPv6 pool holds billions."""
     if pool.prefixlen > length:

@@ -107,13 +107,36 @@ class EtcdIpam:
         assert settings is not None  # the config check requires it in mode etcd
         self.cfg = cfg
         self.node = cfg.name
-        self.store = EtcdStore(settings.endpoints, settings.prefix, settings.timeout)
+        self.store = EtcdStore(
+            settings.endpoints, settings.prefix, settings.timeout, settings.tls, settings.credentials()
+        )
         self.cache = Cache.load(Path(cfg.state_dir) / "ipam.json")
         self._owner_of = owner_of
         self._where = ", ".join(settings.endpoints)
+        self._refused_logged: set[IPNetwork] = set()
+
+    def block_problem(self, block: IPNetwork) -> str | None:
+        """Why a block etcd (or the cache) says is ours cannot be: never installed or announced."""
+        length = self.cfg.ipam.block_length(block.version)
+        return blocks.block_problem(block, self.cfg.pools, length, (self.cfg.fabric.address,))
+
+    def _valid(self, block: IPNetwork, where: str) -> bool:
+        problem = self.block_problem(block)
+        if problem is not None and block not in self._refused_logged:
+            self._refused_logged.add(block)
+            log.error(
+                event(
+                    "ipam_block_refused",
+                    block=block,
+                    source=where,
+                    reason=problem,
+                    action="neither installed nor announced; fix or delete its record",
+                )
+            )
+        return problem is None
 
     def owned_blocks(self) -> tuple[IPNetwork, ...]:
-        return tuple(sorted(self.cache.blocks, key=_order))
+        return tuple(sorted((b for b in self.cache.blocks if self._valid(b, "cache")), key=_order))
 
     async def close(self) -> None:
         await self.store.close()
@@ -149,6 +172,8 @@ class EtcdIpam:
         """`--ip`: in one of our blocks, or in a free block we then claim; never in another node's."""
         length = self.cfg.ipam.block_length(ip.version)
         block = blocks.block_of(ip, length)
+        if (problem := self.block_problem(block)) is not None:
+            raise Refused(f"{ip} is inside block {block}, which is {problem}; take another address")
         if block not in self.cache.blocks:
             try:
                 owner = (await self.store.blocks()).get(block)
@@ -196,7 +221,7 @@ class EtcdIpam:
             candidates = (
                 block
                 for block in blocks.first_unclaimed(self.cfg.pools, version, length, set(claimed))
-                if within is None or blocks.overlaps(block, within)
+                if (within is None or blocks.overlaps(block, within)) and self.block_problem(block) is None
             )
             for attempt, block in enumerate(candidates):
                 if attempt >= CLAIM_ATTEMPTS:
@@ -267,8 +292,10 @@ class EtcdIpam:
                 )
             )
             return
-        mine = {b for b, node in claimed.items() if node == self.node}
+        mine = {b for b, node in claimed.items() if node == self.node and self._valid(b, "etcd")}
         for block in sorted(self.cache.blocks - mine, key=_order):
+            if not self._valid(block, "cache"):
+                continue
             owner = claimed.get(block)
             if owner is None and await self.store.claim(block, self.node, time.time()):
                 mine.add(block)

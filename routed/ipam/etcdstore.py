@@ -11,12 +11,18 @@ nodes racing for the last free block both send a create-if-absent, and etcd lets
 Requests go to one endpoint at a time; a request that cannot be answered (member down, no
 quorum, timeout) moves on to the next endpoint, and only when every endpoint failed does
 the caller hear `EtcdUnreachable`.
+
+What etcd returns is not trusted: a key or value routed would not have written is skipped and
+logged once (never an exception out of a listing, which would stop the node's IPAM upkeep).
+Endpoints may be reached over TLS (a CA, and a client certificate when etcd asks for one) and
+with etcd's user authentication.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from ipaddress import ip_address, ip_network
@@ -24,7 +30,11 @@ from typing import Any, TypeVar
 
 import aetcd
 import aetcd.exceptions
+import aetcd.rpc
+import aetcd.watcher
+import grpc
 
+from routed.config.schema import NODE_NAME, WORKLOAD_ID, EtcdTls
 from routed.ipam.blocks import IPAddress, IPNetwork
 from routed.log import event
 
@@ -35,6 +45,13 @@ T = TypeVar("T")
 
 class EtcdUnreachable(Exception):
     pass
+
+
+class BadRecord(ValueError):
+    """A key or value in etcd that routed would not have written."""
+
+
+MALFORMED = "(malformed record)"  # the holder of an address whose record cannot be read
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,17 +69,115 @@ def address_key(prefix: str, ip: IPAddress) -> bytes:
 
 
 def _block_from_key(key: bytes) -> IPNetwork:
-    address, length = key.decode().rsplit("/", 1)[1].rsplit("-", 1)
-    return ip_network(f"{address}/{length}")
+    try:
+        address, length = key.decode().rsplit("/", 1)[1].rsplit("-", 1)
+        if not re.fullmatch(r"\d{1,3}", length):
+            raise ValueError(f"prefix length {length!r}")
+        return ip_network(f"{address}/{length}")  # strict: no host bits
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadRecord(f"key is not <address>-<length> of a block ({exc})") from exc
+
+
+def _object(value: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(value)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadRecord(f"value is not JSON ({exc})") from exc
+    if not isinstance(parsed, dict):
+        raise BadRecord("value is not a JSON object")
+    return parsed
+
+
+def _node(value: dict[str, Any]) -> str:
+    node = value.get("node")
+    if not isinstance(node, str) or not NODE_NAME.match(node):
+        raise BadRecord(f"node {node!r} is not a node name")
+    return node
+
+
+def _allocation(key: bytes, value: bytes) -> tuple[IPAddress, Allocation]:
+    try:
+        ip = ip_address(key.decode().rsplit("/", 1)[1])
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadRecord(f"key does not end in an address ({exc})") from exc
+    record = _object(value)
+    workload = record.get("workload")
+    if not isinstance(workload, str) or not WORKLOAD_ID.match(workload):
+        raise BadRecord(f"workload {workload!r} is not a workload id")
+    return ip, Allocation(_node(record), workload)
+
+
+def _credentials(tls: EtcdTls) -> grpc.ChannelCredentials:
+    def read(path: str | None) -> bytes | None:
+        if path is None:
+            return None
+        with open(path, "rb") as handle:
+            return handle.read()
+
+    return grpc.ssl_channel_credentials(read(tls.ca_file), read(tls.key_file), read(tls.cert_file))
+
+
+class SecureClient(aetcd.Client):  # type: ignore[misc]
+    """aetcd 1.0 opens plain channels only: the same connection steps over a TLS channel."""
+
+    def __init__(self, credentials: grpc.ChannelCredentials, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._channel_credentials = credentials
+
+    async def connect(self) -> None:
+        if self._connected.is_set():
+            return
+        try:
+            self.channel = grpc.aio.secure_channel(
+                f"{self._host}:{self._port}", self._channel_credentials, options=list(self._options.items())
+            )
+            if self._username is not None and self._password is not None:
+                self.auth_stub = aetcd.rpc.AuthStub(self.channel)
+                request = aetcd.rpc.AuthenticateRequest(name=self._username, password=self._password)
+                response = await self.auth_stub.Authenticate(request, timeout=self._timeout)
+                self.metadata = (("token", response.token),)
+            self.kvstub = aetcd.rpc.KVStub(self.channel)
+            self.clusterstub = aetcd.rpc.ClusterStub(self.channel)
+            self.leasestub = aetcd.rpc.LeaseStub(self.channel)
+            self.maintenancestub = aetcd.rpc.MaintenanceStub(self.channel)
+            self._watcher = aetcd.watcher.Watcher(
+                aetcd.rpc.WatchStub(self.channel), timeout=self._timeout, metadata=self.metadata
+            )
+            self._connected.set()
+        except aetcd.rpc.AioRpcError as exc:
+            aetcd.exceptions._handle_exception(exc)
 
 
 class EtcdStore:
-    def __init__(self, endpoints: tuple[str, ...], prefix: str, timeout: float) -> None:
+    def __init__(
+        self,
+        endpoints: tuple[str, ...],
+        prefix: str,
+        timeout: float,
+        tls: EtcdTls | None = None,
+        credentials: tuple[str, str] | None = None,
+    ) -> None:
         self.endpoints = endpoints
         self.prefix = prefix.rstrip("/")
         self.timeout = timeout
+        self.tls = tls
+        self.credentials = credentials
         self._current = 0
         self._client: aetcd.Client | None = None
+        self._bad_keys_logged: set[bytes] = set()
+
+    def _skip(self, key: bytes, problem: BadRecord) -> None:
+        """A record routed would not have written: skipped, and said once per key."""
+        if key not in self._bad_keys_logged:
+            self._bad_keys_logged.add(key)
+            log.error(
+                event(
+                    "etcd_record_skipped",
+                    key=key.decode(errors="replace")[:200],
+                    reason=problem,
+                    fix="delete or repair it (etcdctl del KEY); routed never writes such a record",
+                )
+            )
 
     async def close(self) -> None:
         if self._client is not None:
@@ -71,8 +186,20 @@ class EtcdStore:
 
     async def _connected(self) -> aetcd.Client:
         if self._client is None:
-            host, _, port = self.endpoints[self._current].rpartition(":")
-            client = aetcd.Client(host=host.strip("[]"), port=int(port), timeout=int(max(1, self.timeout)))
+            host, _, port = self.endpoints[self._current].removeprefix("https://").rpartition(":")
+            username, password = self.credentials or (None, None)
+            settings: dict[str, Any] = {
+                "host": host.strip("[]"),
+                "port": int(port),
+                "timeout": int(max(1, self.timeout)),
+                "username": username,
+                "password": password,
+            }
+            client = (
+                aetcd.Client(**settings)
+                if self.tls is None
+                else SecureClient(_credentials(self.tls), **settings)
+            )
             await client.connect()
             self._client = client
         return self._client
@@ -101,7 +228,13 @@ class EtcdStore:
 
         async def request(client: aetcd.Client) -> dict[IPNetwork, str]:
             found = await client.get_prefix(f"{self.prefix}/ipam/v1/blocks/".encode())
-            return {_block_from_key(kv.key): json.loads(kv.value)["node"] for kv in found}
+            blocks: dict[IPNetwork, str] = {}
+            for kv in found:
+                try:
+                    blocks[_block_from_key(kv.key)] = _node(_object(kv.value))
+                except BadRecord as problem:
+                    self._skip(kv.key, problem)
+            return blocks
 
         return await self._call("list blocks", request)
 
@@ -126,7 +259,11 @@ class EtcdStore:
 
         async def request(client: aetcd.Client) -> bool:
             current = await client.get(key)
-            if current is None or json.loads(current.value).get("node") != node:
+            try:
+                if current is None or _node(_object(current.value)) != node:
+                    return False
+            except BadRecord as problem:
+                self._skip(key, problem)
                 return False
             ok, _ = await client.transaction(
                 compare=[client.transactions.mod(key) == current.mod_revision],
@@ -144,10 +281,12 @@ class EtcdStore:
             found = await client.get_prefix(f"{self.prefix}/ipam/v1/addresses/".encode())
             out = {}
             for kv in found:
-                value: dict[str, Any] = json.loads(kv.value)
-                out[ip_address(kv.key.decode().rsplit("/", 1)[1])] = Allocation(
-                    value["node"], value["workload"]
-                )
+                try:
+                    ip, allocation = _allocation(kv.key, kv.value)
+                except BadRecord as problem:
+                    self._skip(kv.key, problem)
+                    continue
+                out[ip] = allocation
             return out
 
         return await self._call("list addresses", request)
@@ -168,8 +307,11 @@ class EtcdStore:
             current = await client.get(key)
             if current is None:
                 return None  # released in between; the next attempt records it
-            held: dict[str, Any] = json.loads(current.value)
-            holder = Allocation(held["node"], held["workload"])
+            try:
+                _, holder = _allocation(key, current.value)
+            except BadRecord as problem:
+                self._skip(key, problem)
+                return Allocation(MALFORMED, MALFORMED)  # held, by nobody we can name: not ours
             return None if holder == allocation else holder
 
         return await self._call(f"record {ip}", request)

@@ -13,7 +13,7 @@ from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from routed import statefile
 from routed.config.schema import WORKLOAD_ID
@@ -24,11 +24,17 @@ FORMAT_VERSION = 1
 
 class StoredWorkload(statefile.StateModel):
     id: Annotated[str, Field(pattern=WORKLOAD_ID.pattern)]
-    netns: Annotated[str, Field(min_length=1, max_length=4096)]
+    netns: Annotated[str, Field(max_length=4096)]  # "" for a runtime's (Docker's) workload
     ips: Annotated[tuple[IPv4Address | IPv6Address, ...], Field(min_length=1, max_length=16)]
     ifname: Annotated[str, Field(min_length=1, max_length=15)] = "eth0"
     runtime: Annotated[str, Field(max_length=32)] = ""
     network: Annotated[str, Field(max_length=128)] = ""
+
+    @model_validator(mode="after")
+    def _netns_unless_handed_off(self) -> StoredWorkload:
+        if not self.netns and not self.runtime:
+            raise ValueError("netns is empty, and only a runtime's workload (runtime: docker) has none")
+        return self
 
 
 class WorkloadsFile(statefile.StateModel):

@@ -36,6 +36,7 @@ def write(path: Path, content: Any) -> Path:
         ([{**GOOD_WORKLOAD, "ips": "10.65.1.1"}], "field workloads[0].ips"),
         ([{**GOOD_WORKLOAD, "ips": ["10.65.1.300"]}], "field workloads[0].ips[0]"),
         ([{**GOOD_WORKLOAD, "ips": []}], "field workloads[0].ips"),
+        ([{**GOOD_WORKLOAD, "netns": ""}], "netns is empty"),
         ([{**GOOD_WORKLOAD, "id": "../../etc"}], "field workloads[0].id"),
         ([{**GOOD_WORKLOAD, "ifname": "x" * 40}], "field workloads[0].ifname"),
         ([GOOD_WORKLOAD, {**GOOD_WORKLOAD, "netns": 7}], "field workloads[1].netns"),
@@ -113,6 +114,13 @@ def test_a_corrupt_ipam_cache_is_refused(tmp_path: Path, data: dict[str, Any], n
         Cache.load(path)
     message = str(refused.value)
     assert str(path) in message and needle in message and "move it away" in message, message
+
+
+def test_a_docker_workload_has_no_netns(tmp_path: Path) -> None:
+    docker = {**GOOD_WORKLOAD, "id": "docker-c327c63f7381", "netns": "", "runtime": "docker"}
+    write(tmp_path / "workloads.json", {"version": 1, "workloads": [docker]})
+    (loaded,) = WorkloadStore(tmp_path).load().values()
+    assert loaded.netns == "" and loaded.runtime == "docker"
 
 
 def test_state_files_are_roots_alone_whatever_the_umask(tmp_path: Path) -> None:
