@@ -213,7 +213,8 @@ class EtcdStore:
             except (aetcd.exceptions.ClientError, OSError) as exc:
                 # ClientError covers more than the connection: a member that lost its quorum
                 # answers "context deadline exceeded" (UNKNOWN) to every request; try the next
-                errors.append(f"{endpoint}: {type(exc).__name__}")
+                detail = " ".join(str(exc).split())[:160]  # e.g. "authentication failed ..."
+                errors.append(f"{endpoint}: {type(exc).__name__}" + (f" ({detail})" if detail else ""))
                 log.warning(
                     event("etcd_request_failed", endpoint=endpoint, request=what, reason=type(exc).__name__)
                 )

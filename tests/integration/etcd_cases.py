@@ -30,12 +30,13 @@ ipam:
   mode: etcd
   block_size: {block_size}
   release_after: 2
-  etcd: {{endpoints: {endpoints}, prefix: {prefix}, timeout: 1}}
+  etcd: {{endpoints: {endpoints}, prefix: {prefix}, timeout: 1{etcd_extra}}}
 """
 
 
-def ipam(name: str, n: int, args: dict[str, Any]) -> EtcdIpam:
-    text = NODE.format(
+def node_text(name: str, n: int, args: dict[str, Any], etcd_extra: str = "") -> str:
+    return NODE.format(
+        etcd_extra=etcd_extra,
         name=name,
         n=n,
         pool=args["pool"],
@@ -44,7 +45,10 @@ def ipam(name: str, n: int, args: dict[str, Any]) -> EtcdIpam:
         endpoints=json.dumps(args["endpoints"]),
         prefix=args["prefix"],
     )
-    return EtcdIpam(parse_config(text, f"{name}.yaml"))
+
+
+def ipam(name: str, n: int, args: dict[str, Any]) -> EtcdIpam:
+    return EtcdIpam(parse_config(node_text(name, n, args), f"{name}.yaml"))
 
 
 async def outcome(coro: Any) -> str:
@@ -146,8 +150,43 @@ async def release_as_etcd_dies(args: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
+async def hostile_records(args: dict[str, Any]) -> dict[str, Any]:
+    """etcd holds records routed never wrote (test_etcd.py puts them there): node a adopts only
+    its valid block, skips the rest with a log line each, and allocates and upkeeps on."""
+    node = ipam("a", 1, args)
+    found: dict[str, Any] = {}
+    await node.start()
+    found["owned"] = [str(b) for b in node.owned_blocks()]
+    found["first"] = await outcome(node.assign("w1", [], set()))
+    found["over_fabric"] = await outcome(node.assign("w2", [ipaddress.ip_address("10.0.0.5")], set()))
+    found["malformed_holder"] = await outcome(node.assign("w3", [ipaddress.ip_address("10.0.1.5")], set()))
+    found["allocations"] = sorted(str(ip) for ip in await node.store.allocations())
+    found["maintained"] = await node.maintain({ipaddress.ip_address("10.0.1.1")})
+    found["blocks"] = sorted(str(b) for b in await node.store.blocks())
+    await node.close()
+    return found
+
+
+async def secured(args: dict[str, Any]) -> dict[str, Any]:
+    """etcd over TLS with client certificates and user authentication: node a claims a block,
+    and the same node without its certificate, or with a wrong password, cannot."""
+    extra = args["extra"]
+    found: dict[str, Any] = {}
+    for name in ("right", "no_cert", "bad_password"):
+        node = EtcdIpam(parse_config(node_text(name, 1, args, extra[name]), f"{name}.yaml"))
+        found[name] = await outcome(node.assign(f"{name}-w1", [], set()))
+        await node.close()
+    return found
+
+
 if __name__ == "__main__":
     case, raw = sys.argv[1], json.loads(sys.argv[2])
-    cases = {"race": race, "cluster": cluster, "release_as_etcd_dies": release_as_etcd_dies}
+    cases = {
+        "race": race,
+        "cluster": cluster,
+        "release_as_etcd_dies": release_as_etcd_dies,
+        "hostile_records": hostile_records,
+        "secured": secured,
+    }
     result = asyncio.run(cases[case](raw))
     print(json.dumps(result), flush=True)

@@ -176,3 +176,199 @@ def test_three_member_cluster_losing_a_member_then_quorum(etcd_netns: str, tmp_p
     }
     # and an allocation whose workload is gone is released after the grace time
     assert found["after_orphans"] == ["10.71.0.2", "10.71.0.3", "10.71.0.5", "10.71.0.6"]
+
+
+# --- issue 25, finding 2: what etcd holds is hostile input; TLS and user authentication ---------
+
+
+def etcdctl(netns: str, *args: str, tls: list[str] | None = None, endpoint: str = "127.0.0.1:23790") -> str:
+    return sh(["etcdctl", "--endpoints", endpoint, *(tls or []), *args], netns=netns).stdout
+
+
+def test_bad_and_foreign_records_in_etcd_are_skipped_never_fatal(etcd_netns: str, tmp_path: Path) -> None:
+    """Fed 0.0.0.0/1 and a block over the fabric, routed used to install and announce them; a
+    malformed key or value raised out of the listing and stopped the daemon."""
+    start_cluster(etcd_netns, tmp_path, 1)
+    prefix = "/hostile"
+    records = {
+        "ipam/v1/blocks/0.0.0.0-1": '{"node": "a"}',  # outside the pools, of the wrong size
+        "ipam/v1/blocks/10.0.0.0-25": '{"node": "a"}',  # the wrong size
+        "ipam/v1/blocks/10.0.0.0-26": '{"node": "a"}',  # holds a's fabric address 10.0.0.1
+        "ipam/v1/blocks/10.0.1.0-26": '{"node": "a", "claimed": 1}',  # a's, and fine
+        "ipam/v1/blocks/10.0.2.0-26": "{not json",
+        "ipam/v1/blocks/10.0.3.0-26": '{"owner": "a"}',
+        "ipam/v1/blocks/10.0.4.0-26": '{"node": "a b; rm -rf /"}',
+        "ipam/v1/blocks/10.0.5.1-26": '{"node": "a"}',  # host bits set
+        "ipam/v1/blocks/garbage": '{"node": "a"}',
+        "ipam/v1/addresses/10.0.1.5": "[1, 2]",
+        "ipam/v1/addresses/not-an-ip": '{"node": "a", "workload": "w"}',
+        "ipam/v1/addresses/10.0.1.6": '{"node": "a"}',
+    }
+    for key, value in records.items():
+        etcdctl(etcd_netns, "put", f"{prefix}/{key}", value)
+    args = {
+        "pool": "10.0.0.0/16",
+        "dir": str(tmp_path / "state"),
+        "endpoints": ["127.0.0.1:23790"],
+        "prefix": prefix,
+    }
+    found = run_case(etcd_netns, "hostile_records", args)
+    assert found["owned"] == ["10.0.1.0/26"], found  # never 0.0.0.0/1, never over the fabric
+    assert found["first"] == "10.0.1.1", found
+    assert "holds this node's fabric address 10.0.0.1" in found["over_fabric"], found
+    assert "already given to workload (malformed record)" in found["malformed_holder"], found
+    assert found["allocations"] == ["10.0.1.1"], found  # the unreadable ones skipped
+    assert found["maintained"] is False  # upkeep ran through them
+    assert "0.0.0.0/1" not in found["blocks"] and "10.0.1.0/26" in found["blocks"]
+
+
+def _certificates(where: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, with openssl."""
+    files = {
+        name: where / name
+        for name in ("ca.pem", "ca.key", "server.pem", "server.key", "client.pem", "client.key")
+    }
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    sh(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            *ec,
+            "-keyout",
+            str(files["ca.key"]),
+            "-out",
+            str(files["ca.pem"]),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=rt-test-ca",
+        ]
+    )
+    for role, subject, extension in (
+        ("server", "/CN=rt-etcd", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
+        ("client", "/CN=root", "extendedKeyUsage=clientAuth"),
+    ):
+        csr, ext = where / f"{role}.csr", where / f"{role}.ext"
+        ext.write_text(extension + "\n")
+        sh(
+            [
+                "openssl",
+                "req",
+                "-new",
+                *ec,
+                "-keyout",
+                str(files[f"{role}.key"]),
+                "-out",
+                str(csr),
+                "-subj",
+                subject,
+            ]
+        )
+        sh(
+            [
+                "openssl",
+                "x509",
+                "-req",
+                "-in",
+                str(csr),
+                "-CA",
+                str(files["ca.pem"]),
+                "-CAkey",
+                str(files["ca.key"]),
+                "-CAcreateserial",
+                "-out",
+                str(files[f"{role}.pem"]),
+                "-days",
+                "2",
+                "-extfile",
+                str(ext),
+            ]
+        )
+    for path in files.values():
+        path.chmod(0o600)
+    return files
+
+
+def test_etcd_over_tls_with_client_certificates_and_user_authentication(
+    etcd_netns: str, tmp_path: Path
+) -> None:
+    files = _certificates(tmp_path)
+    url = "https://127.0.0.1:23795"
+    argv = [
+        "etcd",
+        "--name",
+        "s0",
+        "--data-dir",
+        str(tmp_path / "s0"),
+        "--listen-client-urls",
+        url,
+        "--advertise-client-urls",
+        url,
+        "--listen-peer-urls",
+        "http://127.0.0.1:23895",
+        "--cert-file",
+        str(files["server.pem"]),
+        "--key-file",
+        str(files["server.key"]),
+        "--trusted-ca-file",
+        str(files["ca.pem"]),
+        "--client-cert-auth",
+    ]
+    with open(tmp_path / "s0.log", "ab") as out:
+        subprocess.Popen(["ip", "netns", "exec", etcd_netns, *argv], stdout=out, stderr=subprocess.STDOUT)
+    tls = [
+        "--cacert",
+        str(files["ca.pem"]),
+        "--cert",
+        str(files["client.pem"]),
+        "--key",
+        str(files["client.key"]),
+    ]
+    wait_until(
+        lambda: (
+            sh(
+                ["etcdctl", "--endpoints", url, *tls, "endpoint", "health"], netns=etcd_netns, check=False
+            ).returncode
+        ),
+        0,
+        timeout=30,
+        what="etcd over TLS healthy",
+    )
+    etcdctl(etcd_netns, "user", "add", "root:rt-S3cret'\"", "--interactive=false", tls=tls, endpoint=url)
+    etcdctl(etcd_netns, "auth", "enable", tls=tls, endpoint=url)
+    password = tmp_path / "etcd.password"
+    password.write_text("rt-S3cret'\"\n")
+    password.chmod(0o600)
+    wrong = tmp_path / "wrong.password"
+    wrong.write_text("not-it\n")
+    wrong.chmod(0o600)
+    client = f"cert_file: {files['client.pem']}, key_file: {files['client.key']}"
+    extra = {
+        "right": f", tls: {{ca_file: {files['ca.pem']}, {client}}}, username: root, password_file: {password}",
+        "no_cert": f", tls: {{ca_file: {files['ca.pem']}}}, username: root, password_file: {password}",
+        "bad_password": f", tls: {{ca_file: {files['ca.pem']}, {client}}}, username: root, password_file: {wrong}",
+    }
+    args = {
+        "pool": "10.70.0.0/24",
+        "dir": str(tmp_path / "state"),
+        "endpoints": [url],
+        "prefix": "/tls",
+        "extra": extra,
+    }
+    found = run_case(etcd_netns, "secured", args)
+    assert found["right"] == "10.70.0.1", found
+    assert found["no_cert"].startswith("error: etcd is unreachable"), found
+    assert (
+        found["bad_password"].startswith("error: etcd is unreachable")
+        and "authentication failed" in found["bad_password"]
+    ), found
+    # the block is in etcd, claimed by "right" through TLS and as root
+    assert '"node": "right"' in etcdctl(
+        etcd_netns,
+        "get",
+        "--prefix",
+        "/tls/ipam/v1/blocks/",
+        tls=[*tls, "--user", "root:rt-S3cret'\""],
+        endpoint=url,
+    )

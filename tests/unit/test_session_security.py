@@ -267,3 +267,67 @@ def test_a_rotated_password_file_is_a_change_that_rekeys_the_session(tmp_path: P
     # an inline password changed in the file is seen too (its dump is masked)
     one, two = (parse_config(config(f"password: {p}"), "node.yaml") for p in ("one", "two"))
     assert [str(p.address) for p in plan_reload(one, two).peers_changed] == ["10.0.0.1"]
+
+
+ETCD = """\
+name: h1
+router_id: 10.0.0.11
+asn: 64512
+fabric: {{interface: eth1, address: 10.0.0.11}}
+pools: [10.65.0.0/16]
+ipam: {{mode: etcd, etcd: {{endpoints: [{endpoint}]{extra}}}}}
+"""
+
+
+def pem(tmp_path: Path, name: str, mode: int = 0o600, text: str = "-----BEGIN CERTIFICATE-----\nx\n") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "extra", "needle"),
+    [
+        ("https://10.0.0.1:2379", "", "is https: give tls"),
+        ("10.0.0.1:2379", ", tls: {{ca_file: {ca}}}", "write https://10.0.0.1:2379"),
+        ("https://10.0.0.1:2379", ", tls: {{ca_file: {plain}}}", "not a PEM file"),
+        (
+            "https://10.0.0.1:2379",
+            ", tls: {{ca_file: {ca}, cert_file: {ca}}}",
+            "cert_file and key_file together",
+        ),
+        (
+            "https://10.0.0.1:2379",
+            ", tls: {{ca_file: {ca}, cert_file: {ca}, key_file: {open_key}}}",
+            "must be root's and 0600",
+        ),
+        ("10.0.0.1:2379", ", username: root", "username and a password"),
+        ("10.0.0.1:2379", ", password_file: {secret}", "username and a password"),
+        ("ftp://10.0.0.1:2379", "", "is not an etcd endpoint"),
+    ],
+)
+def test_etcd_tls_and_credentials_are_checked_at_load(
+    tmp_path: Path, endpoint: str, extra: str, needle: str
+) -> None:
+    files = {
+        "ca": pem(tmp_path, "ca.pem", 0o644),
+        "plain": pem(tmp_path, "plain.pem", 0o644, "not a certificate"),
+        "open_key": pem(tmp_path, "key.pem", 0o644, "-----BEGIN PRIVATE KEY-----\nx\n"),
+        "secret": secret(tmp_path),
+    }
+    text = ETCD.format(endpoint=endpoint, extra=extra.format(**files).replace("{{", "{").replace("}}", "}"))
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "node.yaml")
+    assert needle in str(info.value), str(info.value)
+
+
+def test_etcd_over_tls_with_a_user(tmp_path: Path) -> None:
+    ca, key = (
+        pem(tmp_path, "ca.pem", 0o644),
+        pem(tmp_path, "key.pem", 0o600, "-----BEGIN PRIVATE KEY-----\nx\n"),
+    )
+    extra = f", tls: {{ca_file: {ca}, cert_file: {ca}, key_file: {key}}}, username: routed, password_file: {secret(tmp_path)}"
+    cfg = parse_config(ETCD.format(endpoint="https://10.0.0.1:2379", extra=extra), "node.yaml")
+    assert cfg.ipam.etcd is not None and cfg.ipam.etcd.credentials() == ("routed", "s3cret")
+    assert cfg.ipam.etcd.endpoints == ("https://10.0.0.1:2379",)
