@@ -25,7 +25,7 @@ from routed.config import ConfigError, NodeConfig, load_config
 from routed.config.reload import ReloadPlan, plan_reload
 from routed.config.schema import IpamMode
 from routed.dataplane import sysctl
-from routed.dataplane.workload import WorkloadError, sandbox_mac
+from routed.dataplane.workload import WorkloadError, WorkloadSpec, sandbox_mac
 from routed.dataplane.workload import problems as dataplane_problems
 from routed.docker.plugin import DockerPlugin
 from routed.docker.protocol import UNKNOWN_CALL, PluginError
@@ -33,6 +33,7 @@ from routed.docker.supervise import FrontSupervisor
 from routed.fib.kernel import NetlinkKernel
 from routed.fib.reconciler import Reconciler
 from routed.fib.routes import Route, unreachable_route
+from routed.firewall.service import Firewall
 from routed.ipam import blocks
 from routed.ipam.backends import IpamError, make_ipam
 from routed.log import event
@@ -73,6 +74,10 @@ class Daemon:
             reserved=self._docker_reserved,
         )
         self.bfd = BfdSupervisor(cfg, self.speaker.bfd_state, log_format)
+        self.firewall = Firewall()
+        # until the restore is over, the workloads of the last run keep their table entries:
+        # dropping those of a workload not yet re-attached would drop its packets meanwhile
+        self._firewall_floor: list[WorkloadSpec] = []
         self.docker: DockerPlugin | None = None
         self.docker_front: FrontSupervisor | None = None
         if cfg.docker.enabled:
@@ -106,6 +111,7 @@ class Daemon:
     def _workloads_changed(self, routes: list[Route]) -> None:
         """Our local routes: each workload's /32 to its veth, and each owned block `unreachable`
         (its unused addresses answered at once instead of sent on by a shorter route)."""
+        self.firewall.set_workloads([*self._firewall_floor, *self.workloads.current()])
         owned = [unreachable_route(b, self.cfg.fib.table) for b in self.ipam.owned_blocks()]
         self._local_routes = [*routes, *owned]
         self.reconciler.set_routes("local", self._local_routes)
@@ -138,12 +144,18 @@ class Daemon:
         with self.workloads.store.locked():
             await self.api.start()
             stored = self.workloads.take_over()
+        # before any workload is touched: the table (left by the last run, or none) made anew
+        # in one transaction with every stored workload in it, so no packet finds it half made
+        self._firewall_floor = list(stored.values())
+        self.firewall.set_workloads(self._firewall_floor)
         if self.metrics is not None:
             await self.metrics.start()
         fib = asyncio.create_task(self.reconciler.run(), name="fib")
         bgp: asyncio.Task[None] | None = None
         try:
             failed = await self.workloads.restore(stored)
+            self._firewall_floor = []
+            self.firewall.set_workloads(self.workloads.current())
             self.reconciler.mark_ready("local")
             # BGP marks itself ready after End-of-RIB from every peer; until then
             # learned routes left by a previous run stay in the kernel (graceful restart).
@@ -173,6 +185,7 @@ class Daemon:
             tasks.add(asyncio.create_task(self._ipam_upkeep(), name="ipam"))
             tasks.add(asyncio.create_task(self._tell_systemd(), name="systemd"))
             tasks.add(asyncio.create_task(self.bfd.run(), name="bfd"))
+            tasks.add(asyncio.create_task(self.firewall.run(), name="firewall"))
             stop = asyncio.create_task(self._stop.wait())
             done, _ = await asyncio.wait({*tasks, stop}, return_when=asyncio.FIRST_COMPLETED)
             for task in tasks:
@@ -308,6 +321,7 @@ class Daemon:
             },
             "ipam": ipam_json(self.cfg, self.ipam, workloads),
             "bgp": self._bgp_status(),
+            "firewall": self.firewall.status(),
             "metrics": self.metrics.listening if self.metrics is not None else "off",
         }
 
@@ -341,6 +355,7 @@ class Daemon:
             if self.docker_front is not None:
                 self.docker_front.stop()
             await self.bfd.stop()
+            self.firewall.remove()
         asyncio.get_running_loop().call_later(0.1, self._stop.set)  # after this answer has gone out
         return {"withdrawn": withdrawn}
 

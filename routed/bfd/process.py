@@ -6,8 +6,11 @@ A process of its own so that its packets never stop while routed restarts: a res
 reconnects and sends the same configuration, which leaves running sessions as they are.
 
 Control protocol, one JSON object a line:
-  -> {"op": "configure", "sessions": [{"peer": A, "local": A, "interval_ms": 50, "multiplier": 3,
+  -> {"op": "configure", "sessions": [{"peer": A, "local": A, "interface": "eth1", "interval_ms": 50,
+                                      "multiplier": 3,
                                       "auth": {"type": "keyed_sha1", "key_id": 1, "secret": S}}]}
+     (the sockets are bound to `interface`, the fabric's: a packet that arrived on any other,
+     a workload's veth above all, never reaches them, whatever its source and TTL)
      ("auth" optional; the socket is root's and 0600, as the password files it comes from)
   <- {"ok": true, "sessions": [{"peer": A, "state": "up", "diag": "none", "refused": {}}, ...]}
   <- {"event": "state", "peer": A, "state": "down", "diag": "detection_time_expired"}  (any time)
@@ -57,9 +60,16 @@ class Runner:
     """One session: its send socket, its timer task, its state."""
 
     def __init__(
-        self, owner: BfdProcess, peer: str, local: str, interval_ms: int, multiplier: int, key: Key | None
+        self,
+        owner: BfdProcess,
+        peer: str,
+        local: str,
+        interface: str,
+        interval_ms: int,
+        multiplier: int,
+        key: Key | None,
     ) -> None:
-        self.owner, self.peer, self.local = owner, peer, local
+        self.owner, self.peer, self.local, self.interface = owner, peer, local, interface
         self.settings = (interval_ms, multiplier)
         self.key = key  # changed in place by a configure: the session goes on (or fails auth)
         self.refused: Counter[str] = Counter()
@@ -70,7 +80,7 @@ class Runner:
             multiplier=multiplier,
             xmit_auth_seq=random.randint(0, 2**32 - 1),
         )
-        self.sock = _send_socket(local)
+        self.sock = _send_socket(local, interface)
         self.wake = asyncio.Event()
         self.task = asyncio.create_task(self._run(), name=f"bfd-{peer}")
 
@@ -137,9 +147,15 @@ class Runner:
         }
 
 
-def _send_socket(local: str) -> socket.socket:
+def _bind_to(sock: socket.socket, interface: str) -> None:
+    if interface:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
+
+
+def _send_socket(local: str, interface: str) -> socket.socket:
     family = socket.AF_INET6 if ":" in local else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
+    _bind_to(sock, interface)
     if family == socket.AF_INET:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
     else:
@@ -158,7 +174,7 @@ class BfdProcess:
     def __init__(self, control: Path) -> None:
         self.control = control
         self.runners: dict[str, Runner] = {}
-        self.receivers: dict[str, socket.socket] = {}
+        self.receivers: dict[tuple[str, str], socket.socket] = {}  # by (local address, interface)
         self.clients: set[asyncio.StreamWriter] = set()
 
     async def serve(self) -> None:
@@ -204,26 +220,32 @@ class BfdProcess:
             (
                 str(item["peer"]),
                 str(item["local"]),
+                _interface(item.get("interface", "")),
                 (int(item["interval_ms"]), int(item["multiplier"])),
                 _key(item.get("auth")),
             )
             for item in wanted
         ]
         keep: dict[str, Runner] = {}
-        for peer, local, settings, key in parsed:
+        for peer, local, interface, settings, key in parsed:
             runner = self.runners.pop(peer, None)
-            if runner is not None and (runner.local, runner.settings) != (local, settings):
+            if runner is not None and (runner.local, runner.interface, runner.settings) != (
+                local,
+                interface,
+                settings,
+            ):
                 runner.close()
                 runner = None
             if runner is None:
-                self._receiver(local)
-                runner = Runner(self, peer, local, *settings, key)
+                self._receiver(local, interface)
+                runner = Runner(self, peer, local, interface, *settings, key)
                 auth = key.type.name.lower() if key else "none"
                 log.info(
                     event(
                         "bfd_session",
                         peer=peer,
                         local=local,
+                        interface=interface or "any",
                         interval_ms=settings[0],
                         mult=settings[1],
                         auth=auth,
@@ -236,19 +258,20 @@ class BfdProcess:
         self.runners = keep
         return {"ok": True, "sessions": [r.json() for r in keep.values()]}
 
-    def _receiver(self, local: str) -> None:
-        if local in self.receivers:
+    def _receiver(self, local: str, interface: str) -> None:
+        if (local, interface) in self.receivers:
             return
         family = socket.AF_INET6 if ":" in local else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        _bind_to(sock, interface)
         if family == socket.AF_INET:
             sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
         else:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
         sock.bind((local, CONTROL_PORT))
         sock.setblocking(False)
-        self.receivers[local] = sock
+        self.receivers[(local, interface)] = sock
         asyncio.get_running_loop().add_reader(sock.fileno(), self._read, sock)
 
     def _read(self, sock: socket.socket) -> None:
@@ -287,6 +310,13 @@ class BfdProcess:
         for writer in list(self.clients):
             with contextlib.suppress(ConnectionError, RuntimeError):
                 writer.write(line)
+
+
+def _interface(name: Any) -> str:
+    text = str(name)
+    if len(text) > 15 or "/" in text or "\0" in text:
+        raise ValueError(f"{text!r} is not an interface name")
+    return text
 
 
 def _key(auth: Any) -> Key | None:

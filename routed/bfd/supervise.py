@@ -27,6 +27,7 @@ def sessions(cfg: NodeConfig) -> list[dict[str, Any]]:
         {
             "peer": str(peer.address),
             "local": str(cfg.fabric.address),
+            "interface": cfg.fabric.interface,
             "interval_ms": peer.bfd.interval_ms,
             "multiplier": peer.bfd.multiplier,
             **({"auth": _auth(peer.bfd.auth)} if peer.bfd.auth else {}),

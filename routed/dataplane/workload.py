@@ -124,6 +124,10 @@ def _check_netns(workload: str, netns: str) -> None:
 async def _configure_host_side(host: Any, spec: WorkloadSpec, index: int) -> None:
     host_name = spec.host_ifname
     sysctl.set_interface("ipv4", host_name, "proxy_arp", "1")
+    # strict reverse-path filtering: a packet from the workload must come from an address
+    # routed back to this veth (its own /32), before the link is up (routed's nftables table
+    # checks the same, and IPv6, once the daemon has the workload; see routed/firewall)
+    sysctl.set_interface("ipv4", host_name, "rp_filter", "1")
     if any(ip.version == 6 for ip in spec.ips):
         # Without DAD the host's link-local is usable at once, so the first
         # packets to the workload do not wait for neighbour discovery to settle.

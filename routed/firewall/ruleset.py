@@ -1,0 +1,117 @@
+"""The nftables table routed wants, from the workloads it has attached. Pure.
+
+One table of routed's own (`inet routed`), replaced or edited as a whole and never another:
+- `antispoof` (prerouting, priority raw, before conntrack): a packet that arrives on a
+  workload's veth must carry one of that workload's own addresses as its source. IPv6's
+  unspecified and link-local sources pass (DAD, neighbour and router discovery, MLD): the
+  kernel never forwards them off the link, and what they can reach on the host is the next
+  chain's business. IPv4 is also held by strict rp_filter on each veth; the two agree.
+- `input`: nothing from a workload's veth reaches BGP (TCP 179) or BFD (UDP 3784, 4784) on
+  the host: the control plane listens to the fabric only.
+Everything else (forwarding between workloads, to the fabric, NAT) is left to other tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+
+TABLE = "routed"
+FAMILY = "inet"
+BGP_PORT = 179
+BFD_PORTS = (3784, 4784)  # single hop control, echo
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadSources:
+    ifname: str  # the host side of its veth
+    ips: tuple[IPv4Address | IPv6Address, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    """The table's contents: the rules (fixed) and the elements of its three sets."""
+
+    interfaces: frozenset[str]
+    sources4: frozenset[tuple[str, IPv4Address]]
+    sources6: frozenset[tuple[str, IPv6Address]]
+
+
+EMPTY = Desired(frozenset(), frozenset(), frozenset())
+
+
+def desired(workloads: Iterable[WorkloadSources]) -> Desired:
+    interfaces, sources4, sources6 = set(), set(), set()
+    for workload in workloads:
+        interfaces.add(workload.ifname)
+        for ip in workload.ips:
+            if isinstance(ip, IPv4Address):
+                sources4.add((workload.ifname, ip))
+            else:
+                sources6.add((workload.ifname, ip))
+    return Desired(frozenset(interfaces), frozenset(sources4), frozenset(sources6))
+
+
+_BFD = ", ".join(map(str, BFD_PORTS))
+SKELETON = f"""\
+table {FAMILY} {TABLE} {{
+    comment "routed's own: anti-spoofing for its workloads (routed/firewall); edits are undone"
+    set workload_interfaces {{ type ifname; }}
+    set sources4 {{ type ifname . ipv4_addr; }}
+    set sources6 {{ type ifname . ipv6_addr; }}
+    chain antispoof {{
+        type filter hook prerouting priority raw; policy accept;
+        iifname != @workload_interfaces accept
+        ip6 saddr {{ ::, fe80::/10 }} accept
+        iifname . ip saddr @sources4 accept
+        iifname . ip6 saddr @sources6 accept
+        meta nfproto {{ ipv4, ipv6 }} counter drop comment "spoofed source from a workload"
+    }}
+    chain input {{
+        type filter hook input priority filter; policy accept;
+        iifname @workload_interfaces tcp dport {BGP_PORT} counter drop comment "BGP from a workload"
+        iifname @workload_interfaces udp dport {{ {_BFD} }} counter drop comment "BFD from a workload"
+    }}
+}}
+"""
+
+
+def _elements(items: Iterable[str]) -> str:
+    return ", ".join(sorted(items))
+
+
+def element_text(want: Desired) -> dict[str, list[str]]:
+    """Each set's elements as nft writes them."""
+    return {
+        "workload_interfaces": sorted(f'"{name}"' for name in want.interfaces),
+        "sources4": sorted(f'"{name}" . {ip}' for name, ip in want.sources4),
+        "sources6": sorted(f'"{name}" . {ip}' for name, ip in want.sources6),
+    }
+
+
+def replace_script(want: Desired) -> str:
+    """One transaction: the table made anew (an empty one first, so the delete never fails)."""
+    lines = [f"table {FAMILY} {TABLE}", f"delete table {FAMILY} {TABLE}", SKELETON]
+    for name, elements in element_text(want).items():
+        if elements:
+            lines.append(f"add element {FAMILY} {TABLE} {name} {{ {', '.join(elements)} }}")
+    return "\n".join(lines) + "\n"
+
+
+def edit_script(want: Desired, have: Desired) -> str:
+    """One transaction: only the set elements that differ."""
+    lines = []
+    wanted, held = element_text(want), element_text(have)
+    for name in wanted:
+        gone = sorted(set(held[name]) - set(wanted[name]))
+        new = sorted(set(wanted[name]) - set(held[name]))
+        if gone:
+            lines.append(f"delete element {FAMILY} {TABLE} {name} {{ {', '.join(gone)} }}")
+        if new:
+            lines.append(f"add element {FAMILY} {TABLE} {name} {{ {', '.join(new)} }}")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def delete_script() -> str:
+    return f"table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n"

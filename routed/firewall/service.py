@@ -1,0 +1,129 @@
+"""Keeps routed's nftables table as wanted: made anew when missing or when its rules were
+touched, its set elements edited as workloads come and go, checked again every few seconds
+(a `nft flush ruleset` is undone within RESYNC_INTERVAL). Left in place when routed stops (the
+workloads stay, and so does their protection); removed by `routed stop --withdraw`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from routed.dataplane.workload import WorkloadSpec
+from routed.firewall import nft
+from routed.firewall.ruleset import (
+    EMPTY,
+    Desired,
+    WorkloadSources,
+    delete_script,
+    desired,
+    edit_script,
+    replace_script,
+)
+from routed.log import event
+
+log = logging.getLogger("routed.firewall")
+
+RESYNC_INTERVAL = 5.0
+
+
+@dataclass
+class FirewallStats:
+    replaced: int = 0  # the table made anew (at start, or after someone changed its rules)
+    edited: int = 0  # set elements added or removed
+    restored: int = 0  # times the table was found missing or changed by someone else
+
+
+class Firewall:
+    def __init__(self, resync_interval: float = RESYNC_INTERVAL) -> None:
+        self.resync_interval = resync_interval
+        self._want: Desired = EMPTY
+        self._reference: list[dict[str, Any]] | None = None  # our rules, as listed after our replace
+        self._nft: nft.Nft | None = None
+        self._wake = asyncio.Event()
+        self.error: str | None = None
+        self.dropped: dict[str, int] = {}
+        self.stats = FirewallStats()
+
+    def set_workloads(self, specs: Iterable[WorkloadSpec]) -> None:
+        """What may be sent from each workload's veth: applied now, so a new workload's veth is
+        covered as soon as it is there (its IPv4 also by rp_filter, set before the link is up)."""
+        self._want = desired(WorkloadSources(s.host_ifname, s.ips) for s in specs)
+        self.sync()
+
+    def sync(self) -> bool:
+        """Bring the kernel's table in line; False (and `error` set, logged once) if nftables
+        cannot be used. Never raises: forwarding goes on, and status says what is missing."""
+        try:
+            if self._nft is None:
+                self._nft = nft.Nft()
+            self._reconcile(self._nft)
+        except nft.NftError as exc:
+            if str(exc) != self.error:
+                log.error(
+                    event(
+                        "firewall_failed",
+                        reason=exc,
+                        impact="IPv6 sources from workloads not checked; IPv4 still by rp_filter",
+                    )
+                )
+            self.error = str(exc)
+            return False
+        if self.error is not None:
+            log.warning(event("firewall_recovered"))
+            self.error = None
+        return True
+
+    def _reconcile(self, ctx: nft.Nft) -> None:
+        listed = ctx.table()
+        if listed is None or self._reference is None or nft.rules_of(listed) != self._reference:
+            if self._reference is not None:
+                self.stats.restored += 1
+                log.warning(
+                    event(
+                        "firewall_table_restored",
+                        table=f"inet {nft.TABLE}",
+                        found="missing" if listed is None else "rules changed",
+                    )
+                )
+            ctx.run(replace_script(self._want))
+            listed = ctx.table()
+            if listed is None:
+                raise nft.NftError(f"table inet {nft.TABLE} is not there right after it was made")
+            self._reference = nft.rules_of(listed)
+            self.stats.replaced += 1
+        else:
+            have = nft.elements_of(listed)
+            if have != self._want:
+                ctx.run(edit_script(self._want, have))
+                self.stats.edited += 1
+        self.dropped = nft.drop_counters(listed)
+
+    async def run(self) -> None:
+        while True:
+            self.sync()
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.resync_interval)
+
+    def remove(self) -> None:
+        """`routed stop --withdraw`: routed leaves for good, its table with it."""
+        try:
+            (self._nft or nft.Nft()).run(delete_script())
+            log.info(event("firewall_removed", table=f"inet {nft.TABLE}"))
+        except nft.NftError as exc:
+            log.error(event("firewall_remove_failed", reason=exc))
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "table": f"inet {nft.TABLE}",
+            "error": self.error,
+            "workload_interfaces": len(self._want.interfaces),
+            "dropped": dict(self.dropped),
+            "replaced": self.stats.replaced,
+            "edited": self.stats.edited,
+            "restored": self.stats.restored,
+        }
