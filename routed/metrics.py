@@ -165,8 +165,23 @@ def families(status: Status) -> Iterator[Metric]:
     yield from (started, workloads)
     yield from _bgp_families(status["bgp"])
     yield from _fib_families(status["fib"])
+    if "firewall" in status:
+        yield from _firewall_families(status["firewall"])
     if "ipam" in status:
         yield from _ipam_families(status["ipam"])
+
+
+def _firewall_families(firewall: dict[str, Any]) -> Iterator[Metric]:
+    dropped = _counter(
+        "routed_firewall_dropped_packets", "packets from workloads dropped by routed's table", ["reason"]
+    )
+    for reason, count in sorted((firewall.get("dropped") or {}).items()):
+        dropped.add_metric([reason], count)
+    enforced = _gauge("routed_firewall_enforced", "1 while routed's nftables table is in place")
+    enforced.add_metric([], 0 if firewall.get("error") else 1)
+    restored = _counter("routed_firewall_restored", "times routed's table was found missing or changed")
+    restored.add_metric([], firewall.get("restored", 0))
+    yield from (dropped, enforced, restored)
 
 
 def readiness(status: Status) -> dict[str, bool]:

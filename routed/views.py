@@ -168,7 +168,23 @@ def status_text(status: dict[str, Any], now: float | None = None) -> str:
     lines += ["", fib_text(status["fib"])]
     if "workloads" in status:
         lines.append(f"workloads {status['workloads']}  metrics {status.get('metrics', 'off')}")
+    if "firewall" in status:
+        lines.append(firewall_text(status["firewall"]))
     return "\n".join(lines)
+
+
+def firewall_text(firewall: dict[str, Any]) -> str:
+    """firewall: table inet routed, 2 workload veths checked; dropped: spoofed source 10, ..."""
+    if firewall.get("error"):
+        return (
+            f"firewall: NOT ENFORCED ({firewall['error']}): IPv6 sources from workloads unchecked, "
+            "IPv4 by rp_filter only"
+        )
+    dropped = ", ".join(f"{why} {n}" for why, n in sorted((firewall.get("dropped") or {}).items()))
+    return (
+        f"firewall: table {firewall['table']}, {firewall['workload_interfaces']} workload veths checked"
+        f"; dropped: {dropped or 'nothing'}; restored {firewall.get('restored', 0)} times"
+    )
 
 
 def fib_text(fib: dict[str, Any]) -> str:

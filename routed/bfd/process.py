@@ -256,6 +256,13 @@ class BfdProcess:
         for runner in self.runners.values():
             runner.close()
         self.runners = keep
+        # a receive socket no session uses any more goes: an unbound one left from an earlier
+        # configuration would still hand packets from any interface to the sessions
+        used = {(r.local, r.interface) for r in keep.values()}
+        for where in [w for w in self.receivers if w not in used]:
+            sock = self.receivers.pop(where)
+            asyncio.get_running_loop().remove_reader(sock.fileno())
+            sock.close()
         return {"ok": True, "sessions": [r.json() for r in keep.values()]}
 
     def _receiver(self, local: str, interface: str) -> None:

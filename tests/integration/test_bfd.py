@@ -55,8 +55,16 @@ class Control:
         self.sock.connect(str(path))
         self.stream = self.sock.makefile("rb")
 
-    def configure(self, peer: str, local: str, interval_ms: int = 50, multiplier: int = 3) -> dict[str, Any]:
-        session = {"peer": peer, "local": local, "interval_ms": interval_ms, "multiplier": multiplier}
+    def configure(
+        self, peer: str, local: str, interval_ms: int = 50, multiplier: int = 3, interface: str = ""
+    ) -> dict[str, Any]:
+        session = {
+            "peer": peer,
+            "local": local,
+            "interval_ms": interval_ms,
+            "multiplier": multiplier,
+            "interface": interface,
+        }
         self.sock.sendall(json.dumps({"op": "configure", "sessions": [session]}).encode() + b"\n")
         while True:
             message = json.loads(self.stream.readline())
@@ -97,6 +105,71 @@ def test_bfd_up_frozen_peer_down_and_back(namespaces: Namespaces, tmp_path: Path
         finally:
             os.killpg(frozen.pid, signal.SIGCONT)
         ctl_a.wait_state("up", timeout=10)
+
+
+FORGER = """
+import socket, sys
+from routed.bfd.packet import Packet, State
+down = Packet(State.DOWN, 4242, 0, 3, 50_000, 50_000).encode()
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)  # as if one hop away
+sock.bind((sys.argv[1], 49999))
+for _ in range(40):
+    sock.sendto(down, (sys.argv[2], 3784))
+"""
+
+
+def test_a_forged_bfd_down_from_a_container_leaves_the_session_up(
+    namespaces: Namespaces, tmp_path: Path
+) -> None:
+    """Issue 25, finding 1: a container on host a, with CAP_NET_RAW or just its own address
+    changed, sends State=Down as host b (source b's address, TTL 255) to a's fabric address. With
+    the sockets bound to the fabric interface it never reaches a's BFD process; unbound (as
+    before), it tears the session down, which this test shows first."""
+    a, b, container = namespaces.add(), namespaces.add(), namespaces.add()
+    sh(["ip", "-n", a, "link", "add", "bfd0", "type", "veth", "peer", "name", "bfd0", "netns", b])
+    for ns, address in ((a, "10.0.0.1"), (b, "10.0.0.2")):
+        sh(["ip", "-n", ns, "addr", "add", f"{address}/24", "dev", "bfd0"])
+        sh(["ip", "-n", ns, "link", "set", "bfd0", "up"])
+    # the container: a veth to host a, the host routing its /32 to it, no other protection
+    sh(["ip", "-n", a, "link", "add", "w0", "type", "veth", "peer", "name", "eth0", "netns", container])
+    sh(["ip", "-n", a, "link", "set", "w0", "up"])
+    sh(
+        [
+            "ip",
+            "netns",
+            "exec",
+            a,
+            "sysctl",
+            "-qw",
+            "net.ipv4.conf.all.rp_filter=0",
+            "net.ipv4.conf.w0.rp_filter=0",
+        ]
+    )
+    sh(["ip", "-n", a, "route", "add", "10.65.1.7/32", "dev", "w0"])
+    sh(["ip", "-n", container, "addr", "add", "10.65.1.7/32", "dev", "eth0"])
+    sh(["ip", "-n", container, "addr", "add", "10.0.0.2/32", "dev", "eth0"])  # b's address, forged
+    sh(["ip", "-n", container, "link", "set", "eth0", "up"])
+    sh(["ip", "-n", container, "route", "add", "10.0.0.1/32", "dev", "eth0"])
+    forge = ["ip", "netns", "exec", container, sys.executable, "-c", FORGER, "10.0.0.2", "10.0.0.1"]
+    with bfd_process(a, tmp_path / "a.sock"), bfd_process(b, tmp_path / "b.sock"):
+        ctl_a, ctl_b = Control(tmp_path / "a.sock"), Control(tmp_path / "b.sock")
+        # unbound (what routed did before): the forged Down takes the session down
+        ctl_a.configure("10.0.0.2", "10.0.0.1")
+        ctl_b.configure("10.0.0.1", "10.0.0.2")
+        ctl_a.wait_state("up", timeout=10)
+        subprocess.run(forge, check=True, timeout=30)
+        ctl_a.wait_state("down", timeout=5)
+        ctl_a.wait_state("up", timeout=10)
+        # bound to the fabric interface, as routed configures it now: it stays up
+        ctl_a.configure("10.0.0.2", "10.0.0.1", interface="bfd0")
+        ctl_b.configure("10.0.0.1", "10.0.0.2", interface="bfd0")
+        ctl_a.wait_state("up", timeout=10)
+        subprocess.run(forge, check=True, timeout=30)
+        with pytest.raises((AssertionError, TimeoutError)):
+            ctl_a.wait_state("down", timeout=2)
+        again = Control(tmp_path / "a.sock")  # (a read that timed out leaves a stream unusable)
+        assert again.configure("10.0.0.2", "10.0.0.1", interface="bfd0")["sessions"][0]["state"] == "up"
 
 
 H1_CLIENT = "  - {address: 10.0.0.11, kind: client}\n"

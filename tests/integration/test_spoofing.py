@@ -1,0 +1,117 @@
+"""What a container can send (issue 25, finding 1), tried from inside one as an attacker would:
+a source address that is not its own never leaves its host (IPv4: strict rp_filter and
+routed's nftables table; IPv6: the table), while its own traffic flows; nothing from a workload
+reaches BGP or BFD on its host; the table is put back when someone flushes it."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.lab import Lab, lab_variant, running_lab
+from tests.netns import wait_until
+
+H1_DUAL_STACK = {
+    "quickstart/h1.yaml": [
+        ("pools: [10.65.0.0/16]", "pools: [10.65.0.0/16, 'fd00:65::/48']"),
+        ("blocks: [10.65.1.0/26]", "blocks: [10.65.1.0/26, 'fd00:65:0:1::/122']"),
+    ]
+}
+
+
+def echoes_in(lab: Lab, node: str, container: str, counter: str) -> int:
+    """An ICMP counter of a container's own network namespace (nstat: absolute, zeros too)."""
+    out = lab.exec(node, "ip", "netns", "exec", container, "nstat", "-az", counter).stdout
+    match = re.search(rf"^{counter}\s+(\d+)", out, re.MULTILINE)
+    assert match, out
+    return int(match.group(1))
+
+
+def ping_from(lab: Lab, node: str, container: str, *args: str) -> int:
+    """How many of its echoes were answered."""
+    out = lab.exec(node, "ip", "netns", "exec", container, "ping", "-n", *args, check=False).stdout
+    match = re.search(r"(\d+) received", out)
+    return int(match.group(1)) if match else 0
+
+
+@pytest.mark.long(40)
+def test_a_container_cannot_send_with_another_source_but_its_own_traffic_flows() -> None:
+    with lab_variant("quickstart", {}, H1_DUAL_STACK) as topology, running_lab(topology) as lab:
+        target = "10.65.3.1"  # h3's web1
+        wait_until(
+            lambda: ping_from(lab, "h1", "web1", "-c1", "-W1", target),
+            1,
+            timeout=30,
+            what="h1 web1 -> h3 web1",
+        )
+
+        # its own address: every echo arrives and is answered
+        before = echoes_in(lab, "h3", "web1", "IcmpInEchos")
+        assert ping_from(lab, "h1", "web1", "-c10", "-i0.05", "-W1", target) == 10
+        assert echoes_in(lab, "h3", "web1", "IcmpInEchos") - before == 10
+
+        # h2's container's address, added inside h1's web1 (root in the container can): none leaves h1
+        lab.exec("h1", "ip", "netns", "exec", "web1", "ip", "addr", "add", "10.65.2.1/32", "dev", "eth0")
+        before = echoes_in(lab, "h3", "web1", "IcmpInEchos")
+        assert ping_from(lab, "h1", "web1", "-c10", "-i0.05", "-W1", "-I", "10.65.2.1", target) == 0
+        assert echoes_in(lab, "h3", "web1", "IcmpInEchos") - before == 0
+        # ... nor reaches its own host's other container
+        before = echoes_in(lab, "h1", "web2", "IcmpInEchos")
+        assert ping_from(lab, "h1", "web1", "-c5", "-i0.05", "-W1", "-I", "10.65.2.1", "10.65.1.2") == 0
+        assert echoes_in(lab, "h1", "web2", "IcmpInEchos") - before == 0
+
+        # IPv6 (h1 is dual stack): its own /128 reaches web2 on the same host, a made-up one does not
+        web2_v6 = "fd00:65:0:1::2"
+        before = echoes_in(lab, "h1", "web2", "Icmp6InEchos")
+        wait_until(
+            lambda: ping_from(lab, "h1", "web1", "-6", "-c1", "-W1", web2_v6), 1, timeout=20, what="v6 own"
+        )
+        assert ping_from(lab, "h1", "web1", "-6", "-c10", "-i0.05", "-W1", web2_v6) == 10
+        assert echoes_in(lab, "h1", "web2", "Icmp6InEchos") - before >= 11
+        lab.exec(
+            "h1",
+            "ip",
+            "netns",
+            "exec",
+            "web1",
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            "fd00:65:0:1::30/128",
+            "dev",
+            "eth0",
+            "nodad",
+        )
+        before = echoes_in(lab, "h1", "web2", "Icmp6InEchos")
+        assert (
+            ping_from(lab, "h1", "web1", "-6", "-c10", "-i0.05", "-W1", "-I", "fd00:65:0:1::30", web2_v6) == 0
+        )
+        assert echoes_in(lab, "h1", "web2", "Icmp6InEchos") - before == 0
+
+        # nothing from a workload reaches BGP on its host (ExaBGP listens on the fabric address)
+        connect = "import socket; socket.create_connection(('10.0.0.11', 179), timeout=2)"
+        tried = lab.exec("h1", "ip", "netns", "exec", "web1", "python3", "-c", connect, check=False)
+        assert tried.returncode != 0 and "timed out" in tried.stderr, tried.stderr[-300:]
+        assert "BGP from a workload 1" in lab.exec("h1", "routed", "status").stdout
+
+        # routed's table counted them; `nft flush ruleset` (an admin, another tool) is undone
+        status = lab.exec("h1", "routed", "status", "--json").stdout
+        assert '"spoofed source from a workload"' in status
+        lab.exec("h1", "nft", "flush", "ruleset")
+        wait_until(
+            lambda: (
+                "sources6" in lab.exec("h1", "nft", "list", "table", "inet", "routed", check=False).stdout
+            ),
+            timeout=20,
+            what="routed's table restored",
+        )
+        before = echoes_in(lab, "h1", "web2", "Icmp6InEchos")
+        assert (
+            ping_from(lab, "h1", "web1", "-6", "-c5", "-i0.05", "-W1", "-I", "fd00:65:0:1::30", web2_v6) == 0
+        )
+        assert echoes_in(lab, "h1", "web2", "Icmp6InEchos") - before == 0
+        assert "event=firewall_table_restored" in lab.log("h1")
+        # and the container's own traffic went on through all of it
+        assert ping_from(lab, "h1", "web1", "-c5", "-i0.05", "-W1", target) == 5
