@@ -16,7 +16,7 @@ fi
 
 APT_PACKAGES=(iproute2 iputils-ping bird2 frr iperf3 tcpdump procps etcd-server etcd-client
               podman runc containernetworking-plugins busybox-static iptables docker.io
-              debootstrap curl python3 python3-venv python3-pip)
+              debootstrap curl python3 python3-venv python3-pip nftables python3-nftables openssl)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -119,6 +119,13 @@ def test_exabgp_receive_and_memory_smoke(tmp_path: Path) -> None:
     assert memory["n"] == 1000 and memory["rib_bytes_per_route"] > 0
 
 
+def test_nft_smoke(tmp_path: Path) -> None:
+    run_bench("bench.nft", "--workloads", "50", "--rounds", "1", tmp=tmp_path)
+    result = json.loads((tmp_path / "nft.json").read_text())
+    assert result["libnftables"]["make_ms"] > 0 and result["libnftables"]["list_ms"] > 0, result
+    assert "make_ms" in result["nft_cli"], result
+
+
 def test_stages_smoke(tmp_path: Path) -> None:
     # the stages run routed's real code into a real namespace; it asserts every route got in and out
     run_bench("bench.stages", "--count", "1000", tmp=tmp_path)
