@@ -228,6 +228,20 @@ class CachedStatus:
         return self._status
 
 
+class _ServerCollector(Collector):
+    """The listener's own counts: how often a status was built, how many requests were refused."""
+
+    def __init__(self, server: MetricsServer) -> None:
+        self._server = server
+
+    def collect(self) -> Iterator[Metric]:
+        builds = _counter("routed_metrics_status_builds", "daemon statuses built for scrapes and probes")
+        builds.add_metric([], self._server.status_builds)
+        refused = _counter("routed_metrics_requests_refused", "requests answered 503: too many at once")
+        refused.add_metric([], self._server.refused)
+        yield from (builds, refused)
+
+
 class MetricsServer:
     """/metrics, /healthz and /readyz over HTTP, in the daemon's event loop (aiohttp)."""
 
@@ -239,6 +253,7 @@ class MetricsServer:
         self.refused = 0  # requests answered 503 because MAX_CONCURRENT were being served
         self.registry = CollectorRegistry()
         self.registry.register(StatusCollector(self._status))
+        self.registry.register(_ServerCollector(self))
         self.reconcile_seconds = Histogram(
             "routed_fib_reconcile_seconds",
             "time to write one batch of route changes to the kernel",
@@ -271,6 +286,10 @@ class MetricsServer:
             return
         self.listening = self.listen
         log.info(event("metrics_listening", listen=self.listen, paths="/metrics,/healthz,/readyz"))
+
+    @property
+    def status_builds(self) -> int:
+        return self._status.builds
 
     async def close(self) -> None:
         if self._runner is not None:
