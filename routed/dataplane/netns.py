@@ -49,6 +49,8 @@ def open_netns(path: Path) -> int:
     loop nor be opened for its side effects."""
     try:
         seen = os.stat(path)
+    except FileNotFoundError as exc:
+        raise NetnsError(f"{path} not found") from exc
     except OSError as exc:
         raise NetnsError(f"{path}: {exc.strerror}") from exc
     if not stat.S_ISREG(seen.st_mode):

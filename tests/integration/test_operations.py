@@ -109,7 +109,12 @@ def test_status_metrics_readiness_and_reload_without_disruption() -> None:
         added = metric(lab, "h1", "routed_fib_operations_total", operation="add") or 0
         lab.exec("h1", "ip", "netns", "add", "extra")
         lab.exec("h1", "routed", "workload", "add", "extra", "--netns", "extra")
-        assert (metric(lab, "h1", "routed_fib_operations_total", operation="add") or 0) > added
+        # (a scrape reads a status at most a second old: routed.metrics.STATUS_MAX_AGE)
+        wait_until(
+            lambda: (metric(lab, "h1", "routed_fib_operations_total", operation="add") or 0) > added,
+            timeout=5,
+            what="the new workload's route counted",
+        )
         assert metric(lab, "h1", "routed_workloads") == 2
         assert metric(lab, "h1", "routed_fib_routes", origin="workload") == 2
 
