@@ -159,9 +159,10 @@ async def hostile_records(args: dict[str, Any]) -> dict[str, Any]:
     found["owned"] = [str(b) for b in node.owned_blocks()]
     found["first"] = await outcome(node.assign("w1", [], set()))
     found["over_fabric"] = await outcome(node.assign("w2", [ipaddress.ip_address("10.0.0.5")], set()))
-    found["malformed_holder"] = await outcome(node.assign("w3", [ipaddress.ip_address("10.0.1.5")], set()))
+    found["malformed_holder"] = await outcome(node.assign("w3", [ipaddress.ip_address("10.70.1.5")], set()))
+    found["foreign"] = await outcome(node.assign("w4", [ipaddress.ip_address("10.70.6.9")], set()))
     found["allocations"] = sorted(str(ip) for ip in await node.store.allocations())
-    found["maintained"] = await node.maintain({ipaddress.ip_address("10.0.1.1")})
+    found["maintained"] = await node.maintain({ipaddress.ip_address("10.70.1.1")})
     found["blocks"] = sorted(str(b) for b in await node.store.blocks())
     await node.close()
     return found

@@ -192,34 +192,37 @@ def test_bad_and_foreign_records_in_etcd_are_skipped_never_fatal(etcd_netns: str
     prefix = "/hostile"
     records = {
         "ipam/v1/blocks/0.0.0.0-1": '{"node": "a"}',  # outside the pools, of the wrong size
-        "ipam/v1/blocks/10.0.0.0-25": '{"node": "a"}',  # the wrong size
-        "ipam/v1/blocks/10.0.0.0-26": '{"node": "a"}',  # holds a's fabric address 10.0.0.1
-        "ipam/v1/blocks/10.0.1.0-26": '{"node": "a", "claimed": 1}',  # a's, and fine
-        "ipam/v1/blocks/10.0.2.0-26": "{not json",
-        "ipam/v1/blocks/10.0.3.0-26": '{"owner": "a"}',
-        "ipam/v1/blocks/10.0.4.0-26": '{"node": "a b; rm -rf /"}',
-        "ipam/v1/blocks/10.0.5.1-26": '{"node": "a"}',  # host bits set
+        "ipam/v1/blocks/10.70.0.0-25": '{"node": "a"}',  # the wrong size
+        "ipam/v1/blocks/10.0.0.0-26": '{"node": "a"}',  # over a's fabric address 10.0.0.1, no pool
+        "ipam/v1/blocks/10.70.1.0-26": '{"node": "a", "claimed": 1}',  # a's, and fine
+        "ipam/v1/blocks/10.70.6.0-26": '{"node": "b", "claimed": 1}',  # b's: never a's
+        "ipam/v1/blocks/10.70.2.0-26": "{not json",
+        "ipam/v1/blocks/10.70.3.0-26": '{"owner": "a"}',
+        "ipam/v1/blocks/10.70.4.0-26": '{"node": "a b; rm -rf /"}',
+        "ipam/v1/blocks/10.70.5.1-26": '{"node": "a"}',  # host bits set
         "ipam/v1/blocks/garbage": '{"node": "a"}',
-        "ipam/v1/addresses/10.0.1.5": "[1, 2]",
+        "ipam/v1/addresses/10.70.1.5": "[1, 2]",
         "ipam/v1/addresses/not-an-ip": '{"node": "a", "workload": "w"}',
-        "ipam/v1/addresses/10.0.1.6": '{"node": "a"}',
+        "ipam/v1/addresses/10.70.1.6": '{"node": "a"}',
     }
     for key, value in records.items():
         etcdctl(etcd_netns, "put", f"{prefix}/{key}", value)
     args = {
-        "pool": "10.0.0.0/16",
+        "pool": "10.70.0.0/16",
         "dir": str(tmp_path / "state"),
         "endpoints": ["127.0.0.1:23790"],
         "prefix": prefix,
     }
     found = run_case(etcd_netns, "hostile_records", args)
-    assert found["owned"] == ["10.0.1.0/26"], found  # never 0.0.0.0/1, never over the fabric
-    assert found["first"] == "10.0.1.1", found
-    assert "holds this node's fabric address 10.0.0.1" in found["over_fabric"], found
+    assert found["owned"] == ["10.70.1.0/26"], found  # never 0.0.0.0/1, never over the fabric
+    assert found["first"] == "10.70.1.1", found
+    assert "outside" in found["over_fabric"], found
     assert "already given to workload (malformed record)" in found["malformed_holder"], found
-    assert found["allocations"] == ["10.0.1.1"], found  # the unreadable ones skipped
+    assert found["allocations"] == ["10.70.1.1"], found  # the unreadable ones skipped
     assert found["maintained"] is False  # upkeep ran through them
-    assert "0.0.0.0/1" not in found["blocks"] and "10.0.1.0/26" in found["blocks"]
+    # the listing has every well-formed record (routed deletes nobody's), never the malformed ones
+    assert found["blocks"] == ["0.0.0.0/1", "10.0.0.0/26", "10.70.0.0/25", "10.70.1.0/26", "10.70.6.0/26"]
+    assert "which belongs to node b" in found["foreign"], found
 
 
 def _certificates(where: Path) -> dict[str, Path]:
