@@ -5,11 +5,8 @@ Field docs here are the source of config/README.md; keep them in step.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-import os
 import re
-import stat
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import PurePosixPath
@@ -28,6 +25,14 @@ from pydantic import (
 )
 
 from routed.bfd.packet import AuthType
+from routed.config.secrets import (
+    check_password_file,
+    inline_secret,
+    loaded_secret,
+    readable_file,
+    secret_digest,
+    secret_file,
+)
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
@@ -171,63 +176,6 @@ class MaxPrefixes(Strict):
     restart_after: int = Field(default=60, ge=0, le=86400)
 
 
-MD5_KEY_BYTES = 80  # TCP_MD5SIG_MAXKEYLEN
-
-
-def check_secret(secret: str, longest: int = MD5_KEY_BYTES) -> str:
-    """A password as the kernel and every peer can take it: 1-`longest` bytes of UTF-8, no
-    control characters (a newline or NUL would be a different key in BIRD's or FRR's config).
-    Quotes and backslashes are fine: ExaBGP gets the key base64-encoded, never as text."""
-    size = len(secret.encode())
-    if not 1 <= size <= longest:
-        raise ValueError(f"a password is 1-{longest} bytes, this one is {size}")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in secret):
-        raise ValueError("a password may not hold control characters (newline, tab, NUL...)")
-    return secret
-
-
-def _inline_secret(value: SecretStr) -> SecretStr:
-    check_secret(value.get_secret_value())
-    return value
-
-
-def secret_digest(secret: str | None) -> str | None:
-    """What a reload compares: a secret's hash, so a rotated file is noticed without the key
-    itself being kept twice or printed."""
-    return None if secret is None else hashlib.sha256(secret.encode()).hexdigest()
-
-
-def _password_file(value: str) -> str:
-    """A TCP-MD5 key kept out of the config: root's, 0600, 1-80 bytes. Checked at load,
-    so `routed config check` and a reload refuse a file anyone else could read or change."""
-    path = PurePosixPath(value)
-    if not path.is_absolute():
-        raise ValueError(f"{value!r} must be an absolute path, e.g. /etc/routed/peer.password")
-    try:
-        info = os.stat(value)
-    except OSError as exc:
-        raise ValueError(f"cannot read {value}: {exc.strerror}") from exc
-    if not stat.S_ISREG(info.st_mode):
-        raise ValueError(f"{value} is not a regular file")
-    if info.st_uid != 0 or info.st_mode & 0o077:
-        raise ValueError(
-            f"{value} is owned by uid {info.st_uid} with mode {stat.S_IMODE(info.st_mode):04o}; a password "
-            f"file must be root's and 0600: chown root {value} && chmod 600 {value}"
-        )
-    try:
-        check_secret(read_password(value))
-    except ValueError as exc:
-        raise ValueError(f"{value}: {exc} (one line)") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read {value}: {exc}") from exc
-    return value
-
-
-def read_password(path: str) -> str:
-    with open(path, encoding="utf-8") as handle:
-        return handle.read().rstrip("\r\n")
-
-
 class BfdAuthType(StrEnum):
     SIMPLE = "simple"
     KEYED_MD5 = "keyed-md5"
@@ -243,18 +191,15 @@ class BfdAuth(Strict):
 
     type: BfdAuthType = BfdAuthType.METICULOUS_KEYED_SHA1
     key_id: int = Field(default=1, ge=0, le=255)
-    password: Annotated[SecretStr, AfterValidator(_inline_secret)] | None = None
-    password_file: Annotated[str, AfterValidator(_password_file)] | None = None
+    password: Annotated[SecretStr, AfterValidator(inline_secret)] | None = None
+    password_file: Annotated[str, AfterValidator(check_password_file)] | None = None
     _secret: str = PrivateAttr(default="")
 
     @model_validator(mode="after")
     def _one_secret(self) -> BfdAuth:
         if (self.password is None) == (self.password_file is None):
             raise ValueError("give password or password_file (one of them)")
-        if self.password_file is not None:
-            self._secret = read_password(self.password_file)
-        elif self.password is not None:
-            self._secret = self.password.get_secret_value()
+        self._secret = loaded_secret(self.password, self.password_file) or ""
         longest = AuthType[self.type.name].max_secret  # the packet codec's own limit
         if len(self._secret.encode()) > longest:
             raise ValueError(f"a {self.type.value} secret is 1-{longest} bytes; use a shorter one")
@@ -288,8 +233,8 @@ class Peer(Strict):
     kind: PeerKind
     description: str = ""
     # never printed (SecretStr); only in a config file no one but root can read (see load)
-    password: Annotated[SecretStr, AfterValidator(_inline_secret)] | None = None
-    password_file: Annotated[str, AfterValidator(_password_file)] | None = None
+    password: Annotated[SecretStr, AfterValidator(inline_secret)] | None = None
+    password_file: Annotated[str, AfterValidator(check_password_file)] | None = None
     # GTSM (RFC 5082), directly connected peers only: send with TTL 255, accept only 254-255
     ttl_security: bool = False
     hold_time: HoldTime | None = None
@@ -307,12 +252,7 @@ class Peer(Strict):
 
     @model_validator(mode="after")
     def _one_password(self) -> Peer:
-        if self.password is not None and self.password_file is not None:
-            raise ValueError("give password or password_file, not both")
-        if self.password_file is not None:
-            self._md5_secret = read_password(self.password_file)
-        elif self.password is not None:
-            self._md5_secret = self.password.get_secret_value()
+        self._md5_secret = loaded_secret(self.password, self.password_file)
         return self
 
     @property
@@ -463,39 +403,13 @@ def _endpoint(value: Any) -> Any:
     return f"{scheme}{match.group(2)}:{match.group(3)}"
 
 
-def _readable_file(value: str) -> str:
-    """A certificate or CA file: absolute, a regular file, readable, PEM."""
-    if not PurePosixPath(value).is_absolute():
-        raise ValueError(f"{value!r} must be an absolute path, e.g. /etc/routed/etcd-ca.pem")
-    try:
-        with open(value, "rb") as handle:
-            head = handle.read(65536)
-    except OSError as exc:
-        raise ValueError(f"cannot read {value}: {exc.strerror}") from exc
-    if b"-----BEGIN " not in head:
-        raise ValueError(f"{value} is not a PEM file (no -----BEGIN line)")
-    return value
-
-
-def _secret_file(value: str) -> str:
-    """A private key: readable, and root's with mode 0600, as a password file."""
-    _readable_file(value)
-    info = os.stat(value)
-    if info.st_uid != 0 or info.st_mode & 0o077:
-        raise ValueError(
-            f"{value} is owned by uid {info.st_uid} with mode {stat.S_IMODE(info.st_mode):04o}; a key "
-            f"file must be root's and 0600: chown root {value} && chmod 600 {value}"
-        )
-    return value
-
-
 class EtcdTls(Strict):
     """TLS to every etcd endpoint: the CA that signed the members' certificates, and this node's
     client certificate and key when etcd asks for one (`--client-cert-auth`)."""
 
-    ca_file: Annotated[str, AfterValidator(_readable_file)]
-    cert_file: Annotated[str, AfterValidator(_readable_file)] | None = None
-    key_file: Annotated[str, AfterValidator(_secret_file)] | None = None
+    ca_file: Annotated[str, AfterValidator(readable_file)]
+    cert_file: Annotated[str, AfterValidator(readable_file)] | None = None
+    key_file: Annotated[str, AfterValidator(secret_file)] | None = None
 
     @model_validator(mode="after")
     def _pair(self) -> EtcdTls:
@@ -517,8 +431,8 @@ class Etcd(Strict):
     # etcd's own users (`etcdctl auth enable`): the password from a root-owned 0600 file, or
     # inline (then only in a config file that is root's and 0600)
     username: str | None = Field(default=None, min_length=1, max_length=256)
-    password: Annotated[SecretStr, AfterValidator(_inline_secret)] | None = None
-    password_file: Annotated[str, AfterValidator(_password_file)] | None = None
+    password: Annotated[SecretStr, AfterValidator(inline_secret)] | None = None
+    password_file: Annotated[str, AfterValidator(check_password_file)] | None = None
     _password: str | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
@@ -529,15 +443,9 @@ class Etcd(Strict):
         if self.tls is not None and len(https) != len(self.endpoints):
             plain = next(e for e in self.endpoints if not e.startswith("https://"))
             raise ValueError(f"tls is set, so every endpoint is reached over TLS: write https://{plain}")
-        if self.password is not None and self.password_file is not None:
-            raise ValueError("give password or password_file, not both")
-        has_password = self.password is not None or self.password_file is not None
-        if (self.username is None) == has_password:
+        self._password = loaded_secret(self.password, self.password_file)
+        if (self.username is None) != (self._password is None):
             raise ValueError("username and a password (password or password_file) go together")
-        if self.password_file is not None:
-            self._password = read_password(self.password_file)
-        elif self.password is not None:
-            self._password = self.password.get_secret_value()
         return self
 
     def credentials(self) -> tuple[str, str] | None:
