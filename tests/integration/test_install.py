@@ -3,6 +3,7 @@ the checkout, bringing up a lab whose nodes run that installation's daemon."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import uuid
@@ -105,5 +106,9 @@ def test_a_wheel_outside_the_checkout_runs_a_lab(installed: Path) -> None:
             0,
             timeout=40,
         )
+        # the anti-spoofing table works from the wheel too (libnftables through Debian's binding)
+        firewall = json.loads(routed_in("h1", "routed", "status", "--json").stdout)["firewall"]
+        assert firewall["error"] is None and firewall["workload_interfaces"] == 2, firewall
+        assert "sources4" in routed_in("h1", "nft", "list", "table", "inet", "routed").stdout
     finally:
         subprocess.run([str(installed), "lab", "down", *selector], capture_output=True, timeout=120, cwd="/")
