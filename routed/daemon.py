@@ -75,6 +75,7 @@ class Daemon:
         )
         self.bfd = BfdSupervisor(cfg, self.speaker.bfd_state, log_format)
         self.firewall = Firewall()
+        self.firewall.set_pools(cfg.pools)
         # until the restore is over, the workloads of the last run keep their table entries:
         # dropping those of a workload not yet re-attached would drop its packets meanwhile
         self._firewall_floor: list[WorkloadSpec] = []
@@ -433,6 +434,7 @@ class Daemon:
     def _take_config(self, new: NodeConfig) -> None:
         """Everything that reads the config reads the new one from now on."""
         self.cfg = new
+        self.firewall.set_pools(new.pools)
         for holder in (self.workloads, self.ipam, self.docker):
             if holder is not None:
                 holder.cfg = new

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -104,6 +104,7 @@ def elements_of(listed: dict[str, Any]) -> Desired:
     interfaces: set[str] = set()
     sources4: set[tuple[str, IPv4Address]] = set()
     sources6: set[tuple[str, IPv6Address]] = set()
+    pools: set[IPv4Network | IPv6Network] = set()
     for item in listed.get("nftables", []):
         found = item.get("set")
         if not found:
@@ -112,13 +113,29 @@ def elements_of(listed: dict[str, Any]) -> Desired:
             if found["name"] == "workload_interfaces":
                 interfaces.add(str(element))
                 continue
+            if found["name"] in ("pools4", "pools6"):
+                pools.add(_network(element))
+                continue
             name, address = element["concat"]
             ip = _ip(address)
             if isinstance(ip, IPv4Address) and found["name"] == "sources4":
                 sources4.add((str(name), ip))
             elif isinstance(ip, IPv6Address) and found["name"] == "sources6":
                 sources6.add((str(name), ip))
-    return Desired(frozenset(interfaces), frozenset(sources4), frozenset(sources6))
+    return Desired(
+        frozenset(interfaces),
+        frozenset(sources4),
+        frozenset(sources6),
+        frozenset(p for p in pools if isinstance(p, IPv4Network)),
+        frozenset(p for p in pools if isinstance(p, IPv6Network)),
+    )
+
+
+def _network(element: Any) -> IPv4Network | IPv6Network:
+    """An interval set's element: {"prefix": {"addr", "len"}}, or a lone address."""
+    if isinstance(element, dict) and "prefix" in element:
+        return ip_network(f"{element['prefix']['addr']}/{element['prefix']['len']}")
+    return ip_network(str(element))
 
 
 def drop_counters(listed: dict[str, Any]) -> dict[str, int]:
@@ -129,5 +146,6 @@ def drop_counters(listed: dict[str, Any]) -> dict[str, int]:
         if rule and rule.get("comment"):
             for expr in rule.get("expr", []):
                 if "counter" in expr:
-                    counts[str(rule["comment"])] = int(expr["counter"]["packets"])
+                    comment = str(rule["comment"])
+                    counts[comment] = counts.get(comment, 0) + int(expr["counter"]["packets"])
     return counts

@@ -6,8 +6,9 @@ One table of routed's own (`inet routed`), replaced or edited as a whole and nev
   unspecified and link-local sources pass (DAD, neighbour and router discovery, MLD): the
   kernel never forwards them off the link, and what they can reach on the host is the next
   chain's business. IPv4 is also held by strict rp_filter on each veth; the two agree.
-- `input`: nothing from a workload's veth reaches BGP (TCP 179) or BFD (UDP 3784, 4784) on
-  the host: the control plane listens to the fabric only.
+- `input`: nothing from a workload reaches BGP (TCP 179) or BFD (UDP 3784, 4784) on the host:
+  not from a veth of this host's, nor from a source inside the pools (a container elsewhere,
+  whose own host keeps it from using any other source). The control plane hears hosts only.
 Everything else (forwarding between workloads, to the fabric, NAT) is left to other tables.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, collapse_addresses
 
 TABLE = "routed"
 FAMILY = "inet"
@@ -36,12 +37,17 @@ class Desired:
     interfaces: frozenset[str]
     sources4: frozenset[tuple[str, IPv4Address]]
     sources6: frozenset[tuple[str, IPv6Address]]
+    pools4: frozenset[IPv4Network] = frozenset()
+    pools6: frozenset[IPv6Network] = frozenset()
 
 
 EMPTY = Desired(frozenset(), frozenset(), frozenset())
 
 
-def desired(workloads: Iterable[WorkloadSources]) -> Desired:
+def desired(workloads: Iterable[WorkloadSources], pools: Iterable[IPv4Network | IPv6Network] = ()) -> Desired:
+    listed = list(pools)
+    pools4 = frozenset(collapse_addresses(p for p in listed if isinstance(p, IPv4Network)))
+    pools6 = frozenset(collapse_addresses(p for p in listed if isinstance(p, IPv6Network)))
     interfaces, sources4, sources6 = set(), set(), set()
     for workload in workloads:
         interfaces.add(workload.ifname)
@@ -50,7 +56,7 @@ def desired(workloads: Iterable[WorkloadSources]) -> Desired:
                 sources4.add((workload.ifname, ip))
             else:
                 sources6.add((workload.ifname, ip))
-    return Desired(frozenset(interfaces), frozenset(sources4), frozenset(sources6))
+    return Desired(frozenset(interfaces), frozenset(sources4), frozenset(sources6), pools4, pools6)
 
 
 _BFD = ", ".join(map(str, BFD_PORTS))
@@ -60,6 +66,8 @@ table {FAMILY} {TABLE} {{
     set workload_interfaces {{ type ifname; }}
     set sources4 {{ type ifname . ipv4_addr; }}
     set sources6 {{ type ifname . ipv6_addr; }}
+    set pools4 {{ type ipv4_addr; flags interval; }}
+    set pools6 {{ type ipv6_addr; flags interval; }}
     chain antispoof {{
         type filter hook prerouting priority raw; policy accept;
         iifname != @workload_interfaces accept
@@ -71,7 +79,11 @@ table {FAMILY} {TABLE} {{
     chain input {{
         type filter hook input priority filter; policy accept;
         iifname @workload_interfaces tcp dport {BGP_PORT} counter drop comment "BGP from a workload"
+        ip saddr @pools4 tcp dport {BGP_PORT} counter drop comment "BGP from a workload"
+        ip6 saddr @pools6 tcp dport {BGP_PORT} counter drop comment "BGP from a workload"
         iifname @workload_interfaces udp dport {{ {_BFD} }} counter drop comment "BFD from a workload"
+        ip saddr @pools4 udp dport {{ {_BFD} }} counter drop comment "BFD from a workload"
+        ip6 saddr @pools6 udp dport {{ {_BFD} }} counter drop comment "BFD from a workload"
     }}
 }}
 """
@@ -87,6 +99,8 @@ def element_text(want: Desired) -> dict[str, list[str]]:
         "workload_interfaces": sorted(f'"{name}"' for name in want.interfaces),
         "sources4": sorted(f'"{name}" . {ip}' for name, ip in want.sources4),
         "sources6": sorted(f'"{name}" . {ip}' for name, ip in want.sources6),
+        "pools4": sorted(str(pool) for pool in want.pools4),
+        "pools6": sorted(str(pool) for pool in want.pools6),
     }
 
 

@@ -10,6 +10,7 @@ import contextlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network
 from typing import Any
 
 from routed.dataplane.workload import WorkloadSpec
@@ -41,6 +42,8 @@ class Firewall:
     def __init__(self, resync_interval: float = RESYNC_INTERVAL) -> None:
         self.resync_interval = resync_interval
         self._want: Desired = EMPTY
+        self._workloads: list[WorkloadSources] = []
+        self._pools: list[IPv4Network | IPv6Network] = []
         self._reference: list[dict[str, Any]] | None = None  # our rules, as listed after our replace
         self._nft: nft.Nft | None = None
         self._wake = asyncio.Event()
@@ -51,8 +54,15 @@ class Firewall:
     def set_workloads(self, specs: Iterable[WorkloadSpec]) -> None:
         """What may be sent from each workload's veth: applied now, so a new workload's veth is
         covered as soon as it is there (its IPv4 also by rp_filter, set before the link is up)."""
-        self._want = desired(WorkloadSources(s.host_ifname, s.ips) for s in specs)
+        self._workloads = [WorkloadSources(s.host_ifname, s.ips) for s in specs]
+        self._want = desired(self._workloads, self._pools)
         self.sync()
+
+    def set_pools(self, pools: Iterable[IPv4Network | IPv6Network]) -> None:
+        """The pools: no source inside them may reach BGP or BFD here (set at start, at reload)."""
+        self._pools = list(pools)
+        self._want = desired(self._workloads, self._pools)
+        self._wake.set()  # applied by run(): before it starts, the restore's first sync does
 
     def sync(self) -> bool:
         """Bring the kernel's table in line; False (and `error` set, logged once) if nftables
@@ -117,7 +127,19 @@ class Firewall:
         except nft.NftError as exc:
             log.error(event("firewall_remove_failed", reason=exc))
 
+    def _refresh_counters(self) -> None:
+        """The drop counters as the kernel has them now (status and metrics read them)."""
+        if self._nft is None or self.error is not None:
+            return
+        try:
+            listed = self._nft.table()
+        except nft.NftError:
+            return  # the next sync says what is wrong
+        if listed is not None:
+            self.dropped = nft.drop_counters(listed)
+
     def status(self) -> dict[str, Any]:
+        self._refresh_counters()
         return {
             "table": f"inet {nft.TABLE}",
             "error": self.error,
