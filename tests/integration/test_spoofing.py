@@ -12,12 +12,21 @@ import pytest
 from tests.lab import Lab, lab_variant, running_lab
 from tests.netns import wait_until
 
-H1_DUAL_STACK = {
-    "quickstart/h1.yaml": [
+DUAL_STACK = {
+    f"quickstart/{host}.yaml": [
         ("pools: [10.65.0.0/16]", "pools: [10.65.0.0/16, 'fd00:65::/48']"),
-        ("blocks: [10.65.1.0/26]", "blocks: [10.65.1.0/26, 'fd00:65:0:1::/122']"),
+        (f"blocks: [10.65.{n}.0/26]", f"blocks: [10.65.{n}.0/26, 'fd00:65:0:{n}::/122']"),
     ]
+    for host, n in (("h1", 1), ("h3", 3))
 }
+
+
+def ipv6_between_h1_and_h3(lab: Lab) -> None:
+    """IPv6 across hosts, by hand as an admin would (routed carries it from issue 27 on): fabric
+    addresses on h1 and h3, and a static route to each other's IPv6 block."""
+    for node, n, other in (("h1", 11, ("fd00:65:0:3::/122", 13)), ("h3", 13, ("fd00:65:0:1::/122", 11))):
+        lab.exec(node, "ip", "-6", "addr", "add", f"fd00:0:0:1::{n}/64", "dev", "eth1", "nodad")
+        lab.exec(node, "ip", "-6", "route", "add", other[0], "via", f"fd00:0:0:1::{other[1]}")
 
 
 def echoes_in(lab: Lab, node: str, container: str, counter: str) -> int:
@@ -37,7 +46,7 @@ def ping_from(lab: Lab, node: str, container: str, *args: str) -> int:
 
 @pytest.mark.long(40)
 def test_a_container_cannot_send_with_another_source_but_its_own_traffic_flows() -> None:
-    with lab_variant("quickstart", {}, H1_DUAL_STACK) as topology, running_lab(topology) as lab:
+    with lab_variant("quickstart", {}, DUAL_STACK) as topology, running_lab(topology) as lab:
         target = "10.65.3.1"  # h3's web1
         wait_until(
             lambda: ping_from(lab, "h1", "web1", "-c1", "-W1", target),
@@ -104,6 +113,38 @@ def test_a_container_cannot_send_with_another_source_but_its_own_traffic_flows()
         reach = "import socket; socket.create_connection(('10.0.0.11', 179), timeout=2).close()"
         assert lab.exec("h2", "python3", "-c", reach, check=False).returncode == 0
 
+        # IPv6 to a container on another host: its own /128 arrives, another never leaves h1
+        ipv6_between_h1_and_h3(lab)
+        h3_v6 = "fd00:65:0:3::1"
+        own = ("-I", "fd00:65:0:1::1")  # (web1 holds a made-up address too by now)
+        wait_until(
+            lambda: ping_from(lab, "h1", "web1", "-6", "-c1", "-W1", *own, h3_v6),
+            1,
+            timeout=20,
+            what="v6 h1->h3",
+        )
+        before = echoes_in(lab, "h3", "web1", "Icmp6InEchos")
+        assert ping_from(lab, "h1", "web1", "-6", "-c10", "-i0.05", "-W1", *own, h3_v6) == 10
+        assert echoes_in(lab, "h3", "web1", "Icmp6InEchos") - before == 10
+        lab.exec(
+            "h1",
+            "ip",
+            "netns",
+            "exec",
+            "web1",
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            "fd00:65:0:2::1/128",
+            "dev",
+            "eth0",
+            "nodad",
+        )
+        before = echoes_in(lab, "h3", "web1", "Icmp6InEchos")
+        assert ping_from(lab, "h1", "web1", "-6", "-c10", "-i0.05", "-W1", "-I", "fd00:65:0:2::1", h3_v6) == 0
+        assert echoes_in(lab, "h3", "web1", "Icmp6InEchos") - before == 0
+
         # routed's table counted them; `nft flush ruleset` (an admin, another tool) is undone
         status = lab.exec("h1", "routed", "status", "--json").stdout
         assert '"spoofed source from a workload"' in status
@@ -122,4 +163,5 @@ def test_a_container_cannot_send_with_another_source_but_its_own_traffic_flows()
         assert echoes_in(lab, "h1", "web2", "Icmp6InEchos") - before == 0
         assert "event=firewall_table_restored" in lab.log("h1")
         # and the container's own traffic went on through all of it
-        assert ping_from(lab, "h1", "web1", "-c5", "-i0.05", "-W1", target) == 5
+        assert ping_from(lab, "h1", "web1", "-c5", "-i0.05", "-W1", "-I", "10.65.1.1", target) == 5
+        assert ping_from(lab, "h1", "web1", "-6", "-c5", "-i0.05", "-W1", *own, h3_v6) == 5
