@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bgp.model import AsPathSegment, Attributes, Origin, RouteUpdate
-from routed.prefixes import from_packed
+from bgp.prefixes import from_packed
 
 ORIGIN, AS_PATH, NEXT_HOP, MED, LOCAL_PREF, COMMUNITY, ORIGINATOR_ID, CLUSTER_LIST = 1, 2, 3, 4, 5, 8, 9, 10
 ANNOUNCE = 1  # exabgp.bgp.message.action.Action.ANNOUNCE (an IntEnum)

@@ -9,9 +9,27 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
 
 from bgp.model import Attributes, IPNetwork
-from routed.config.schema import MaxPrefixAction, MaxPrefixes
+
+
+class MaxPrefixAction(StrEnum):
+    WARN = "warn"  # log and count, keep everything
+    DROP = "drop"  # keep the first `limit` prefixes, ignore the rest
+    TEARDOWN = "teardown"  # close the session (Cease 1), drop its routes, hold it down
+
+
+class MaxPrefixes(Protocol):
+    """A receive limit as the node's config gives it (routed.config.schema.MaxPrefixes)."""
+
+    @property
+    def limit(self) -> int: ...
+
+    @property
+    def action(self) -> MaxPrefixAction: ...
+
 
 Announcement = tuple[IPNetwork, Attributes]
 

@@ -92,7 +92,7 @@ def _bounds(networks: Iterable[IPNetwork]) -> tuple[tuple[int, int, int, int], .
 def _within(prefix: IPNetwork, bounds: tuple[tuple[int, int, int, int], ...]) -> bool:
     # integer arithmetic: ipaddress's subnet_of() was a tenth of all CPU in a 100k-route bulk load;
     # and ipaddress's own fields, not its properties (three Python calls per check): the same
-    # internals routed/prefixes.py builds on, checked by tests/unit/test_prefixes.py
+    # internals bgp/prefixes.py builds on, checked by tests/unit/test_prefixes.py
     address, version, length = prefix.network_address._ip, prefix._version, prefix._prefixlen  # type: ignore[union-attr]
     for net_version, net_length, mask, net_address in bounds:
         if version == net_version and length >= net_length and address & mask == net_address:

@@ -28,11 +28,13 @@ from typing import Any
 from bgp import graceful, limits, reflection
 from bgp.conflicts import HIJACK, HIJACK_REASONS, Conflict, ConflictTracker, origin
 from bgp.decision import Selection
+from bgp.events import event
 from bgp.exabgp import commands
 from bgp.exabgp.config import render_config, render_environment
 from bgp.exabgp.messages import MessageError, parse_line
 from bgp.exabgp.process import Channel, ExaBgpSupervisor
 from bgp.exabgp.pump import CommandPump
+from bgp.limits import MaxPrefixAction
 from bgp.model import (
     CommandAnswer,
     EndOfRib,
@@ -54,11 +56,10 @@ from routed.config import NodeConfig, PeerKind
 from routed.config import Peer as PeerConfig
 from routed.config import Role as NodeRole
 from routed.config.reload import ReloadPlan
-from routed.config.schema import ExportMode, MaxPrefixAction
+from routed.config.schema import ExportMode
 from routed.dataplane.netstat import tcp_md5_drops
 from routed.fib.reconciler import Reconciler
 from routed.fib.routes import RouteKey, gateway_route
-from routed.log import event
 
 log = logging.getLogger("bgp.speaker")
 

@@ -12,28 +12,9 @@ import sys
 import time
 from typing import Any
 
+from bgp.events import Event, event, value_text
 
-def _value(value: Any) -> str:
-    text = str(value)
-    if text == "" or any(c in text for c in ' "=\n\t'):
-        return json.dumps(text)
-    return text
-
-
-class Event(str):
-    """A log message that also keeps its fields, so the JSON formatter can emit them."""
-
-    fields: dict[str, Any]
-
-    def __new__(cls, name: str, fields: dict[str, Any]) -> Event:
-        text = " ".join([f"event={name}", *(f"{k}={_value(v)}" for k, v in fields.items())])
-        obj = super().__new__(cls, text)
-        obj.fields = {"event": name, **fields}
-        return obj
-
-
-def event(name: str, **fields: Any) -> Event:
-    return Event(name, fields)
+__all__ = ["Event", "JsonFormatter", "KeyValueFormatter", "event", "setup"]
 
 
 class KeyValueFormatter(logging.Formatter):
@@ -41,9 +22,9 @@ class KeyValueFormatter(logging.Formatter):
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         line = f"ts={stamp}.{int(record.msecs):03d}Z level={record.levelname.lower()} logger={record.name} "
         message = record.getMessage()
-        line += message if isinstance(record.msg, Event) else f"msg={_value(message)}"
+        line += message if isinstance(record.msg, Event) else f"msg={value_text(message)}"
         if record.exc_info:
-            line += f" exc={_value(self.formatException(record.exc_info))}"
+            line += f" exc={value_text(self.formatException(record.exc_info))}"
         return line
 
 

@@ -29,7 +29,7 @@ from bgp.model import (
     PeerState,
     RouteUpdate,
 )
-from routed.prefixes import parse as parse_prefix
+from bgp.prefixes import parse as parse_prefix
 
 FAMILIES = ("ipv4 unicast", "ipv6 unicast")
 ORIGINS = {"igp": Origin.IGP, "egp": Origin.EGP, "incomplete": Origin.INCOMPLETE}

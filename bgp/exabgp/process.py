@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from routed.log import event
+from bgp.events import event
 
 log = logging.getLogger("bgp.exabgp")
 

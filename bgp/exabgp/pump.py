@@ -12,8 +12,8 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterable
 
+from bgp.events import event
 from bgp.exabgp.process import Channel
-from routed.log import event
 
 log = logging.getLogger("bgp.exabgp")
 

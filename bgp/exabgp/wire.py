@@ -18,7 +18,7 @@ import ipaddress
 from ipaddress import IPv4Address
 
 from bgp.model import AsPathSegment, Attributes, EndOfRib, IPAddress, IPNetwork, Origin, RouteUpdate
-from routed.prefixes import prefix4, prefix6
+from bgp.prefixes import prefix4, prefix6
 
 ORIGIN, AS_PATH, NEXT_HOP, MED, LOCAL_PREF = 1, 2, 3, 4, 5
 COMMUNITIES, ORIGINATOR_ID, CLUSTER_LIST, MP_REACH, MP_UNREACH = 8, 9, 10, 14, 15

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from bgp.limits import MaxPrefixAction
 from routed.bfd.packet import AuthType
 from routed.config.secrets import (
     check_password_file,
@@ -158,12 +159,6 @@ def _peer_address(value: Any) -> Any:
 class ExportMode(StrEnum):
     ROUTES = "routes"  # every workload /32 (/128)
     AGGREGATE = "aggregate"  # the pool prefixes only
-
-
-class MaxPrefixAction(StrEnum):
-    WARN = "warn"  # log and count, keep everything
-    DROP = "drop"  # keep the first `limit` prefixes, ignore the rest
-    TEARDOWN = "teardown"  # close the session (Cease 1), drop its routes, hold it down
 
 
 class MaxPrefixes(Strict):

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
+from bgp.prefixes import from_packed
 from routed.fib.routes import IPNetwork
-from routed.prefixes import from_packed
 
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26

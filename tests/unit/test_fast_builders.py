@@ -11,8 +11,8 @@ import pytest
 
 from bgp.decision import Reason, Selection, select
 from bgp.model import Attributes, Path, Peer, Staleness, fresh_path
+from bgp.prefixes import parse
 from routed.fib.routes import NextHop, Route, gateway_route
-from routed.prefixes import parse
 
 PEER = Peer(ip_address("10.0.0.1"), 64512, 64512, IPv4Address("10.0.0.1"))
 ATTRS = Attributes(next_hop=ip_address("10.0.0.1"), local_pref=100)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, ip_network
 
-from bgp.limits import admit
+from bgp.limits import MaxPrefixAction, admit
 from bgp.model import Attributes, IPNetwork
-from routed.config.schema import MaxPrefixAction, MaxPrefixes
+from routed.config.schema import MaxPrefixes
 
 ATTRS = Attributes(next_hop=IPv4Address("10.0.0.31"))
 

@@ -6,10 +6,10 @@ from ipaddress import IPv4Address, ip_address, ip_network
 
 import pytest
 
+from bgp.limits import MaxPrefixAction
 from bgp.model import Attributes, Peer
 from bgp.policy import ImportPolicy, Rejection, check_attributes
 from routed.config import parse_config
-from routed.config.schema import MaxPrefixAction
 
 POLICY = ImportPolicy(
     pools=(ip_network("10.65.0.0/16"), ip_network("fd00:65::/48")),

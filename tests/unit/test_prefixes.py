@@ -6,7 +6,7 @@ from ipaddress import ip_network
 
 import pytest
 
-from routed import prefixes
+from bgp import prefixes
 
 SAMPLES = ["10.65.1.7/32", "10.0.0.0/8", "0.0.0.0/0", "fd00:65::1/128", "fd00::/8", "::/0", "192.0.2.0/24"]
 
