@@ -52,14 +52,13 @@ from bgp.peers import LONG_LIVED_TIMER, RESTART_TIMER, STALEPATH_TIMER, PeerStat
 from bgp.policy import ImportPolicy
 from bgp.reflection import Role
 from bgp.rib import Changes, Rib, UpdateResult
+from bgp.sink import RouteSink
 from routed.config import NodeConfig, PeerKind
 from routed.config import Peer as PeerConfig
 from routed.config import Role as NodeRole
 from routed.config.reload import ReloadPlan
 from routed.config.schema import ExportMode
 from routed.dataplane.netstat import tcp_md5_drops
-from routed.fib.reconciler import Reconciler
-from routed.fib.routes import RouteKey, gateway_route
 
 log = logging.getLogger("bgp.speaker")
 
@@ -100,10 +99,9 @@ def _log_failure(task: asyncio.Task[Any]) -> None:
 
 
 class Speaker:
-    def __init__(self, cfg: NodeConfig, fib: Reconciler, runtime_dir: Path) -> None:
+    def __init__(self, cfg: NodeConfig, sink: RouteSink, runtime_dir: Path) -> None:
         self.cfg = cfg
-        self.fib = fib
-        self.table = cfg.fib.table
+        self.sink = sink
         self.fabric_subnets: tuple[IPNetwork, ...] = ()  # the fabric interface's, once it is up
         self.policy = import_policy(cfg)
         self.rib = Rib(self.policy, cfg.bgp.max_paths)
@@ -347,7 +345,7 @@ class Speaker:
     def _mark_ready(self, why: str) -> None:
         if not self.ready.is_set():
             self.ready.set()
-            self.fib.mark_ready("bgp")
+            self.sink.bgp_ready()
             log.info(event("bgp_ready", reason=why))
 
     # --- what we announce ------------------------------------------------------
@@ -907,16 +905,8 @@ class Speaker:
     def _program(self, changes: Changes, also: Iterable[IPNetwork] = ()) -> None:
         """Hand RIB changes to the FIB and to every peer's Adj-RIB-Out."""
         self._refresh(set(changes) | set(also))
-        if not changes or not self.cfg.installs_learned_routes:
-            return
-        upsert = []
-        remove: list[RouteKey] = []
-        for prefix, selection in changes.items():
-            if selection is None:
-                remove.append((self.table, prefix))
-            else:
-                upsert.append(gateway_route(prefix, selection.next_hops, self.table))
-        self.fib.update_routes("bgp", upsert=upsert, remove=remove)
+        if changes and self.cfg.installs_learned_routes:
+            self.sink.best_paths(changes)
 
     def _report_conflict(self, conflict: Conflict | None) -> bool:
         if conflict is None:

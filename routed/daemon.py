@@ -33,6 +33,7 @@ from routed.docker.supervise import FrontSupervisor
 from routed.fib.kernel import NetlinkKernel
 from routed.fib.reconciler import Reconciler
 from routed.fib.routes import Route, unreachable_route
+from routed.fib.sink import FibSink
 from routed.firewall.service import Firewall
 from routed.ipam import blocks
 from routed.ipam.backends import IpamError, make_ipam
@@ -64,7 +65,9 @@ class Daemon:
             on_pass=self._announce_installed,
             on_applied=self.metrics.reconcile_seconds.observe if self.metrics is not None else None,
         )
-        self.speaker = Speaker(cfg, self.reconciler, Path(cfg.api.socket).parent / f"bgp-{cfg.name}")
+        self.speaker = Speaker(
+            cfg, FibSink(self.reconciler, cfg.fib.table), Path(cfg.api.socket).parent / f"bgp-{cfg.name}"
+        )
         self.ipam = make_ipam(cfg, owner_of=self.speaker.block_owner)
         self.workloads = WorkloadManager(
             cfg,

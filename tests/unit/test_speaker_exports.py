@@ -9,6 +9,7 @@ from bgp.model import Attributes, Peer
 from bgp.speaker import Speaker
 from routed.config import parse_config
 from routed.fib.reconciler import Reconciler
+from routed.fib.sink import FibSink
 from tests.unit.fakekernel import FakeKernel
 
 NODE = """\
@@ -26,7 +27,8 @@ fib: {install_learned: true}
 
 def make(text: str = NODE) -> Speaker:
     cfg = parse_config(text, "h1.yaml")
-    return Speaker(cfg, Reconciler(FakeKernel(), sources=("local", "bgp")), Path("/nonexistent"))
+    reconciler = Reconciler(FakeKernel(), sources=("local", "bgp"))
+    return Speaker(cfg, FibSink(reconciler, cfg.fib.table), Path("/nonexistent"))
 
 
 def queued(speaker: Speaker) -> list[str]:
@@ -88,7 +90,7 @@ peers:
     assert queued(rr) == [
         f"neighbor 10.0.0.11 , neighbor 10.0.0.2 announce attributes next-hop 10.0.0.12 {attrs}",
     ]
-    assert rr.fib.desired() == {}  # a reflector without workloads programs no FIB
+    assert rr.sink.reconciler.desired() == {}  # a reflector without workloads programs no FIB
     rr._program(rr.rib.peer_down(h2.address))  # client gone: withdrawn from every other peer
     assert queued(rr) == [
         "neighbor 10.0.0.11 , neighbor 10.0.0.2 withdraw attributes next-hop 0.0.0.0 nlri 10.65.2.1/32",
