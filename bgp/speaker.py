@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import Any
@@ -58,7 +58,6 @@ from routed.config import Peer as PeerConfig
 from routed.config import Role as NodeRole
 from routed.config.reload import ReloadPlan
 from routed.config.schema import ExportMode
-from routed.dataplane.netstat import tcp_md5_drops
 
 log = logging.getLogger("bgp.speaker")
 
@@ -93,15 +92,31 @@ def local_speaker(cfg: NodeConfig, draining: bool = False) -> reflection.Speaker
     )
 
 
+async def _no_fabric() -> tuple[IPNetwork, ...]:
+    return ()
+
+
 def _log_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error(event("bgp_task_failed", task=task.get_name(), reason=repr(task.exception())))
 
 
 class Speaker:
-    def __init__(self, cfg: NodeConfig, sink: RouteSink, runtime_dir: Path) -> None:
+    def __init__(
+        self,
+        cfg: NodeConfig,
+        sink: RouteSink,
+        runtime_dir: Path,
+        fabric: Callable[[], Awaitable[tuple[IPNetwork, ...]]] | None = None,
+        md5_drops: Callable[[], dict[str, int]] = dict,
+    ) -> None:
+        """`fabric` waits for the fabric address and gives its interface's subnets (the node
+        reads them from the kernel; None: nothing to wait for, none known); `md5_drops` reads
+        the kernel's TCP-MD5 drop counters (a session's hint when it does not come up)."""
         self.cfg = cfg
         self.sink = sink
+        self._fabric = fabric or _no_fabric
+        self._md5_drops = md5_drops
         self.fabric_subnets: tuple[IPNetwork, ...] = ()  # the fabric interface's, once it is up
         self.policy = import_policy(cfg)
         self.rib = Rib(self.policy, cfg.bgp.max_paths)
@@ -242,36 +257,12 @@ class Speaker:
             self._send_due_eors()
 
     async def _wait_for_fabric_address(self) -> None:
-        """ExaBGP cannot listen on an address the host does not have yet (a node still booting)."""
-        from routed.dataplane.netns import async_iproute
+        """ExaBGP cannot listen on an address the host does not have yet (a node still booting):
+        the node's `fabric` waits for it, and tells the subnets of its interface."""
+        self._learn_fabric_subnets(await self._fabric())
 
-        address = str(self.cfg.fabric.address)
-        logged = False
-        async with async_iproute() as ipr:
-            while True:
-                dumped = [a async for a in await ipr.addr("dump")]
-                present = [a for a in dumped if a.get("address") == address]
-                if present:
-                    self._learn_fabric_subnets([a for a in dumped if a["index"] == present[0]["index"]])
-                    return
-                if not logged:
-                    log.warning(
-                        event(
-                            "bgp_waiting_for_fabric_address",
-                            address=address,
-                            interface=self.cfg.fabric.interface,
-                        )
-                    )
-                    logged = True
-                await asyncio.sleep(0.2)
-
-    def _learn_fabric_subnets(self, addresses: list[Any]) -> None:
+    def _learn_fabric_subnets(self, subnets: tuple[IPNetwork, ...]) -> None:
         """The subnets of the fabric interface's global addresses: where iBGP next hops may be."""
-        subnets = tuple(
-            ip_network(f"{a.get('address')}/{a['prefixlen']}", strict=False)
-            for a in addresses
-            if a.get("address") and not ip_address(a.get("address")).is_link_local
-        )
         self.fabric_subnets = subnets
         self.policy = import_policy(self.cfg, subnets)
         self.rib.set_policy(self.policy.with_local_prefixes(self.local))
@@ -616,7 +607,7 @@ class Speaker:
         but for the kernel's counters, which this compares with those when it went down."""
         while True:
             await asyncio.sleep(interval)
-            counters = tcp_md5_drops()
+            counters = self._md5_drops()
             now = time.time()
             for address, status in self.peers.items():
                 if status.state == "up" or status.held_down:

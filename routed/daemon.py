@@ -25,6 +25,8 @@ from routed.config import ConfigError, NodeConfig, load_config
 from routed.config.reload import ReloadPlan, plan_reload
 from routed.config.schema import IpamMode
 from routed.dataplane import sysctl
+from routed.dataplane.fabric import wait_for_fabric
+from routed.dataplane.netstat import tcp_md5_drops
 from routed.dataplane.workload import WorkloadError, WorkloadSpec, sandbox_mac
 from routed.dataplane.workload import problems as dataplane_problems
 from routed.docker.plugin import DockerPlugin
@@ -66,7 +68,11 @@ class Daemon:
             on_applied=self.metrics.reconcile_seconds.observe if self.metrics is not None else None,
         )
         self.speaker = Speaker(
-            cfg, FibSink(self.reconciler, cfg.fib.table), Path(cfg.api.socket).parent / f"bgp-{cfg.name}"
+            cfg,
+            FibSink(self.reconciler, cfg.fib.table),
+            Path(cfg.api.socket).parent / f"bgp-{cfg.name}",
+            fabric=lambda: wait_for_fabric(str(cfg.fabric.address), cfg.fabric.interface),
+            md5_drops=tcp_md5_drops,
         )
         self.ipam = make_ipam(cfg, owner_of=self.speaker.block_owner)
         self.workloads = WorkloadManager(
