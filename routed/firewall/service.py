@@ -45,6 +45,7 @@ class Firewall:
         self._workloads: list[WorkloadSources] = []
         self._pools: list[IPv4Network | IPv6Network] = []
         self._reference: list[dict[str, Any]] | None = None  # our rules, as listed after our replace
+        self._applied: Desired | None = None  # the elements we last put in the kernel
         self._nft: nft.Nft | None = None
         self._wake = asyncio.Event()
         self.error: str | None = None
@@ -56,7 +57,26 @@ class Firewall:
         covered as soon as it is there (its IPv4 also by rp_filter, set before the link is up)."""
         self._workloads = [WorkloadSources(s.host_ifname, s.ips) for s in specs]
         self._want = desired(self._workloads, self._pools)
-        self.sync()
+        self._apply_change()
+
+    def _apply_change(self) -> None:
+        """A workload came or went: one transaction of element edits against what we last put
+        in, without reading the table first (a CNI ADD waits on this; the periodic sync reads
+        it). Anything unexpected (the table gone, an element someone removed) takes the full
+        sync's path."""
+        if self._nft is None or self._applied is None or self.error is not None:
+            self.sync()
+            return
+        script = edit_script(self._want, self._applied)
+        if not script:
+            return
+        try:
+            self._nft.run(script)
+        except nft.NftError:
+            self.sync()
+            return
+        self._applied = self._want
+        self.stats.edited += 1
 
     def set_pools(self, pools: Iterable[IPv4Network | IPv6Network]) -> None:
         """The pools: no source inside them may reach BGP or BFD here (set at start, at reload)."""
@@ -110,6 +130,7 @@ class Firewall:
             if have != self._want:
                 ctx.run(edit_script(self._want, have))
                 self.stats.edited += 1
+        self._applied = self._want
         self.dropped = nft.drop_counters(listed)
 
     async def run(self) -> None:
