@@ -44,60 +44,51 @@ def ping_from(lab: Lab, node: str, container: str, *args: str) -> int:
     return int(match.group(1)) if match else 0
 
 
+Container = tuple[str, str]  # (lab node, container netns)
+
+
+def echoes(
+    lab: Lab, sender: Container, target: Container, address: str, count: int, source: str
+) -> tuple[int, int]:
+    """`count` pings from `sender` with `source` to `address` (`target`'s): (answered, counted arriving)."""
+    counter = "Icmp6InEchos" if ":" in address else "IcmpInEchos"
+    before = echoes_in(lab, *target, counter)
+    family = ["-6"] if ":" in address else []
+    answered = ping_from(lab, *sender, *family, f"-c{count}", "-i0.05", "-W1", "-I", source, address)
+    return answered, echoes_in(lab, *target, counter) - before
+
+
+def add_address(lab: Lab, container: Container, address: str) -> None:
+    """What root in a container can do: another address on its eth0."""
+    node, netns = container
+    extra = ["nodad"] if ":" in address else []
+    lab.exec(node, "ip", "netns", "exec", netns, "ip", "addr", "add", address, "dev", "eth0", *extra)
+
+
 @pytest.mark.long(40)
 def test_a_container_cannot_send_with_another_source_but_its_own_traffic_flows() -> None:
     with lab_variant("quickstart", {}, DUAL_STACK) as topology, running_lab(topology) as lab:
+        web1, h1_web2, h3_web1 = ("h1", "web1"), ("h1", "web2"), ("h3", "web1")
         target = "10.65.3.1"  # h3's web1
+        own4, own6 = "10.65.1.1", "fd00:65:0:1::1"
         wait_until(
-            lambda: ping_from(lab, "h1", "web1", "-c1", "-W1", target),
-            1,
-            timeout=30,
-            what="h1 web1 -> h3 web1",
+            lambda: ping_from(lab, *web1, "-c1", "-W1", target), 1, timeout=30, what="h1 web1 -> h3 web1"
         )
 
         # its own address: every echo arrives and is answered
-        before = echoes_in(lab, "h3", "web1", "IcmpInEchos")
-        assert ping_from(lab, "h1", "web1", "-c10", "-i0.05", "-W1", target) == 10
-        assert echoes_in(lab, "h3", "web1", "IcmpInEchos") - before == 10
-
-        # h2's container's address, added inside h1's web1 (root in the container can): none leaves h1
-        lab.exec("h1", "ip", "netns", "exec", "web1", "ip", "addr", "add", "10.65.2.1/32", "dev", "eth0")
-        before = echoes_in(lab, "h3", "web1", "IcmpInEchos")
-        assert ping_from(lab, "h1", "web1", "-c10", "-i0.05", "-W1", "-I", "10.65.2.1", target) == 0
-        assert echoes_in(lab, "h3", "web1", "IcmpInEchos") - before == 0
-        # ... nor reaches its own host's other container
-        before = echoes_in(lab, "h1", "web2", "IcmpInEchos")
-        assert ping_from(lab, "h1", "web1", "-c5", "-i0.05", "-W1", "-I", "10.65.2.1", "10.65.1.2") == 0
-        assert echoes_in(lab, "h1", "web2", "IcmpInEchos") - before == 0
+        assert echoes(lab, web1, h3_web1, target, 10, own4) == (10, 10)
+        # h2's container's address, added inside h1's web1 (root in the container can): none
+        # leaves h1, nor reaches h1's other container
+        add_address(lab, web1, "10.65.2.1/32")
+        assert echoes(lab, web1, h3_web1, target, 10, "10.65.2.1") == (0, 0)
+        assert echoes(lab, web1, h1_web2, "10.65.1.2", 5, "10.65.2.1") == (0, 0)
 
         # IPv6 (h1 is dual stack): its own /128 reaches web2 on the same host, a made-up one does not
         web2_v6 = "fd00:65:0:1::2"
-        before = echoes_in(lab, "h1", "web2", "Icmp6InEchos")
-        wait_until(
-            lambda: ping_from(lab, "h1", "web1", "-6", "-c1", "-W1", web2_v6), 1, timeout=20, what="v6 own"
-        )
-        assert ping_from(lab, "h1", "web1", "-6", "-c10", "-i0.05", "-W1", web2_v6) == 10
-        assert echoes_in(lab, "h1", "web2", "Icmp6InEchos") - before >= 11
-        lab.exec(
-            "h1",
-            "ip",
-            "netns",
-            "exec",
-            "web1",
-            "ip",
-            "-6",
-            "addr",
-            "add",
-            "fd00:65:0:1::30/128",
-            "dev",
-            "eth0",
-            "nodad",
-        )
-        before = echoes_in(lab, "h1", "web2", "Icmp6InEchos")
-        assert (
-            ping_from(lab, "h1", "web1", "-6", "-c10", "-i0.05", "-W1", "-I", "fd00:65:0:1::30", web2_v6) == 0
-        )
-        assert echoes_in(lab, "h1", "web2", "Icmp6InEchos") - before == 0
+        wait_until(lambda: ping_from(lab, *web1, "-6", "-c1", "-W1", web2_v6), 1, timeout=20, what="v6 own")
+        assert echoes(lab, web1, h1_web2, web2_v6, 10, own6) == (10, 10)
+        add_address(lab, web1, "fd00:65:0:1::30/128")
+        assert echoes(lab, web1, h1_web2, web2_v6, 10, "fd00:65:0:1::30") == (0, 0)
 
         # nothing from a workload reaches BGP on its host (ExaBGP listens on the fabric address)
         connect = "import socket; socket.create_connection(('10.0.0.11', 179), timeout=2)"
@@ -116,34 +107,15 @@ def test_a_container_cannot_send_with_another_source_but_its_own_traffic_flows()
         # IPv6 to a container on another host: its own /128 arrives, another never leaves h1
         ipv6_between_h1_and_h3(lab)
         h3_v6 = "fd00:65:0:3::1"
-        own = ("-I", "fd00:65:0:1::1")  # (web1 holds a made-up address too by now)
         wait_until(
-            lambda: ping_from(lab, "h1", "web1", "-6", "-c1", "-W1", *own, h3_v6),
+            lambda: ping_from(lab, *web1, "-6", "-c1", "-W1", "-I", own6, h3_v6),
             1,
             timeout=20,
             what="v6 h1->h3",
         )
-        before = echoes_in(lab, "h3", "web1", "Icmp6InEchos")
-        assert ping_from(lab, "h1", "web1", "-6", "-c10", "-i0.05", "-W1", *own, h3_v6) == 10
-        assert echoes_in(lab, "h3", "web1", "Icmp6InEchos") - before == 10
-        lab.exec(
-            "h1",
-            "ip",
-            "netns",
-            "exec",
-            "web1",
-            "ip",
-            "-6",
-            "addr",
-            "add",
-            "fd00:65:0:2::1/128",
-            "dev",
-            "eth0",
-            "nodad",
-        )
-        before = echoes_in(lab, "h3", "web1", "Icmp6InEchos")
-        assert ping_from(lab, "h1", "web1", "-6", "-c10", "-i0.05", "-W1", "-I", "fd00:65:0:2::1", h3_v6) == 0
-        assert echoes_in(lab, "h3", "web1", "Icmp6InEchos") - before == 0
+        assert echoes(lab, web1, h3_web1, h3_v6, 10, own6) == (10, 10)
+        add_address(lab, web1, "fd00:65:0:2::1/128")
+        assert echoes(lab, web1, h3_web1, h3_v6, 10, "fd00:65:0:2::1") == (0, 0)
 
         # routed's table counted them; `nft flush ruleset` (an admin, another tool) is undone
         status = lab.exec("h1", "routed", "status", "--json").stdout
@@ -156,12 +128,8 @@ def test_a_container_cannot_send_with_another_source_but_its_own_traffic_flows()
             timeout=20,
             what="routed's table restored",
         )
-        before = echoes_in(lab, "h1", "web2", "Icmp6InEchos")
-        assert (
-            ping_from(lab, "h1", "web1", "-6", "-c5", "-i0.05", "-W1", "-I", "fd00:65:0:1::30", web2_v6) == 0
-        )
-        assert echoes_in(lab, "h1", "web2", "Icmp6InEchos") - before == 0
+        assert echoes(lab, web1, h1_web2, web2_v6, 5, "fd00:65:0:1::30") == (0, 0)
         assert "event=firewall_table_restored" in lab.log("h1")
         # and the container's own traffic went on through all of it
-        assert ping_from(lab, "h1", "web1", "-c5", "-i0.05", "-W1", "-I", "10.65.1.1", target) == 5
-        assert ping_from(lab, "h1", "web1", "-6", "-c5", "-i0.05", "-W1", *own, h3_v6) == 5
+        assert echoes(lab, web1, h3_web1, target, 5, own4) == (5, 5)
+        assert echoes(lab, web1, h3_web1, h3_v6, 5, own6) == (5, 5)
