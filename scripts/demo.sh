@@ -23,7 +23,8 @@ say "routed lab up $LAB"
 
 say "waiting for BGP: h1 learns h2's and h3's containers through the reflector rr1"
 for _ in $(seq 150); do
-    "$ROUTED" lab exec "$LAB" h1 -- ip route show 10.65.3.2 | grep -q via && break
+    # route get, not show: h3's containers arrive as its block, 10.65.3.0/26, not as /32s
+    "$ROUTED" lab exec "$LAB" h1 -- ip route get 10.65.3.2 2>/dev/null | grep -q via && break
     sleep 0.2
 done
 
