@@ -292,7 +292,7 @@ class Reconciler:
                     )
                 )
             self.failing[key] = (failure.action, failure.reason, attempts + 1)
-        if full:  # a route no longer wanted (nor ours to delete) is no longer failing
+        if full and self.failing:  # a route no longer wanted (nor ours to delete) is no longer failing
             wanted = self.desired()
             for key in [k for k in self.failing if k not in wanted and k not in self._view.ours]:
                 del self.failing[key]
