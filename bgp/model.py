@@ -176,3 +176,17 @@ class CommandAnswer:
 
 
 Event = PeerState | PeerOpen | RouteUpdate | EndOfRib | Notification | CommandAnswer
+
+
+@dataclass(frozen=True, slots=True)
+class Export:
+    """Attributes we attach to routes we send (an Adj-RIB-Out entry). next_hop None means `self`."""
+
+    next_hop: IPAddress | None = None
+    origin: Origin = Origin.IGP
+    as_path: tuple[int, ...] = ()
+    med: int | None = None
+    local_pref: int | None = None
+    communities: tuple[tuple[int, int], ...] = ()
+    originator_id: IPv4Address | None = None
+    cluster_list: tuple[IPv4Address, ...] = ()

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import IPv4Address
 
-from bgp.exabgp.commands import Export
-from bgp.model import GRACEFUL_SHUTDOWN, IPAddress, IPNetwork, Path
+from bgp.model import GRACEFUL_SHUTDOWN, Export, IPAddress, IPNetwork, Path
 
 
 class Role(StrEnum):
@@ -24,7 +23,7 @@ class Role(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Speaker:
+class LocalSide:
     """What the decision needs to know about ourselves."""
 
     router_id: IPv4Address
@@ -54,7 +53,7 @@ def may_reflect(source: Role, target: Role) -> bool:
     return target is Role.CLIENT
 
 
-def local_export(me: Speaker, target: Role) -> Export:
+def local_export(me: LocalSide, target: Role) -> Export:
     """Our own workload routes: next hop self.
 
     While draining, they carry GRACEFUL_SHUTDOWN, and iBGP peers also get local
@@ -68,7 +67,7 @@ def local_export(me: Speaker, target: Role) -> Export:
     return Export(local_pref=local_pref, communities=communities)
 
 
-def learned_export(me: Speaker, best: Path, source: Role, target: Role) -> Export | None:
+def learned_export(me: LocalSide, best: Path, source: Role, target: Role) -> Export | None:
     """The attributes `target` gets for a learned best path, or None if it gets nothing."""
     if not may_reflect(source, target):
         return None
@@ -99,7 +98,7 @@ def learned_export(me: Speaker, best: Path, source: Role, target: Role) -> Expor
 
 
 def advertise(
-    me: Speaker,
+    me: LocalSide,
     target_address: IPAddress,
     target: Role,
     local: bool,

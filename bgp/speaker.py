@@ -39,6 +39,7 @@ from bgp.model import (
     CommandAnswer,
     EndOfRib,
     Event,
+    Export,
     IPAddress,
     IPNetwork,
     Notification,
@@ -80,8 +81,8 @@ def import_policy(cfg: NodeConfig, fabric_subnets: tuple[IPNetwork, ...] = ()) -
     )
 
 
-def local_speaker(cfg: NodeConfig, draining: bool = False) -> reflection.Speaker:
-    return reflection.Speaker(
+def local_speaker(cfg: NodeConfig, draining: bool = False) -> reflection.LocalSide:
+    return reflection.LocalSide(
         router_id=cfg.router_id,
         asn=cfg.asn,
         cluster_id=cfg.effective_cluster_id,
@@ -124,7 +125,7 @@ class Speaker:
         self.local: set[IPNetwork] = set()
         self.me = local_speaker(cfg)
         # Adj-RIB-Out: what each peer has been sent, so only differences go out
-        self._out: dict[IPAddress, dict[IPNetwork, commands.Export]] = {a: {} for a in self.peers}
+        self._out: dict[IPAddress, dict[IPNetwork, Export]] = {a: {} for a in self.peers}
         self.supervisor = ExaBgpSupervisor(
             runtime_dir,
             lambda api: render_config(self.cfg, api, skip=self._held_down()),
@@ -371,7 +372,7 @@ class Speaker:
         export: ExportMode,
         prefix: IPNetwork,
         roles: dict[IPAddress, Role],
-    ) -> commands.Export | None:
+    ) -> Export | None:
         if prefix.version != address.version:
             return None  # next hops are session addresses: each family over its own sessions
         if self._withdrawing:
@@ -390,14 +391,14 @@ class Speaker:
         roles = {address: self._role(status.config) for address, status in self.peers.items()}
         # Peers getting the same change share one command: a reflector's clients mostly do,
         # and ExaBGP spends about as long parsing a command as sending its UPDATE.
-        announces: dict[tuple[commands.Export, tuple[IPNetwork, ...]], list[IPAddress]] = {}
+        announces: dict[tuple[Export, tuple[IPNetwork, ...]], list[IPAddress]] = {}
         withdraws: dict[tuple[IPNetwork, ...], list[IPAddress]] = {}
         for address, status in self.peers.items():
             if status.pending:
                 continue  # added by a reload: ExaBGP does not know it yet
             sent = self._out[address]
             target, export = roles[address], status.config.export
-            announce: dict[commands.Export, list[IPNetwork]] = {}
+            announce: dict[Export, list[IPNetwork]] = {}
             withdraw: list[IPNetwork] = []
             for prefix in prefixes:
                 want = self._desired(address, target, export, prefix, roles)
@@ -421,7 +422,7 @@ class Speaker:
     def _announce_everything(self) -> None:
         """A new ExaBGP knows nothing: give it every peer's Adj-RIB-Out again."""
         for address, sent in self._out.items():
-            grouped: dict[commands.Export, list[IPNetwork]] = {}
+            grouped: dict[Export, list[IPNetwork]] = {}
             for prefix, export in sent.items():
                 grouped.setdefault(export, []).append(prefix)
             for export, group in grouped.items():

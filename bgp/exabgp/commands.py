@@ -7,45 +7,33 @@ one UPDATE: the measured difference between 15 s and under 7 s for 20k prefixes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from ipaddress import IPv4Address
 
-from bgp.model import IPAddress, IPNetwork, Origin
+from bgp.model import Export, IPAddress, IPNetwork
+
+__all__ = ["NLRI_PER_COMMAND", "Export", "announce", "export_text"]
 
 NLRI_PER_COMMAND = 400
 
 
-@dataclass(frozen=True, slots=True)
-class Export:
-    """Attributes we attach to routes we send. next_hop None means `self`."""
-
-    next_hop: IPAddress | None = None
-    origin: Origin = Origin.IGP
-    as_path: tuple[int, ...] = ()
-    med: int | None = None
-    local_pref: int | None = None
-    communities: tuple[tuple[int, int], ...] = ()
-    originator_id: IPv4Address | None = None
-    cluster_list: tuple[IPv4Address, ...] = ()
-
-    def text(self) -> str:
-        parts = [
-            f"next-hop {self.next_hop if self.next_hop is not None else 'self'}",
-            f"origin {self.origin.name.lower()}",
-        ]
-        if self.as_path:
-            parts.append(f"as-path [ {' '.join(map(str, self.as_path))} ]")
-        if self.med is not None:
-            parts.append(f"med {self.med}")
-        if self.local_pref is not None:
-            parts.append(f"local-preference {self.local_pref}")
-        if self.communities:
-            parts.append(f"community [ {' '.join(f'{a}:{b}' for a, b in self.communities)} ]")
-        if self.originator_id is not None:
-            parts.append(f"originator-id {self.originator_id}")
-        if self.cluster_list:
-            parts.append(f"cluster-list [ {' '.join(map(str, self.cluster_list))} ]")
-        return " ".join(parts)
+def export_text(export: Export) -> str:
+    """The attributes of an announcement as ExaBGP's `announce attributes` reads them."""
+    parts = [
+        f"next-hop {export.next_hop if export.next_hop is not None else 'self'}",
+        f"origin {export.origin.name.lower()}",
+    ]
+    if export.as_path:
+        parts.append(f"as-path [ {' '.join(map(str, export.as_path))} ]")
+    if export.med is not None:
+        parts.append(f"med {export.med}")
+    if export.local_pref is not None:
+        parts.append(f"local-preference {export.local_pref}")
+    if export.communities:
+        parts.append(f"community [ {' '.join(f'{a}:{b}' for a, b in export.communities)} ]")
+    if export.originator_id is not None:
+        parts.append(f"originator-id {export.originator_id}")
+    if export.cluster_list:
+        parts.append(f"cluster-list [ {' '.join(map(str, export.cluster_list))} ]")
+    return " ".join(parts)
 
 
 def _chunks(prefixes: Sequence[IPNetwork]) -> Iterable[Sequence[IPNetwork]]:
@@ -61,7 +49,7 @@ def _selector(peers: Sequence[IPAddress]) -> str:
 def announce(peers: Sequence[IPAddress], prefixes: Iterable[IPNetwork], export: Export) -> list[str]:
     """Commands announcing `prefixes` with `export` to every peer in `peers` (one command, not one each)."""
     ordered = sorted(prefixes, key=lambda p: (p.version, int(p.network_address), p.prefixlen))
-    attrs = export.text()
+    attrs = export_text(export)
     return [
         f"{_selector(peers)} announce attributes {attrs} nlri {' '.join(map(str, chunk))}"
         for chunk in _chunks(ordered)

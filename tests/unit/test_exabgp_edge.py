@@ -132,7 +132,7 @@ def test_reflection_attributes_text() -> None:
         originator_id=IPv4Address("10.0.0.12"),
         cluster_list=(IPv4Address("10.0.0.254"),),
     )
-    assert export.text() == (
+    assert commands.export_text(export) == (
         "next-hop 10.0.0.12 origin igp as-path [ 65001 ] med 5 "
         "originator-id 10.0.0.12 cluster-list [ 10.0.0.254 ]"
     )

@@ -19,7 +19,7 @@ from bgp.model import (
     Staleness,
 )
 from bgp.policy import ImportPolicy
-from bgp.reflection import Role, Speaker, local_export
+from bgp.reflection import LocalSide, Role, local_export
 from bgp.rib import Rib
 from routed.views import human_duration, status_text
 
@@ -204,9 +204,9 @@ def test_end_of_rib_and_teardown_commands() -> None:
 
 
 def test_drain_marks_our_routes_and_lowers_ibgp_preference() -> None:
-    me = Speaker(router_id=IPv4Address("10.0.0.1"), asn=64512, cluster_id=None, communities=((64512, 1),))
+    me = LocalSide(router_id=IPv4Address("10.0.0.1"), asn=64512, cluster_id=None, communities=((64512, 1),))
     assert local_export(me, Role.NONCLIENT) == commands.Export(communities=((64512, 1),))
-    draining = Speaker(me.router_id, me.asn, None, communities=((64512, 1),), draining=True)
+    draining = LocalSide(me.router_id, me.asn, None, communities=((64512, 1),), draining=True)
     assert local_export(draining, Role.NONCLIENT) == commands.Export(
         local_pref=0, communities=((64512, 1), GRACEFUL_SHUTDOWN)
     )

@@ -7,15 +7,15 @@ from ipaddress import IPv4Address, ip_address, ip_network
 import pytest
 
 from bgp.model import AsPathSegment, Attributes, Path, Peer
-from bgp.reflection import Role, Speaker, advertise, may_reflect
+from bgp.reflection import LocalSide, Role, advertise, may_reflect
 
-RR = Speaker(
+RR = LocalSide(
     router_id=IPv4Address("10.0.0.1"),
     asn=64512,
     cluster_id=IPv4Address("10.0.0.254"),
     pools=(ip_network("10.65.0.0/16"),),
 )
-NODE = Speaker(
+NODE = LocalSide(
     router_id=IPv4Address("10.0.0.11"), asn=64512, cluster_id=None, pools=(ip_network("10.65.0.0/16"),)
 )
 PREFIX = ip_network("10.65.2.1/32")
