@@ -33,7 +33,7 @@ from routed.docker.plugin import DockerPlugin
 from routed.docker.protocol import UNKNOWN_CALL, PluginError
 from routed.docker.supervise import FrontSupervisor
 from routed.fib.kernel import NetlinkKernel
-from routed.fib.reconciler import Reconciler
+from routed.fib.reconciler import Reconciler, RouteSource
 from routed.fib.routes import Route, unreachable_route
 from routed.fib.sink import FibSink
 from routed.firewall.service import Firewall
@@ -47,7 +47,7 @@ from routed.workloads.store import WorkloadStore
 
 log = logging.getLogger("routed.daemon")
 
-SOURCES = ("local", "bgp")  # precedence: a local workload's route beats any learned one
+SOURCES = tuple(RouteSource)  # precedence: a local workload's route beats any learned one
 
 
 def _listed(value: Any) -> Any:
@@ -124,7 +124,7 @@ class Daemon:
         self.firewall.set_workloads([*self._firewall_floor, *self.workloads.current()])
         owned = [unreachable_route(b, self.cfg.fib.table) for b in self.ipam.owned_blocks()]
         self._local_routes = [*routes, *owned]
-        self.reconciler.set_routes("local", self._local_routes)
+        self.reconciler.set_routes(RouteSource.LOCAL, self._local_routes)
         self._announce_installed()
 
     def _announce_installed(self) -> None:
@@ -166,7 +166,7 @@ class Daemon:
             failed = await self.workloads.restore(stored)
             self._firewall_floor = []
             self.firewall.set_workloads(self.workloads.current())
-            self.reconciler.mark_ready("local")
+            self.reconciler.mark_ready(RouteSource.LOCAL)
             # BGP marks itself ready after End-of-RIB from every peer; until then
             # learned routes left by a previous run stay in the kernel (graceful restart).
             bgp = asyncio.create_task(self.speaker.run(), name="bgp")
@@ -302,7 +302,7 @@ class Daemon:
             item = route_json(route)
             details = self.speaker.route_details(route.dst)
             if route.is_link_scope or route.unreachable:
-                item["source"] = "local"
+                item["source"] = RouteSource.LOCAL.value
             elif details is not None:
                 item.update(details)
             routes.append(item)
@@ -349,9 +349,9 @@ class Daemon:
         counts = self.reconciler.installed_by_source()
         block = sum(1 for r in self._local_routes if r.unreachable and self.reconciler.is_installed(r))
         return {
-            "workload": counts["local"] - block,
+            "workload": counts[RouteSource.LOCAL] - block,
             "block": block,
-            "bgp": counts["bgp"],
+            "bgp": counts[RouteSource.BGP],
             "leftover": counts["leftover"],
         }
 

@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from routed.fib.kernel import EventsLost, Kernel, KernelView, RouteFailure
 from routed.fib.plan import RoutePlan, plan_routes
@@ -26,6 +27,14 @@ from routed.fib.routes import Route, RouteKey
 from routed.log import event
 
 log = logging.getLogger("routed.fib")
+
+
+class RouteSource(StrEnum):
+    """Who wants a route, in precedence order: a local workload's route beats any learned one."""
+
+    LOCAL = "local"  # workloads and our blocks
+    BGP = "bgp"  # best paths learned from peers
+
 
 RETRY_FIRST = 1.0  # seconds before a failed route is tried again; doubles up to the resync interval
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from bgp.decision import Selection
 from bgp.model import IPNetwork
-from routed.fib.reconciler import Reconciler
+from routed.fib.reconciler import Reconciler, RouteSource
 from routed.fib.routes import RouteKey, gateway_route
 
 
@@ -24,7 +24,7 @@ class FibSink:
                 remove.append((self.table, prefix))
             else:
                 upsert.append(gateway_route(prefix, selection.next_hops, self.table))
-        self.reconciler.update_routes("bgp", upsert=upsert, remove=remove)
+        self.reconciler.update_routes(RouteSource.BGP, upsert=upsert, remove=remove)
 
     def bgp_ready(self) -> None:
-        self.reconciler.mark_ready("bgp")
+        self.reconciler.mark_ready(RouteSource.BGP)
