@@ -12,7 +12,7 @@ import struct
 import time
 from collections.abc import Callable
 
-from routed.dataplane.netns import NETNS_RUN_DIR, entered
+from routed.netns import NETNS_RUN_DIR, entered
 
 RTMGRP_IPV4_ROUTE = 0x40
 RTM_NEWROUTE, RTM_DELROUTE = 24, 25

@@ -24,9 +24,9 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from bench.common import save
-from routed.dataplane.netns import NETNS_RUN_DIR, entered
 from routed.firewall import nft
 from routed.firewall.ruleset import WorkloadSources, delete_script, desired, edit_script, replace_script
+from routed.netns import NETNS_RUN_DIR, entered
 
 
 def workloads(count: int) -> list[WorkloadSources]:

@@ -20,7 +20,7 @@ from bgp.speaker import Speaker
 from routed import __version__, service
 from routed.api import ApiError
 from routed.apiserver import ApiServer
-from routed.bfd.supervise import BfdSupervisor
+from routed.bfdsupervisor import BfdSupervisor
 from routed.config import ConfigError, NodeConfig, load_config
 from routed.config.reload import ReloadPlan, plan_reload
 from routed.config.schema import IpamMode

@@ -8,8 +8,8 @@ import logging
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from typing import Any
 
-from routed.dataplane.netns import async_iproute
 from routed.log import event
+from routed.netns import async_iproute
 
 log = logging.getLogger("bgp.speaker")  # (the speaker waits on it: its log, as before)
 

@@ -23,8 +23,8 @@ from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from routed.dataplane import sysctl
-from routed.dataplane.netns import NetnsError, async_iproute, check_workload_netns, open_workload_netns
 from routed.fib.routes import MAIN_TABLE, Route, local_route
+from routed.netns import NetnsError, async_iproute, check_workload_netns, open_workload_netns
 
 IPAddress = IPv4Address | IPv6Address
 

@@ -19,11 +19,11 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from routed.dataplane.netns import async_iproute, entered, netns_path
 from routed.fib import rtnl
 from routed.fib.plan import RoutePlan
 from routed.fib.routes import ROUTE_PROTOCOL, NextHop, Route, RouteKey, unreachable_route, via
 from routed.log import event
+from routed.netns import async_iproute, entered, netns_path
 
 log = logging.getLogger("routed.fib")
 

@@ -34,8 +34,8 @@ from typing import Any
 from pyroute2 import netns as pyroute2_netns
 from pyroute2.netlink.exceptions import NetlinkError
 
-from routed.dataplane.netns import NETNS_RUN_DIR, async_iproute, entered
 from routed.lab.topology import Node, Topology
+from routed.netns import NETNS_RUN_DIR, async_iproute, entered
 
 STATE_ROOT = Path(os.environ.get("ROUTED_LAB_STATE", "/run/routed-lab"))
 # package data, so an installed routed (a wheel, not the checkout) runs its labs too
@@ -225,7 +225,7 @@ def _start_holder(topo: Topology, node: Node) -> tuple[int, int]:
 
 
 def _enter_fd(fd: int) -> None:
-    from routed.dataplane.netns import _setns
+    from routed.netns import _setns
 
     _setns(fd)
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from routed.dataplane.netns import NETNS_RUN_DIR, entered
 from routed.dataplane.workload import WorkloadSpec
 from routed.firewall.service import Firewall
+from routed.netns import NETNS_RUN_DIR, entered
 from tests.integration.conftest import Namespaces
 from tests.netns import sh
 

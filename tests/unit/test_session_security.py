@@ -105,7 +105,7 @@ def test_netstat_counters(tmp_path: Path) -> None:
 
 
 def test_bfd_auth_from_a_password_file_reaches_the_bfd_process(tmp_path: Path) -> None:
-    from routed.bfd.supervise import sessions
+    from routed.bfdsupervisor import sessions
 
     auth = (
         f"bfd: {{interval_ms: 50, auth: {{type: keyed-sha1, key_id: 9, password_file: {secret(tmp_path)}}}}}"
