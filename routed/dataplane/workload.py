@@ -111,14 +111,19 @@ async def attach(spec: WorkloadSpec, restoring: bool = False) -> None:
     await _configure_workload_side(spec)
 
 
-def _check_netns(workload: str, netns: str) -> None:
+def _open_netns(workload: str, netns: str) -> int:
+    """An fd of the workload's network namespace, or WorkloadError saying what is wrong with it."""
     try:
-        check_workload_netns(netns)
+        return open_workload_netns(netns)
     except NetnsError as exc:
         raise WorkloadError(
             f"workload {workload}: bad network namespace {netns!r}: {exc}; create one first "
             "(ip netns add NAME) or pass the container's, like /proc/PID/ns/net"
         ) from exc
+
+
+def _check_netns(workload: str, netns: str) -> None:
+    os.close(_open_netns(workload, netns))
 
 
 async def _configure_host_side(host: Any, spec: WorkloadSpec, index: int) -> None:
@@ -161,7 +166,7 @@ async def _peer_in_netns(spec: WorkloadSpec) -> bool:
         check_workload_netns(spec.netns)
         async with async_iproute(spec.netns) as ns:
             return await _index(ns, spec.ifname) is not None
-    except (OSError, NetlinkError, NetnsError):
+    except (OSError, NetlinkError):
         return False
 
 
@@ -185,10 +190,7 @@ async def _created_index(host: Any, spec: WorkloadSpec) -> int:
 
 
 async def _create_pair(host: Any, spec: WorkloadSpec) -> None:
-    try:
-        fd = open_workload_netns(spec.netns)
-    except NetnsError as exc:
-        raise WorkloadError(f"workload {spec.id}: bad network namespace {spec.netns!r}: {exc}") from exc
+    fd = _open_netns(spec.id, spec.netns)
     try:
         await _add_pair(host, spec)
     except BaseException:
@@ -274,7 +276,7 @@ async def sandbox_mac(spec: WorkloadSpec) -> str | None:
                 return None
             (link,) = await ns.link("get", index=index)
             return str(link.get("address")) if link.get("address") else None
-    except (OSError, NetlinkError, NetnsError):
+    except (OSError, NetlinkError):
         return None
 
 
@@ -310,7 +312,7 @@ async def problems(spec: WorkloadSpec) -> list[str]:
                 ]
                 if not default:
                     found.append(f"{spec.netns} has no IPv{ip.version} default route")
-    except (OSError, NetlinkError, NetnsError) as exc:
+    except (OSError, NetlinkError) as exc:
         found.append(f"cannot look into {spec.netns}: {exc}")
     return found
 
@@ -355,7 +357,7 @@ async def settle_handed_off(spec: WorkloadSpec, sandbox: str, timeout: float = 1
                             family=socket.AF_INET,
                         )
                         return True
-        except (OSError, NetlinkError, NetnsError):
+        except (OSError, NetlinkError):
             pass  # the sandbox is not there yet, or already gone (or not a namespace: never joins)
         await asyncio.sleep(0.02)
     return False
