@@ -21,6 +21,7 @@ from routed import __version__, service
 from routed.api import ApiError
 from routed.apiserver import ApiServer
 from routed.bfdsupervisor import BfdSupervisor
+from routed.bgpconfig import reconfiguration, speaker_config
 from routed.config import ConfigError, NodeConfig, load_config
 from routed.config.reload import ReloadPlan, plan_reload
 from routed.config.schema import IpamMode
@@ -68,7 +69,7 @@ class Daemon:
             on_applied=self.metrics.reconcile_seconds.observe if self.metrics is not None else None,
         )
         self.speaker = Speaker(
-            cfg,
+            speaker_config(cfg),
             FibSink(self.reconciler, cfg.fib.table),
             Path(cfg.api.socket).parent / f"bgp-{cfg.name}",
             fabric=lambda: wait_for_fabric(str(cfg.fabric.address), cfg.fabric.interface),
@@ -407,7 +408,7 @@ class Daemon:
                 return summary
             log.info(event("reload", file=self.config_path, **{k: _listed(v) for k, v in summary.items()}))
             self._take_config(new)
-            await self.speaker.reconfigure(new, plan)
+            await self.speaker.reconfigure(speaker_config(new), reconfiguration(plan))
             await self.bfd.reconfigure(new)
             for declared in new.workloads:
                 if declared.id in plan.workloads_added:

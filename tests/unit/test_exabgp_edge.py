@@ -10,6 +10,7 @@ from bgp.exabgp import commands
 from bgp.exabgp.config import is_passive, render_config, render_environment
 from bgp.exabgp.messages import MessageError, parse_line
 from bgp.model import AsPathSegment, CommandAnswer, EndOfRib, Origin, PeerOpen, PeerState, RouteUpdate
+from routed.bgpconfig import speaker_config
 from routed.config import parse_config
 
 HEAD = '{ "exabgp": "5.0.0", "time": 1.0, "host" : "vm", "pid" : 1, "ppid" : 1, "counter": 1, '
@@ -152,7 +153,7 @@ peers:
 
 
 def test_render_config() -> None:
-    cfg = parse_config(CONFIG, "h1.yaml")
+    cfg = speaker_config(parse_config(CONFIG, "h1.yaml"))
     text = render_config(cfg, "/usr/bin/setpriv --pdeathsig KILL -- /usr/bin/sleep infinity")
     assert "    run /usr/bin/setpriv --pdeathsig KILL -- /usr/bin/sleep infinity;" in text
     assert "neighbor 10.1.1.0 {" in text and "peer-as 65001;" in text and "hold-time 9;" in text
@@ -174,8 +175,8 @@ def test_render_config() -> None:
 
 
 def test_one_side_opens_each_session() -> None:
-    cfg = parse_config(CONFIG, "h1.yaml")
-    peers = {str(p.address): p for p in cfg.resolved_peers()}
+    cfg = speaker_config(parse_config(CONFIG, "h1.yaml"))
+    peers = {str(p.address): p for p in cfg.neighbors}
     assert not is_passive(cfg, peers["10.0.0.12"])  # we have the lower address: we connect
     assert is_passive(cfg, peers["10.0.0.5"])
     assert not is_passive(cfg, peers["10.1.1.0"])

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from bgp.exabgp.config import neighbor_block
-from bgp.peers import HINT_AFTER, establish_hint
+from bgp.hints import HINT_AFTER, establish_hint
+from routed.bgpconfig import speaker_config
 from routed.config import ConfigError, parse_config
 from routed.dataplane.netstat import tcp_md5_drops
 
@@ -39,7 +40,8 @@ def test_a_password_file_is_read_and_rendered(tmp_path: Path) -> None:
     cfg = parse_config(config(f"password_file: {secret(tmp_path)}"), "node.yaml")
     (peer,) = cfg.peers
     assert peer.md5_password() == "s3cret"
-    assert "md5-password czNjcmV0;" in neighbor_block(cfg, peer)  # base64 of s3cret
+    speaker = speaker_config(cfg)
+    assert "md5-password czNjcmV0;" in neighbor_block(speaker, speaker.neighbors[0])  # base64 of s3cret
 
 
 @pytest.mark.parametrize(
@@ -73,11 +75,11 @@ def test_password_file_must_exist_be_absolute_and_not_come_with_a_password(tmp_p
 
 
 def test_ttl_security_renders_gtsm() -> None:
-    cfg = parse_config(config("ttl_security: true"), "node.yaml")
-    block = neighbor_block(cfg, cfg.peers[0])
+    cfg = speaker_config(parse_config(config("ttl_security: true"), "node.yaml"))
+    block = neighbor_block(cfg, cfg.neighbors[0])
     assert "outgoing-ttl 255;" in block and "incoming-ttl 254;" in block
-    plain = parse_config(config("description: x"), "node.yaml")
-    assert "ttl" not in neighbor_block(plain, plain.peers[0])
+    plain = speaker_config(parse_config(config("description: x"), "node.yaml"))
+    assert "ttl" not in neighbor_block(plain, plain.neighbors[0])
 
 
 def test_hints_name_md5_when_the_kernel_counted_drops() -> None:
@@ -177,7 +179,7 @@ def test_exabgp_gets_every_password_exactly_and_nothing_else(password: str, tmp_
         '  - {address: 10.0.0.2, kind: reflector, description: "it\'s \\"rr2\\" \\\\ #"}\n'
     )
     cfg = parse_config(text, "node.yaml")
-    neighbors = exabgp_reads(render_config(cfg, "/bin/true"), tmp_path)
+    neighbors = exabgp_reads(render_config(speaker_config(cfg), "/bin/true"), tmp_path)
     assert set(neighbors) == {"10.0.0.1", "10.0.0.2"}
     signed, plain = neighbors["10.0.0.1"], neighbors["10.0.0.2"]
     assert signed["md5-base64"] is True
@@ -256,7 +258,8 @@ def test_a_rotated_password_file_is_a_change_that_rekeys_the_session(tmp_path: P
     assert plan.changed == ("peers[10.0.0.1].password (contents)",)
     assert [str(p.address) for p in plan.peers_changed] == ["10.0.0.1"] and not plan.bfd_rekeyed
     assert after.peers[0].md5_password() == "rotated" and before.peers[0].md5_password() == "s3cret"
-    assert "md5-password cm90YXRlZA==;" in neighbor_block(after, after.peers[0])
+    rendered = speaker_config(after)
+    assert "md5-password cm90YXRlZA==;" in neighbor_block(rendered, rendered.neighbors[0])
 
     bfd_file.write_text("bfd-two\n")
     plan = plan_reload(after, parse_config(text, "node.yaml"))

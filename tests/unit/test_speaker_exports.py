@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bgp.model import Attributes, Peer
 from bgp.speaker import Speaker
+from routed.bgpconfig import speaker_config
 from routed.config import parse_config
 from routed.fib.reconciler import Reconciler
 from routed.fib.sink import FibSink
@@ -28,11 +29,11 @@ fib: {install_learned: true}
 def make(text: str = NODE) -> Speaker:
     cfg = parse_config(text, "h1.yaml")
     reconciler = Reconciler(FakeKernel(), sources=("local", "bgp"))
-    return Speaker(cfg, FibSink(reconciler, cfg.fib.table), Path("/nonexistent"))
+    return Speaker(speaker_config(cfg), FibSink(reconciler, cfg.fib.table), Path("/nonexistent"))
 
 
 def queued(speaker: Speaker) -> list[str]:
-    return speaker.pump.take_queued()
+    return speaker.exabgp.pump.take_queued()
 
 
 def test_local_routes_to_ibgp_and_aggregate_to_ebgp() -> None:
@@ -139,7 +140,7 @@ async def test_end_of_rib_follows_the_announcements_it_vouches_for() -> None:
     speaker = make(REFLECTOR)
     reader = asyncio.StreamReader()
     channel = Channel(reader, NullWriter())  # type: ignore[arg-type]
-    speaker.pump.attach(channel)
+    speaker.exabgp.pump.attach(channel)
     speaker.set_local_ready()
     update = (
         '"type": "update", | , "direction": "receive", "message": { "update": { "attribute": '
@@ -155,7 +156,7 @@ async def test_end_of_rib_follows_the_announcements_it_vouches_for() -> None:
         + exabgp_line("10.0.0.11", eor)
     )
     reader.feed_eof()
-    await speaker._read_loop(channel)
+    await speaker.exabgp.read(channel)
     to_h2 = [line for line in queued(speaker) if line.startswith("neighbor 10.0.0.12 ")]
     assert len(to_h2) == 2, to_h2
     assert to_h2[0].startswith("neighbor 10.0.0.12 announce attributes next-hop 10.0.0.11 ")
@@ -174,11 +175,11 @@ async def test_after_a_power_event_a_reflector_waits_for_every_client() -> None:
     from bgp.model import GracefulRestartCapability
 
     speaker = make(REFLECTOR)
-    for address in speaker.peers:
-        speaker.peers[address].graceful = GracefulRestartCapability(120, True, frozenset({4}))
+    for neighbor in speaker.neighbors.values():
+        neighbor.graceful = GracefulRestartCapability(120, True, frozenset({4}))
     reader = asyncio.StreamReader()
     channel = Channel(reader, NullWriter())  # type: ignore[arg-type]
-    speaker.pump.attach(channel)
+    speaker.exabgp.pump.attach(channel)
     speaker.set_local_ready()
     update = (
         '"type": "update", | , "direction": "receive", "message": { "update": { "attribute": '
@@ -198,7 +199,7 @@ async def test_after_a_power_event_a_reflector_waits_for_every_client() -> None:
         reader.feed_eof()
 
     late = asyncio.create_task(h1_catches_up())
-    await speaker._read_loop(channel)
+    await speaker.exabgp.read(channel)
     await late
     to_h2 = [line for line in queued(speaker) if line.startswith("neighbor 10.0.0.12 ")]
     assert [line.split(" nlri ")[-1] if " nlri " in line else line for line in to_h2] == [
@@ -212,7 +213,7 @@ def test_a_block_we_take_refuses_what_others_announced_inside_it() -> None:
     rr = Peer(ip_address("10.0.0.1"), 64512, 64512, IPv4Address("10.0.0.1"))
     inside = ip_network("10.65.1.9/32")
     hijack = Attributes(next_hop=ip_address("10.0.0.12"), originator_id=IPv4Address("10.0.0.12"))
-    speaker._merge({}, speaker.rib.update(rr, [(inside, hijack)]))
+    speaker.reports.merge({}, speaker.rib.update(rr, [(inside, hijack)]), speaker.neighbors)
     assert speaker.rib.selection(inside) is not None  # nobody's block yet: accepted
     speaker.set_local_prefixes([ip_network("10.65.1.0/26")])
     assert speaker.rib.selection(inside) is None  # ours now: refused, and reported
@@ -220,7 +221,9 @@ def test_a_block_we_take_refuses_what_others_announced_inside_it() -> None:
     assert conflicts["current"] == 1 and conflicts["list"][0]["nodes"] == ["h1 (this node)", "10.0.0.12"]
     assert speaker.block_owner(ip_address("10.65.2.1")) is None
     block = Attributes(next_hop=ip_address("10.0.0.12"), originator_id=IPv4Address("10.0.0.12"))
-    speaker._merge({}, speaker.rib.update(rr, [(ip_network("10.65.2.0/26"), block)]))
+    speaker.reports.merge(
+        {}, speaker.rib.update(rr, [(ip_network("10.65.2.0/26"), block)]), speaker.neighbors
+    )
     assert speaker.block_owner(ip_address("10.65.2.1")) == (ip_network("10.65.2.0/26"), "10.0.0.12")
     speaker.rib.update(rr, withdrawn=[inside])
     assert speaker.status()["conflicts"]["current"] == 0  # gone once the route is

@@ -1,0 +1,91 @@
+"""What each peer is sent: the export plan. Pure.
+
+For every peer and prefix, what it should have (`desired`: our workloads, reflected routes,
+the pool aggregates, nothing) against what it has been sent (its Adj-RIB-Out): only the
+difference goes. Peers getting the same change share one group, as BIRD's attribute buckets
+do: a reflector's clients mostly do, and ExaBGP spends about as long parsing a command as
+sending its UPDATE. The groups are ExaBGP-agnostic; bgp.exabgp.commands writes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from bgp import reflection
+from bgp.config import ExportMode, NeighborConfig
+from bgp.decision import Selection
+from bgp.model import Export, IPAddress, IPNetwork
+from bgp.reflection import LocalSide, Role
+
+
+def desired(
+    me: LocalSide,
+    target: NeighborConfig,
+    prefix: IPNetwork,
+    *,
+    local: Collection[IPNetwork],
+    selection: Selection | None,
+    roles: Mapping[IPAddress, Role],
+) -> Export | None:
+    """What `target` should have for `prefix`, if anything."""
+    if prefix.version != target.address.version:
+        return None  # next hops are session addresses: each family over its own sessions
+    if target.export is ExportMode.AGGREGATE:
+        return reflection.local_export(me, target.role) if prefix in me.pools else None
+    best = selection.best if selection else None
+    source = roles.get(best.peer.address) if best else None
+    return reflection.advertise(me, target.address, target.role, prefix in local, best, source)
+
+
+@dataclass(slots=True)
+class ExportPlan:
+    # Adj-RIB-Out after the plan, per peer: the new entry, or None once withdrawn
+    sent: dict[IPAddress, dict[IPNetwork, Export | None]] = field(default_factory=dict)
+    # (attributes, prefixes) -> the peers that get exactly that announcement
+    announces: dict[tuple[Export, tuple[IPNetwork, ...]], list[IPAddress]] = field(default_factory=dict)
+    # prefixes -> the peers they are withdrawn from
+    withdraws: dict[tuple[IPNetwork, ...], list[IPAddress]] = field(default_factory=dict)
+
+
+def plan(
+    adj_rib_out: Mapping[IPAddress, Mapping[IPNetwork, Export]],
+    prefixes: Iterable[IPNetwork],
+    want: Callable[[IPAddress, IPNetwork], Export | None],
+) -> ExportPlan:
+    """The difference, for these prefixes, between what each peer has and what it should have."""
+    prefixes = list(prefixes)
+    result = ExportPlan()
+    for address, sent in adj_rib_out.items():
+        announce: dict[Export, list[IPNetwork]] = {}
+        withdraw: list[IPNetwork] = []
+        changed: dict[IPNetwork, Export | None] = {}
+        for prefix in prefixes:
+            wanted = want(address, prefix)
+            if wanted == sent.get(prefix):
+                continue
+            changed[prefix] = wanted
+            if wanted is None:
+                withdraw.append(prefix)
+            else:
+                announce.setdefault(wanted, []).append(prefix)
+        if not changed:
+            continue
+        result.sent[address] = changed
+        if withdraw:
+            result.withdraws.setdefault(tuple(withdraw), []).append(address)
+        for attributes, group in announce.items():
+            result.announces.setdefault((attributes, tuple(group)), []).append(address)
+    return result
+
+
+def everything(adj_rib_out: Mapping[IPAddress, Mapping[IPNetwork, Export]]) -> ExportPlan:
+    """A new ExaBGP knows nothing: every peer's whole Adj-RIB-Out, grouped by attributes."""
+    result = ExportPlan()
+    for address, sent in adj_rib_out.items():
+        grouped: dict[Export, list[IPNetwork]] = {}
+        for prefix, attributes in sent.items():
+            grouped.setdefault(attributes, []).append(prefix)
+        for attributes, group in grouped.items():
+            result.announces.setdefault((attributes, tuple(group)), []).append(address)
+    return result

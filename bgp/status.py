@@ -1,0 +1,69 @@
+"""How the speaker reads in `routed status`, `routed routes` and to IPAM. Pure over its parts."""
+
+from __future__ import annotations
+
+from ipaddress import ip_network
+from typing import TYPE_CHECKING, Any
+
+from bgp.config import SpeakerConfig
+from bgp.model import IPAddress, IPNetwork
+from bgp.rib import Rib
+
+if TYPE_CHECKING:
+    from bgp.speaker import Speaker
+
+
+def speaker_status(speaker: Speaker) -> dict[str, Any]:
+    rib = speaker.rib
+    peers = [
+        n.json(
+            received=rib.received_count(address),
+            accepted=rib.accepted_count(address),
+            stale=rib.stale_count(address),
+        )
+        for address, n in speaker.neighbors.items()
+    ]
+    headless_since = speaker.restart.headless_since
+    return {
+        "peers": peers,
+        "loc_rib": rib.loc_rib_size(),
+        "announced": len(speaker.local),
+        "stale": rib.stale_count(),
+        "draining": speaker.draining,
+        "headless_since": round(headless_since, 3) if headless_since else None,
+        "rejected": {r.value: n for r, n in rib.rejected_total.items()},
+        "conflicts": speaker.reports.conflicts_json(list(speaker.neighbors)),
+        "counters": dict(speaker.counters),
+        "exabgp": {"pid": speaker.exabgp.pid, "restarts": speaker.exabgp.restarts},
+        "ready": speaker.ready.is_set(),
+    }
+
+
+def block_owner(rib: Rib, cfg: SpeakerConfig, ip: IPAddress) -> tuple[IPNetwork, str] | None:
+    """Who else announces a block holding `ip`: (the block, that node's next hop).
+    A /32 announced by another node is not an owner: the same address on several hosts
+    can be anycast on purpose (and is reported as a conflict, not refused)."""
+    prefix = ip_network((ip, cfg.block_length(ip.version)), strict=False)
+    selection = rib.selection(prefix)
+    return (prefix, str(selection.best.attrs.next_hop)) if selection is not None else None
+
+
+def route_details(rib: Rib, prefix: IPNetwork) -> dict[str, Any] | None:
+    selection = rib.selection(prefix)
+    if selection is None:
+        return None
+    best = selection.best
+    return {
+        "source": "bgp",
+        "peer": str(best.peer.address),
+        "reason": selection.reason.value,
+        "paths": len(rib.paths(prefix)),  # accepted candidates the best was chosen from
+        "next_hops": [str(h) for h in selection.next_hops],
+        "as_path": [a for seg in best.attrs.as_path for a in seg.asns],
+        "local_pref": best.attrs.local_pref,
+        "med": best.attrs.med,
+        "communities": [f"{a}:{b}" for a, b in best.attrs.communities],
+        "originator_id": str(best.attrs.originator_id) if best.attrs.originator_id else None,
+        "cluster_list": [str(c) for c in best.attrs.cluster_list],
+        "stale": best.stale.name.lower() if best.stale else None,
+    }

@@ -1,0 +1,67 @@
+"""The node's config as the BGP speaker's records (bgp.config): every default resolved here,
+so that bgp never reads routed's schema."""
+
+from __future__ import annotations
+
+from bgp import config as bgp
+from routed.config import NodeConfig, Peer, Role
+from routed.config.reload import ReloadPlan
+
+
+def neighbor_config(cfg: NodeConfig, peer: Peer) -> bgp.NeighborConfig:
+    """One peer of `cfg.resolved_peers()` (its AS and limit filled in)."""
+    limit = peer.max_prefixes
+    return bgp.NeighborConfig(
+        address=peer.address,
+        asn=peer.asn if peer.asn is not None else cfg.asn,
+        kind=bgp.PeerKind(peer.kind.value),
+        description=peer.description,
+        export=bgp.ExportMode(peer.export.value),
+        max_prefixes=None
+        if limit is None
+        else bgp.ReceiveLimit(limit.limit, limit.action, limit.restart_after),
+        hold_time=peer.hold_time if peer.hold_time is not None else cfg.bgp.hold_time,
+        graceful_restart=cfg.graceful_restart_with(peer),
+        long_lived_stale=cfg.long_lived_stale_for(peer),
+        ttl_security=peer.ttl_security,
+        md5_password=peer.md5_password(),
+    )
+
+
+def speaker_config(cfg: NodeConfig) -> bgp.SpeakerConfig:
+    gr = cfg.bgp.graceful_restart
+    return bgp.SpeakerConfig(
+        name=cfg.name,
+        asn=cfg.asn,
+        router_id=cfg.router_id,
+        fabric_address=cfg.fabric.address,
+        pools=tuple(cfg.pools),
+        neighbors=tuple(neighbor_config(cfg, p) for p in cfg.resolved_peers()),
+        reflector=cfg.role is Role.REFLECTOR,
+        cluster_id=cfg.effective_cluster_id,
+        timers=bgp.RestartTimers(
+            restart_time=gr.restart_time,
+            stalepath_time=gr.stalepath_time,
+            select_defer_time=gr.select_defer_time,
+            long_lived_stale_time=cfg.bgp.long_lived_stale_time,
+        ),
+        max_paths=cfg.bgp.max_paths,
+        local_preference=cfg.bgp.local_preference,
+        communities=tuple((int(a), int(b)) for a, b in (c.split(":") for c in cfg.bgp.communities)),
+        import_allow=tuple(cfg.bgp.import_allow),
+        allow_default_route=cfg.bgp.allow_default_route,
+        next_hops=tuple(cfg.bgp.next_hops),
+        block_lengths=(cfg.ipam.block_size, cfg.ipam.block_size_v6),
+        installs_learned_routes=cfg.installs_learned_routes,
+        reactor_speed=cfg.bgp.reactor_speed,
+    )
+
+
+def reconfiguration(plan: ReloadPlan) -> bgp.Reconfiguration:
+    return bgp.Reconfiguration(
+        added=tuple(p.address for p in plan.peers_added),
+        removed=tuple(p.address for p in plan.peers_removed),
+        reset=tuple(p.address for p in plan.peers_changed),
+        policy_changed=plan.policy_changed,
+        export_changed=plan.export_changed,
+    )
