@@ -3,7 +3,6 @@ would tell ExaBGP and the FIB comes out, so its rules are tested without a proce
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from ipaddress import IPv4Address, ip_address, ip_network
 from pathlib import Path
@@ -63,7 +62,9 @@ class Harness:
 
     def connect(self) -> None:
         """A new ExaBGP channel, as the bridge would report one."""
-        self.speaker.exabgp.pump.attach(Channel(asyncio.StreamReader(), NullWriter()))  # type: ignore[arg-type]
+        # nothing is read from it here (the tests feed events): no StreamReader, which would
+        # want an event loop in tests that have none
+        self.speaker.exabgp.pump.attach(Channel(None, NullWriter()))  # type: ignore[arg-type]
         self.speaker.channel_opened()
 
     def lose_channel(self) -> None:

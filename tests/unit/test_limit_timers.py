@@ -31,7 +31,12 @@ def test_warn_keeps_everything_and_says_so_once(tmp_path: Path) -> None:
     h = limited(tmp_path, MaxPrefixAction.WARN)
     h.feed(h.routes(H2, *PREFIXES[:4]), h.routes(H2, PREFIXES[4]))
     assert h.installed() == set(PREFIXES)
-    assert peer_status(h)["max_prefixes"] == {"limit": 3, "action": "warn", "over": True, "held_down_until": None}
+    assert peer_status(h)["max_prefixes"] == {
+        "limit": 3,
+        "action": "warn",
+        "over": True,
+        "held_down_until": None,
+    }
     h.feed(h.routes(H2, *PREFIXES[:2]))  # (re-announcing is no news)
     assert peer_status(h)["rejections"] == {}
 
