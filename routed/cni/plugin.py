@@ -121,10 +121,8 @@ class Plugin:
 
         from routed.config import ConfigError, load_config
         from routed.dataplane.workload import WorkloadError
-        from routed.fib.kernel import NetlinkKernel
-        from routed.fib.reconciler import apply_once
-        from routed.workloads.manager import NotFound, WorkloadManager
-        from routed.workloads.store import WorkloadStore
+        from routed.workloads import direct
+        from routed.workloads.manager import NotFound
 
         path = str(self.request.config.get("routedConfig") or DEFAULT_CONFIG)
         try:
@@ -135,22 +133,10 @@ class Plugin:
                 f"routed is not running and its config {path} cannot be read to clean up without it",
                 str(exc),
             ) from exc
-
-        async def detach() -> None:
-            manager = WorkloadManager(cfg, WorkloadStore(cfg.state_dir))
-            kernel = NetlinkKernel(cfg.fib.table)
-            try:
-                removed = await manager.delete(self.request.workload_id)
-                routes = removed.routes(cfg.fib.table)
-                await apply_once(kernel, [], {r.key for r in routes})
-            except NotFound:
-                return
-            finally:
-                await kernel.close()
-                await manager.ipam.close()
-
         try:
-            asyncio.run(detach())
+            asyncio.run(direct.detach(cfg, self.request.workload_id))
+        except NotFound:
+            return
         except (WorkloadError, OSError) as exc:
             raise CniError(spec.ATTACH_FAILED, f"detaching without the daemon failed: {exc}") from exc
 

@@ -1,0 +1,5 @@
+import sys
+
+from routed.cli.main import main
+
+sys.exit(main())
