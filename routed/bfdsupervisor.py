@@ -13,7 +13,8 @@ from typing import Any
 
 from routed.apiserver import answers
 from routed.config import NodeConfig
-from routed.config.schema import BfdAuth
+from routed.config.derived import resolved_peers
+from routed.config.peering import BfdAuth
 from routed.detached import start_detached
 from routed.log import event
 
@@ -32,7 +33,7 @@ def sessions(cfg: NodeConfig) -> list[dict[str, Any]]:
             "multiplier": peer.bfd.multiplier,
             **({"auth": _auth(peer.bfd.auth)} if peer.bfd.auth else {}),
         }
-        for peer in cfg.resolved_peers()
+        for peer in resolved_peers(cfg)
         if peer.bfd is not None
     ]
 
@@ -74,7 +75,7 @@ class BfdSupervisor:
 
     def status(self) -> dict[str, Any]:
         """Per peer with bfd: its session's state and the packets refused, by reason."""
-        with_bfd = (str(peer.address) for peer in self.cfg.resolved_peers() if peer.bfd is not None)
+        with_bfd = (str(peer.address) for peer in resolved_peers(self.cfg) if peer.bfd is not None)
         return {
             peer: {
                 "state": self.states.get(peer),

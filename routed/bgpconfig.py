@@ -5,11 +5,18 @@ from __future__ import annotations
 
 from bgp import config as bgp
 from routed.config import NodeConfig, Peer, Role
+from routed.config.derived import (
+    effective_cluster_id,
+    graceful_restart_with,
+    installs_learned_routes,
+    long_lived_stale_for,
+    resolved_peers,
+)
 from routed.config.reload import ReloadPlan
 
 
 def neighbor_config(cfg: NodeConfig, peer: Peer) -> bgp.NeighborConfig:
-    """One peer of `cfg.resolved_peers()` (its AS and limit filled in)."""
+    """One peer of `resolved_peers(cfg)` (its AS and limit filled in)."""
     limit = peer.max_prefixes
     return bgp.NeighborConfig(
         address=peer.address,
@@ -21,8 +28,8 @@ def neighbor_config(cfg: NodeConfig, peer: Peer) -> bgp.NeighborConfig:
         if limit is None
         else bgp.ReceiveLimit(limit.limit, limit.action, limit.restart_after),
         hold_time=peer.hold_time if peer.hold_time is not None else cfg.bgp.hold_time,
-        graceful_restart=cfg.graceful_restart_with(peer),
-        long_lived_stale=cfg.long_lived_stale_for(peer),
+        graceful_restart=graceful_restart_with(cfg, peer),
+        long_lived_stale=long_lived_stale_for(cfg, peer),
         ttl_security=peer.ttl_security,
         md5_password=peer.md5_password(),
     )
@@ -36,9 +43,9 @@ def speaker_config(cfg: NodeConfig) -> bgp.SpeakerConfig:
         router_id=cfg.router_id,
         fabric_address=cfg.fabric.address,
         pools=tuple(cfg.pools),
-        neighbors=tuple(neighbor_config(cfg, p) for p in cfg.resolved_peers()),
+        neighbors=tuple(neighbor_config(cfg, p) for p in resolved_peers(cfg)),
         reflector=cfg.role is Role.REFLECTOR,
-        cluster_id=cfg.effective_cluster_id,
+        cluster_id=effective_cluster_id(cfg),
         timers=bgp.RestartTimers(
             restart_time=gr.restart_time,
             stalepath_time=gr.stalepath_time,
@@ -52,7 +59,7 @@ def speaker_config(cfg: NodeConfig) -> bgp.SpeakerConfig:
         allow_default_route=cfg.bgp.allow_default_route,
         next_hops=tuple(cfg.bgp.next_hops),
         block_lengths=(cfg.ipam.block_size, cfg.ipam.block_size_v6),
-        installs_learned_routes=cfg.installs_learned_routes,
+        installs_learned_routes=installs_learned_routes(cfg),
         reactor_speed=cfg.bgp.reactor_speed,
     )
 

@@ -24,7 +24,7 @@ from routed.bfdsupervisor import BfdSupervisor
 from routed.bgpconfig import reconfiguration, speaker_config
 from routed.config import ConfigError, NodeConfig, load_config
 from routed.config.reload import ReloadPlan, plan_reload
-from routed.config.schema import IpamMode
+from routed.config.services import IpamMode
 from routed.dataplane import sysctl
 from routed.dataplane.fabric import wait_for_fabric
 from routed.dataplane.netstat import tcp_md5_drops

@@ -222,7 +222,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
 def cmd_reload(args: argparse.Namespace) -> int:
     """Have the daemon re-read its config file. It checks the file (FILE:LINE:COL, exit 2) and
     logs what it refused; a broken file here still reaches a daemon on the default socket."""
-    from routed.config.schema import Api
+    from routed.config.services import Api
 
     try:
         socket_path, problems = load_config(args.config).api.socket, None

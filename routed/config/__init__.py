@@ -12,7 +12,10 @@ from pathlib import Path as FsPath
 
 from routed.config.checks import cross_field_problems
 from routed.config.document import ConfigError, ConfigProblem, format_path, validate_document
-from routed.config.schema import NodeConfig, Peer, PeerKind, Role, Workload
+from routed.config.peering import Peer
+from routed.config.schema import NodeConfig
+from routed.config.services import Workload
+from routed.config.types import PeerKind, Role
 from routed.config.yamlmarks import Mark, load_with_marks
 
 __all__ = [

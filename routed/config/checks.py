@@ -6,8 +6,12 @@ the right line of the file.
 
 from __future__ import annotations
 
+from routed.config.derived import installs_learned_routes
 from routed.config.document import FieldProblem
-from routed.config.schema import IBGP_KINDS, ExportMode, IpamMode, NodeConfig, PeerKind, Role
+from routed.config.peering import ExportMode
+from routed.config.schema import NodeConfig
+from routed.config.services import IpamMode
+from routed.config.types import IBGP_KINDS, PeerKind, Role
 from routed.config.yamlmarks import Path
 
 
@@ -80,7 +84,7 @@ def cross_field_problems(cfg: NodeConfig) -> list[FieldProblem]:
             )
         if peer.export is ExportMode.AGGREGATE and peer.kind is not PeerKind.EBGP:
             add((*where, "export"), "export: aggregate is for ebgp peers; iBGP peers need every /32")
-        if peer.export is ExportMode.AGGREGATE and not cfg.installs_learned_routes:
+        if peer.export is ExportMode.AGGREGATE and not installs_learned_routes(cfg):
             add(
                 (*where, "export"),
                 "export: aggregate attracts traffic for the whole pool, so this node must "

@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from routed.config.schema import NodeConfig, Peer
+from routed.config.derived import resolved_peers
+from routed.config.peering import Peer
+from routed.config.schema import NodeConfig
 
 # dotted paths of fields a running daemon cannot take over: refuse, say "restart"
 NEEDS_RESTART = (
@@ -102,7 +104,7 @@ def _secret_leaves(cfg: NodeConfig) -> dict[str, Any]:
     """Each peer's secrets as hashes of what was read: a password_file rotated in place, or an
     inline password (dumped masked), changes these and nothing else."""
     leaves: dict[str, Any] = {}
-    for peer in cfg.resolved_peers():
+    for peer in resolved_peers(cfg):
         md5, bfd = peer.secret_digests()
         leaves[f"peers[{peer.address}].password (contents)"] = md5
         leaves[f"peers[{peer.address}].bfd.auth.password (contents)"] = bfd
@@ -119,8 +121,8 @@ def plan_reload(old: NodeConfig, new: NodeConfig) -> ReloadPlan:
         for path in NEEDS_RESTART
         if any(c == path or c.startswith(path + ".") for c in changed)
     )
-    old_peers = {p.address: p for p in old.resolved_peers()}
-    new_peers = {p.address: p for p in new.resolved_peers()}
+    old_peers = {p.address: p for p in resolved_peers(old)}
+    new_peers = {p.address: p for p in resolved_peers(new)}
     old_ids = {w.id for w in old.workloads}
     new_ids = {w.id for w in new.workloads}
     bgp_defaults = [c for c in changed if c in SESSION_DEFAULTS]

@@ -177,7 +177,7 @@ class StaticIpam(_NoDatastore):
 
 
 def make_ipam(cfg: NodeConfig, owner_of: OwnerLookup | None = None) -> Ipam:
-    from routed.config.schema import IpamMode
+    from routed.config.services import IpamMode
 
     if cfg.ipam.mode is IpamMode.STATIC:
         return StaticIpam(cfg, owner_of)

@@ -34,7 +34,8 @@ import aetcd.rpc
 import aetcd.watcher
 import grpc
 
-from routed.config.schema import NODE_NAME, WORKLOAD_ID, EtcdTls
+from routed.config.services import EtcdTls
+from routed.config.types import NODE_NAME, WORKLOAD_ID
 from routed.ipam.blocks import IPAddress, IPNetwork
 from routed.log import event
 

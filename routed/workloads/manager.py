@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Sequence, Set
 
 from routed.config import NodeConfig
-from routed.config.schema import WORKLOAD_ID
+from routed.config.types import WORKLOAD_ID
 from routed.dataplane.workload import WorkloadError, WorkloadSpec, attach, detach
 from routed.fib.routes import Route
 from routed.ipam.backends import Ipam, Refused, make_ipam

@@ -16,7 +16,7 @@ from typing import Annotated
 from pydantic import Field, model_validator
 
 from routed import statefile
-from routed.config.schema import WORKLOAD_ID
+from routed.config.types import WORKLOAD_ID
 from routed.dataplane.workload import WorkloadSpec
 
 FORMAT_VERSION = 1

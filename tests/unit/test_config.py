@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from routed.config import ConfigError, load_config, parse_config
-from routed.config.schema import PeerKind, Role
+from routed.config.derived import effective_cluster_id, resolved_peers
+from routed.config.types import PeerKind, Role
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "config" / "examples").glob("*.yaml"))
 
@@ -46,7 +47,7 @@ def test_good_config_defaults() -> None:
     assert cfg.bgp.hold_time == 90
     assert cfg.api.socket == "/run/routed/routed.sock"
     assert cfg.metrics.listen == "127.0.0.1:9180"
-    assert cfg.resolved_peers()[0].asn == 64512
+    assert resolved_peers(cfg)[0].asn == 64512
 
 
 def test_config_is_immutable() -> None:
@@ -158,7 +159,7 @@ def test_mesh_rules() -> None:
     assert problems(GOOD + "mesh: full\n")[0][1] == "mesh"
     assert problems(GOOD + "mesh_nodes: [10.0.0.12]\n")[0][1] == "mesh_nodes"
     cfg = parse_config(GOOD + "mesh: full\nmesh_nodes: [10.0.0.11, 10.0.0.12, 10.0.0.13]\n", "n.yaml")
-    mesh = [p for p in cfg.resolved_peers() if p.kind is PeerKind.MESH]
+    mesh = [p for p in resolved_peers(cfg) if p.kind is PeerKind.MESH]
     assert [str(p.address) for p in mesh] == ["10.0.0.12", "10.0.0.13"]
     # YAML 1.1 reads `off` as false; it must still mean off.
     assert parse_config(GOOD + "mesh: off\n", "n.yaml").mesh == "off"
@@ -168,7 +169,7 @@ def test_reflector_rules() -> None:
     assert problems(GOOD + "cluster_id: 10.0.0.254\n")[0][1] == "cluster_id"
     reflector = GOOD.replace("role: node", "").replace("kind: reflector", "kind: client")
     cfg = parse_config(reflector + "role: reflector\n", "rr.yaml")
-    assert str(cfg.effective_cluster_id) == "10.0.0.11"
+    assert str(effective_cluster_id(cfg)) == "10.0.0.11"
     found = problems(GOOD + "role: reflector\n")
     assert found[0][1] == "peers[0].kind"
 

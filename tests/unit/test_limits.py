@@ -6,7 +6,7 @@ from ipaddress import IPv4Address, ip_network
 
 from bgp.limits import MaxPrefixAction, admit
 from bgp.model import Attributes, IPNetwork
-from routed.config.schema import MaxPrefixes
+from routed.config.peering import MaxPrefixes
 
 ATTRS = Attributes(next_hop=IPv4Address("10.0.0.31"))
 

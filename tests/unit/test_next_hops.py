@@ -10,6 +10,7 @@ from bgp.limits import MaxPrefixAction
 from bgp.model import Attributes, Peer
 from bgp.policy import ImportPolicy, Rejection, check_attributes
 from routed.config import parse_config
+from routed.config.derived import resolved_peers
 
 POLICY = ImportPolicy(
     pools=(ip_network("10.65.0.0/16"), ip_network("fd00:65::/48")),
@@ -86,12 +87,12 @@ peers:
 
 def test_every_peer_has_a_receive_limit_by_default() -> None:
     cfg = parse_config(BASE, "h1.yaml")
-    plain, own, mesh = cfg.resolved_peers()
+    plain, own, mesh = resolved_peers(cfg)
     assert plain.max_prefixes is not None and mesh.max_prefixes is not None
     assert (plain.max_prefixes.limit, plain.max_prefixes.action) == (250_000, MaxPrefixAction.DROP)
     assert mesh.max_prefixes == plain.max_prefixes
     assert own.max_prefixes is not None and own.max_prefixes.limit == 10
-    raised = parse_config(BASE + "bgp: {max_prefixes: 1000000}\n", "h1.yaml").resolved_peers()[0]
+    raised = resolved_peers(parse_config(BASE + "bgp: {max_prefixes: 1000000}\n", "h1.yaml"))[0]
     assert raised.max_prefixes is not None and raised.max_prefixes.limit == 1_000_000
-    off = parse_config(BASE + "bgp: {max_prefixes: null}\n", "h1.yaml").resolved_peers()[0]
+    off = resolved_peers(parse_config(BASE + "bgp: {max_prefixes: null}\n", "h1.yaml"))[0]
     assert off.max_prefixes is None

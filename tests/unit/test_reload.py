@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from routed.config import parse_config
+from routed.config.peering import Peer
 from routed.config.reload import plan_reload
-from routed.config.schema import NodeConfig, Peer
+from routed.config.schema import NodeConfig
 
 BASE = """\
 name: h1
