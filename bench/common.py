@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bgp import procfs
 from routed.lab import runner
 from routed.lab.topology import Topology, load_topology
 
@@ -205,8 +206,8 @@ def birdc(topo: Topology, node: str, *args: str) -> str:
 
 
 def processes(netns: str) -> list[int]:
-    inode = runner.ns_inode(f"/run/netns/{netns}")
-    return runner.processes_in({inode} if inode is not None else set(), set())
+    inode = procfs.ns_inode(f"/run/netns/{netns}")
+    return procfs.in_namespaces({inode} if inode is not None else set())
 
 
 def pid_in_node(topo: Topology, node: str, needle: str) -> int | None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bgp import procfs
 from routed import api
 from routed.lab import runner
 from routed.lab.topology import Topology, load_topology
@@ -182,17 +183,13 @@ def node_summary(lab: Lab, node: str) -> str:
 
 def node_processes(netns: str) -> list[str]:
     """`pid state cpu-seconds command` of every process in a network namespace."""
-    inode = runner.ns_inode(f"/run/netns/{netns}")
+    inode = procfs.ns_inode(f"/run/netns/{netns}")
     if inode is None:
         return ["(no such namespace)"]
     rows = []
     ticks = os.sysconf("SC_CLK_TCK")
-    for pid in runner.processes_in({inode}, set()):
-        fields = runner._stat(pid)  # the runner's own reading of /proc/PID/stat
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
+    for pid in procfs.in_namespaces({inode}):
+        fields, command = procfs.stat(pid), procfs.command_line(pid)
         if fields is None:
             continue
         cpu = (int(fields[11]) + int(fields[12])) / ticks

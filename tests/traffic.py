@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from bgp import procfs
 from tests.lab import Lab
 
 SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received")
@@ -90,11 +91,6 @@ def total_lost(counts: dict[str, tuple[int, int]]) -> int:
 def kill_and_wait(pid: int, sig: signal.Signals, timeout: float = 20) -> None:
     os.kill(pid, sig)
     deadline = time.monotonic() + timeout
-    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as handle:
-                if handle.read().split(") ", 1)[1].startswith("Z"):
-                    break  # a zombie: gone as far as the network is concerned
-        except OSError:
-            break
+    # a zombie is gone as far as the network is concerned
+    while procfs.state(pid) not in (None, "Z") and time.monotonic() < deadline:
         time.sleep(0.05)

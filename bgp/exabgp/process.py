@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bgp import procfs
 from bgp.events import event
 
 log = logging.getLogger("bgp.exabgp")
@@ -74,21 +75,16 @@ class Channel:
 def _api_process(parent: int, command: str) -> int | None:
     """ExaBGP's API process once it runs our command (after its exec: before, its fds 0 and 1
     are still ExaBGP's own), or None."""
-    wanted = command.split()[-2:]  # "sleep infinity": setpriv has exec'd it
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+    wanted = [os.path.basename(w) for w in command.split()[-2:]]  # "sleep infinity": setpriv has exec'd it
+    for pid in procfs.pids():
+        if procfs.parent(pid) != parent or (argv := procfs.argv(pid)) is None:
             continue
         try:
-            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) != parent:
-                continue
-            argv = (entry / "cmdline").read_bytes().split(b"\0")[:-1]
-            piped = os.readlink(entry / "fd/0").startswith("pipe:")
-        except (OSError, IndexError, ValueError):
+            piped = os.readlink(procfs.PROC / str(pid) / "fd/0").startswith("pipe:")
+        except OSError:
             continue  # gone meanwhile, or not ours to read
-        if piped and [os.path.basename(a.decode(errors="replace")) for a in argv[-2:]] == [
-            os.path.basename(w) for w in wanted
-        ]:
-            return int(entry.name)
+        if piped and [os.path.basename(a) for a in argv[-2:]] == wanted:
+            return pid
     return None
 
 

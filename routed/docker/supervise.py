@@ -14,6 +14,7 @@ import os
 import signal
 from pathlib import Path
 
+from bgp import procfs
 from routed.apiserver import answers
 from routed.config import NodeConfig
 from routed.detached import start_detached
@@ -58,6 +59,6 @@ class FrontSupervisor:
         """routed leaves for good (`routed stop --withdraw`): Docker should find no plugin."""
         with contextlib.suppress(OSError, ValueError):
             pid = int(self.pidfile.read_text())
-            if b"routed.docker.front" in Path(f"/proc/{pid}/cmdline").read_bytes():  # not a reused pid
+            if "routed.docker.front" in procfs.command_line(pid):  # not a reused pid
                 os.kill(pid, signal.SIGTERM)
                 log.info(event("docker_front_stopped", pid=pid, socket=self.socket))

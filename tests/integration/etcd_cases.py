@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bgp import procfs
 from routed.config import parse_config
 from routed.ipam.backends import IpamError
 from routed.ipam.etcd import EtcdIpam
@@ -75,18 +76,11 @@ def member(args: dict[str, Any], index: int, action: str) -> None:
     entry = args["members"][index]
     if action == "kill":
         os.kill(entry["pid"], signal.SIGKILL)
-        while Path(f"/proc/{entry['pid']}").exists() and "Z" not in _state(entry["pid"]):
+        while procfs.state(entry["pid"]) not in (None, "Z"):
             time.sleep(0.05)
     else:
         with open(entry["log"], "ab") as log:
             entry["pid"] = subprocess.Popen(entry["argv"], stdout=log, stderr=subprocess.STDOUT).pid
-
-
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1]
-    except OSError:
-        return "Z"
 
 
 async def cluster(args: dict[str, Any]) -> dict[str, Any]:

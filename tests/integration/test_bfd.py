@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from bgp import procfs
 from tests.integration.conftest import Namespaces, sh
 from tests.integration.test_bgp import kernel_routes
 from tests.integration.test_bgp import status as status_of
@@ -328,11 +329,7 @@ def test_bfd_interop_with_bird_both_ways() -> None:
         wait_until(lambda: " Up " in lab.birdc("bird1", "show", "bfd", "sessions"), timeout=20)
 
         # routed's BFD process frozen: BIRD declares the path down and drops h1's route
-        (bfd,) = [
-            p
-            for p in node_pids(lab.netns("h1"))
-            if b"routed.bfd.process" in Path(f"/proc/{p}/cmdline").read_bytes()
-        ]
+        (bfd,) = [p for p in node_pids(lab.netns("h1")) if "routed.bfd.process" in procfs.command_line(p)]
         os.kill(bfd, signal.SIGSTOP)
         try:
             wait_until(

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bgp import procfs
 from bgp.exabgp.process import API_PIPE_BYTES
 from tests.lab import Lab, running_lab
 from tests.netns import wait_until
@@ -71,20 +72,7 @@ def ping(lab: Lab, node: str, netns: str, address: str) -> bool:
 
 
 def pids_in(netns: str, needle: str) -> list[int]:
-    inode = os.stat(f"/run/netns/{netns}").st_ino
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if (
-                os.stat(entry / "ns/net").st_ino == inode
-                and needle in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            ):
-                found.append(int(entry.name))
-        except OSError:
-            pass
-    return found
+    return procfs.matching(needle, netns=procfs.ns_inode(f"/run/netns/{netns}"))
 
 
 def expected_mesh_routes(node: str) -> dict[str, str]:

@@ -7,6 +7,7 @@ import os
 import signal
 from pathlib import Path
 
+from bgp import procfs
 from routed.lab.topology import load_topology
 from tests.integration.test_bgp import pids_in
 from tests.lab import LABS, Lab, new_lab, running_lab
@@ -26,16 +27,8 @@ def eth_links(netns: str) -> set[str]:
 
 
 def processes_in(netns_names: set[str]) -> set[int]:
-    inodes = {os.stat(f"/run/netns/{n}").st_ino for n in netns_names if os.path.exists(f"/run/netns/{n}")}
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.stat(entry / "ns/net").st_ino in inodes:
-                    found.add(int(entry.name))
-            except OSError:
-                pass
-    return found
+    inodes = {procfs.ns_inode(f"/run/netns/{n}") for n in netns_names} - {None}
+    return set(procfs.in_namespaces(inodes))  # type: ignore[arg-type]
 
 
 def alive(pids: set[int]) -> set[int]:

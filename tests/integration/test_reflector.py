@@ -7,8 +7,8 @@ import os
 import signal
 import subprocess
 import threading
-from pathlib import Path
 
+from bgp import procfs
 from tests.integration.test_bgp import kernel_routes, pids_in, ping, route_to, sessions_up, status
 from tests.lab import Lab, running_lab
 from tests.netns import wait_until
@@ -37,14 +37,7 @@ def bgp_sockets(lab: Lab, node: str) -> list[str]:
 
 
 def any_process(needle: str) -> bool:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if needle in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode():
-                    return True
-            except OSError:
-                pass
-    return False
+    return bool(procfs.matching(needle))
 
 
 def test_one_reflector_three_nodes() -> None:
