@@ -20,6 +20,7 @@ from bgp import limits
 from bgp.clock import Clock, Timer
 from bgp.config import NeighborConfig
 from bgp.model import Export, GracefulRestartCapability, IPAddress, IPNetwork, PeerOpen
+from bgp.status import PeerJson
 
 RESTART_TIMER = "restart time"  # a GR peer is down: its routes are kept this long
 STALEPATH_TIMER = "stalepath time"  # it is back: its End-of-RIB is awaited this long
@@ -199,7 +200,7 @@ class Neighbor:
             else (round(until, 3) if until != float("inf") else "reload"),
         }
 
-    def json(self, *, received: int, accepted: int, stale: int) -> dict[str, Any]:
+    def json(self, *, received: int, accepted: int, stale: int) -> PeerJson:
         now, graceful_locally = self.clock.time(), self.config.graceful_restart
         return {
             "address": str(self.config.address),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Mapping
+from typing import Any
 
 from bgp.conflicts import HIJACK, HIJACK_REASONS, Conflict, ConflictTracker, origin
 from bgp.events import event
@@ -70,7 +71,7 @@ class RouteReports:
         )
         return True
 
-    def conflicts_json(self, peers: list[IPAddress]) -> dict[str, object]:
+    def conflicts_json(self, peers: list[IPAddress]) -> dict[str, Any]:
         def announced_by(prefix: IPNetwork, node: str) -> bool:
             return any(
                 (path := self.rib.announces(address, prefix)) is not None and str(origin(path)) == node

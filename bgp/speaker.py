@@ -351,7 +351,7 @@ class Speaker:
 
     # --- what the node asks --------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> status.SpeakerStatus:
         return status.speaker_status(self)
 
     def block_owner(self, ip: IPAddress) -> tuple[IPNetwork, str] | None:

@@ -15,6 +15,7 @@ from routed.apiserver import answers
 from routed.config import NodeConfig
 from routed.config.derived import resolved_peers
 from routed.config.peering import BfdAuth
+from routed.config.reload import ReloadPlan
 from routed.detached import start_detached
 from routed.log import event
 
@@ -85,7 +86,7 @@ class BfdSupervisor:
             for peer in with_bfd
         }
 
-    async def reconfigure(self, cfg: NodeConfig) -> None:
+    async def reconfigure(self, cfg: NodeConfig, plan: ReloadPlan) -> None:
         self.cfg = cfg
         if sessions(cfg):
             self._configured.set()

@@ -17,33 +17,33 @@ from pathlib import Path
 from typing import Any
 
 from bgp.speaker import Speaker
-from routed import __version__, service
+from routed import service
 from routed.api import ApiError
+from routed.apihandlers import NodeApi
 from routed.apiserver import ApiServer
 from routed.bfdsupervisor import BfdSupervisor
 from routed.bgpconfig import reconfiguration, speaker_config
-from routed.config import ConfigError, NodeConfig, load_config
-from routed.config.reload import ReloadPlan, plan_reload
+from routed.config import NodeConfig
+from routed.config.reload import ReloadPlan
 from routed.config.services import IpamMode
 from routed.dataplane import sysctl
 from routed.dataplane.fabric import wait_for_fabric
 from routed.dataplane.netstat import tcp_md5_drops
-from routed.dataplane.workload import WorkloadError, WorkloadSpec, sandbox_mac
-from routed.dataplane.workload import problems as dataplane_problems
+from routed.dataplane.workload import WorkloadError, WorkloadSpec
 from routed.docker.plugin import DockerPlugin
-from routed.docker.protocol import UNKNOWN_CALL, PluginError
 from routed.docker.supervise import FrontSupervisor
 from routed.fib.kernel import NetlinkKernel
 from routed.fib.reconciler import Reconciler, RouteSource
-from routed.fib.routes import Route, unreachable_route
+from routed.fib.routes import Route
 from routed.fib.sink import FibSink
 from routed.firewall.service import Firewall
-from routed.ipam import blocks
 from routed.ipam.backends import IpamError, make_ipam
+from routed.localroutes import LocalRoutes
 from routed.log import event
 from routed.metrics import MetricsServer
-from routed.views import ipam_json, route_json, workload_json
-from routed.workloads.manager import NotFound, UsageError, WorkloadManager
+from routed.nodestatus import node_status
+from routed.reloader import Applied, Reloader
+from routed.workloads.manager import UsageError, WorkloadManager
 from routed.workloads.store import WorkloadStore
 
 log = logging.getLogger("routed.daemon")
@@ -60,12 +60,14 @@ class Daemon:
         self.cfg = cfg
         self.config_path = config_path  # what reload reads again; None: nothing to reload
         self.kernel = NetlinkKernel(cfg.fib.table)
-        self.metrics = MetricsServer(cfg.metrics.listen, self.status) if cfg.metrics.enabled else None
+        self.metrics = (
+            MetricsServer(cfg.metrics.listen, lambda: node_status(self)) if cfg.metrics.enabled else None
+        )
         self.reconciler = Reconciler(
             self.kernel,
             sources=SOURCES,
             resync_interval=cfg.fib.resync_interval,
-            on_pass=self._announce_installed,
+            on_pass=lambda: self.local_routes.announce_installed(),
             on_applied=self.metrics.reconcile_seconds.observe if self.metrics is not None else None,
         )
         self.speaker = Speaker(
@@ -83,6 +85,13 @@ class Daemon:
             ipam=self.ipam,
             reserved=self._docker_reserved,
         )
+        self.local_routes = LocalRoutes(
+            self.reconciler,
+            cfg.fib.table,
+            self.ipam.owned_blocks,
+            lambda: self.speaker.local,
+            self.speaker.set_local_prefixes,
+        )
         self.bfd = BfdSupervisor(cfg, self.speaker.bfd_state, log_format)
         self.firewall = Firewall()
         self.firewall.set_pools(cfg.pools)
@@ -94,53 +103,59 @@ class Daemon:
         if cfg.docker.enabled:
             self.docker = DockerPlugin(cfg, self.workloads, self.ipam, self.reconciler.wait_in_sync)
             self.docker_front = FrontSupervisor(cfg, log_format)
-        self.api = ApiServer(
-            cfg.api.socket,
-            {
-                "workload.add": self._api_add,
-                "workload.del": self._api_del,
-                "workload.list": self._api_list,
-                "workload.check": self._api_check,
-                "routes": self._api_routes,
-                "status": self._api_status,
-                "stop": self._api_stop,
-                "drain": self._api_drain,
-                "reload": self._api_reload,
-                "docker": self._api_docker,
-            },
+        self.api = ApiServer(cfg.api.socket, NodeApi(self).handlers())
+        self.reloader = Reloader(
+            config_path,
+            lambda: self.cfg,
+            [
+                Applied(self._take_config),
+                Applied(self._reconfigure_bgp),
+                self.bfd,
+                Applied(self._attach_declared),
+            ],
         )
         self._stop = asyncio.Event()
-        self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._started = time.time()
-        self._local_routes: list[Route] = []
-        self._drain_file = Path(cfg.state_dir) / "draining"
+        self.started = time.time()
+        self.drain_file = Path(cfg.state_dir) / "draining"
 
     def _docker_reserved(self) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
         return self.docker.reserved() if self.docker is not None else set()
 
     def _workloads_changed(self, routes: list[Route]) -> None:
-        """Our local routes: each workload's /32 to its veth, and each owned block `unreachable`
-        (its unused addresses answered at once instead of sent on by a shorter route)."""
         self.firewall.set_workloads([*self._firewall_floor, *self.workloads.current()])
-        owned = [unreachable_route(b, self.cfg.fib.table) for b in self.ipam.owned_blocks()]
-        self._local_routes = [*routes, *owned]
-        self.reconciler.set_routes(RouteSource.LOCAL, self._local_routes)
-        self._announce_installed()
+        self.local_routes.set_workload_routes(routes)
 
-    def _announce_installed(self) -> None:
-        """Announce exactly what is in our kernel: no peer may route traffic here before we can
-        deliver it (a new workload, a route refused for a conflict). A workload that goes is
-        withdrawn at once. Each installed block is one announcement; a workload's /32 is
-        announced only outside them. Called on every change and after every FIB pass."""
-        installed = [r for r in self._local_routes if self.reconciler.is_installed(r)]
-        wanted = blocks.announced(
-            (r.dst for r in installed if r.unreachable),
-            (r.dst for r in installed if not r.unreachable),
-            owned=self.ipam.owned_blocks(),
-        )
-        if wanted != self.speaker.local:
-            self.speaker.set_local_prefixes(wanted)
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _take_config(self, new: NodeConfig, plan: ReloadPlan) -> None:
+        """Everything that reads the config reads the new one from now on."""
+        self.cfg = new
+        self.firewall.set_pools(new.pools)
+        for holder in (self.workloads, self.ipam, self.docker):
+            if holder is not None:
+                holder.cfg = new
+        self.reconciler.resync_interval = new.fib.resync_interval
+
+    async def _reconfigure_bgp(self, new: NodeConfig, plan: ReloadPlan) -> None:
+        await self.speaker.reconfigure(speaker_config(new), reconfiguration(plan))
+
+    async def _attach_declared(self, new: NodeConfig, plan: ReloadPlan) -> None:
+        for declared in new.workloads:
+            if declared.id in plan.workloads_added:
+                try:
+                    await self.workloads.add(declared.id, declared.netns, declared.ips, declared.ifname)
+                except (UsageError, WorkloadError, IpamError, OSError) as exc:
+                    log.error(event("workload_add_failed", workload=declared.id, reason=exc))
+
+    def _reload_on_signal(self) -> None:
+        async def reload() -> None:
+            with contextlib.suppress(ApiError):  # already logged
+                await self.reloader.reload()
+
+        self._tasks.add(task := asyncio.create_task(reload(), name="reload"))
+        task.add_done_callback(self._tasks.discard)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -148,7 +163,7 @@ class Daemon:
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
         sysctl.enable_forwarding(ipv6=any(p.version == 6 for p in self.cfg.pools))
-        if self._drain_file.exists():
+        if self.drain_file.exists():
             self.speaker.set_draining(True)  # drained before a restart: stays drained until undone
         # The API opens under the store lock: a CLI acting without a daemon either
         # finished before we read the store, or finds our socket and uses it.
@@ -175,7 +190,7 @@ class Daemon:
                 await asyncio.wait_for(self.reconciler.wait_in_sync(), 10)
             # our table is whole: workloads restored, in the kernel, then announced; only
             # now may our End-of-RIB tell peers to sweep what we did not announce again
-            self._announce_installed()
+            self.local_routes.announce_installed()
             self.speaker.set_local_ready()
             tasks = {fib, bgp}
             if self.docker is not None and self.docker_front is not None:
@@ -252,211 +267,3 @@ class Daemon:
             in_use = self.workloads.addresses_in_use()
             if await self.ipam.maintain(in_use):
                 self._workloads_changed(self.workloads.routes())
-
-    async def _api_add(self, request: dict[str, Any]) -> Any:
-        try:
-            ips = [ipaddress.ip_address(ip) for ip in request.get("ips") or []]
-        except ValueError as exc:
-            raise ApiError(f"{exc}; give an IPv4 or IPv6 address", 2) from exc
-        try:
-            spec = await self.workloads.add(
-                str(request["id"]),
-                str(request["netns"]),
-                ips,
-                str(request.get("ifname") or "eth0"),
-                network=str(request.get("network") or ""),
-            )
-        except UsageError as exc:
-            raise ApiError(str(exc), 2) from exc
-        except (WorkloadError, IpamError, OSError) as exc:
-            raise ApiError(str(exc), 1) from exc
-        await self.reconciler.wait_in_sync()
-        return {**workload_json(spec), "mac": await sandbox_mac(spec)}
-
-    async def _api_del(self, request: dict[str, Any]) -> Any:
-        try:
-            spec = await self.workloads.delete(str(request["id"]))
-        except NotFound as exc:
-            raise ApiError(str(exc), 1) from exc
-        await self.reconciler.wait_in_sync()
-        return workload_json(spec)
-
-    async def _api_check(self, request: dict[str, Any]) -> Any:
-        """Is the workload as we made it? Its veth, addresses and routes, in the workload and in
-        our kernel (CNI CHECK)."""
-        wanted = str(request["id"])
-        spec = next((w for w in self.workloads.current() if w.id == wanted), None)
-        if spec is None:
-            raise ApiError(f"no workload {wanted!r} on this node; `routed workload list` shows them", 1)
-        found = await dataplane_problems(spec)
-        for route in spec.routes(self.cfg.fib.table):
-            if not self.reconciler.is_installed(route):
-                found.append(f"route {route} is not in the kernel")
-        return {**workload_json(spec), "problems": found}
-
-    async def _api_list(self, request: dict[str, Any]) -> Any:
-        return [workload_json(w) for w in self.workloads.current()]
-
-    async def _api_routes(self, request: dict[str, Any]) -> Any:
-        routes = []
-        for route in self.reconciler.installed().values():
-            item = route_json(route)
-            details = self.speaker.route_details(route.dst)
-            if route.is_link_scope or route.unreachable:
-                item["source"] = RouteSource.LOCAL.value
-            elif details is not None:
-                item.update(details)
-            routes.append(item)
-        return routes
-
-    async def _api_status(self, request: dict[str, Any]) -> Any:
-        return self.status()
-
-    def status(self) -> dict[str, Any]:
-        """Everything `routed status --json` shows; /metrics is made from the same dict."""
-        stats = self.reconciler.stats
-        workloads = self.workloads.current()
-        return {
-            "node": self.cfg.name,
-            "role": self.cfg.role.value,
-            "router_id": str(self.cfg.router_id),
-            "asn": self.cfg.asn,
-            "version": __version__,
-            "started": round(self._started, 3),
-            "workloads": len(workloads),
-            "fib": {
-                **{k: getattr(stats, k) for k in stats.__slots__},
-                "routes": self._fib_routes(),
-                "synced": self.reconciler.synced,
-                "failing": self.reconciler.failing_by_reason(),
-            },
-            "ipam": ipam_json(self.cfg, self.ipam, workloads),
-            "bgp": self._bgp_status(),
-            "firewall": self.firewall.status(),
-            "metrics": self.metrics.listening if self.metrics is not None else "off",
-        }
-
-    def _bgp_status(self) -> dict[str, Any]:
-        bgp = self.speaker.status()
-        bfd = self.bfd.status()
-        for peer in bgp["peers"]:
-            if peer["address"] in bfd:
-                peer["bfd_refused"] = bfd[peer["address"]]["refused"]  # why a session stays down
-                peer["bfd_last_refused"] = bfd[peer["address"]]["last_refused"]
-        return bgp
-
-    def _fib_routes(self) -> dict[str, int]:
-        """Our kernel routes by origin: workloads, IPAM blocks (unreachable), BGP, leftovers."""
-        counts = self.reconciler.installed_by_source()
-        block = sum(1 for r in self._local_routes if r.unreachable and self.reconciler.is_installed(r))
-        return {
-            "workload": counts[RouteSource.LOCAL] - block,
-            "block": block,
-            "bgp": counts[RouteSource.BGP],
-            "leftover": counts["leftover"],
-        }
-
-    async def _api_stop(self, request: dict[str, Any]) -> Any:
-        """Stop the daemon. With `withdraw`, peers drop our routes at once (decommissioning);
-        without, they keep them for our restart time, as after SIGTERM."""
-        withdrawn = 0
-        if request.get("withdraw"):
-            log.warning(event("stopping", withdraw="yes"))
-            withdrawn = await self.speaker.withdraw_and_stop()
-            if self.docker_front is not None:
-                self.docker_front.stop()
-            await self.bfd.stop()
-            self.firewall.remove()
-        asyncio.get_running_loop().call_later(0.1, self._stop.set)  # after this answer has gone out
-        return {"withdrawn": withdrawn}
-
-    async def _api_docker(self, request: dict[str, Any]) -> Any:
-        """One call of Docker's plugin protocol, relayed by the front (routed.docker.front)."""
-        handler = self.docker.handlers.get(str(request.get("call"))) if self.docker is not None else None
-        if handler is None:
-            return {UNKNOWN_CALL: True}
-        started = time.monotonic()
-        try:
-            answer = await handler(dict(request.get("body") or {}))
-        except PluginError as exc:
-            log.warning(event("docker_call_refused", call=request.get("call"), reason=exc))
-            return {"Err": str(exc)}
-        log.debug(
-            event("docker_call", call=request.get("call"), ms=round((time.monotonic() - started) * 1000, 1))
-        )
-        return answer
-
-    def _reload_on_signal(self) -> None:
-        async def reload() -> None:
-            with contextlib.suppress(ApiError):  # already logged
-                await self.reload()
-
-        self._tasks.add(task := asyncio.create_task(reload(), name="reload"))
-        task.add_done_callback(self._tasks.discard)
-
-    async def _api_reload(self, request: dict[str, Any]) -> Any:
-        return await self.reload()
-
-    async def reload(self) -> dict[str, Any]:
-        """Read the config file again and apply the difference (routed.config.reload). An
-        invalid file, or a change only a restart can make, leaves everything as it was."""
-        async with self._reload_lock:
-            new, plan = self._plan_reload()
-            summary = plan.summary()
-            if plan.empty:
-                log.info(event("reload", file=self.config_path, changed="nothing"))
-                return summary
-            log.info(event("reload", file=self.config_path, **{k: _listed(v) for k, v in summary.items()}))
-            self._take_config(new)
-            await self.speaker.reconfigure(speaker_config(new), reconfiguration(plan))
-            await self.bfd.reconfigure(new)
-            for declared in new.workloads:
-                if declared.id in plan.workloads_added:
-                    try:
-                        await self.workloads.add(declared.id, declared.netns, declared.ips, declared.ifname)
-                    except (UsageError, WorkloadError, IpamError, OSError) as exc:
-                        log.error(event("workload_add_failed", workload=declared.id, reason=exc))
-            service.notify(f"STATUS=config reloaded: {', '.join(plan.changed)}")
-            return summary
-
-    def _plan_reload(self) -> tuple[NodeConfig, ReloadPlan]:
-        """The file's config and what applying it means; ApiError (exit 2, logged) if it cannot be."""
-        if self.config_path is None:
-            raise ApiError("this daemon was started without a config file; nothing to reload", 2)
-        try:
-            new = load_config(self.config_path)
-        except ConfigError as exc:
-            log.error(event("reload_refused", file=self.config_path, reason="invalid", problems=str(exc)))
-            raise ApiError(
-                f"{exc}\nrouted: the running config is kept; fix the file and reload again", 2
-            ) from exc
-        plan = plan_reload(self.cfg, new)
-        if plan.refused:
-            log.error(event("reload_refused", file=self.config_path, needs_restart=";".join(plan.refused)))
-            raise ApiError(
-                f"{self.config_path}: a reload cannot change {'; '.join(plan.refused)}. Nothing was "
-                "changed: restart routed to apply it (`systemctl restart routed`; peers keep our routes "
-                "through graceful restart)",
-                2,
-            )
-        return new, plan
-
-    def _take_config(self, new: NodeConfig) -> None:
-        """Everything that reads the config reads the new one from now on."""
-        self.cfg = new
-        self.firewall.set_pools(new.pools)
-        for holder in (self.workloads, self.ipam, self.docker):
-            if holder is not None:
-                holder.cfg = new
-        self.reconciler.resync_interval = new.fib.resync_interval
-
-    async def _api_drain(self, request: dict[str, Any]) -> Any:
-        """RFC 8326: peers move traffic off this host's routes before it goes; persists across restarts."""
-        on = bool(request.get("on", True))
-        if on:
-            self._drain_file.parent.mkdir(parents=True, exist_ok=True)
-            self._drain_file.touch()
-        else:
-            self._drain_file.unlink(missing_ok=True)
-        self.speaker.set_draining(on)
-        return {"draining": on, "routes": len(self.speaker.local)}

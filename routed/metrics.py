@@ -28,15 +28,16 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from bgp.status import PeerJson, SpeakerStatus
 from routed.log import event
+from routed.nodestatus import FibStatus, NodeStatus
 
 log = logging.getLogger("routed.metrics")
 
-Status = dict[str, Any]
+Status = NodeStatus
 PEER_LABELS = ["peer", "description", "kind"]
 STATUS_MAX_AGE = 1.0  # seconds a status built for a scrape serves the next ones
 MAX_CONCURRENT = 4  # requests served at once; the rest are told to come back
-FIB_OPERATIONS = {"added": "add", "replaced": "replace", "deleted": "delete"}
 
 
 def _gauge(name: str, doc: str, labels: list[str] | None = None) -> GaugeMetricFamily:
@@ -47,7 +48,7 @@ def _counter(name: str, doc: str, labels: list[str] | None = None) -> CounterMet
     return CounterMetricFamily(name, doc, labels=labels)
 
 
-def _peer_families(peers: list[dict[str, Any]]) -> Iterator[Metric]:
+def _peer_families(peers: list[PeerJson]) -> Iterator[Metric]:
     up = _gauge("routed_bgp_session_up", "1 if the BGP session is established", PEER_LABELS)
     flaps = _counter("routed_bgp_session_flaps", "times the session went down after being up", ["peer"])
     since = _gauge("routed_bgp_session_state_since_seconds", "unix time of the last state change", ["peer"])
@@ -86,7 +87,7 @@ def _peer_families(peers: list[dict[str, Any]]) -> Iterator[Metric]:
     yield from (up, flaps, since, prefixes, rejections, stale, updates, bfd, bfd_refused)
 
 
-def _bgp_families(bgp: dict[str, Any]) -> Iterator[Metric]:
+def _bgp_families(bgp: SpeakerStatus) -> Iterator[Metric]:
     yield from _peer_families(bgp["peers"])
     headless = 1 if bgp.get("headless_since") else 0
     simple: list[tuple[Callable[[str, str], Any], str, str, float]] = [
@@ -115,25 +116,25 @@ def _bgp_families(bgp: dict[str, Any]) -> Iterator[Metric]:
         yield family
 
 
-def _fib_families(fib: dict[str, Any]) -> Iterator[Metric]:
+def _fib_families(fib: FibStatus) -> Iterator[Metric]:
     routes = _gauge("routed_fib_routes", "our routes in the kernel, by origin", ["origin"])
     for origin, count in fib["routes"].items():
         routes.add_metric([origin], count)
     operations = _counter("routed_fib_operations", "kernel route operations that succeeded", ["operation"])
-    for key, operation in FIB_OPERATIONS.items():
-        operations.add_metric([operation], fib[key])
+    for operation, count in (("add", fib["added"]), ("replace", fib["replaced"]), ("delete", fib["deleted"])):
+        operations.add_metric([operation], count)
     synced = _gauge("routed_fib_synced", "1 when the kernel holds exactly the routes wanted")
     synced.add_metric([], 1 if fib["synced"] else 0)
     failing = _gauge("routed_fib_failing_routes", "routes the kernel refuses now, by its reason", ["reason"])
     for reason, count in (fib.get("failing") or {}).items():
         failing.add_metric([reason], count)
-    for name, key, doc in (
-        ("routed_fib_failures", "failures", "kernel route operations that failed (each retried)"),
-        ("routed_fib_restored", "restored", "our routes removed by someone else and put back"),
-        ("routed_fib_full_resyncs", "full_resyncs", "full reads of the kernel table"),
+    for name, value, doc in (
+        ("routed_fib_failures", fib["failures"], "kernel route operations that failed (each retried)"),
+        ("routed_fib_restored", fib["restored"], "our routes removed by someone else and put back"),
+        ("routed_fib_full_resyncs", fib["full_resyncs"], "full reads of the kernel table"),
     ):
         counter = _counter(name, doc)
-        counter.add_metric([], fib[key])
+        counter.add_metric([], value)
         yield counter
     yield from (routes, operations, synced, failing)
 
@@ -216,7 +217,7 @@ class CachedStatus:
         self._build = build
         self.max_age = max_age
         self._built_at = float("-inf")
-        self._status: Status = {}
+        self._status: Status | None = None
         self.builds = 0
 
     def __call__(self) -> Status:
@@ -225,6 +226,7 @@ class CachedStatus:
             self._status = self._build()
             self._built_at = now
             self.builds += 1
+        assert self._status is not None
         return self._status
 
 

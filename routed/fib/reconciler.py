@@ -59,8 +59,11 @@ class Reconciler:
         resync_interval: float = 60.0,
         on_pass: Callable[[], None] | None = None,
         on_applied: Callable[[float], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`clock`: monotonic seconds, for the resync and retry timers (a test's fake one)."""
         self._kernel = kernel
+        self._clock = clock
         self._on_pass = on_pass  # told after each pass, e.g. to announce what is now installed
         self._on_applied = on_applied  # told how long each kernel write took (a metrics histogram)
         self._order = tuple(sources)
@@ -175,7 +178,7 @@ class Reconciler:
         events = asyncio.create_task(self._follow_events(), name="fib-events")
         try:
             while True:
-                now = time.monotonic()
+                now = self._clock()
                 if now >= self._next_resync:
                     self._full_due = True
                     self._next_resync = now + self.resync_interval
@@ -189,9 +192,7 @@ class Reconciler:
                 if not (self._full_due or self._dirty):
                     self._in_sync.set()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            self._wake.wait(), max(0.0, self._next_resync - time.monotonic())
-                        )
+                        await asyncio.wait_for(self._wake.wait(), max(0.0, self._next_resync - self._clock()))
         finally:
             events.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -240,7 +241,7 @@ class Reconciler:
         self._log_conflicts(plan, full)
         if plan.is_empty:
             return
-        started = time.monotonic()
+        started = self._clock()
         failures = await self._kernel.apply(plan)
         failed = {f.route.key for f in failures}
         for route in (*plan.add, *plan.replace):
@@ -250,7 +251,7 @@ class Reconciler:
             if route.key not in failed:
                 self._view.ours.pop(route.key, None)
         if self._on_applied is not None:
-            self._on_applied(time.monotonic() - started)
+            self._on_applied(self._clock() - started)
         self.stats.passes += 1
         self.stats.added += len(plan.add)
         self.stats.replaced += len(plan.replace)
@@ -261,7 +262,7 @@ class Reconciler:
         retry_in = self._retry_delay
         if failures:
             # e.g. a next hop unreachable while a link comes back: retry soon, backing off
-            self._next_resync = min(self._next_resync, time.monotonic() + retry_in)
+            self._next_resync = min(self._next_resync, self._clock() + retry_in)
             self._retry_delay = min(retry_in * 2, self.resync_interval)
         else:
             self._retry_delay = RETRY_FIRST
@@ -274,7 +275,7 @@ class Reconciler:
                 replaced=len(plan.replace),
                 deleted=len(plan.delete),
                 failed=len(failures),
-                ms=round((time.monotonic() - started) * 1000, 1),
+                ms=round((self._clock() - started) * 1000, 1),
             )
         )
 

@@ -1,0 +1,84 @@
+"""What `routed status --json` shows, as typed records: /metrics and /readyz read the same.
+
+The node's parts are assembled here from its services; each part's shape is a TypedDict, so a
+metric that reads a key the status does not have is a type error, not a KeyError at scrape time.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from bgp.status import SpeakerStatus
+from routed import __version__
+from routed.views import ipam_json
+
+if TYPE_CHECKING:
+    from routed.daemon import Daemon
+
+
+class FibStatus(TypedDict):
+    passes: int
+    full_resyncs: int
+    added: int
+    replaced: int
+    deleted: int
+    failures: int
+    restored: int
+    routes: dict[str, int]  # our routes in the kernel by origin: workload, block, bgp, leftover
+    synced: bool
+    failing: dict[str, int]  # routes the kernel refuses now, by its reason
+
+
+class NodeStatus(TypedDict):
+    node: str
+    role: str
+    router_id: str
+    asn: int
+    version: str
+    started: float
+    workloads: int
+    fib: FibStatus
+    ipam: dict[str, Any]
+    bgp: SpeakerStatus
+    firewall: dict[str, Any]
+    metrics: str
+
+
+def node_status(node: Daemon) -> NodeStatus:
+    stats, cfg = node.reconciler.stats, node.cfg
+    workloads = node.workloads.current()
+    return {
+        "node": cfg.name,
+        "role": cfg.role.value,
+        "router_id": str(cfg.router_id),
+        "asn": cfg.asn,
+        "version": __version__,
+        "started": round(node.started, 3),
+        "workloads": len(workloads),
+        "fib": {
+            "passes": stats.passes,
+            "full_resyncs": stats.full_resyncs,
+            "added": stats.added,
+            "replaced": stats.replaced,
+            "deleted": stats.deleted,
+            "failures": stats.failures,
+            "restored": stats.restored,
+            "routes": node.local_routes.counts(),
+            "synced": node.reconciler.synced,
+            "failing": node.reconciler.failing_by_reason(),
+        },
+        "ipam": ipam_json(cfg, node.ipam, workloads),
+        "bgp": _bgp_status(node),
+        "firewall": node.firewall.status(),
+        "metrics": node.metrics.listening if node.metrics is not None else "off",
+    }
+
+
+def _bgp_status(node: Daemon) -> SpeakerStatus:
+    bgp = node.speaker.status()
+    bfd = node.bfd.status()
+    for peer in bgp["peers"]:
+        if peer["address"] in bfd:
+            peer["bfd_refused"] = bfd[peer["address"]]["refused"]  # why a session stays down
+            peer["bfd_last_refused"] = bfd[peer["address"]]["last_refused"]
+    return bgp
