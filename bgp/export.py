@@ -16,7 +16,9 @@ from bgp import reflection
 from bgp.config import ExportMode, NeighborConfig
 from bgp.decision import Selection
 from bgp.model import Export, IPAddress, IPNetwork
+from bgp.neighbor import Neighbor
 from bgp.reflection import LocalSide, Role
+from bgp.rib import Rib
 
 
 def desired(
@@ -88,4 +90,36 @@ def everything(adj_rib_out: Mapping[IPAddress, Mapping[IPNetwork, Export]]) -> E
             grouped.setdefault(attributes, []).append(prefix)
         for attributes, group in grouped.items():
             result.announces.setdefault((attributes, tuple(group)), []).append(address)
+    return result
+
+
+def refresh(
+    neighbors: Mapping[IPAddress, Neighbor],
+    prefixes: Iterable[IPNetwork],
+    me: LocalSide,
+    local: Collection[IPNetwork],
+    rib: Rib,
+    withdrawing: bool = False,
+) -> ExportPlan:
+    """Plan what each neighbor ExaBGP knows is sent for these prefixes, and record it in their
+    Adj-RIB-Out (a neighbor added by a reload is skipped until ExaBGP has taken it)."""
+    prefixes = list(prefixes)
+    selections = {prefix: rib.selection(prefix) for prefix in prefixes}
+    roles = {a: n.config.role for a, n in neighbors.items()}
+    targets = {a: n for a, n in neighbors.items() if not n.pending}
+
+    def want(address: IPAddress, prefix: IPNetwork) -> Export | None:
+        if withdrawing:
+            return None
+        config, selection = targets[address].config, selections[prefix]
+        return desired(me, config, prefix, local=local, selection=selection, roles=roles)
+
+    result = plan({a: n.adj_rib_out for a, n in targets.items()}, prefixes, want)
+    for address, sent in result.sent.items():
+        adj_rib_out = targets[address].adj_rib_out
+        for prefix, attributes in sent.items():
+            if attributes is None:
+                del adj_rib_out[prefix]
+            else:
+                adj_rib_out[prefix] = attributes
     return result

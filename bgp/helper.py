@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable
 from bgp import graceful
 from bgp.config import RestartTimers
 from bgp.events import event
-from bgp.model import PeerOpen, Staleness
-from bgp.neighbor import LONG_LIVED_TIMER, RESTART_TIMER, STALEPATH_TIMER, Neighbor
+from bgp.model import PeerOpen, PeerState, Staleness
+from bgp.neighbor import LONG_LIVED_TIMER, RESTART_TIMER, STALEPATH_TIMER, Neighbor, Transition
 from bgp.rib import Changes, Rib
 
 log = logging.getLogger("bgp.speaker")
@@ -51,6 +51,20 @@ class GracefulHelper:
                 )
         self._settled(neighbor)
         return changes
+
+    def session(self, neighbor: Neighbor, ev: PeerState, changes: Changes) -> bool:
+        """ExaBGP reports the session's state: whether it came up or went down."""
+        transition = neighbor.state_changed(ev.state, ev.reason)
+        if transition is Transition.UP:
+            stale = self.came_up(neighbor)
+            log.info(
+                event(
+                    "bgp_session_up", peer=ev.peer, asn=ev.peer_asn, router_id=neighbor.router_id, stale=stale
+                )
+            )
+        elif transition is Transition.DOWN:
+            changes.update(self.went_down(neighbor, ev.reason))
+        return transition is not Transition.NONE
 
     def came_up(self, neighbor: Neighbor) -> int:
         """Back from its restart: now its End-of-RIB is awaited, for the stalepath time.
@@ -122,6 +136,27 @@ class GracefulHelper:
             )
         )
         return changes
+
+    def bfd_changed(self, neighbor: Neighbor, state: str, diag: str) -> Changes | None:
+        """The BFD process says the peer's forwarding path changed. Down after Up: its routes go
+        at once, fresh or kept through a graceful restart (a dead path is not a restart, RFC 5882
+        §4.3); the changes, or None when nothing is to be done."""
+        previous, neighbor.bfd = neighbor.bfd, state
+        if state == "up" or previous != "up" or diag == "neighbor_admin_down":
+            log.info(event("bfd_state", peer=neighbor.address, state=state, diag=diag))
+            return None
+        withdrawn = self.drop_routes(neighbor)
+        neighbor.last_error = f"BFD down ({diag.replace('_', ' ')}): its forwarding path is lost"
+        log.warning(
+            event(
+                "bfd_down",
+                peer=neighbor.address,
+                diag=diag,
+                withdrawn=len(withdrawn),
+                action="routes withdrawn at once",
+            )
+        )
+        return withdrawn
 
     def drop_routes(self, neighbor: Neighbor) -> Changes:
         """Every route of the peer goes at once, fresh or kept as stale."""

@@ -18,7 +18,7 @@ from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
-from bgp import export, graceful, status
+from bgp import export, graceful, lifecycle, model, status
 from bgp.clock import Clock, LoopClock
 from bgp.config import Reconfiguration, SpeakerConfig
 from bgp.conflicts import ConflictTracker
@@ -26,22 +26,9 @@ from bgp.events import event
 from bgp.exabgp.bridge import ExaBgpBridge
 from bgp.exabgp.config import render_config, render_environment
 from bgp.helper import GracefulHelper
-from bgp.hints import watch_sessions
-from bgp.holddown import ReceiveLimits, tear_down
-from bgp.model import (
-    CommandAnswer,
-    EndOfRib,
-    Event,
-    Export,
-    IPAddress,
-    IPNetwork,
-    Notification,
-    Peer,
-    PeerOpen,
-    PeerState,
-    RouteUpdate,
-)
-from bgp.neighbor import Neighbor, Transition
+from bgp.holddown import ReceiveLimits
+from bgp.model import Event, IPAddress, IPNetwork
+from bgp.neighbor import Neighbor
 from bgp.policy import ImportPolicy
 from bgp.reports import RouteReports
 from bgp.restart import RestartCoordinator
@@ -83,91 +70,39 @@ class Speaker:
             self,
             self.counters,
         )
-        self.helper = GracefulHelper(self.rib, cfg.timers, self._program)
+        self.helper = GracefulHelper(self.rib, cfg.timers, self.program)
         self.restart = RestartCoordinator(cfg, self.neighbors, self.clock, self._ready, self.rib.stale_count)
-        self.limits = ReceiveLimits(self.rib, self.exabgp, self._drop_routes)
+        self.limits = ReceiveLimits(self.rib, self.exabgp, self.drop_routes)
         self.reports = RouteReports(self.rib, ConflictTracker(cfg.name, cfg.pools), self.counters)
         self.ready = asyncio.Event()
-        self._withdrawing = False
+        self.withdrawing = False
 
     # --- lifecycle -----------------------------------------------------------------------
 
     async def run(self) -> None:
-        self.restart.start()
-        if not self.neighbors:
-            await asyncio.Event().wait()  # nothing to speak to: no ExaBGP at all
-        watcher = asyncio.create_task(
-            watch_sessions(self.neighbors.values, self._md5_drops), name="bgp-watch"
-        )
-        self._refresh(self.cfg.pools)  # aggregates for peers that get `export: aggregate`
-        try:
-            # ExaBGP cannot listen on an address the host does not have yet (a node booting)
-            self._learn_fabric_subnets(await self._fabric())
-            await self.exabgp.run()
-        finally:
-            self.restart.stop()
-            self.limits.cancel()
-            watcher.cancel()
+        await lifecycle.run(self, self._fabric, self._md5_drops)
 
     async def stop(self) -> None:
         """Stop ExaBGP without a NOTIFICATION: peers keep our routes for our restart time."""
         await self.exabgp.stop()
 
     async def withdraw_and_stop(self, timeout: float = 10.0) -> int:
-        """Decommission: withdraw everything we announced, close every session with a Cease
-        (peers drop our routes at once, not after a restart time), then stop ExaBGP."""
-        withdrawn = sum(len(n.adj_rib_out) for n in self.neighbors.values())
-        self._withdrawing = True
-        self._refresh({prefix for n in self.neighbors.values() for prefix in n.adj_rib_out})
-        await self.exabgp.flushed(timeout)
-        await asyncio.sleep(0.2)  # ExaBGP answers when it has queued an UPDATE, sends it a turn later
-        up = [n for n in self.neighbors.values() if n.up]
-        if up:
-            await tear_down(self.exabgp, up, 2, timeout)
-        log.warning(event("bgp_withdrawn_for_stop", routes=withdrawn, peers_notified=len(up)))
-        await self.exabgp.stop()
-        return withdrawn
+        return await lifecycle.withdraw_and_stop(self, timeout)
 
     async def reconfigure(self, cfg: SpeakerConfig, change: Reconfiguration, timeout: float = 10.0) -> None:
-        """Take a reloaded config: only what changed moves (the node's reload plan says what).
+        await lifecycle.reconfigure(self, cfg, change, timeout)
 
-        Removed peers get a Cease (subcode 3, de-configured) so they drop our routes at once;
-        ExaBGP then reloads its own config (SIGUSR1), which starts added sessions and leaves
-        every unchanged one alone. An added peer is sent its routes once ExaBGP reports it.
-        """
-        configs = {n.address: n for n in cfg.neighbors}
-        removed = [n for a, n in self.neighbors.items() if a not in configs]
-        if up := [n for n in removed if n.up]:
-            await tear_down(self.exabgp, up, 3, timeout)
-        for neighbor in removed:
-            self._drop_routes(neighbor)
-            neighbor.held_until = None  # a hold-down's end finds nothing to release
-            del self.neighbors[neighbor.address]
-        self.cfg = self.restart.cfg = cfg
-        self.helper.timers, self.rib.max_paths = cfg.timers, cfg.max_paths
-        for address, config in configs.items():
-            neighbor = self.neighbors.setdefault(address, Neighbor(config, self.clock, pending=True))
-            limit_changed = neighbor.config.max_prefixes != config.max_prefixes
-            neighbor.config = config  # descriptions, export modes and limits too
-            if limit_changed:
-                self.limits.limit_changed(neighbor)
-        if change.policy_changed:
-            changes: Changes = {}
-            self.reports.merge(changes, self.rib.set_policy(self._policy()), self.neighbors)
-            self._program(changes)
-        self.me = cfg.local_side(draining=self.me.draining)
-        if change.export_changed:
-            self._refresh(set(self.rib.loc_rib()) | self.local | set(cfg.pools))
-        if change.sessions_changed or removed:
-            self.exabgp.reload_config()
+    def every_prefix(self) -> set[IPNetwork]:
+        """Every prefix any peer might be sent."""
+        return set(self.rib.loc_rib()) | self.local | set(self.cfg.pools)
 
-    def _policy(self) -> ImportPolicy:
+    def policy(self) -> ImportPolicy:
         return self.cfg.import_policy(self.fabric_subnets, self.local)
 
-    def _learn_fabric_subnets(self, subnets: tuple[IPNetwork, ...]) -> None:
+    def learn_fabric_subnets(self, subnets: tuple[IPNetwork, ...]) -> None:
         """The subnets of the fabric interface's global addresses: where iBGP next hops may be."""
         self.fabric_subnets = subnets
-        self.rib.set_policy(self._policy())
+        self.rib.set_policy(self.policy())
         extra = ",".join(map(str, self.cfg.next_hops)) or "none"
         log.info(event("bgp_fabric_subnets", subnets=",".join(map(str, subnets)), next_hops=extra))
 
@@ -189,8 +124,8 @@ class Speaker:
             if prefix.prefixlen < prefix.max_prefixlen:
                 affected |= self.rib.received_within(prefix)
         changes: Changes = {}
-        self.reports.merge(changes, self.rib.set_policy(self._policy(), affected), self.neighbors)
-        self._program(changes, also=changed)
+        self.reports.merge(changes, self.rib.set_policy(self.policy(), affected), self.neighbors)
+        self.program(changes, also=changed)
 
     def set_draining(self, draining: bool) -> None:
         """RFC 8326: re-announce our routes with GRACEFUL_SHUTDOWN (or without it again)."""
@@ -198,7 +133,7 @@ class Speaker:
             return
         self.me = self.cfg.local_side(draining=draining)
         log.warning(event("bgp_drain" if draining else "bgp_undrain", routes=len(self.local)))
-        self._refresh(self.local | set(self.cfg.pools))
+        self.refresh(self.local | set(self.cfg.pools))
 
     @property
     def draining(self) -> bool:
@@ -211,23 +146,13 @@ class Speaker:
             self._send_due_eors()
 
     def bfd_state(self, peer: str, state: str, diag: str) -> None:
-        """The BFD process says a peer's forwarding path changed. Down after Up: its routes go at
-        once, fresh or kept through a graceful restart (a dead path is not a restart, RFC 5882
-        §4.3), and its session is closed; ExaBGP opens it again when the path is back."""
+        """BFD down: the peer's routes go at once and its session is closed (bgp.helper);
+        ExaBGP opens it again when the path is back."""
         neighbor = self.neighbors.get(ip_address(peer))
-        if neighbor is None:
-            return
-        previous, neighbor.bfd = neighbor.bfd, state
-        if state == "up" or previous != "up" or diag == "neighbor_admin_down":
-            log.info(event("bfd_state", peer=peer, state=state, diag=diag))
-            return
-        withdrawn = self._drop_routes(neighbor)
-        neighbor.last_error = f"BFD down ({diag.replace('_', ' ')}): its forwarding path is lost"
-        log.warning(
-            event("bfd_down", peer=peer, diag=diag, withdrawn=withdrawn, action="routes withdrawn at once")
-        )
-        if neighbor.up:
-            self.exabgp.teardown([neighbor.address], 2)
+        if neighbor is not None and (withdrawn := self.helper.bfd_changed(neighbor, state, diag)) is not None:
+            self.program(withdrawn)
+            if neighbor.up:
+                self.exabgp.teardown([neighbor.address], 2)
 
     # --- what ExaBGP tells us (bgp.exabgp.bridge.EventHandler) ------------------------------
 
@@ -245,7 +170,7 @@ class Speaker:
             except Exception:  # a bad update must never take the daemon down
                 self.counters["messages_dropped"] += 1
                 log.exception(event("bgp_event_failed", event_type=type(ev).__name__))
-        self._program(changes)
+        self.program(changes)
         # only now: an End-of-RIB queued before this batch's announcements would tell a peer
         # to sweep routes that are about to be sent to it
         self._send_due_eors()
@@ -253,10 +178,10 @@ class Speaker:
     def channel_lost(self) -> None:
         changes = self.helper.channel_lost(self.neighbors.values())
         self.restart.update_headless()
-        self._program(changes)
+        self.program(changes)
 
     def _handle(self, ev: Event, changes: Changes) -> None:
-        if isinstance(ev, CommandAnswer):
+        if isinstance(ev, model.CommandAnswer):
             return  # the bridge's; none reaches here
         neighbor = self.neighbors.get(ev.peer)
         if neighbor is None:
@@ -264,37 +189,23 @@ class Speaker:
             return
         if neighbor.pending:  # ExaBGP has taken the reloaded config: the peer gets its routes
             neighbor.pending = False
-            self._refresh(set(self.rib.loc_rib()) | self.local | set(self.cfg.pools))
-        if isinstance(ev, PeerOpen):
+            self.refresh(self.every_prefix())
+        if isinstance(ev, model.PeerOpen):
             changes.update(self.helper.opened(neighbor, ev))
-        elif isinstance(ev, PeerState):
-            transition = neighbor.state_changed(ev.state, ev.reason)
-            if transition is Transition.UP:
-                stale = self.helper.came_up(neighbor)
-                log.info(
-                    event(
-                        "bgp_session_up",
-                        peer=ev.peer,
-                        asn=ev.peer_asn,
-                        router_id=neighbor.router_id,
-                        stale=stale,
-                    )
-                )
-            elif transition is Transition.DOWN:
-                changes.update(self.helper.went_down(neighbor, ev.reason))
-            if transition is not Transition.NONE:
+        elif isinstance(ev, model.PeerState):
+            if self.helper.session(neighbor, ev, changes):
                 self.restart.update_headless()
-        elif isinstance(ev, RouteUpdate):
+        elif isinstance(ev, model.RouteUpdate):
             neighbor.updates += 1
             if neighbor.held_down:
                 return  # torn down for max prefixes: what was still in flight is ignored
-            peer = Peer(ev.peer, ev.peer_asn, self.cfg.asn, neighbor.router_id)
+            peer = model.Peer(ev.peer, ev.peer_asn, self.cfg.asn, neighbor.router_id)
             result = self.rib.update(peer, self.limits.admit(neighbor, ev), ev.withdrawn)
             self.reports.merge(changes, result, self.neighbors)
-        elif isinstance(ev, EndOfRib):
+        elif isinstance(ev, model.EndOfRib):
             changes.update(self.helper.end_of_rib(neighbor, ev.family))
             self.restart.end_of_rib_received()
-        elif isinstance(ev, Notification):
+        elif isinstance(ev, model.Notification):
             neighbor.notification(ev.code, ev.subcode, ev.data)
             log.warning(
                 event("bgp_notification", peer=ev.peer, code=ev.code, subcode=ev.subcode, data=ev.data)
@@ -302,35 +213,15 @@ class Speaker:
 
     # --- changes out: the sink and every peer's Adj-RIB-Out ------------------------------
 
-    def _program(self, changes: Changes, also: Iterable[IPNetwork] = ()) -> None:
-        self._refresh(set(changes) | set(also))
+    def program(self, changes: Changes, also: Iterable[IPNetwork] = ()) -> None:
+        self.refresh(set(changes) | set(also))
         if changes and self.cfg.installs_learned_routes:
             self.sink.best_paths(changes)
 
-    def _refresh(self, prefixes: Iterable[IPNetwork]) -> None:
+    def refresh(self, prefixes: Iterable[IPNetwork]) -> None:
         """Send each peer the difference between what it should have and what it has."""
-        prefixes = list(prefixes)
-        selections = {prefix: self.rib.selection(prefix) for prefix in prefixes}
-        roles = {a: n.config.role for a, n in self.neighbors.items()}
-        targets = {a: n for a, n in self.neighbors.items() if not n.pending}  # pending: unknown to ExaBGP
-
-        def want(address: IPAddress, prefix: IPNetwork) -> Export | None:
-            if self._withdrawing:
-                return None
-            config, local = targets[address].config, self.local
-            return export.desired(
-                self.me, config, prefix, local=local, selection=selections[prefix], roles=roles
-            )
-
-        plan = export.plan({a: n.adj_rib_out for a, n in targets.items()}, prefixes, want)
-        for address, sent in plan.sent.items():
-            adj_rib_out = targets[address].adj_rib_out
-            for prefix, attributes in sent.items():
-                if attributes is None:
-                    del adj_rib_out[prefix]
-                else:
-                    adj_rib_out[prefix] = attributes
-        self.exabgp.send(plan)
+        local, withdrawing = self.local, self.withdrawing
+        self.exabgp.send(export.refresh(self.neighbors, prefixes, self.me, local, self.rib, withdrawing))
 
     def _send_due_eors(self) -> None:
         if not self.exabgp.connected:
@@ -340,10 +231,10 @@ class Speaker:
             self.exabgp.end_of_rib(neighbor.address, families)
             log.info(event("bgp_end_of_rib_sent", peer=neighbor.address, families=",".join(families)))
 
-    def _drop_routes(self, neighbor: Neighbor) -> int:
+    def drop_routes(self, neighbor: Neighbor) -> int:
         """Withdraw every route of a peer at once, fresh or kept as stale; how many went."""
         withdrawn = self.helper.drop_routes(neighbor)
-        self._program(withdrawn)
+        self.program(withdrawn)
         return len(withdrawn)
 
     def _held_down(self) -> set[IPAddress]:

@@ -38,7 +38,7 @@ def queued(speaker: Speaker) -> list[str]:
 
 def test_local_routes_to_ibgp_and_aggregate_to_ebgp() -> None:
     speaker = make()
-    speaker._refresh(speaker.cfg.pools)
+    speaker.refresh(speaker.cfg.pools)
     assert queued(speaker) == [
         "neighbor 10.1.1.0 announce attributes next-hop self origin igp nlri 10.65.0.0/16"
     ]
@@ -59,7 +59,7 @@ def test_routes_ebgp_export_and_split_horizon() -> None:
     result = speaker.rib.update(
         rr, [(ip_network("10.65.2.1/32"), Attributes(next_hop=ip_address("10.0.0.12")))]
     )
-    speaker._program(result.changes)
+    speaker.program(result.changes)
     # learned from our reflector: passed on to the eBGP ToR (next hop self), not back into iBGP
     assert queued(speaker) == [
         "neighbor 10.1.1.0 announce attributes next-hop self origin igp nlri 10.65.2.1/32"
@@ -82,7 +82,7 @@ peers:
 """)
     h2 = Peer(ip_address("10.0.0.12"), 64512, 64512, IPv4Address("10.0.0.12"))
     result = rr.rib.update(h2, [(ip_network("10.65.2.1/32"), Attributes(next_hop=ip_address("10.0.0.12")))])
-    rr._program(result.changes)
+    rr.program(result.changes)
     attrs = (
         "origin igp local-preference 100 originator-id 10.0.0.12 cluster-list [ 10.0.0.254 ] "
         "nlri 10.65.2.1/32"
@@ -92,7 +92,7 @@ peers:
         f"neighbor 10.0.0.11 , neighbor 10.0.0.2 announce attributes next-hop 10.0.0.12 {attrs}",
     ]
     assert rr.sink.reconciler.desired() == {}  # a reflector without workloads programs no FIB
-    rr._program(rr.rib.peer_down(h2.address))  # client gone: withdrawn from every other peer
+    rr.program(rr.rib.peer_down(h2.address))  # client gone: withdrawn from every other peer
     assert queued(rr) == [
         "neighbor 10.0.0.11 , neighbor 10.0.0.2 withdraw attributes next-hop 0.0.0.0 nlri 10.65.2.1/32",
     ]
