@@ -8,25 +8,58 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
 
+from bgp.clock import Clock
 from bgp.config import Reconfiguration, SpeakerConfig
 from bgp.events import event
+from bgp.exabgp.bridge import ExaBgpBridge
+from bgp.helper import GracefulHelper
 from bgp.hints import watch_sessions
-from bgp.holddown import tear_down
-from bgp.model import IPNetwork
+from bgp.holddown import ReceiveLimits, tear_down
+from bgp.model import IPAddress, IPNetwork
 from bgp.neighbor import Neighbor
-from bgp.rib import Changes
+from bgp.policy import ImportPolicy
+from bgp.reflection import LocalSide
+from bgp.reports import RouteReports
+from bgp.restart import RestartCoordinator
+from bgp.rib import Changes, Rib
 
-if TYPE_CHECKING:
-    from bgp.speaker import Speaker
+
+class Running(Protocol):
+    """The speaker as these operations see it (bgp.speaker.Speaker)."""
+
+    cfg: SpeakerConfig
+    clock: Clock
+    me: LocalSide
+    rib: Rib
+    neighbors: dict[IPAddress, Neighbor]
+    exabgp: ExaBgpBridge
+    helper: GracefulHelper
+    restart: RestartCoordinator
+    limits: ReceiveLimits
+    reports: RouteReports
+    withdrawing: bool
+
+    def refresh(self, prefixes: Iterable[IPNetwork]) -> None: ...
+
+    def program(self, changes: Changes, also: Iterable[IPNetwork] = ()) -> None: ...
+
+    def drop_routes(self, neighbor: Neighbor) -> int: ...
+
+    def policy(self) -> ImportPolicy: ...
+
+    def every_prefix(self) -> set[IPNetwork]: ...
+
+    def learn_fabric_subnets(self, subnets: tuple[IPNetwork, ...]) -> None: ...
+
 
 log = logging.getLogger("bgp.speaker")
 
 
 async def run(
-    speaker: Speaker,
+    speaker: Running,
     fabric: Callable[[], Awaitable[tuple[IPNetwork, ...]]],
     md5_drops: Callable[[], dict[str, int]],
 ) -> None:
@@ -45,7 +78,7 @@ async def run(
         watcher.cancel()
 
 
-async def withdraw_and_stop(speaker: Speaker, timeout: float) -> int:
+async def withdraw_and_stop(speaker: Running, timeout: float) -> int:
     """Decommission: withdraw everything we announced, close every session with a Cease
     (peers drop our routes at once, not after a restart time), then stop ExaBGP."""
     neighbors = speaker.neighbors.values()
@@ -62,7 +95,7 @@ async def withdraw_and_stop(speaker: Speaker, timeout: float) -> int:
     return withdrawn
 
 
-async def reconfigure(speaker: Speaker, cfg: SpeakerConfig, change: Reconfiguration, timeout: float) -> None:
+async def reconfigure(speaker: Running, cfg: SpeakerConfig, change: Reconfiguration, timeout: float) -> None:
     """Take a reloaded config: only what changed moves (the node's reload plan says what).
 
     Removed peers get a Cease (subcode 3, de-configured) so they drop our routes at once;

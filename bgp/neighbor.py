@@ -20,7 +20,7 @@ from bgp import limits
 from bgp.clock import Clock, Timer
 from bgp.config import NeighborConfig
 from bgp.model import Export, GracefulRestartCapability, IPAddress, IPNetwork, PeerOpen
-from bgp.status import PeerJson
+from bgp.records import PeerJson
 
 RESTART_TIMER = "restart time"  # a GR peer is down: its routes are kept this long
 STALEPATH_TIMER = "stalepath time"  # it is back: its End-of-RIB is awaited this long

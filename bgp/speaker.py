@@ -30,6 +30,7 @@ from bgp.holddown import ReceiveLimits
 from bgp.model import Event, IPAddress, IPNetwork
 from bgp.neighbor import Neighbor
 from bgp.policy import ImportPolicy
+from bgp.records import SpeakerStatus
 from bgp.reports import RouteReports
 from bgp.restart import RestartCoordinator
 from bgp.rib import Changes, Rib
@@ -242,7 +243,7 @@ class Speaker:
 
     # --- what the node asks --------------------------------------------------------------
 
-    def status(self) -> status.SpeakerStatus:
+    def status(self) -> SpeakerStatus:
         return status.speaker_status(self)
 
     def block_owner(self, ip: IPAddress) -> tuple[IPNetwork, str] | None:

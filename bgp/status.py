@@ -2,75 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from ipaddress import ip_network
-from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
+from typing import Any, Protocol
 
 from bgp.config import SpeakerConfig
+from bgp.exabgp.bridge import ExaBgpBridge
 from bgp.model import IPAddress, IPNetwork
+from bgp.neighbor import Neighbor
+from bgp.records import SpeakerStatus
+from bgp.reports import RouteReports
+from bgp.restart import RestartCoordinator
 from bgp.rib import Rib
 
-if TYPE_CHECKING:
-    from bgp.speaker import Speaker
+
+class Observed(Protocol):
+    """What the status is read from (bgp.speaker.Speaker)."""
+
+    rib: Rib
+    neighbors: dict[IPAddress, Neighbor]
+    local: set[IPNetwork]
+    restart: RestartCoordinator
+    reports: RouteReports
+    counters: Counter[str]
+    exabgp: ExaBgpBridge
+    ready: asyncio.Event
+
+    @property
+    def draining(self) -> bool: ...
 
 
-class GracefulRestartJson(TypedDict):
-    local: bool
-    peer_restart_time: int | None
-    negotiated: bool
-    helper_active: bool
-    stale: int
-    timer: str | None
-    timer_left_s: float | None
-
-
-class PeerJson(TypedDict):
-    """One peer in `routed status --json` (bgp.peers[]) and the metrics made of it."""
-
-    address: str
-    description: str
-    kind: str
-    asn: int
-    state: str
-    since: float
-    router_id: str | None
-    received: int
-    accepted: int
-    rejected: int  # held now but refused by import policy
-    rejections: dict[str, int]  # refusals since start, by reason
-    updates: int  # UPDATE messages received this session and before
-    announced: int
-    eor: list[str]
-    eor_sent: bool
-    flaps: int
-    last_error: str
-    hint: str
-    bfd: str | None
-    max_prefixes: dict[str, Any] | None
-    graceful_restart: GracefulRestartJson
-    bfd_refused: NotRequired[dict[str, int]]  # the node's BFD process adds these
-    bfd_last_refused: NotRequired[str | None]
-
-
-class ExabgpJson(TypedDict):
-    pid: int | None
-    restarts: int
-
-
-class SpeakerStatus(TypedDict):
-    peers: list[PeerJson]
-    loc_rib: int
-    announced: int
-    stale: int
-    draining: bool
-    headless_since: float | None
-    rejected: dict[str, int]
-    conflicts: dict[str, Any]  # bgp.conflicts' own
-    counters: dict[str, int]
-    exabgp: ExabgpJson
-    ready: bool
-
-
-def speaker_status(speaker: Speaker) -> SpeakerStatus:
+def speaker_status(speaker: Observed) -> SpeakerStatus:
     rib = speaker.rib
     peers = [
         n.json(

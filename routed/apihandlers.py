@@ -12,21 +12,34 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from routed.api import ApiError
 from routed.dataplane.workload import WorkloadError, sandbox_mac
 from routed.dataplane.workload import problems as dataplane_problems
+from routed.docker.plugin import DockerPlugin
 from routed.docker.protocol import UNKNOWN_CALL, PluginError
+from routed.docker.supervise import FrontSupervisor
 from routed.fib.reconciler import RouteSource
 from routed.ipam.backends import IpamError
 from routed.log import event
+from routed.nodestatus import Node as StatusNode
 from routed.nodestatus import node_status
+from routed.reloader import Reloader
 from routed.views import route_json, workload_json
 from routed.workloads.manager import NotFound, UsageError
 
-if TYPE_CHECKING:
-    from routed.daemon import Daemon
+
+class Node(StatusNode, Protocol):
+    """The services the API acts on (routed.daemon.Daemon)."""
+
+    docker: DockerPlugin | None
+    docker_front: FrontSupervisor | None
+    reloader: Reloader
+    drain_file: Path
+
+    def stop(self) -> None: ...
+
 
 log = logging.getLogger("routed.daemon")
 
@@ -34,7 +47,7 @@ Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
 class NodeApi:
-    def __init__(self, node: Daemon) -> None:
+    def __init__(self, node: Node) -> None:
         self.node = node
 
     def handlers(self) -> dict[str, Handler]:

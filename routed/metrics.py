@@ -28,7 +28,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from bgp.status import PeerJson, SpeakerStatus
+from bgp.records import PeerJson, SpeakerStatus
 from routed.log import event
 from routed.nodestatus import FibStatus, NodeStatus
 

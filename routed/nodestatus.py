@@ -6,14 +6,40 @@ metric that reads a key the status does not have is a type error, not a KeyError
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import Any, Protocol, TypedDict
 
-from bgp.status import SpeakerStatus
+from bgp.records import SpeakerStatus
+from bgp.speaker import Speaker
 from routed import __version__
+from routed.bfdsupervisor import BfdSupervisor
+from routed.config import NodeConfig
+from routed.fib.reconciler import Reconciler
+from routed.firewall.service import Firewall
+from routed.ipam.backends import Ipam
+from routed.localroutes import LocalRoutes
 from routed.views import ipam_json
+from routed.workloads.manager import WorkloadManager
 
-if TYPE_CHECKING:
-    from routed.daemon import Daemon
+
+class Listening(Protocol):
+    listening: str
+
+
+class Node(Protocol):
+    """What the status is read from (routed.daemon.Daemon)."""
+
+    cfg: NodeConfig
+    started: float
+    reconciler: Reconciler
+    workloads: WorkloadManager
+    local_routes: LocalRoutes
+    ipam: Ipam
+    speaker: Speaker
+    bfd: BfdSupervisor
+    firewall: Firewall
+
+    @property
+    def metrics(self) -> Listening | None: ...
 
 
 class FibStatus(TypedDict):
@@ -44,7 +70,7 @@ class NodeStatus(TypedDict):
     metrics: str
 
 
-def node_status(node: Daemon) -> NodeStatus:
+def node_status(node: Node) -> NodeStatus:
     stats, cfg = node.reconciler.stats, node.cfg
     workloads = node.workloads.current()
     return {
@@ -74,7 +100,7 @@ def node_status(node: Daemon) -> NodeStatus:
     }
 
 
-def _bgp_status(node: Daemon) -> SpeakerStatus:
+def _bgp_status(node: Node) -> SpeakerStatus:
     bgp = node.speaker.status()
     bfd = node.bfd.status()
     for peer in bgp["peers"]:
