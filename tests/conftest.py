@@ -37,3 +37,24 @@ def pytest_runtest_logstart(nodeid: str) -> None:
 
 def pytest_runtest_logfinish(nodeid: str) -> None:
     _timeline(nodeid, "end")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests are chosen by marker (`-m "not root"`: the unit tests), not by path. The long ones
+    run first (a stable sort: the rest keep their order), so that with `pytest -n` no worker
+    picks up a two-minute test when the others are nearly done."""
+
+    def seconds(item: pytest.Item) -> float:
+        long = item.get_closest_marker("long")
+        return float(long.args[0]) if long is not None and long.args else 0.0
+
+    items.sort(key=lambda item: -seconds(item))
+    if os.geteuid() == 0:
+        return
+    needs_root = [item for item in items if item.get_closest_marker("root") is not None]
+    # CI runs as root and sets ROUTED_REQUIRE_ROOT so that these tests can never be skipped there.
+    if needs_root and os.environ.get("ROUTED_REQUIRE_ROOT"):
+        raise pytest.UsageError("ROUTED_REQUIRE_ROOT is set but the tests are not running as root")
+    skip = pytest.mark.skip(reason="needs root for network namespaces")
+    for item in needs_root:
+        item.add_marker(skip)

@@ -19,25 +19,6 @@ from tests.netns import netns_exists, sh, unique
 ROUTED = [sys.executable, "-m", "routed.cli"]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # the long ones first (a stable sort: the rest keep their order), so that with `pytest -n`
-    # no worker picks up a two-minute test when the others are nearly done
-    def seconds(item: pytest.Item) -> float:
-        long = item.get_closest_marker("long")
-        return float(long.args[0]) if long is not None and long.args else 0.0
-
-    items.sort(key=lambda item: -seconds(item))
-    if os.geteuid() == 0:
-        return
-    # CI runs as root and sets ROUTED_REQUIRE_ROOT so that these tests can never be skipped there.
-    if os.environ.get("ROUTED_REQUIRE_ROOT"):
-        raise pytest.UsageError("ROUTED_REQUIRE_ROOT is set but the tests are not running as root")
-    skip = pytest.mark.skip(reason="needs root for network namespaces")
-    for item in items:
-        if "integration" in str(item.fspath):
-            item.add_marker(skip)
-
-
 @dataclass
 class Namespaces:
     made: list[str] = field(default_factory=list)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -20,13 +20,13 @@ import pytest
 
 from bgp import procfs
 from tests.integration.conftest import Namespaces, sh
-from tests.integration.test_bgp import kernel_routes
-from tests.integration.test_bgp import status as status_of
-from tests.integration.test_graceful_restart import daemon_pid
-from tests.integration.test_security import peer_of
 from tests.lab import Lab, lab_variant, running_lab
 from tests.netns import wait_until
+from tests.support.fabric import daemon_pid, kernel_routes, peer_of
+from tests.support.fabric import status as status_of
 from tests.traffic import PingStream, kill_and_wait, lost, total_lost
+
+pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
 
 
 @contextmanager

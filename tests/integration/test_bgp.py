@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import ipaddress
 import itertools
 import json
 import os
@@ -12,67 +11,21 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
-from bgp import procfs
+import pytest
+
 from bgp.exabgp.process import API_PIPE_BYTES
 from tests.lab import Lab, running_lab
 from tests.netns import wait_until
+from tests.support.fabric import kernel_routes, pids_in, ping, sessions_up, status
+
+pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
 
 MESH_WORKLOADS = {
     "h1": {"web1": "10.65.1.1", "web2": "10.65.1.2"},
     "h2": {"web1": "10.65.2.1", "web2": "10.65.2.2"},
     "h3": {"web1": "10.65.3.1", "web2": "10.65.3.2"},
 }
-
-
-def kernel_routes(lab: Lab, node: str) -> dict[str, str]:
-    """{prefix: how} for the node's proto routed routes, read from the kernel."""
-    out = json.loads(
-        subprocess.run(
-            ["ip", "-j", "-n", lab.netns(node), "route", "show", "proto", "201"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
-    return {
-        r["dst"]: "unreachable" if r.get("type") == "unreachable" else r.get("gateway", r.get("dev", ""))
-        for r in out
-    }
-
-
-def route_to(lab: Lab, node: str, ip: str) -> str | None:
-    """Where the node's proto routed routes send `ip` by longest match (a gateway, a device, or
-    "unreachable"); None if none covers it. With IPAM blocks a remote workload is reached
-    through its host's block route, not a /32 of its own."""
-    address = ipaddress.ip_address(ip)
-    covering = [
-        (network.prefixlen, how)
-        for dst, how in kernel_routes(lab, node).items()
-        if address in (network := ipaddress.ip_network(dst))
-    ]
-    return max(covering)[1] if covering else None
-
-
-def status(lab: Lab, node: str) -> dict[str, Any]:
-    """`routed status --json`, asked of the API directly (tests poll it)."""
-    return dict(lab.api(node, "status"))
-
-
-def sessions_up(lab: Lab, node: str) -> list[str]:
-    return sorted(p["address"] for p in status(lab, node)["bgp"]["peers"] if p["state"] == "up")
-
-
-def ping(lab: Lab, node: str, netns: str, address: str) -> bool:
-    return (
-        lab.exec(node, "ip", "netns", "exec", netns, "ping", "-c1", "-W1", address, check=False).returncode
-        == 0
-    )
-
-
-def pids_in(netns: str, needle: str) -> list[int]:
-    return procfs.matching(needle, netns=procfs.ns_inode(f"/run/netns/{netns}"))
 
 
 def expected_mesh_routes(node: str) -> dict[str, str]:

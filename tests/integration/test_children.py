@@ -15,6 +15,8 @@ import pytest
 from bgp.exabgp.process import Channel, ExaBgpSupervisor
 from routed.detached import start_detached
 
+pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
+
 SHADOW = "import pathlib; pathlib.Path({marker!r}).write_text('shadowed')\nraise SystemExit(3)\n"
 
 

@@ -10,9 +10,13 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
+
 from routed.dataplane.workload import host_ifname
 from tests.integration.conftest import Daemon, Host, Namespaces
 from tests.netns import links, routes, sh
+
+pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
 
 PLUGIN = [sys.executable, "-m", "routed.cni.plugin"]
 

@@ -22,11 +22,12 @@ from pathlib import Path
 import pytest
 
 from bench.common import busybox_tar
-from tests.integration.test_bgp import kernel_routes, pids_in, route_to
-from tests.integration.test_graceful_restart import daemon_pid, kill_and_wait
 from tests.lab import Lab, lab_variant, running_lab
 from tests.netns import wait_until
-from tests.traffic import PingStream, lost
+from tests.support.fabric import daemon_pid, kernel_routes, pids_in, route_to
+from tests.traffic import PingStream, kill_and_wait, lost
+
+pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
 
 DOCKERD = "dockerd --storage-driver vfs --live-restore"
 ROUTED_NET = ("network", "create", "-d", "routed", "--ipam-driver", "routed")

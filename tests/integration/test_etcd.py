@@ -22,8 +22,10 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import Namespaces
-from tests.integration.test_bgp import pids_in
 from tests.netns import sh, wait_until
+from tests.support.fabric import pids_in
+
+pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,6 +15,8 @@ from routed.netns import NETNS_RUN_DIR, entered
 from tests.integration.conftest import Namespaces
 from tests.netns import sh
 
+pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
+
 WEB1 = WorkloadSpec("web1", "web1", (ip_address("10.65.1.1"), ip_address("fd00:65::1")))
 WEB2 = WorkloadSpec("web2", "web2", (ip_address("10.65.1.2"),))
 OTHER = (

@@ -10,14 +10,26 @@ from __future__ import annotations
 
 import signal
 import time
-from typing import Any
 
 import pytest
 
-from tests.integration.test_bgp import kernel_routes, pids_in, ping, route_to, sessions_up, status
 from tests.lab import Lab, lab_variant, running_lab
 from tests.netns import wait_until
+from tests.support.fabric import (
+    all_settled,
+    daemon_pid,
+    kernel_routes,
+    peer_of,
+    pids_in,
+    ping,
+    route_to,
+    sessions_up,
+    settled,
+    status,
+)
 from tests.traffic import PingStream, kill_and_wait, lost, total_lost
+
+pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
 
 QUICKSTART = {
     "h1": {"web1": "10.65.1.1", "web2": "10.65.1.2"},
@@ -37,36 +49,6 @@ def learned_everything(lab: Lab, hosts: dict[str, dict[str, str]]) -> bool:
             ):
                 return False
     return True
-
-
-def settled(lab: Lab, nodes: list[str]) -> dict[str, Any]:
-    """Per node: sessions not up, stale routes, whether BGP is ready (all should be empty/0/True)."""
-    out: dict[str, Any] = {}
-    for node in nodes:
-        try:
-            bgp = status(lab, node)["bgp"]
-        except Exception as exc:  # its daemon does not answer: say which, and its last words
-            out[node] = {"error": repr(exc), "log": lab.log(node).splitlines()[-6:]}
-            continue
-        out[node] = {
-            "down": sorted(p["address"] for p in bgp["peers"] if p["state"] != "up"),
-            "stale": bgp["stale"],
-            "ready": bgp["ready"],
-        }
-    return out
-
-
-def all_settled(nodes: list[str]) -> dict[str, Any]:
-    return {node: {"down": [], "stale": 0, "ready": True} for node in nodes}
-
-
-def peer(lab: Lab, node: str, address: str) -> dict[str, Any]:
-    return next(p for p in status(lab, node)["bgp"]["peers"] if p["address"] == address)
-
-
-def daemon_pid(lab: Lab, node: str) -> int:
-    (pid,) = pids_in(lab.netns(node), "routed run")
-    return pid
 
 
 def quickstart_ready(lab: Lab) -> None:
@@ -98,8 +80,10 @@ def test_host_restarts_lose_no_packet() -> None:
             time.sleep(2)
             kill_and_wait(daemon_pid(lab, "h1"), sig)
             # the reflector helps: h1's routes are kept as stale, not withdrawn
-            wait_until(lambda: peer(lab, "rr1", "10.0.0.11")["graceful_restart"]["helper_active"], timeout=10)
-            assert peer(lab, "rr1", "10.0.0.11")["graceful_restart"]["stale"] == 1  # h1's block
+            wait_until(
+                lambda: peer_of(lab, "rr1", "10.0.0.11")["graceful_restart"]["helper_active"], timeout=10
+            )
+            assert peer_of(lab, "rr1", "10.0.0.11")["graceful_restart"]["stale"] == 1  # h1's block
             assert route_to(lab, "h2", "10.65.1.1") == "10.0.0.11"
             time.sleep(2)
             lab.start("h1")
@@ -136,7 +120,7 @@ def test_only_reflector_killed_and_restarted_loses_no_packet() -> None:
         running = streams(lab, 10)
         time.sleep(2)
         kill_and_wait(daemon_pid(lab, "rr1"), signal.SIGKILL)
-        wait_until(lambda: peer(lab, "h2", "10.0.0.1")["graceful_restart"]["helper_active"], timeout=10)
+        wait_until(lambda: peer_of(lab, "h2", "10.0.0.1")["graceful_restart"]["helper_active"], timeout=10)
         time.sleep(2)
         lab.start("rr1")
         counts = lost(running)
@@ -168,7 +152,7 @@ def test_host_down_past_its_restart_time_is_withdrawn_after_the_timer() -> None:
         running_lab(topology) as lab,
     ):
         quickstart_ready(lab)
-        assert peer(lab, "rr1", "10.0.0.11")["graceful_restart"]["peer_restart_time"] == restart_time
+        assert peer_of(lab, "rr1", "10.0.0.11")["graceful_restart"]["peer_restart_time"] == restart_time
         kill_and_wait(daemon_pid(lab, "h1"), signal.SIGKILL)
         killed = time.monotonic()
         # kept while the timer runs...
@@ -270,7 +254,7 @@ def test_graceful_restart_with_bird_and_frr_both_ways() -> None:
         running = [PingStream(lab, "h1", "web", "10.65.9.1", 10).start()]
         time.sleep(2)
         lab.birdc("bird1", "graceful", "restart")
-        wait_until(lambda: peer(lab, "h1", "10.0.0.31")["graceful_restart"]["helper_active"], timeout=10)
+        wait_until(lambda: peer_of(lab, "h1", "10.0.0.31")["graceful_restart"]["helper_active"], timeout=10)
         assert "[stale]" in lab.exec("h1", "routed", "routes", "--stale").stdout
         assert kernel_routes(lab, "h1")["10.65.9.1"] == "10.0.0.31"
         time.sleep(2)
@@ -284,7 +268,7 @@ def test_graceful_restart_with_bird_and_frr_both_ways() -> None:
         running = [PingStream(lab, "h1", "web", "10.65.8.1", 10).start()]
         time.sleep(2)
         kill_and_wait(node_pid(lab, "frr1", "/usr/lib/frr/bgpd"), signal.SIGKILL)
-        wait_until(lambda: peer(lab, "h1", "10.0.0.41")["graceful_restart"]["helper_active"], timeout=10)
+        wait_until(lambda: peer_of(lab, "h1", "10.0.0.41")["graceful_restart"]["helper_active"], timeout=10)
         assert kernel_routes(lab, "h1")["10.65.8.1"] == "10.0.0.41"
         time.sleep(2)
         lab.exec("frr1", "/usr/lib/frr/bgpd", "-d", "-u", "frr", "-g", "frr", "-f", "/etc/frr/frr.conf")
@@ -324,7 +308,7 @@ def test_announced_only_once_in_the_kernel_and_withdrawn_at_once_on_stop_withdra
                 timeout=5,
                 what=f"{node} drops h1's routes at once",
             )
-        assert peer(lab, "rr1", "10.0.0.11")["graceful_restart"]["stale"] == 0
+        assert peer_of(lab, "rr1", "10.0.0.11")["graceful_restart"]["stale"] == 0
         wait_until(lambda: pids_in(lab.netns("h1"), "routed run"), [], timeout=10, what="h1's daemon stops")
         # h1's own workloads keep their kernel routes: stopping never removes them
         assert kernel_routes(lab, "h1")["10.65.1.1"].startswith("rt")

@@ -19,16 +19,16 @@ import pytest
 
 from bench import truth
 from routed.lab.topology import load_topology
-from tests.integration.test_bgp import kernel_routes, ping, route_to, status
-from tests.integration.test_graceful_restart import all_settled, daemon_pid, settled
 from tests.lab import Lab, lab_variant, running_lab
 from tests.netns import wait_until
+from tests.support.fabric import HEADLESS_HOSTS as HOSTS
+from tests.support.fabric import RING, all_settled, daemon_pid, kernel_routes, ping, route_to, settled, status
 from tests.traffic import PingStream, kill_and_wait, lost, total_lost
 
-HOSTS = {"h1": "10.65.1.1", "h2": "10.65.2.1", "h3": "10.65.3.1", "h4": "10.65.4.1"}
+pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
+
 NODES = ["rr1", "rr2", *HOSTS]
 ROOT = Path(__file__).resolve().parents[2]
-RING = [("h1", "h2"), ("h2", "h3"), ("h3", "h4"), ("h4", "h1")]
 
 
 def differences(lab: Lab) -> list[str]:

@@ -13,8 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from routed.apiserver import MAX_REQUEST
 from tests.integration.conftest import ROUTED, Daemon, Host
+
+pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
 
 
 def raw(path: Path, payload: bytes, timeout: float = 10) -> bytes:

@@ -29,6 +29,8 @@ import pytest
 
 from tests.netns import wait_until
 
+pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 NODES = {
     "rr1": (

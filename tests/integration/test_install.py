@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_bgp import pids_in
 from tests.lab import LABS
 from tests.netns import wait_until
+from tests.support.fabric import pids_in
+
+pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 

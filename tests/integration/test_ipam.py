@@ -13,9 +13,11 @@ import time
 
 import pytest
 
-from tests.integration.test_bgp import kernel_routes, ping, route_to, status
 from tests.lab import Lab, lab_variant, running_lab
 from tests.netns import wait_until
+from tests.support.fabric import kernel_routes, ping, route_to, status
+
+pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
 
 BLOCKS = {"h1": "10.65.1.0/26", "h2": "10.65.2.0/26", "h3": "10.65.3.0/26"}
 HOSTS = {"h1": "10.0.0.11", "h2": "10.0.0.12", "h3": "10.0.0.13"}

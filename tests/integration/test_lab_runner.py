@@ -7,11 +7,15 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 from bgp import procfs
 from routed.lab.topology import load_topology
-from tests.integration.test_bgp import pids_in
 from tests.lab import LABS, Lab, new_lab, running_lab
 from tests.netns import sh, wait_until
+from tests.support.fabric import pids_in
+
+pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
 
 STATE = Path("/run/routed-lab")
 

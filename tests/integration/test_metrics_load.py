@@ -14,6 +14,8 @@ from bench.common import birdc, node_exec, two_node_lab, wait_ready
 from bench.netlink_count import RouteCounter
 from routed.lab import runner
 
+pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
+
 COUNT = 100_000
 SCRAPE = [
     "curl",

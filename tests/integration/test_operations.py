@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.test_bgp import kernel_routes, status
-from tests.integration.test_graceful_restart import daemon_pid
-from tests.integration.test_headless import HOSTS, RING
 from tests.lab import Lab, lab_variant, running_lab
 from tests.netns import wait_until
+from tests.support.fabric import HEADLESS_HOSTS as HOSTS
+from tests.support.fabric import RING, daemon_pid, kernel_routes, status
 from tests.traffic import PingStream, kill_and_wait, lost, total_lost
+
+pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "docs" / "grafana" / "routed-dashboard.json"

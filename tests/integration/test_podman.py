@@ -19,9 +19,11 @@ from pathlib import Path
 import pytest
 
 from bench.common import busybox_tar
-from tests.integration.test_bgp import kernel_routes, route_to
 from tests.lab import Lab, running_lab
 from tests.netns import wait_until
+from tests.support.fabric import kernel_routes, route_to
+
+pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
 
 CONTAINERS_CONF = """\
 [containers]

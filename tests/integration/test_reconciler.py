@@ -7,9 +7,13 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from routed.dataplane.workload import host_ifname
 from tests.integration.conftest import Daemon, Host, Namespaces
 from tests.netns import links, routes, sh, wait_until
+
+pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
 
 
 def route_of(netns: str, prefix: str, family: str = "-4") -> list[tuple[str, str]]:

@@ -8,10 +8,14 @@ import signal
 import subprocess
 import threading
 
+import pytest
+
 from bgp import procfs
-from tests.integration.test_bgp import kernel_routes, pids_in, ping, route_to, sessions_up, status
 from tests.lab import Lab, running_lab
 from tests.netns import wait_until
+from tests.support.fabric import kernel_routes, pids_in, ping, route_to, sessions_up, status
+
+pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
 
 QUICKSTART = {
     "h1": {"web1": "10.65.1.1", "web2": "10.65.1.2"},

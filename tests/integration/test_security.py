@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_bgp import kernel_routes, status
 from tests.lab import Lab, lab_variant, running_lab
 from tests.netns import wait_until
+from tests.support.fabric import kernel_routes, peer_of, status
+
+pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
 
 FLOOD = 10_000
 BIRD_PEER = "  - {address: 10.0.0.31, kind: mesh, description: bird1}\n"
@@ -109,10 +111,6 @@ def test_max_prefixes_against_bird_and_md5_between_routed_hosts() -> None:
         wait_until(lambda: "TCP-MD5" in peer_of(lab, "h1", "10.0.0.12")["hint"], timeout=15, what="h1 too")
         assert "event=bgp_session_not_establishing" in lab.log("h2")
         assert "TCPMD5Failure" in lab.exec("h2", "routed", "status").stdout
-
-
-def peer_of(lab: Lab, node: str, address: str) -> dict[str, Any]:
-    return next(p for p in status(lab, node)["bgp"]["peers"] if p["address"] == address)
 
 
 def h2_peer(lab: Lab) -> dict[str, Any]:

@@ -8,7 +8,11 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.integration.conftest import ROUTED, Daemon, Host
+
+pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
 
 
 def verify(unit: Path) -> str:

@@ -12,6 +12,8 @@ import pytest
 from tests.lab import Lab, lab_variant, running_lab
 from tests.netns import wait_until
 
+pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
+
 DUAL_STACK = {
     f"quickstart/{host}.yaml": [
         ("pools: [10.65.0.0/16]", "pools: [10.65.0.0/16, 'fd00:65::/48']"),

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from routed.dataplane.workload import host_ifname
 from tests.integration.conftest import Daemon, Host, Namespaces
 from tests.netns import links, routes, sh, wait_until
+
+pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
 
 
 def ping(netns: str, address: str) -> bool:

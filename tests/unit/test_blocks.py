@@ -15,20 +15,17 @@ from bgp.rib import Rib
 from routed.config import parse_config
 from routed.ipam import blocks
 from routed.ipam.backends import Refused, StaticIpam
+from tests.support.nodes import node_yaml
 
 POOL = ip_network("10.65.0.0/16")
 POOL6 = ip_network("fd00:65::/48")
 B1 = ip_network("10.65.1.0/26")
 B6 = ip_network("fd00:65::/122")
-NODE = """\
-name: h1
-router_id: 10.0.0.11
-asn: 64512
-fabric: {interface: eth1, address: 10.0.0.11}
-pools: [10.65.0.0/16, fd00:65::/48]
-peers: [{address: 10.0.0.1, kind: reflector}]
-ipam: {mode: static, blocks: [10.65.1.0/26, 10.65.1.64/26, 'fd00:65::/122']}
-"""
+NODE = node_yaml(
+    "peers: [{address: 10.0.0.1, kind: reflector}]",
+    "ipam: {mode: static, blocks: [10.65.1.0/26, 10.65.1.64/26, 'fd00:65::/122']}",
+    pools="10.65.0.0/16, fd00:65::/48",
+)
 
 
 def test_block_arithmetic_v4_and_v6() -> None:

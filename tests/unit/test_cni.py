@@ -12,6 +12,7 @@ import pytest
 from routed import api
 from routed.cni import spec
 from routed.cni.plugin import run
+from tests.support.nodes import node_yaml
 
 CONTAINER = "3f1c0a9e8b7d"
 
@@ -129,10 +130,7 @@ def test_del_is_idempotent(netns: str, tmp_path: Path) -> None:
     assert run(env("DEL", "", CNI_NETNS=""), conf(), daemon) == (None, 0)  # netns gone too
     # daemon down: cleaned up without it, from the node's own state (nothing there here)
     node = tmp_path / "node.yaml"
-    node.write_text(
-        "name: h1\nrouter_id: 10.0.0.11\nasn: 64512\nfabric: {interface: eth1, address: 10.0.0.11}\n"
-        f"pools: [10.65.0.0/16]\nstate_dir: {tmp_path / 'state'}\n"
-    )
+    node.write_text(node_yaml(f"state_dir: {tmp_path / 'state'}"))
     daemon.running = False
     assert run(env("DEL", netns), conf(routedConfig=str(node)), daemon) == (None, 0)
     out, code = run(env("DEL", netns), conf(routedConfig=str(tmp_path / "none.yaml")), daemon)

@@ -23,18 +23,15 @@ from routed.docker.plugin import DockerPlugin
 from routed.docker.protocol import PluginError
 from routed.ipam.backends import make_ipam
 from routed.workloads.manager import NotFound
+from tests.support.nodes import node_yaml
 
 POOLS = (ip_network("10.65.0.0/16"), ip_network("fd00:65::/48"))
-NODE = """\
-name: h1
-router_id: 10.0.0.11
-asn: 64512
-fabric: {interface: eth1, address: 10.0.0.11}
-pools: [10.65.0.0/16, fd00:65::/48]
-state_dir: STATE
-ipam: {mode: static, block_size: 29, blocks: [10.65.1.0/29, 'fd00:65::/122']}
-docker: {enabled: true, portmap_plugin: [PORTMAP], stale_after: 60}
-"""
+NODE = node_yaml(
+    "state_dir: STATE",
+    "ipam: {mode: static, block_size: 29, blocks: [10.65.1.0/29, 'fd00:65::/122']}",
+    "docker: {enabled: true, portmap_plugin: [PORTMAP], stale_after: 60}",
+    pools="10.65.0.0/16, fd00:65::/48",
+)
 
 
 # --- the pure protocol ------------------------------------------------------------------

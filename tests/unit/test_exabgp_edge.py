@@ -12,6 +12,7 @@ from bgp.exabgp.messages import MessageError, parse_line
 from bgp.model import AsPathSegment, CommandAnswer, EndOfRib, Origin, PeerOpen, PeerState, RouteUpdate
 from routed.bgpconfig import speaker_config
 from routed.config import parse_config
+from tests.support.nodes import node_yaml
 
 HEAD = '{ "exabgp": "5.0.0", "time": 1.0, "host" : "vm", "pid" : 1, "ppid" : 1, "counter": 1, '
 NEIGHBOR = '"neighbor": { "address": { "local": "10.0.0.2", "peer": "10.0.0.1" }, "asn": { "local": 64512, "peer": 64512 }, "router-id": "10.0.0.2" '  # noqa: E501
@@ -139,17 +140,12 @@ def test_reflection_attributes_text() -> None:
     )
 
 
-CONFIG = """\
-name: h1
-router_id: 10.0.0.11
-asn: 64512
-fabric: {interface: eth1, address: 10.0.0.11}
-pools: [10.65.0.0/16]
-mesh: full
-mesh_nodes: [10.0.0.11, 10.0.0.12, 10.0.0.5]
-peers:
-  - {address: 10.1.1.0, kind: ebgp, asn: 65001, password: 's3"cret', hold_time: 9, graceful_restart: false}
-"""
+CONFIG = node_yaml(
+    "mesh: full",
+    "mesh_nodes: [10.0.0.11, 10.0.0.12, 10.0.0.5]",
+    "peers:",
+    """  - {address: 10.1.1.0, kind: ebgp, asn: 65001, password: 's3"cret', hold_time: 9, graceful_restart: false}""",
+)
 
 
 def test_render_config() -> None:

@@ -11,6 +11,7 @@ from bgp.model import Attributes, Peer
 from bgp.policy import ImportPolicy, Rejection, check_attributes
 from routed.config import parse_config
 from routed.config.derived import resolved_peers
+from tests.support.nodes import node_yaml
 
 POLICY = ImportPolicy(
     pools=(ip_network("10.65.0.0/16"), ip_network("fd00:65::/48")),
@@ -71,18 +72,15 @@ def test_with_the_fabric_subnets_unknown_only_the_off_fabric_check_is_left_out()
     assert judged("127.0.0.1", policy=unknown) is Rejection.NEXT_HOP_MARTIAN
 
 
-BASE = """\
-name: h1
-router_id: 10.0.0.11
-asn: 64512
-fabric: {interface: eth1, address: 10.0.0.11}
-pools: [10.65.0.0/16]
-mesh: full
+BASE = (
+    node_yaml("mesh: full")
+    + """\
 mesh_nodes: [10.0.0.11, 10.0.0.13]
 peers:
   - {address: 10.0.0.1, kind: reflector}
   - {address: 10.0.0.2, kind: reflector, max_prefixes: {limit: 10, action: teardown}}
 """
+)
 
 
 def test_every_peer_has_a_receive_limit_by_default() -> None:

@@ -21,7 +21,7 @@ import pytest
 
 from bgp.exabgp.wire import decode_update, is_plain
 from bgp.model import EndOfRib, RouteUpdate
-from tests.unit.test_wire import ATTRS, PEER, attr, body  # the same hand-built UPDATEs
+from tests.support.updates import ATTRS, PEER, attr, body  # the same hand-built UPDATEs
 
 ROOT = Path(__file__).resolve().parents[2]
 NLRI = bytes([32, 10, 65, 1, 7, 26, 10, 65, 1, 64, 24, 10, 66, 3])

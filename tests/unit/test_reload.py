@@ -6,17 +6,11 @@ from routed.config import parse_config
 from routed.config.peering import Peer
 from routed.config.reload import plan_reload
 from routed.config.schema import NodeConfig
+from tests.support.nodes import node_yaml
 
-BASE = """\
-name: h1
-router_id: 10.0.0.11
-asn: 64512
-fabric: {interface: eth1, address: 10.0.0.11}
-pools: [10.65.0.0/16]
-peers:
-  - {address: 10.0.0.1, kind: reflector}
-  - {address: 10.0.0.2, kind: reflector}
-"""
+BASE = node_yaml(
+    "peers:", "  - {address: 10.0.0.1, kind: reflector}", "  - {address: 10.0.0.2, kind: reflector}"
+)
 
 
 def config(text: str = BASE) -> NodeConfig:

@@ -14,15 +14,9 @@ from bgp.hints import HINT_AFTER, establish_hint
 from routed.bgpconfig import speaker_config
 from routed.config import ConfigError, parse_config
 from routed.dataplane.netstat import tcp_md5_drops
+from tests.support.nodes import node_yaml
 
-BASE = """\
-name: h1
-router_id: 10.0.0.11
-asn: 64512
-fabric: {interface: eth1, address: 10.0.0.11}
-pools: [10.65.0.0/16]
-peers:
-"""
+BASE = node_yaml("peers:")
 
 
 def config(peer: str) -> str:

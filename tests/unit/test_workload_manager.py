@@ -21,16 +21,9 @@ from routed.dataplane.workload import WorkloadSpec
 from routed.workloads import manager as manager_module
 from routed.workloads.manager import WorkloadManager
 from routed.workloads.store import WorkloadStore
+from tests.support.nodes import node_yaml
 
-CONFIG = """\
-name: h1
-router_id: 10.0.0.11
-asn: 64512
-fabric: {interface: eth1, address: 10.0.0.11}
-pools: [10.65.0.0/16]
-mesh: full
-mesh_nodes: [10.0.0.11, 10.0.0.12]
-"""
+CONFIG = node_yaml("mesh: full", "mesh_nodes: [10.0.0.11, 10.0.0.12]")
 
 
 async def slow_attach(spec: WorkloadSpec, restoring: bool = False) -> None:
