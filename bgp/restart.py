@@ -156,7 +156,7 @@ class RestartCoordinator:
         restarting = [
             a for a, n in self.neighbors.items() if n.restarting() and n.config.kind is not PeerKind.CLIENT
         ]
-        due = []
+        peers, due = list(self.neighbors), []
         for address, neighbor in self.neighbors.items():
             if not neighbor.up or neighbor.eor_sent:
                 continue
@@ -164,7 +164,7 @@ class RestartCoordinator:
                 local_ready=self.local_ready,
                 reflects=self.cfg.reflector,
                 target=address,
-                peers=list(self.neighbors),
+                peers=peers,
                 eor_received=received,
                 deferral_expired=self.deferral_expired,
                 restarting=restarting,

@@ -23,7 +23,7 @@ from routed.cli.common import (
     node_config,
 )
 from routed.cli.render import filter_routes, print_workloads, reload_text, route_line
-from routed.config import ConfigError, load_config, parse_config
+from routed.config import ConfigError, NodeConfig, load_config, parse_config
 
 RT_PROTOS_FILE = Path("/etc/iproute2/rt_protos.d/routed.conf")
 
@@ -114,7 +114,7 @@ def cmd_workload(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _workload_direct(args: argparse.Namespace, cfg: Any) -> Any:
+def _workload_direct(args: argparse.Namespace, cfg: NodeConfig) -> Any:
     """No daemon: do the work here, touching only this workload's routes."""
     from routed.dataplane.workload import WorkloadError
     from routed.ipam.backends import IpamError
