@@ -24,20 +24,20 @@ from bgp.rib import Rib
 def desired(
     me: LocalSide,
     target: NeighborConfig,
+    role: Role,
     prefix: IPNetwork,
-    *,
     local: Collection[IPNetwork],
     selection: Selection | None,
     roles: Mapping[IPAddress, Role],
 ) -> Export | None:
-    """What `target` should have for `prefix`, if anything."""
+    """What `target` (whose reflection role is `role`) should have for `prefix`, if anything."""
     if prefix.version != target.address.version:
         return None  # next hops are session addresses: each family over its own sessions
     if target.export is ExportMode.AGGREGATE:
-        return reflection.local_export(me, target.role) if prefix in me.pools else None
+        return reflection.local_export(me, role) if prefix in me.pools else None
     best = selection.best if selection else None
     source = roles.get(best.peer.address) if best else None
-    return reflection.advertise(me, target.address, target.role, prefix in local, best, source)
+    return reflection.advertise(me, target.address, role, prefix in local, best, source)
 
 
 @dataclass(slots=True)
@@ -53,17 +53,19 @@ class ExportPlan:
 def plan(
     adj_rib_out: Mapping[IPAddress, Mapping[IPNetwork, Export]],
     prefixes: Iterable[IPNetwork],
-    want: Callable[[IPAddress, IPNetwork], Export | None],
+    wants: Callable[[IPAddress], Callable[[IPNetwork], Export | None]],
 ) -> ExportPlan:
-    """The difference, for these prefixes, between what each peer has and what it should have."""
+    """The difference, for these prefixes, between what each peer has and what it should have
+    (`wants(peer)` says, for each prefix, what that peer should have)."""
     prefixes = list(prefixes)
     result = ExportPlan()
     for address, sent in adj_rib_out.items():
+        want = wants(address)
         announce: dict[Export, list[IPNetwork]] = {}
         withdraw: list[IPNetwork] = []
         changed: dict[IPNetwork, Export | None] = {}
         for prefix in prefixes:
-            wanted = want(address, prefix)
+            wanted = want(prefix)
             if wanted == sent.get(prefix):
                 continue
             changed[prefix] = wanted
@@ -108,13 +110,16 @@ def refresh(
     roles = {a: n.config.role for a, n in neighbors.items()}
     targets = {a: n for a, n in neighbors.items() if not n.pending}
 
-    def want(address: IPAddress, prefix: IPNetwork) -> Export | None:
-        if withdrawing:
-            return None
-        config, selection = targets[address].config, selections[prefix]
-        return desired(me, config, prefix, local=local, selection=selection, roles=roles)
+    def wants(address: IPAddress) -> Callable[[IPNetwork], Export | None]:
+        config = targets[address].config
+        role = roles[address]
 
-    result = plan({a: n.adj_rib_out for a, n in targets.items()}, prefixes, want)
+        def want(prefix: IPNetwork) -> Export | None:
+            return desired(me, config, role, prefix, local, selections[prefix], roles)
+
+        return (lambda prefix: None) if withdrawing else want
+
+    result = plan({a: n.adj_rib_out for a, n in targets.items()}, prefixes, wants)
     for address, sent in result.sent.items():
         adj_rib_out = targets[address].adj_rib_out
         for prefix, attributes in sent.items():
