@@ -54,6 +54,9 @@ class NeighborConfig:
     long_lived_stale: bool = False  # its routes outlive its restart time as long-lived stale
     ttl_security: bool = False  # GTSM (RFC 5082)
     md5_password: str | None = field(default=None, repr=False)  # as read when loaded
+    local_address: IPAddress | None = None  # our fabric address of its family (None: the fabric's)
+    # RFC 8950: IPv4 routes over this IPv6 session, with IPv6 next hops (an IPv6-only fabric)
+    extended_next_hop: bool = False
 
     @property
     def uses_md5(self) -> bool:
@@ -84,7 +87,7 @@ class SpeakerConfig:
     name: str
     asn: int
     router_id: IPv4Address
-    fabric_address: IPAddress
+    fabric_address: IPAddress  # the first; on a dual-stack fabric the IPv4 one
     pools: tuple[IPNetwork, ...]
     neighbors: tuple[NeighborConfig, ...] = ()
     reflector: bool = False  # we reflect routes between our clients
@@ -99,6 +102,19 @@ class SpeakerConfig:
     block_lengths: tuple[int, int] = (26, 122)  # IPAM block sizes (IPv4, IPv6)
     installs_learned_routes: bool = True
     reactor_speed: float = 10.0
+    fabric_address6: IPAddress | None = None  # a dual-stack fabric's IPv6 address
+
+    @property
+    def fabric_addresses(self) -> tuple[IPAddress, ...]:
+        return (
+            (self.fabric_address,)
+            if self.fabric_address6 is None
+            else (self.fabric_address, self.fabric_address6)
+        )
+
+    def local_address(self, peer: NeighborConfig) -> IPAddress:
+        """The address a session to `peer` runs from."""
+        return peer.local_address or self.fabric_address
 
     def block_length(self, version: int) -> int:
         return self.block_lengths[0] if version == 4 else self.block_lengths[1]
@@ -111,7 +127,7 @@ class SpeakerConfig:
             pools=self.pools,
             router_id=self.router_id,
             local_asn=self.asn,
-            own_addresses=frozenset({self.fabric_address, self.router_id}),
+            own_addresses=frozenset({*self.fabric_addresses, self.router_id}),
             cluster_id=self.cluster_id,
             allowed=self.import_allow,
             allow_default=self.allow_default_route,

@@ -9,6 +9,7 @@ sending its UPDATE. The groups are ExaBGP-agnostic; bgp.exabgp.commands writes t
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -32,12 +33,34 @@ def desired(
 ) -> Export | None:
     """What `target` (whose reflection role is `role`) should have for `prefix`, if anything."""
     if prefix.version != target.address.version:
+        if prefix.version == 4 and target.extended_next_hop:
+            return _over_ipv6(desired_same_family(me, target, role, prefix, local, selection, roles), target)
         return None  # next hops are session addresses: each family over its own sessions
+    return desired_same_family(me, target, role, prefix, local, selection, roles)
+
+
+def desired_same_family(
+    me: LocalSide,
+    target: NeighborConfig,
+    role: Role,
+    prefix: IPNetwork,
+    local: Collection[IPNetwork],
+    selection: Selection | None,
+    roles: Mapping[IPAddress, Role],
+) -> Export | None:
     if target.export is ExportMode.AGGREGATE:
         return reflection.local_export(me, role) if prefix in me.pools else None
     best = selection.best if selection else None
     source = roles.get(best.peer.address) if best else None
     return reflection.advertise(me, target.address, role, prefix in local, best, source)
+
+
+def _over_ipv6(export: Export | None, target: NeighborConfig) -> Export | None:
+    """RFC 8950: an IPv4 route over an IPv6 session. "next-hop self" would not do: ExaBGP makes it
+    the router id for an IPv4 route on an IPv6 session, so ours is our IPv6 session address."""
+    if export is None or export.next_hop is not None or target.local_address is None:
+        return export
+    return dataclasses.replace(export, next_hop=target.local_address)
 
 
 @dataclass(slots=True)

@@ -28,7 +28,7 @@ def sessions(cfg: NodeConfig) -> list[dict[str, Any]]:
     return [
         {
             "peer": str(peer.address),
-            "local": str(cfg.fabric.address),
+            "local": str(cfg.fabric.address_for(peer.address.version) or cfg.fabric.address),
             "interface": cfg.fabric.interface,
             "interval_ms": peer.bfd.interval_ms,
             "multiplier": peer.bfd.multiplier,

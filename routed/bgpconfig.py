@@ -15,8 +15,9 @@ from routed.config.derived import (
 from routed.config.reload import ReloadPlan
 
 
-def neighbor_config(cfg: NodeConfig, peer: Peer) -> bgp.NeighborConfig:
-    """One peer of `resolved_peers(cfg)` (its AS and limit filled in)."""
+def neighbor_config(cfg: NodeConfig, peer: Peer, session_families: set[int]) -> bgp.NeighborConfig:
+    """One peer of `resolved_peers(cfg)` (its AS and limit filled in); `session_families`: the IP
+    versions of all the node's sessions."""
     limit = peer.max_prefixes
     return bgp.NeighborConfig(
         address=peer.address,
@@ -32,18 +33,25 @@ def neighbor_config(cfg: NodeConfig, peer: Peer) -> bgp.NeighborConfig:
         long_lived_stale=long_lived_stale_for(cfg, peer),
         ttl_security=peer.ttl_security,
         md5_password=peer.md5_password(),
+        local_address=cfg.fabric.address_for(peer.address.version),
+        # IPv4 goes over the IPv4 sessions; a node with none (an IPv6-only fabric) sends it over
+        # its IPv6 sessions with IPv6 next hops (RFC 8950)
+        extended_next_hop=peer.address.version == 6 and 4 not in session_families,
     )
 
 
 def speaker_config(cfg: NodeConfig) -> bgp.SpeakerConfig:
     gr = cfg.bgp.graceful_restart
+    peers = resolved_peers(cfg)
+    families: set[int] = {p.address.version for p in peers}
     return bgp.SpeakerConfig(
         name=cfg.name,
         asn=cfg.asn,
         router_id=cfg.router_id,
         fabric_address=cfg.fabric.address,
+        fabric_address6=cfg.fabric.address6,
         pools=tuple(cfg.pools),
-        neighbors=tuple(neighbor_config(cfg, p) for p in resolved_peers(cfg)),
+        neighbors=tuple(neighbor_config(cfg, p, families) for p in peers),
         reflector=cfg.role is Role.REFLECTOR,
         cluster_id=effective_cluster_id(cfg),
         timers=bgp.RestartTimers(

@@ -74,7 +74,7 @@ class Daemon:
             speaker_config(cfg),
             FibSink(self.reconciler, cfg.fib.table),
             Path(cfg.api.socket).parent / f"bgp-{cfg.name}",
-            fabric=lambda: wait_for_fabric(str(cfg.fabric.address), cfg.fabric.interface),
+            fabric=lambda: wait_for_fabric([str(a) for a in cfg.fabric.addresses], cfg.fabric.interface),
             md5_drops=tcp_md5_drops,
         )
         self.ipam = make_ipam(cfg, owner_of=self.speaker.block_owner)

@@ -94,3 +94,32 @@ def kill_and_wait(pid: int, sig: signal.Signals, timeout: float = 20) -> None:
     # a zombie is gone as far as the network is concerned
     while procfs.state(pid) not in (None, "Z") and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def echoes_in(lab: Lab, node: str, container: str, counter: str) -> int:
+    """An ICMP counter of a container's own network namespace (nstat: absolute, zeros too)."""
+    out = lab.exec(node, "ip", "netns", "exec", container, "nstat", "-az", counter).stdout
+    match = re.search(rf"^{counter}\s+(\d+)", out, re.MULTILINE)
+    assert match, out
+    return int(match.group(1))
+
+
+def ping_from(lab: Lab, node: str, container: str, *args: str) -> int:
+    """How many of its echoes were answered."""
+    out = lab.exec(node, "ip", "netns", "exec", container, "ping", "-n", *args, check=False).stdout
+    match = re.search(r"(\d+) received", out)
+    return int(match.group(1)) if match else 0
+
+
+Container = tuple[str, str]  # (lab node, container netns)
+
+
+def echoes(
+    lab: Lab, sender: Container, target: Container, address: str, count: int, source: str
+) -> tuple[int, int]:
+    """`count` pings from `sender` with `source` to `address` (`target`'s): (answered, counted arriving)."""
+    counter = "Icmp6InEchos" if ":" in address else "IcmpInEchos"
+    before = echoes_in(lab, *target, counter)
+    family = ["-6"] if ":" in address else []
+    answered = ping_from(lab, *sender, *family, f"-c{count}", "-i0.05", "-W1", "-I", source, address)
+    return answered, echoes_in(lab, *target, counter) - before

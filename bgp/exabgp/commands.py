@@ -47,13 +47,20 @@ def _selector(peers: Sequence[IPAddress]) -> str:
 
 
 def announce(peers: Sequence[IPAddress], prefixes: Iterable[IPNetwork], export: Export) -> list[str]:
-    """Commands announcing `prefixes` with `export` to every peer in `peers` (one command, not one each)."""
-    ordered = sorted(prefixes, key=lambda p: (p.version, int(p.network_address), p.prefixlen))
+    """Commands announcing `prefixes` with `export` to every peer in `peers` (one command, not one
+    each); one family to a command (an IPv6 session carries IPv4 too, RFC 8950)."""
+    listed = list(prefixes)
     attrs = export_text(export)
-    return [
-        f"{_selector(peers)} announce attributes {attrs} nlri {' '.join(map(str, chunk))}"
-        for chunk in _chunks(ordered)
-    ]
+    lines = []
+    for version in (4, 6):
+        ordered = sorted(
+            (p for p in listed if p.version == version), key=lambda p: (int(p.network_address), p.prefixlen)
+        )
+        lines += [
+            f"{_selector(peers)} announce attributes {attrs} nlri {' '.join(map(str, chunk))}"
+            for chunk in _chunks(ordered)
+        ]
+    return lines
 
 
 # A withdrawal carries no next hop on the wire, but ExaBGP's command needs one. `self` made

@@ -27,10 +27,7 @@ def is_passive(cfg: SpeakerConfig, peer: NeighborConfig) -> bool:
     if peer.kind is PeerKind.CLIENT:
         return True
     if peer.kind in (PeerKind.MESH, PeerKind.NONCLIENT):
-        return (cfg.fabric_address.version, int(cfg.fabric_address)) > (
-            peer.address.version,
-            int(peer.address),
-        )
+        return int(cfg.local_address(peer)) > int(peer.address)
     return False
 
 
@@ -39,7 +36,7 @@ def neighbor_block(cfg: SpeakerConfig, peer: NeighborConfig) -> str:
         f"neighbor {peer.address} {{",
         f"    description {_quote(peer.description or peer.kind.value)};",
         f"    router-id {cfg.router_id};",
-        f"    local-address {cfg.fabric_address};",
+        f"    local-address {cfg.local_address(peer)};",
         f"    local-as {cfg.asn};",
         f"    peer-as {peer.asn};",
         f"    hold-time {peer.hold_time};",
@@ -71,8 +68,12 @@ def neighbor_block(cfg: SpeakerConfig, peer: NeighborConfig) -> str:
     ]
     if peer.graceful_restart:
         lines.append(f"        graceful-restart {cfg.timers.restart_time};")
+    if peer.extended_next_hop:
+        lines.append("        nexthop enable;")  # RFC 8950's capability (5)
+    lines.append("    }")
+    if peer.extended_next_hop:
+        lines += ["    nexthop {", "        ipv4 unicast ipv6;", "    }"]
     lines += [
-        "    }",
         "    api {",
         f"        processes [ {PROCESS_NAME} ];",
         "        receive { parsed; update; open; notification; }",
@@ -104,7 +105,7 @@ def render_environment(cfg: SpeakerConfig) -> dict[str, str]:
         "exabgp.daemon.daemonize": "false",
         "exabgp.log.destination": "stdout",
         "exabgp.log.level": "WARNING",
-        "exabgp.tcp.bind": str(cfg.fabric_address),
+        "exabgp.tcp.bind": " ".join(map(str, cfg.fabric_addresses)),
         "exabgp.tcp.port": "179",
         "exabgp.api.ack": "true",
         "exabgp.api.encoder": "json",

@@ -6,7 +6,7 @@ the right line of the file.
 
 from __future__ import annotations
 
-from routed.config.derived import installs_learned_routes
+from routed.config.derived import installs_learned_routes, resolved_peers
 from routed.config.document import FieldProblem
 from routed.config.peering import ExportMode
 from routed.config.schema import NodeConfig
@@ -36,15 +36,25 @@ def cross_field_problems(cfg: NodeConfig) -> list[FieldProblem]:
                     f"pool {pool} overlaps pools[{earlier_index}] {earlier}; "
                     "every address must belong to exactly one pool",
                 )
-        if cfg.fabric.address in pool:
+        for address in cfg.fabric.addresses:
+            if address in pool:
+                add(
+                    ("pools", index),
+                    f"pool {pool} contains the fabric address {address}; pools are for workloads only",
+                )
+        sessions = {p.address.version for p in resolved_peers(cfg)}
+        if pool.version == 6 and sessions and 6 not in sessions:
             add(
                 ("pools", index),
-                f"pool {pool} contains fabric.address {cfg.fabric.address}; pools are for workloads only",
+                f"pool {pool} is IPv6 but no peer is: other hosts could not reach these containers "
+                "(IPv6 routes need IPv6 next hops, and go over IPv6 sessions). Give the fabric an "
+                "IPv6 address (fabric.address6) and peer with your reflectors' IPv6 addresses too, "
+                "or drop the IPv6 pool",
             )
 
     problems += _ipam_problems(cfg)
 
-    own_addresses = {cfg.fabric.address, cfg.router_id}
+    own_addresses = {*cfg.fabric.addresses, cfg.router_id}
     seen: dict[object, int] = {}
     for index, peer in enumerate(cfg.peers):
         where = ("peers", index)
@@ -59,11 +69,12 @@ def cross_field_problems(cfg: NodeConfig) -> list[FieldProblem]:
                 (*where, "address"),
                 f"peer {peer.address} is this node's own address; a node cannot peer with itself",
             )
-        if peer.address.version != cfg.fabric.address.version:
+        if cfg.fabric.address_for(peer.address.version) is None:
             add(
                 (*where, "address"),
-                f"peer {peer.address} is IPv{peer.address.version} but fabric.address is "
-                f"IPv{cfg.fabric.address.version}; sessions run from the fabric address",
+                f"peer {peer.address} is IPv{peer.address.version} but the fabric has no "
+                f"IPv{peer.address.version} address; sessions run from the fabric address of "
+                "their family (fabric.address, and fabric.address6 on a dual-stack fabric)",
             )
         asn = peer.asn if peer.asn is not None else cfg.asn
         if peer.kind in IBGP_KINDS and asn != cfg.asn:
@@ -101,8 +112,14 @@ def cross_field_problems(cfg: NodeConfig) -> list[FieldProblem]:
         if address in mesh_seen:
             add(("mesh_nodes", index), f"mesh node {address} is listed twice; keep one")
         mesh_seen.add(address)
-        if address in seen and address != cfg.fabric.address:
+        if address in seen and address not in cfg.fabric.addresses:
             add(("mesh_nodes", index), f"mesh node {address} is also in peers[{seen[address]}]; list it once")
+        if cfg.fabric.address_for(address.version) is None:
+            add(
+                ("mesh_nodes", index),
+                f"mesh node {address} is IPv{address.version} but the fabric has no IPv{address.version} "
+                "address to peer from (fabric.address, fabric.address6)",
+            )
 
     ips_seen: dict[object, str] = {}
     ids_seen: set[str] = set()

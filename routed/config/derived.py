@@ -47,7 +47,7 @@ def resolved_peers(cfg: NodeConfig) -> tuple[Peer, ...]:
     ]
     explicit = {p.address for p in peers}
     for address in cfg.mesh_nodes:
-        if address != cfg.fabric.address and address not in explicit:
+        if address not in cfg.fabric.addresses and address not in explicit:
             peers.append(
                 Peer(address=address, asn=cfg.asn, kind=PeerKind.MESH, max_prefixes=cfg.bgp.max_prefixes)
             )

@@ -52,10 +52,32 @@ class GracefulRestart(Strict):
 
 
 class Fabric(Strict):
-    """Where this node peers from: the interface on the fabric and its address."""
+    """Where this node peers from: the interface on the fabric and its address (IPv4, or IPv6
+    on an IPv6-only fabric), and on a dual-stack fabric its IPv6 address too. Each session runs
+    from the fabric address of its peer's family."""
 
     interface: str = Field(min_length=1, max_length=15)
     address: Address
+    address6: Address | None = None
+
+    @model_validator(mode="after")
+    def _families(self) -> Fabric:
+        if self.address6 is not None:
+            if self.address6.version != 6:
+                raise ValueError(f"address6 {self.address6} must be an IPv6 address, e.g. fd00::11")
+            if self.address.version != 4:
+                raise ValueError(
+                    f"address {self.address} is IPv6 already; give address6 only beside an IPv4 address"
+                )
+        return self
+
+    @property
+    def addresses(self) -> tuple[IPAddress, ...]:
+        return (self.address,) if self.address6 is None else (self.address, self.address6)
+
+    def address_for(self, version: int) -> IPAddress | None:
+        """The fabric address of that IP version, if the fabric has one."""
+        return next((a for a in self.addresses if a.version == version), None)
 
 
 def _peer_address(value: Any) -> Any:

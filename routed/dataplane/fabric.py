@@ -1,5 +1,6 @@
-"""The node's fabric address, waited for: ExaBGP cannot listen on an address the host does not
-have yet (a node still booting). Its interface's subnets are where iBGP next hops may be."""
+"""The node's fabric addresses, waited for: ExaBGP cannot listen on an address the host does not
+have yet (a node still booting), nor on an IPv6 address still in duplicate address detection.
+Their interface's subnets are where iBGP next hops may be."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from routed.netns import async_iproute
 log = logging.getLogger("bgp.speaker")  # (the speaker waits on it: its log, as before)
 
 WAIT_INTERVAL = 0.2
+IFA_F_TENTATIVE = 0x40  # IPv6 duplicate address detection not over: nothing can bind it yet
 
 
 def subnets_of(addresses: list[Any]) -> tuple[IPv4Network | IPv6Network, ...]:
@@ -25,16 +27,28 @@ def subnets_of(addresses: list[Any]) -> tuple[IPv4Network | IPv6Network, ...]:
     )
 
 
-async def wait_for_fabric(address: str, interface: str) -> tuple[IPv4Network | IPv6Network, ...]:
-    """Once `address` is on an interface of this host: that interface's subnets."""
+def _flags(address: Any) -> int:
+    return int(address.get("flags") or 0)  # ifa_flags: IFA_F_TENTATIVE fits its eight bits
+
+
+async def wait_for_fabric(addresses: list[str], interface: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    """Once each of `addresses` is on an interface of this host, and usable (an IPv6 one past its
+    duplicate address detection): the subnets of their interfaces."""
     logged = False
+    wanted = {ip_address(a) for a in addresses}
     async with async_iproute() as ipr:
         while True:
             dumped = [a async for a in await ipr.addr("dump")]
-            present = [a for a in dumped if a.get("address") == address]
-            if present:
-                return subnets_of([a for a in dumped if a["index"] == present[0]["index"]])
+            usable = {
+                ip_address(a.get("address")): a["index"]
+                for a in dumped
+                if a.get("address") and not _flags(a) & IFA_F_TENTATIVE
+            }
+            if wanted <= usable.keys():
+                indexes = {usable[a] for a in wanted}
+                return subnets_of([a for a in dumped if a["index"] in indexes])
             if not logged:
-                log.warning(event("bgp_waiting_for_fabric_address", address=address, interface=interface))
+                missing = ",".join(sorted(str(a) for a in wanted - usable.keys()))
+                log.warning(event("bgp_waiting_for_fabric_address", address=missing, interface=interface))
                 logged = True
             await asyncio.sleep(WAIT_INTERVAL)

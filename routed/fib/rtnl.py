@@ -29,6 +29,7 @@ IFF_UP, IFF_LOWER_UP = 0x1, 0x10000
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK = 0x1, 0x2, 0x4
 NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE, NLM_F_DUMP = 0x100, 0x200, 0x400, 0x300
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE = 1, 4, 5, 6, 9, 15
+RTA_VIA = 18  # a gateway of the other family (Linux 5.2): an IPv4 route via an IPv6 next hop
 RTN_UNICAST, RTN_UNREACHABLE = 1, 7
 SCOPE_UNIVERSE, SCOPE_LINK, SCOPE_NOWHERE = 0, 253, 255
 RT_TABLE_COMPAT = 252
@@ -56,6 +57,14 @@ def _attr(kind: int, data: bytes) -> bytes:
 
 def _family(version: int) -> int:
     return socket.AF_INET if version == 4 else socket.AF_INET6
+
+
+def _gateway(gateway: IPv4Address | IPv6Address, version: int) -> bytes:
+    """RTA_GATEWAY for a next hop of the route's own family, RTA_VIA (struct rtvia: the family,
+    then the address) for an IPv6 next hop of an IPv4 route (RFC 8950 on an IPv6 fabric)."""
+    if gateway.version == version:
+        return _attr(RTA_GATEWAY, gateway.packed)
+    return _attr(RTA_VIA, struct.pack("=H", _family(gateway.version)) + gateway.packed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,11 +181,11 @@ def _pack(
     attrs = [_attr(RTA_DST, dst.network_address.packed), _attr(RTA_TABLE, struct.pack("=I", table))]
     if action != "delete":
         if len(gateways) == 1:
-            attrs.append(_attr(RTA_GATEWAY, gateways[0].packed))
+            attrs.append(_gateway(gateways[0], dst.version))
         elif len(gateways) > 1:
             hops = b""
             for gateway in gateways:
-                inner = _attr(RTA_GATEWAY, gateway.packed)
+                inner = _gateway(gateway, dst.version)
                 hops += RTNH.pack(RTNH.size + len(inner), 0, 0, 0) + inner
             attrs.append(_attr(RTA_MULTIPATH, hops))
         if oif is not None:
@@ -253,6 +262,8 @@ def decode(kind: int, payload: memoryview) -> RouteMessage | None:
             priority = struct.unpack_from("=I", data, 0)[0]
         elif attr == RTA_GATEWAY:
             gateway = ip_address(bytes(data))
+        elif attr == RTA_VIA:
+            gateway = ip_address(bytes(data[2:]))
         elif attr == RTA_OIF:
             oif = struct.unpack_from("=i", data, 0)[0]
         elif attr == RTA_MULTIPATH:
@@ -265,6 +276,8 @@ def decode(kind: int, payload: memoryview) -> RouteMessage | None:
                 for inner, value in _attrs(data[offset : offset + length], RTNH.size):
                     if inner == RTA_GATEWAY:
                         hop_gateway = ip_address(bytes(value))
+                    elif inner == RTA_VIA:
+                        hop_gateway = ip_address(bytes(value[2:]))
                 hops.append(Hop(hop_gateway, ifindex))
                 offset += (length + 3) & ~3
     if dst_bytes is None:

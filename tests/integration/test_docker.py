@@ -25,18 +25,14 @@ from bench.common import busybox_tar
 from tests.lab import Lab, lab_variant, running_lab
 from tests.netns import wait_until
 from tests.support.fabric import daemon_pid, kernel_routes, pids_in, route_to
-from tests.traffic import PingStream, kill_and_wait, lost
+from tests.traffic import PingStream, echoes, kill_and_wait, lost
 
 pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
 
 DOCKERD = "dockerd --storage-driver vfs --live-restore"
 ROUTED_NET = ("network", "create", "-d", "routed", "--ipam-driver", "routed")
-# h1 with an IPv6 pool and block too (and a short wait for a restarting routed)
-H1_DUAL_STACK = [
-    ("docker: true", "docker: {enabled: true, restart_wait: 3}"),
-    ("pools: [10.65.0.0/16]", "pools: [10.65.0.0/16, 'fd00:65::/48']"),
-    ("blocks: [10.65.1.0/26]", "blocks: [10.65.1.0/26, 'fd00:65:0:1::/122']"),
-]
+# the dual-stack lab's h1 with Docker (and a short wait for a restarting routed)
+H1_DOCKER = {"h1.yaml": "docker: {enabled: true, restart_wait: 3}"}
 TUNNELS = {"vxlan", "ipip", "gre", "geneve", "sit", "wireguard"}
 
 
@@ -198,11 +194,7 @@ def test_docker_containers_on_two_hosts(image: Path) -> None:
 @pytest.mark.long(120)
 def test_restarts_of_routed_and_dockerd_in_either_order(image: Path) -> None:
     with (
-        lab_variant(
-            "quickstart",
-            {},
-            {"quickstart/h1.yaml": H1_DUAL_STACK},
-        ) as topology,
+        lab_variant("dual-stack", H1_DOCKER) as topology,
         running_lab(topology) as lab,
         dockerd_in(lab, ("h1",), image),
     ):
@@ -221,6 +213,16 @@ def test_restarts_of_routed_and_dockerd_in_either_order(image: Path) -> None:
         )
         wait_until(lambda: route_to(lab, "h3", c1), "10.0.0.11", timeout=30, what="h3 routes c1")
         wait_until(lambda: lab.exec("h3", "ping", "-c1", "-W1", c1, check=False).returncode, 0, timeout=10)
+        # and over IPv6, from a container on another host: its /128 goes out over the IPv6 sessions
+        c1_v6 = "fd00:65:0:1::3"
+        wait_until(
+            lambda: route_to(lab, "h3", c1_v6), "fd00:0:0:1::11", timeout=30, what="h3 routes c1's /128"
+        )
+        assert echoes(lab, ("h3", "web1"), ("h1", "web1"), "fd00:65:0:1::1", 5, "fd00:65:0:3::1") == (5, 5)
+        h3_to_c1 = lab.exec(
+            "h3", "ip", "netns", "exec", "web1", "ping", "-6", "-c5", "-i0.05", "-W1", c1_v6, check=False
+        )
+        assert " 0% packet loss" in h3_to_c1.stdout, h3_to_c1.stdout
         before = docker_workloads(lab, "h1")
         reserved = json.loads(lab.exec("h1", "cat", "/var/lib/routed/docker.json").stdout)["addresses"]
 

@@ -16,20 +16,25 @@ HEADLESS_HOSTS = {"h1": "10.65.1.1", "h2": "10.65.2.1", "h3": "10.65.3.1", "h4":
 RING = [("h1", "h2"), ("h2", "h3"), ("h3", "h4"), ("h4", "h1")]
 
 
-def kernel_routes(lab: Lab, node: str) -> dict[str, str]:
-    """{prefix: how} for the node's proto routed routes, read from the kernel."""
+def kernel_routes(lab: Lab, node: str, family: int = 4) -> dict[str, str]:
+    """{prefix: how} for the node's proto routed routes of one IP version, read from the kernel:
+    "unreachable", a gateway (an IPv6 one for an IPv4 route `via inet6`), or a device."""
     out = json.loads(
         subprocess.run(
-            ["ip", "-j", "-n", lab.netns(node), "route", "show", "proto", "201"],
+            ["ip", f"-{family}", "-j", "-n", lab.netns(node), "route", "show", "proto", "201"],
             capture_output=True,
             text=True,
             check=True,
         ).stdout
     )
-    return {
-        r["dst"]: "unreachable" if r.get("type") == "unreachable" else r.get("gateway", r.get("dev", ""))
-        for r in out
-    }
+    return {r["dst"]: _how(r) for r in out}
+
+
+def _how(route: dict[str, Any]) -> str:
+    if route.get("type") == "unreachable":
+        return "unreachable"
+    via = route.get("via") or {}
+    return str(route.get("gateway") or via.get("host") or route.get("dev", ""))
 
 
 def route_to(lab: Lab, node: str, ip: str) -> str | None:
@@ -39,7 +44,7 @@ def route_to(lab: Lab, node: str, ip: str) -> str | None:
     address = ipaddress.ip_address(ip)
     covering = [
         (network.prefixlen, how)
-        for dst, how in kernel_routes(lab, node).items()
+        for dst, how in kernel_routes(lab, node, address.version).items()
         if address in (network := ipaddress.ip_network(dst))
     ]
     return max(covering)[1] if covering else None

@@ -7,10 +7,14 @@ from __future__ import annotations
 from routed.config import NodeConfig, parse_config
 
 
-def node_yaml(*fields: str, name: str = "h1", me: str = "10.0.0.11", pools: str = "10.65.0.0/16") -> str:
-    """`fields`: YAML lines (or blocks) after the head, e.g. "mesh: full", "peers:\\n  - {...}"."""
+def node_yaml(
+    *fields: str, name: str = "h1", me: str = "10.0.0.11", me6: str = "", pools: str = "10.65.0.0/16"
+) -> str:
+    """`fields`: YAML lines (or blocks) after the head, e.g. "mesh: full", "peers:\\n  - {...}";
+    `me6`: the node's IPv6 fabric address on a dual-stack fabric."""
+    address6 = f', address6: "{me6}"' if me6 else ""
     head = (
-        f"name: {name}\nrouter_id: {me}\nasn: 64512\nfabric: {{interface: eth1, address: {me}}}\n"
+        f"name: {name}\nrouter_id: {me}\nasn: 64512\nfabric: {{interface: eth1, address: {me}{address6}}}\n"
         f"pools: [{pools}]\n"
     )
     return head + "".join(field.rstrip("\n") + "\n" for field in fields)

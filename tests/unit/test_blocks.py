@@ -22,9 +22,10 @@ POOL6 = ip_network("fd00:65::/48")
 B1 = ip_network("10.65.1.0/26")
 B6 = ip_network("fd00:65::/122")
 NODE = node_yaml(
-    "peers: [{address: 10.0.0.1, kind: reflector}]",
+    "peers: [{address: 10.0.0.1, kind: reflector}, {address: 'fd00::1', kind: reflector}]",
     "ipam: {mode: static, blocks: [10.65.1.0/26, 10.65.1.64/26, 'fd00:65::/122']}",
     pools="10.65.0.0/16, fd00:65::/48",
+    me6="fd00::11",
 )
 
 

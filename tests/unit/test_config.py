@@ -17,10 +17,11 @@ GOOD = """\
 name: h1
 router_id: 10.0.0.11
 asn: 64512
-fabric: {interface: eth1, address: 10.0.0.11}
+fabric: {interface: eth1, address: 10.0.0.11, address6: "fd00::11"}
 pools: [10.65.0.0/16, fd00:65::/48]
 peers:
   - {address: 10.0.0.1, kind: reflector}
+  - {address: "fd00::1", kind: reflector, description: rr1 over IPv6}
 """
 
 
@@ -58,7 +59,7 @@ def test_config_is_immutable() -> None:
 
 def test_unknown_key_names_line_and_field() -> None:
     found = problems(GOOD + "peer_groups: []\n")
-    assert found == [(8, "peer_groups", "unknown field; check its spelling against config/README.md")]
+    assert found == [(9, "peer_groups", "unknown field; check its spelling against config/README.md")]
 
 
 def test_unknown_nested_key() -> None:
@@ -85,7 +86,7 @@ def test_error_string_has_file_line_column() -> None:
         ("asn: 64512", "asn: -1", "asn", "greater than or equal"),
         ("asn: 64512", "asn: '64512'", "asn", "valid integer"),
         ("kind: reflector}", "kind: friend}", "peers[0].kind", "reflector"),
-        ("address: 10.0.0.11}", "address: 10.0.0.300}", "fabric.address", "not an IP address"),
+        ("address: 10.0.0.11,", "address: 10.0.0.300,", "fabric.address", "not an IP address"),
     ],
 )
 def test_bad_values(old: str, new: str, field: str, needle: str) -> None:
@@ -107,13 +108,13 @@ def test_overlapping_pools() -> None:
 
 def test_duplicate_peers() -> None:
     found = problems(GOOD + "  - {address: 10.0.0.1, kind: reflector}\n")
-    assert [(line, field) for line, field, _ in found] == [(8, "peers[1].address")]
+    assert [(line, field) for line, field, _ in found] == [(9, "peers[2].address")]
     assert "listed twice" in found[0][2]
 
 
 def test_duplicate_yaml_key() -> None:
     found = problems(GOOD + "asn: 64513\n")
-    assert found[0][:2] == (8, "asn")
+    assert found[0][:2] == (9, "asn")
     assert "duplicate key" in found[0][2] and "line 3" in found[0][2]
 
 
@@ -137,21 +138,40 @@ def test_peer_rules() -> None:
         "{address: 10.0.0.2, kind: ebgp, asn: 64512}",
         "{address: 10.0.0.3, kind: reflector, asn: 65001}",
         "{address: 10.0.0.4, kind: client}",
-        "{address: 'fd00::4', kind: reflector}",
     ]
     text = GOOD + "".join(f"  - {line}\n" for line in extra)
     found = {(f, m.split(";")[0]) for _, f, m in problems(text)}
-    assert ("peers[1].address", "peer 10.0.0.11 is this node's own address") in found
-    assert ("peers[2].asn", "an ebgp peer needs an AS other than ours (64512)") in found
-    assert any(f == "peers[3].asn" and "iBGP" in m for f, m in found)
-    assert ("peers[4].kind", "kind: client is only for role: reflector") in found
-    assert any(f == "peers[5].address" and "IPv6" in m for f, m in found)
-    assert len(found) == 5
+    assert ("peers[2].address", "peer 10.0.0.11 is this node's own address") in found
+    assert ("peers[3].asn", "an ebgp peer needs an AS other than ours (64512)") in found
+    assert any(f == "peers[4].asn" and "iBGP" in m for f, m in found)
+    assert ("peers[5].kind", "kind: client is only for role: reflector") in found
+    assert len(found) == 4
+
+
+def test_each_family_needs_a_fabric_address_and_a_session() -> None:
+    v4_fabric = GOOD.replace(', address6: "fd00::11"', "")
+    found = problems(v4_fabric)  # its IPv6 reflector has no IPv6 address to be peered from
+    assert [(line, field) for line, field, _ in found] == [(8, "peers[1].address")]
+    assert "the fabric has no IPv6 address" in found[0][2]
+    v4_sessions = GOOD.replace('  - {address: "fd00::1", kind: reflector, description: rr1 over IPv6}\n', "")
+    found = problems(v4_sessions)  # an IPv6 pool, and no IPv6 session to carry its routes
+    assert [(line, field) for line, field, _ in found] == [(5, "pools[1]")]
+    assert "is IPv6 but no peer is" in found[0][2] and "fabric.address6" in found[0][2]
+    # no peers at all: a single host routes its own IPv6 containers, nothing to refuse
+    assert parse_config(v4_sessions.split("peers:")[0], "n.yaml").pools[1].version == 6
+    # an IPv6-only fabric carries IPv4 containers too (RFC 8950)
+    v6_only = v4_sessions.replace('address: 10.0.0.11, address6: "fd00::11"', 'address: "fd00::11"')
+    v6_only = v6_only.replace(
+        "- {address: 10.0.0.1, kind: reflector}", '- {address: "fd00::1", kind: reflector}'
+    )
+    assert [str(p.address) for p in parse_config(v6_only, "n.yaml").peers] == ["fd00::1"]
+    found = problems(GOOD.replace('address6: "fd00::11"', 'address6: "10.0.0.12"'))
+    assert found[0][1] == "fabric" and "must be an IPv6 address" in found[0][2]
 
 
 def test_peer_hold_time() -> None:
     found = problems(GOOD + "  - {address: 10.0.0.5, kind: reflector, hold_time: 2}\n")
-    assert [(line, field) for line, field, _ in found] == [(8, "peers[1].hold_time")]
+    assert [(line, field) for line, field, _ in found] == [(9, "peers[2].hold_time")]
     assert "0 (no keepalives) or 3-65535" in found[0][2]
 
 
@@ -214,12 +234,12 @@ def test_dynamic_clients_are_refused_clearly() -> None:
 
 def test_aggregate_export_rules() -> None:
     ebgp = GOOD + "  - {address: 10.1.1.0, kind: ebgp, asn: 65001, export: aggregate}\n"
-    assert parse_config(ebgp, "n.yaml").peers[1].export.value == "aggregate"
+    assert parse_config(ebgp, "n.yaml").peers[2].export.value == "aggregate"
     found = problems(GOOD.replace("kind: reflector}", "kind: reflector, export: aggregate}"))
     assert found[0][1] == "peers[0].export"
-    reflector = ebgp.replace("kind: reflector}", "kind: client}") + "role: reflector\n"
+    reflector = ebgp.replace("kind: reflector", "kind: client") + "role: reflector\n"
     found = problems(reflector)
-    assert found[0][1] == "peers[1].export" and "fib.install_learned: true" in found[0][2]
+    assert found[0][1] == "peers[2].export" and "fib.install_learned: true" in found[0][2]
 
 
 def test_ipam_static_blocks() -> None:

@@ -25,6 +25,8 @@ def test_the_topologies_ship() -> None:
         "bird-rr.clab.yml",
         "bird-clients.clab.yml",
         "gr-interop.clab.yml",
+        "dual-stack.clab.yml",
+        "v6-underlay.clab.yml",
     }
 
 

@@ -37,6 +37,20 @@ def test_multipath_ipv6_and_big_table() -> None:
     assert [h.gateway for h in msg.hops] == list(gateways)
 
 
+def test_an_ipv4_route_via_an_ipv6_next_hop_is_rta_via() -> None:
+    """RFC 8950 on an IPv6-only fabric: `ip route add 10.65.2.0/26 via inet6 fd00::12`."""
+    data = rtnl.encode("add", 7, ip_network("10.65.2.0/26"), 254, 201, gateways=(ip_address("fd00::12"),))
+    attrs = dict(rtnl._attrs(memoryview(data)[rtnl.HEADER.size :], rtnl.RTMSG.size))
+    assert rtnl.RTA_GATEWAY not in attrs
+    assert bytes(attrs[rtnl.RTA_VIA]) == struct.pack("=H", socket.AF_INET6) + ip_address("fd00::12").packed
+    msg = roundtrip(data)
+    assert rtnl.RTMSG.unpack_from(data, rtnl.HEADER.size)[0] == socket.AF_INET
+    assert msg.hops == (rtnl.Hop(ip_address("fd00::12"), 0),)
+    both = (ip_address("fd00::12"), ip_address("fd00::13"))
+    ecmp = roundtrip(rtnl.encode("replace", 7, ip_network("10.65.2.0/26"), 254, 201, gateways=both))
+    assert [h.gateway for h in ecmp.hops] == list(both)
+
+
 def test_device_route_and_delete() -> None:
     msg = roundtrip(rtnl.encode("add", 7, ip_network("10.65.0.1/32"), 254, 201, oif=42))
     assert msg.hops == (rtnl.Hop(None, 42),)

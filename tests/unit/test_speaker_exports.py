@@ -5,6 +5,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, ip_address, ip_network
 from pathlib import Path
 
+from bgp.exabgp.config import render_config, render_environment
 from bgp.model import Attributes, Peer
 from bgp.speaker import Speaker
 from routed.bgpconfig import speaker_config
@@ -17,11 +18,12 @@ NODE = """\
 name: h1
 router_id: 10.0.0.11
 asn: 64512
-fabric: {interface: eth1, address: 10.0.0.11}
+fabric: {interface: eth1, address: 10.0.0.11, address6: "fd00::11"}
 pools: [10.65.0.0/16, fd00:65::/48]
 peers:
   - {address: 10.0.0.1, kind: reflector}
   - {address: 10.1.1.0, kind: ebgp, asn: 65001, export: aggregate}
+  - {address: "fd00::1", kind: reflector}
 fib: {install_learned: true}
 """
 
@@ -43,12 +45,16 @@ def test_local_routes_to_ibgp_and_aggregate_to_ebgp() -> None:
         "neighbor 10.1.1.0 announce attributes next-hop self origin igp nlri 10.65.0.0/16"
     ]
     speaker.set_local_prefixes([ip_network("10.65.1.1/32"), ip_network("fd00:65::1/128")])
-    # the IPv6 /128 is not sent over the IPv4 sessions; the eBGP peer only ever gets the aggregate
+    # each family over its own sessions; the eBGP peer only ever gets the aggregate
     assert queued(speaker) == [
-        "neighbor 10.0.0.1 announce attributes next-hop self origin igp nlri 10.65.1.1/32"
+        "neighbor 10.0.0.1 announce attributes next-hop self origin igp nlri 10.65.1.1/32",
+        "neighbor fd00::1 announce attributes next-hop self origin igp nlri fd00:65::1/128",
     ]
     speaker.set_local_prefixes([])
-    assert queued(speaker) == ["neighbor 10.0.0.1 withdraw attributes next-hop 0.0.0.0 nlri 10.65.1.1/32"]
+    assert queued(speaker) == [
+        "neighbor 10.0.0.1 withdraw attributes next-hop 0.0.0.0 nlri 10.65.1.1/32",
+        "neighbor fd00::1 withdraw attributes next-hop :: nlri fd00:65::1/128",
+    ]
     speaker.set_local_prefixes([])
     assert queued(speaker) == []
 
@@ -227,3 +233,37 @@ def test_a_block_we_take_refuses_what_others_announced_inside_it() -> None:
     assert speaker.block_owner(ip_address("10.65.2.1")) == (ip_network("10.65.2.0/26"), "10.0.0.12")
     speaker.rib.update(rr, withdrawn=[inside])
     assert speaker.status()["conflicts"]["current"] == 0  # gone once the route is
+
+
+V6_ONLY = """\
+name: h1
+router_id: 10.0.0.11
+asn: 64512
+fabric: {interface: eth1, address: "fd00::11"}
+pools: [10.65.0.0/16, fd00:65::/48]
+peers:
+  - {address: "fd00::1", kind: reflector}
+"""
+
+
+def test_an_ipv6_only_fabric_carries_ipv4_over_its_ipv6_sessions() -> None:
+    """RFC 8950: no IPv4 session, so the IPv4 /32 goes to the IPv6 reflector with our IPv6 address
+    as its next hop (written out: ExaBGP's "self" would be the router id), and ExaBGP is told to
+    negotiate the extended next hop capability."""
+    speaker = make(V6_ONLY)
+    (neighbor,) = speaker.cfg.neighbors
+    assert neighbor.extended_next_hop and str(neighbor.local_address) == "fd00::11"
+    speaker.set_local_prefixes([ip_network("10.65.1.1/32"), ip_network("fd00:65::1/128")])
+    assert queued(speaker) == [
+        "neighbor fd00::1 announce attributes next-hop fd00::11 origin igp nlri 10.65.1.1/32",
+        "neighbor fd00::1 announce attributes next-hop self origin igp nlri fd00:65::1/128",
+    ]
+    rendered = render_config(speaker.cfg, "/bin/true")
+    assert "local-address fd00::11;" in rendered
+    assert "nexthop enable;" in rendered and "ipv4 unicast ipv6;" in rendered
+    assert render_environment(speaker.cfg)["exabgp.tcp.bind"] == "fd00::11"
+    # a dual-stack node keeps IPv4 on its IPv4 sessions: no extended next hop anywhere
+    dual = make(NODE)
+    assert not any(n.extended_next_hop for n in dual.cfg.neighbors)
+    assert render_environment(dual.cfg)["exabgp.tcp.bind"] == "10.0.0.11 fd00::11"
+    assert "nexthop" not in render_config(dual.cfg, "/bin/true")
