@@ -72,7 +72,7 @@ class Daemon:
         )
         self.speaker = Speaker(
             speaker_config(cfg),
-            FibSink(self.reconciler, cfg.fib.table),
+            FibSink(self.reconciler, cfg.fib.table, cfg.fabric.interface),
             Path(cfg.api.socket).parent / f"bgp-{cfg.name}",
             fabric=lambda: wait_for_fabric([str(a) for a in cfg.fabric.addresses], cfg.fabric.interface),
             md5_drops=tcp_md5_drops,

@@ -33,7 +33,10 @@ def route_json(route: Route) -> dict[str, Any]:
         "dst": str(route.dst),
         "table": route.table,
         "nexthops": [
-            {"gateway": str(h.gateway)} if h.gateway is not None else {"device": h.device}
+            {
+                **({"gateway": str(h.gateway)} if h.gateway is not None else {}),
+                **({"device": h.device} if h.device is not None else {}),
+            }
             for h in route.nexthops
         ],
     }

@@ -125,9 +125,12 @@ class ExaBgpBridge:
     def _parse(self, raw: bytes) -> Event | None:
         try:
             ev = parse_line(raw.decode(errors="replace"))
-        except MessageError as exc:
+        except Exception as exc:  # MessageError, or a case no one foresaw: the reader must go on
             self.counters["messages_dropped"] += 1
-            log.warning(event("exabgp_message_dropped", reason=exc, line=raw[:200].decode(errors="replace")))
+            reason = exc if isinstance(exc, MessageError) else repr(exc)
+            log.warning(
+                event("exabgp_message_dropped", reason=reason, line=raw[:200].decode(errors="replace"))
+            )
             return None
         if ev is None:
             return None

@@ -53,7 +53,8 @@ def parse_line(line: str) -> Event | None:
         raise MessageError("not a JSON object")
     try:
         return _parse(message)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
+        # ArithmeticError: int() of a JSON number too large for it (1e999 reads as infinity)
         raise MessageError(f"unexpected shape: {type(exc).__name__}: {exc}") from exc
 
 

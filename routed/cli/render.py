@@ -32,10 +32,14 @@ def filter_routes(
     return routes
 
 
+def _hop(hop: dict[str, Any]) -> str:
+    """`via G`, `dev D`, or both for a link-local gateway."""
+    parts = [f"via {hop['gateway']}"] if "gateway" in hop else []
+    return " ".join(parts + ([f"dev {hop['device']}"] if "device" in hop else []))
+
+
 def route_line(route: dict[str, Any]) -> str:
-    hops = " ".join(
-        f"via {h['gateway']}" if "gateway" in h else f"dev {h['device']}" for h in route["nexthops"]
-    ) or route.get("type", "")
+    hops = " ".join(_hop(h) for h in route["nexthops"]) or route.get("type", "")
     line = f"{route['dst']:<20} {hops:<22}"
     if route.get("source") == "local":
         line += " local workload"

@@ -21,7 +21,7 @@ from typing import Protocol
 
 from routed.fib import rtnl
 from routed.fib.plan import RoutePlan
-from routed.fib.routes import ROUTE_PROTOCOL, NextHop, Route, RouteKey, unreachable_route, via
+from routed.fib.routes import ROUTE_PROTOCOL, NextHop, Route, RouteKey, link_local, unreachable_route, via
 from routed.log import event
 from routed.netns import async_iproute, entered, netns_path
 
@@ -164,7 +164,11 @@ class NetlinkKernel:
         if msg.route_type == rtnl.RTN_UNREACHABLE:
             return RouteEvent(added, key, True, unreachable_route(msg.dst, msg.table) if added else None)
         hops = [
-            via(h.gateway) if h.gateway is not None else NextHop(device=await self._device_name(h.ifindex))
+            NextHop(device=await self._device_name(h.ifindex))
+            if h.gateway is None
+            else via(h.gateway, await self._device_name(h.ifindex))
+            if h.ifindex and link_local(h.gateway)
+            else via(h.gateway)
             for h in msg.hops
         ]
         # a route of ours of a type we never write (blackhole, prohibit) has no hops and so stays
@@ -215,11 +219,30 @@ class NetlinkKernel:
             return rtnl.encode(action, seq, route.dst, route.table, ROUTE_PROTOCOL, oif=index, ack=ack)
         if action == "delete":
             return rtnl.encode(action, seq, route.dst, route.table, ROUTE_PROTOCOL, ack=ack)
-        gateways = tuple(h.gateway for h in route.nexthops if h.gateway is not None)
-        return rtnl.encode(action, seq, route.dst, route.table, ROUTE_PROTOCOL, gateways=gateways, ack=ack)
+        hops = route.nexthops
+        gateway = hops[0].gateway
+        if len(hops) == 1 and gateway is not None and hops[0].device is None:  # the common case
+            return rtnl.encode(
+                action, seq, route.dst, route.table, ROUTE_PROTOCOL, gateways=(gateway,), ack=ack
+            )
+        gateways = tuple(h.gateway for h in hops if h.gateway is not None)
+        if not route.pins_devices:
+            return rtnl.encode(
+                action, seq, route.dst, route.table, ROUTE_PROTOCOL, gateways=gateways, ack=ack
+            )
+        oifs = tuple(self._index_of(h.device) if h.device else 0 for h in route.nexthops)
+        return rtnl.encode(
+            action, seq, route.dst, route.table, ROUTE_PROTOCOL, gateways=gateways, ack=ack, gateway_oifs=oifs
+        )
+
+    def _index_of(self, device: str) -> int:
+        index = self._indexes.get(device)
+        if index is None:
+            raise LookupError(f"device {device} does not exist")
+        return index
 
     async def apply(self, plan: RoutePlan) -> list[RouteFailure]:
-        if any(r.is_link_scope for r in (*plan.add, *plan.replace)):
+        if any(r.is_link_scope or r.pins_devices for r in (*plan.add, *plan.replace)):
             await self._refresh_links()
         steps: list[tuple[str, Route]] = [("add", r) for r in plan.add]
         steps += [("replace", r) for r in plan.replace]

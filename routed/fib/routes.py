@@ -22,22 +22,31 @@ MAIN_TABLE = 254
 
 @dataclass(frozen=True, slots=True, order=True)
 class NextHop:
-    """Either a gateway (`via`) or a directly attached device (`dev`, scope link).
+    """A gateway (`via`), or a directly attached device (`dev`, scope link), or both for an IPv6
+    link-local gateway, which means something only on its interface (`via fe80::12 dev eth1`).
 
-    The kernel reports the outgoing device of a gateway route as well; routed
-    never pins it, so it is not part of a gateway next hop and two routes via
-    the same gateway compare equal whatever device the kernel resolved.
+    The kernel reports the outgoing device of every gateway route; routed pins it only for a
+    link-local gateway, so two routes via the same global gateway compare equal whatever
+    device the kernel resolved.
     """
 
     gateway: IPAddress | None = None
     device: str | None = None
 
     def __post_init__(self) -> None:
-        if (self.gateway is None) == (self.device is None):
-            raise ValueError("a next hop is either a gateway or a device, not both or neither")
+        if self.gateway is None and self.device is None:
+            raise ValueError("a next hop needs a gateway or a device")
+        if self.gateway is not None and self.device is not None and not link_local(self.gateway):
+            raise ValueError(f"only a link-local gateway goes with a device, not {self.gateway}")
 
     def __str__(self) -> str:
-        return f"via {self.gateway}" if self.gateway is not None else f"dev {self.device}"
+        if self.gateway is None:
+            return f"dev {self.device}"
+        return f"via {self.gateway}" + (f" dev {self.device}" if self.device else "")
+
+
+def link_local(gateway: IPAddress) -> bool:
+    return gateway.version == 6 and gateway.is_link_local
 
 
 RouteKey = tuple[int, IPNetwork]
@@ -72,7 +81,12 @@ class Route:
 
     @property
     def is_link_scope(self) -> bool:
-        return len(self.nexthops) == 1 and self.nexthops[0].device is not None
+        return len(self.nexthops) == 1 and self.nexthops[0].gateway is None
+
+    @property
+    def pins_devices(self) -> bool:
+        """A gateway route with a link-local next hop: its device is part of the route."""
+        return any(h.gateway is not None and h.device is not None for h in self.nexthops)
 
     def __str__(self) -> str:
         table = "" if self.table == MAIN_TABLE else f" table {self.table}"
@@ -93,9 +107,10 @@ def unreachable_route(dst: IPNetwork, table: int = MAIN_TABLE) -> Route:
 
 
 @functools.lru_cache(maxsize=4096)
-def via(gateway: IPAddress) -> NextHop:
-    """One shared object per gateway: a full table has 100k routes and a handful of next hops."""
-    return NextHop(gateway=gateway)
+def via(gateway: IPAddress, device: str | None = None) -> NextHop:
+    """One shared object per gateway: a full table has 100k routes and a handful of next hops.
+    `device`: a link-local gateway's interface (ignored for any other gateway)."""
+    return NextHop(gateway=gateway, device=device if link_local(gateway) else None)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -116,10 +131,13 @@ _set_table, _set_unreachable = slot_setter(Route, "table"), slot_setter(Route, "
 _set_key = slot_setter(Route, "key")
 
 
-def gateway_route(dst: IPNetwork, gateways: tuple[IPAddress, ...], table: int = MAIN_TABLE) -> Route:
-    """A learned route: `via <next hop>`, or several for ECMP."""
-    if len(gateways) != 1:
-        return Route(dst=dst, nexthops=tuple(via(g) for g in gateways), table=table)
+def gateway_route(
+    dst: IPNetwork, gateways: tuple[IPAddress, ...], table: int = MAIN_TABLE, device: str | None = None
+) -> Route:
+    """A learned route: `via <next hop>`, or several for ECMP. `device`: the interface a
+    link-local next hop is on (the fabric's)."""
+    if len(gateways) != 1 or (device is not None and link_local(gateways[0])):
+        return Route(dst=dst, nexthops=tuple(via(g, device) for g in gateways), table=table)
     gateway = gateways[0]
     last, hops = _last_via[0]
     if gateway is not last:

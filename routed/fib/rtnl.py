@@ -136,9 +136,13 @@ def encode(
     oif: int | None = None,
     ack: bool = True,
     route_type: int = RTN_UNICAST,
+    gateway_oifs: tuple[int, ...] = (),
 ) -> bytes:
     """One RTM_NEWROUTE (add, replace) or RTM_DELROUTE (delete) request; `ack`: ask for NLM_F_ACK
-    (the kernel answers errors either way). A delete matches only a route of `route_type`."""
+    (the kernel answers errors either way). A delete matches only a route of `route_type`.
+    `gateway_oifs`: each gateway's interface index, 0 for none (a link-local gateway needs one)."""
+    if gateway_oifs and any(gateway_oifs):
+        return _pack(action, seq, dst, table, protocol, gateways, oif, ack, route_type, gateway_oifs)
     if (
         route_type == RTN_UNICAST
         and action != "delete"
@@ -161,8 +165,11 @@ def _pack(
     oif: int | None,
     ack: bool,
     route_type: int = RTN_UNICAST,
+    gateway_oifs: tuple[int, ...] = (),
 ) -> bytes:
     family = _family(dst.version)
+    if len(gateways) == 1 and gateway_oifs and gateway_oifs[0]:
+        oif = gateway_oifs[0]
     if action == "delete":
         scope = SCOPE_NOWHERE  # as `ip route del`: match our route whatever its scope
     else:
@@ -184,9 +191,10 @@ def _pack(
             attrs.append(_gateway(gateways[0], dst.version))
         elif len(gateways) > 1:
             hops = b""
-            for gateway in gateways:
+            for index, gateway in enumerate(gateways):
                 inner = _gateway(gateway, dst.version)
-                hops += RTNH.pack(RTNH.size + len(inner), 0, 0, 0) + inner
+                hop_oif = gateway_oifs[index] if index < len(gateway_oifs) else 0
+                hops += RTNH.pack(RTNH.size + len(inner), 0, 0, hop_oif) + inner
             attrs.append(_attr(RTA_MULTIPATH, hops))
         if oif is not None:
             attrs.append(_attr(RTA_OIF, struct.pack("=i", oif)))

@@ -12,9 +12,11 @@ from routed.fib.routes import RouteKey, gateway_route
 
 
 class FibSink:
-    def __init__(self, reconciler: Reconciler, table: int) -> None:
+    def __init__(self, reconciler: Reconciler, table: int, interface: str | None = None) -> None:
+        """`interface`: the fabric's, where a link-local next hop is."""
         self.reconciler = reconciler
         self.table = table
+        self.interface = interface
 
     def best_paths(self, changes: Mapping[IPNetwork, Selection | None]) -> None:
         upsert = []
@@ -23,7 +25,7 @@ class FibSink:
             if selection is None:
                 remove.append((self.table, prefix))
             else:
-                upsert.append(gateway_route(prefix, selection.next_hops, self.table))
+                upsert.append(gateway_route(prefix, selection.next_hops, self.table, self.interface))
         self.reconciler.update_routes(RouteSource.BGP, upsert=upsert, remove=remove)
 
     def bgp_ready(self) -> None:

@@ -361,3 +361,56 @@ def test_routes_come_back_after_a_link_flap(namespaces: Namespaces) -> None:
     """)
     out = run_script(netns, script, timeout=60)
     assert "full resyncs" in out.stdout
+
+
+def test_next_hops_of_the_other_family_and_link_local_through_the_kernel(namespaces: Namespaces) -> None:
+    """An IPv4 route via a global IPv6 next hop (RFC 8950: RTA_VIA), an IPv6 and an IPv4 route
+    via a link-local next hop (pinned to the fabric interface, from the FIB sink): installed,
+    read back equal (a second pass changes nothing), and what `ip route` shows."""
+    netns = fabric_namespace(namespaces)
+    sh(["ip", "-n", netns, "-6", "addr", "add", "fd00:0:0:1::1/64", "dev", "fab0", "nodad"])
+    script = textwrap.dedent("""
+        import asyncio, ipaddress, json
+        from bgp.decision import Reason, Selection
+        from bgp.model import Attributes, Peer, fresh_path
+        from routed.fib.kernel import NetlinkKernel
+        from routed.fib.reconciler import Reconciler
+        from routed.fib.sink import FibSink
+        ip, net = ipaddress.ip_address, ipaddress.ip_network
+        def selection(prefix, hop):
+            peer = Peer(ip("fd00:0:0:1::12"), 64512, 64512)
+            path = fresh_path(net(prefix), peer, Attributes(next_hop=ip(hop)))
+            return Selection(path, (path,), Reason.ONLY_PATH)
+        async def main():
+            kernel = NetlinkKernel(254)
+            rec = Reconciler(kernel, sources=("bgp",), resync_interval=3600)
+            rec.mark_ready("bgp")
+            task = asyncio.create_task(rec.run())
+            sink = FibSink(rec, 254, "fab0")
+            sink.best_paths({
+                net("10.65.2.0/26"): selection("10.65.2.0/26", "fd00:0:0:1::12"),
+                net("fd00:65:0:3::/122"): selection("fd00:65:0:3::/122", "fe80::13"),
+                net("10.65.3.0/26"): selection("10.65.3.0/26", "fe80::13"),
+            })
+            await asyncio.sleep(0)
+            await rec.wait_in_sync()
+            first = [rec.stats.added, rec.stats.replaced]
+            view = await kernel.dump()
+            ours = {str(k[1]): [str(h) for h in r.nexthops] for k, r in view.ours.items()}
+            plan = rec.desired() == {k: view.ours[k] for k in rec.desired()}
+            print(json.dumps({"ours": ours, "equal": plan, "stats": first}))
+            task.cancel()
+        asyncio.run(main())
+    """)
+    result = json.loads(run_script(netns, script, timeout=60).stdout.strip().splitlines()[-1])
+    assert result["ours"] == {
+        "10.65.2.0/26": ["via fd00:0:0:1::12"],
+        "fd00:65:0:3::/122": ["via fe80::13 dev fab0"],
+        "10.65.3.0/26": ["via fe80::13 dev fab0"],
+    }
+    assert result["equal"] and result["stats"] == [3, 0]
+    shown = sh(["ip", "-n", netns, "route", "show", "proto", "201"]).stdout
+    assert "10.65.2.0/26 via inet6 fd00:0:0:1::12 dev fab0" in shown, shown
+    assert "10.65.3.0/26 via inet6 fe80::13 dev fab0" in shown, shown
+    shown6 = sh(["ip", "-n", netns, "-6", "route", "show", "proto", "201"]).stdout
+    assert "fd00:65:0:3::/122 via fe80::13 dev fab0" in shown6, shown6

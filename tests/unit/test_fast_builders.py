@@ -62,3 +62,20 @@ def test_ecmp_routes_still_go_through_the_dataclass() -> None:
     hops = (ip_address("10.0.0.13"), ip_address("10.0.0.12"))
     route = gateway_route(ip_network("10.65.1.7/32"), hops)
     assert [h.gateway for h in route.nexthops] == sorted(hops)
+
+
+def test_a_link_local_gateway_keeps_its_device_and_only_it() -> None:
+    from routed.fib.routes import NextHop, gateway_route, via
+
+    assert str(via(ip_address("fe80::13"), "eth1")) == "via fe80::13 dev eth1"
+    assert via(ip_address("fd00::13"), "eth1") == NextHop(gateway=ip_address("fd00::13"))  # not pinned
+    route = gateway_route(ip_network("10.65.3.0/26"), (ip_address("fe80::13"),), 254, "eth1")
+    assert (
+        route.pins_devices and not route.is_link_scope and str(route) == "10.65.3.0/26 via fe80::13 dev eth1"
+    )
+    plain = gateway_route(ip_network("10.65.3.0/26"), (ip_address("fd00::13"),), 254, "eth1")
+    assert not plain.pins_devices and plain == Route(
+        dst=ip_network("10.65.3.0/26"), nexthops=(via(ip_address("fd00::13")),)
+    )
+    with pytest.raises(ValueError, match="only a link-local gateway"):
+        NextHop(gateway=ip_address("10.0.0.12"), device="eth1")

@@ -97,3 +97,36 @@ def test_unreachable_route_has_its_type_and_no_next_hop() -> None:
         assert route_type == rtnl.RTN_UNREACHABLE  # a delete of type unicast would not match it
         msg = roundtrip(data)
         assert (msg.dst, msg.route_type, msg.hops) == (ip_network("10.65.1.0/26"), rtnl.RTN_UNREACHABLE, ())
+
+
+def test_a_link_local_next_hop_carries_its_interface() -> None:
+    """`via fe80::13 dev <7>`: RTA_OIF beside the gateway, or each multipath hop's ifindex."""
+    one = roundtrip(
+        rtnl.encode(
+            "add",
+            7,
+            ip_network("fd00:65:0:3::/122"),
+            254,
+            201,
+            gateways=(ip_address("fe80::13"),),
+            gateway_oifs=(7,),
+        )
+    )
+    assert one.hops == (rtnl.Hop(ip_address("fe80::13"), 7),)
+    v4 = roundtrip(
+        rtnl.encode(
+            "add",
+            7,
+            ip_network("10.65.3.0/26"),
+            254,
+            201,
+            gateways=(ip_address("fe80::13"),),
+            gateway_oifs=(7,),
+        )
+    )
+    assert v4.hops == (rtnl.Hop(ip_address("fe80::13"), 7),)
+    both = (ip_address("fe80::13"), ip_address("fd00::12"))
+    ecmp = roundtrip(
+        rtnl.encode("add", 7, ip_network("10.65.3.0/26"), 254, 201, gateways=both, gateway_oifs=(7, 0))
+    )
+    assert ecmp.hops == (rtnl.Hop(both[0], 7), rtnl.Hop(both[1], 0))
