@@ -1,10 +1,11 @@
 """Truth check: does every host's kernel route every container of the fabric, and nothing else?
 
-For each routed host of a running lab, the ground truth is: its own workloads' /32s on
-their veths and its own IPAM blocks `unreachable`; every other host's blocks via that
-host's fabric address, and that host's workloads outside its blocks as /32s via it. The
-check reads the kernel's `proto routed` routes of every host and prints the difference
-(missing, wrong next hop, extra). Exit 0 when there is none, 1 otherwise.
+For each routed host of a running lab, the ground truth is: its own workloads' /32s (/128s)
+on their veths and its own IPAM blocks `unreachable`; every other host's blocks via that
+host's fabric address of the family (IPv4 via its IPv6 address on an IPv6-only fabric), and
+that host's workloads outside its blocks as /32s (/128s) via it. The check reads the kernel's
+`proto routed` routes of both families on every host and prints the difference (missing,
+wrong next hop, extra). Exit 0 when there is none, 1 otherwise.
 
     python -m bench.truth labs/dual-rr.clab.yml [--name NAME --prefix PREFIX]
 """
@@ -46,23 +47,35 @@ class Report:
     differences: list[Difference] = field(default_factory=list)
 
 
-def routed_hosts(topo: Topology) -> dict[str, str]:
-    """{node: fabric address} of the lab's routed nodes that are not reflectors."""
+def routed_hosts(topo: Topology) -> dict[str, dict[int, str]]:
+    """{node: {IP version: the next hop other hosts use for it}} of the lab's routed nodes that
+    are not reflectors: the fabric address of the family, else (IPv4 on an IPv6-only fabric)
+    the IPv6 one."""
     hosts = {}
     for node in topo.nodes:
         for bind in node.binds:
             if bind.target == CONFIG_TARGET:
                 cfg = load_config(bind.source)
                 if cfg.role.value == "node":
-                    hosts[node.name] = str(cfg.fabric.address)
+                    v6 = cfg.fabric.address_for(6)
+                    v4 = cfg.fabric.address_for(4) or v6
+                    hosts[node.name] = {v: str(a) for v, a in ((4, v4), (6, v6)) if a is not None}
     return hosts
 
 
 @dataclass(frozen=True)
 class Holdings:
-    blocks: frozenset[str]  # IPv4 blocks the host owns
-    outside: frozenset[str]  # IPv4 workload addresses outside them (announced as /32s)
-    workloads: frozenset[str]  # every IPv4 workload address
+    blocks: frozenset[str]  # blocks the host owns
+    outside: frozenset[str]  # workload addresses outside them (announced as /32s and /128s)
+    workloads: frozenset[str]  # every workload address
+
+
+def host_prefix(ip: str) -> str:
+    return f"{ip}/128" if ":" in ip else f"{ip}/32"
+
+
+def version(prefix: str) -> int:
+    return 6 if ":" in prefix else 4
 
 
 def holdings(topo: Topology, node: str) -> Holdings:
@@ -72,26 +85,28 @@ def holdings(topo: Topology, node: str) -> Holdings:
         raise RuntimeError(f"{node}: routed ipam failed: {result.stderr.strip()}")
     ipam = json.loads(result.stdout)
     return Holdings(
-        frozenset(b["block"] for b in ipam["blocks"] if ":" not in b["block"]),
-        frozenset(ip for ip in ipam["outside_blocks"] if ":" not in ip),
-        frozenset(ip for ip in ipam["addresses"] if ":" not in ip),
+        frozenset(b["block"] for b in ipam["blocks"]),
+        frozenset(ipam["outside_blocks"]),
+        frozenset(ipam["addresses"]),
     )
 
 
 def kernel_routes(topo: Topology, node: str) -> dict[str, str]:
-    out = subprocess.run(
-        ["ip", "-j", "-4", "-n", topo.node(node).netns, "route", "show", "proto", "201"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
     routes = {}
-    for route in json.loads(out or "[]"):
-        dst = route["dst"] if "/" in route["dst"] else f"{route['dst']}/32"
-        if route.get("type") == "unreachable":
-            routes[dst] = "unreachable"
-        else:
-            routes[dst] = f"via {route['gateway']}" if "gateway" in route else "dev"
+    for family in ("-4", "-6"):
+        out = subprocess.run(
+            ["ip", "-j", family, "-n", topo.node(node).netns, "route", "show", "proto", "201"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for route in json.loads(out or "[]"):
+            dst = route["dst"] if "/" in route["dst"] else host_prefix(route["dst"])
+            gateway = route.get("gateway") or (route.get("via") or {}).get("host")  # `via inet6`
+            if route.get("type") == "unreachable":
+                routes[dst] = "unreachable"
+            else:
+                routes[dst] = f"via {gateway}" if gateway else "dev"
     return routes
 
 
@@ -103,11 +118,12 @@ def check(topo: Topology) -> Report:
         expected = {}
         for owner, held in owned.items():
             if owner == node:
-                expected.update({f"{ip}/32": "dev" for ip in held.workloads})
+                expected.update({host_prefix(ip): "dev" for ip in held.workloads})
                 expected.update({block: "unreachable" for block in held.blocks})
             else:
-                expected.update({f"{ip}/32": f"via {hosts[owner]}" for ip in held.outside})
-                expected.update({block: f"via {hosts[owner]}" for block in held.blocks})
+                via = {v: f"via {address}" for v, address in hosts[owner].items()}
+                expected.update({host_prefix(ip): via[version(ip)] for ip in held.outside})
+                expected.update({block: via[version(block)] for block in held.blocks})
         actual = kernel_routes(topo, node)
         report.routes_checked += len(expected)
         for prefix in sorted(expected.keys() | actual.keys()):

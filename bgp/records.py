@@ -48,6 +48,12 @@ class ExabgpJson(TypedDict):
     restarts: int
 
 
+class FamilyCounts(TypedDict):
+    loc_rib: int  # prefixes with a best path
+    stale: int  # of those, whose best path is kept through a restart
+    announced: int  # our own prefixes
+
+
 class SpeakerStatus(TypedDict):
     peers: list[PeerJson]
     loc_rib: int
@@ -60,3 +66,4 @@ class SpeakerStatus(TypedDict):
     counters: dict[str, int]
     exabgp: ExabgpJson
     ready: bool
+    families: dict[str, FamilyCounts]  # "ipv4 unicast", "ipv6 unicast"

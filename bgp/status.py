@@ -11,7 +11,7 @@ from bgp.config import SpeakerConfig
 from bgp.exabgp.bridge import ExaBgpBridge
 from bgp.model import IPAddress, IPNetwork
 from bgp.neighbor import Neighbor
-from bgp.records import SpeakerStatus
+from bgp.records import FamilyCounts, SpeakerStatus
 from bgp.reports import RouteReports
 from bgp.restart import RestartCoordinator
 from bgp.rib import Rib
@@ -56,7 +56,19 @@ def speaker_status(speaker: Observed) -> SpeakerStatus:
         "counters": dict(speaker.counters),
         "exabgp": {"pid": speaker.exabgp.pid, "restarts": speaker.exabgp.restarts},
         "ready": speaker.ready.is_set(),
+        "families": family_counts(rib, speaker.local),
     }
+
+
+def family_counts(rib: Rib, local: set[IPNetwork]) -> dict[str, FamilyCounts]:
+    counts = {v: FamilyCounts(loc_rib=0, stale=0, announced=0) for v in (4, 6)}
+    for prefix, selection in rib.loc_rib().items():
+        family = counts[prefix.version]
+        family["loc_rib"] += 1
+        family["stale"] += 1 if selection.best.stale else 0
+    for prefix in local:
+        counts[prefix.version]["announced"] += 1
+    return {f"ipv{v} unicast": c for v, c in counts.items()}
 
 
 def block_owner(rib: Rib, cfg: SpeakerConfig, ip: IPAddress) -> tuple[IPNetwork, str] | None:

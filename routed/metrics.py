@@ -110,6 +110,15 @@ def _bgp_families(bgp: SpeakerStatus) -> Iterator[Metric]:
             bgp["counters"].get("messages_dropped", 0),
         ),
     ]
+    by_family = _gauge(
+        "routed_bgp_family_prefixes",
+        "prefixes by address family: best paths (loc_rib), those kept stale, ours announced",
+        ["family", "table"],
+    )
+    for family, counts in sorted(bgp.get("families", {}).items()):
+        for table in ("loc_rib", "stale", "announced"):
+            by_family.add_metric([family.split()[0], table], counts[table])
+    yield by_family
     for make, name, doc, value in simple:
         family = make(name, doc)
         family.add_metric([], float(value))

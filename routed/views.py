@@ -115,6 +115,15 @@ def status_text(status: dict[str, Any], now: float | None = None) -> str:
             f"HEADLESS since {since} ({human_duration(now - bgp['headless_since'])}), "
             f"{bgp.get('stale', 0)} stale routes: no reflector is up; forwarding on kept routes"
         )
+    families = bgp.get("families") or {}
+    if any(c["loc_rib"] or c["announced"] for c in families.values()):
+        lines.append(
+            "  ".join(
+                f"{name.split()[0]}: best paths {c['loc_rib']}, ours {c['announced']}"
+                + (f", stale {c['stale']}" if c["stale"] else "")
+                for name, c in families.items()
+            )
+        )
     if "ipam" in status:
         lines.append(ipam_text(status["ipam"]))
     conflicts = bgp.get("conflicts") or {}

@@ -5,16 +5,23 @@ kernel; no tunnel device anywhere."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import os
+import signal
+import subprocess
+import time
 from typing import Any
 
 import pytest
 
-from tests.lab import Lab, running_lab
+from bench import truth
+from routed.lab.topology import load_topology
+from tests.lab import Lab, lab_variant, running_lab
 from tests.netns import wait_until
-from tests.support.fabric import route_to, status
-from tests.traffic import echoes
+from tests.support.fabric import daemon_pid, kernel_routes, peer_of, route_to, status
+from tests.traffic import PingStream, echoes, kill_and_wait, lost, total_lost
 
 pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
 
@@ -99,6 +106,13 @@ def check_fabric(lab: Lab, gateways: dict[int, dict[str, str]], peers: dict[str,
     failed = {pair: counts for pair, counts in results.items() if counts != (COUNT, COUNT)}
     assert not failed, failed
     assert tunnels(lab) == []
+    # the truth check agrees, both families: every block and workload where it should be, no more
+    topo = load_topology(lab.file, name=lab.name, prefix=lab.prefix)
+    assert [str(d) for d in truth.check(topo).differences] == []
+    # each family counted apart: its own block announced, the two others' blocks learned
+    one_block_each = {"loc_rib": 2, "stale": 0, "announced": 1}
+    families = status(lab, "h1")["bgp"]["families"]
+    assert families == {"ipv4 unicast": one_block_each, "ipv6 unicast": one_block_each}, families
 
 
 @pytest.mark.long(40)
@@ -116,3 +130,97 @@ def test_ipv6_only_fabric_carries_ipv4_with_ipv6_next_hops() -> None:
         # IPv4 routes are installed `via inet6 <the host's fabric address>` (RTA_VIA)
         check_fabric(lab, {4: V6_FABRIC, 6: V6_FABRIC}, peers)
         assert "via inet6 fd00:0:0:1::12" in lab.exec("h1", "ip", "route", "show", "10.65.2.0/26").stdout
+
+
+@pytest.mark.long(60)
+def test_restarts_lose_no_ipv6_packet() -> None:
+    """Graceful restart per family: a host's daemon and then the reflector restart under ping
+    streams over IPv6 (and one over IPv4 beside them); every packet is counted."""
+    with running_lab("dual-stack") as lab:
+        found = containers(lab)
+        gateways = {4: V4_FABRIC, 6: V6_FABRIC}
+        wait_until(
+            lambda: learned_all(lab, found, gateways), timeout=40, what="every host routes every container"
+        )
+        targets = {(node, netns): ips for node, netns, ips in found}
+        for event, node, sig in (
+            ("h1 restarts", "h1", signal.SIGTERM),
+            ("rr1 crashes", "rr1", signal.SIGKILL),
+        ):
+            streams = [
+                PingStream(lab, "h2", "web1", targets[("h1", "web1")][6], 12).start(),
+                PingStream(lab, "h3", "web2", targets[("h1", "web2")][6], 12).start(),
+                PingStream(lab, "h1", "web1", targets[("h3", "web1")][6], 12).start(),
+                PingStream(lab, "h2", "web2", targets[("h1", "web1")][4], 12).start(),
+            ]
+            time.sleep(2)
+            kill_and_wait(daemon_pid(lab, node), sig)
+            lab.start(node)
+            counts = lost(streams)
+            assert total_lost(counts) == 0, (event, counts)
+            assert all(sent == 240 for sent, _ in counts.values()), counts
+            wait_until(lambda n=node: sessions_up(lab, n) != set(), timeout=40, what=f"{node} back")
+
+
+@pytest.mark.long(40)
+def test_bfd_over_ipv6_withdraws_a_frozen_host_at_once() -> None:
+    """BFD (50 ms x 3) on h1's IPv6 session with rr1 only: h1 frozen whole, rr1 withdraws h1's
+    IPv6 block from the other hosts at once, while its IPv4 block (no BFD there) waits for the
+    hold time: one family's detection, not the other's."""
+    bfd = ", bfd: {interval_ms: 50, multiplier: 3}}"
+    h1_v6 = '  - {address: "fd00:0:0:1::11", kind: client}'
+    rr1_v6 = '  - {address: "fd00:0:0:1::1", kind: reflector}'
+    edits = {
+        "dual-stack/rr1.yaml": [(h1_v6, h1_v6.removesuffix("}") + bfd)],
+        "dual-stack/h1.yaml": [(rr1_v6, rr1_v6.removesuffix("}") + bfd)],
+    }
+    with lab_variant("dual-stack", {}, edits) as topology, running_lab(topology) as lab:
+        block4, block6 = "10.65.1.0/26", "fd00:65:0:1::/122"
+        wait_until(lambda: kernel_routes(lab, "h2", 6).get(block6), V6_FABRIC["h1"], timeout=40)
+        wait_until(lambda: peer_of(lab, "rr1", V6_FABRIC["h1"])["bfd"], "up", timeout=20, what="BFD up")
+        assert peer_of(lab, "rr1", V4_FABRIC["h1"])["bfd"] is None
+        pids = [
+            int(p)
+            for p in subprocess.run(
+                ["ip", "netns", "pids", lab.netns("h1")], capture_output=True, text=True
+            ).stdout.split()
+        ]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        try:
+            wait_until(
+                lambda: kernel_routes(lab, "h2", 6).get(block6), None, timeout=10, what="h1's /122 withdrawn"
+            )
+            assert "event=bfd_down" in lab.log("rr1") and "detection_time_expired" in lab.log("rr1")
+            assert kernel_routes(lab, "h2").get(block4) == V4_FABRIC["h1"]  # the IPv4 session has no BFD
+        finally:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+        wait_until(lambda: kernel_routes(lab, "h2", 6).get(block6), V6_FABRIC["h1"], timeout=40, what="back")
+
+
+@pytest.mark.long(30)
+def test_tcp_md5_over_ipv6() -> None:
+    """The IPv6 sessions signed with TCP-MD5 (RFC 2385) come up and carry routes; a wrong key on
+    one side keeps that session down, with the hint that says why."""
+    h1_v6 = '  - {address: "fd00:0:0:1::11", kind: client}'
+    h2_v6 = '  - {address: "fd00:0:0:1::12", kind: client}'
+    rr1_v6 = '  - {address: "fd00:0:0:1::1", kind: reflector}'
+    signed = ", password: s3cret}"
+    edits = {
+        "dual-stack/rr1.yaml": [
+            (h1_v6, h1_v6.removesuffix("}") + signed),
+            (h2_v6, h2_v6.removesuffix("}") + signed),
+        ],
+        "dual-stack/h1.yaml": [(rr1_v6, rr1_v6.removesuffix("}") + signed)],
+        "dual-stack/h2.yaml": [(rr1_v6, rr1_v6.removesuffix("}") + ", password: wrong}")],
+    }
+    with lab_variant("dual-stack", {}, edits) as topology, running_lab(topology) as lab:
+        wait_until(lambda: kernel_routes(lab, "h3", 6).get("fd00:65:0:1::/122"), V6_FABRIC["h1"], timeout=40)
+        assert peer_of(lab, "h1", "fd00:0:0:1::1")["state"] == "up"
+        wait_until(lambda: peer_of(lab, "h2", "fd00:0:0:1::1")["hint"] != "", timeout=60, what="h2's hint")
+        assert peer_of(lab, "h2", "fd00:0:0:1::1")["state"] != "up"
+        assert "TCP-MD5" in peer_of(lab, "h2", "fd00:0:0:1::1")["hint"]
+        assert peer_of(lab, "h2", "10.0.0.1")["state"] == "up"  # its IPv4 session is unsigned and up

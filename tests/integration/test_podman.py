@@ -188,3 +188,48 @@ def test_podman_containers_on_two_hosts(podman_files: Path) -> None:
         assert address_of(lab, "h1", files, "c4") == c1
         for node, name in (("h1", "c4"), ("h2", "c2")):
             podman(lab, node, files, "rm", "-f", "-t", "0", name)
+
+
+def test_podman_containers_on_two_dual_stack_hosts_reach_each_other_over_ipv6(podman_files: Path) -> None:
+    """labs/dual-stack.clab.yml: a podman container gets an address of each family from its
+    host's blocks, and containers on two hosts reach each other over IPv6 (the /122 of each
+    host routed via its IPv6 fabric address)."""
+    files = podman_files
+    with running_lab("dual-stack") as lab:
+        for node in ("h1", "h2"):
+            lab.exec(
+                node, "routed", "cni", "install", "--bin-dir", "/tmp/cni/bin", "--conf-dir", "/tmp/cni/net.d"
+            )
+            podman(lab, node, files, "import", str(files / "bb.tar"), "localhost/bb:latest")
+            podman(
+                lab,
+                node,
+                files,
+                "run",
+                "-d",
+                "--name",
+                "c",
+                "--network",
+                "routed",
+                "localhost/bb:latest",
+                "sleep",
+                "600",
+            )
+        inspect = "{{json .NetworkSettings.Networks}}"
+        c1, c2 = (
+            json.loads(podman(lab, n, files, "inspect", "c", "--format", inspect).stdout)["routed"]
+            for n in ("h1", "h2")
+        )
+        assert (c1["IPAddress"], c2["IPAddress"]) == ("10.65.1.3", "10.65.2.3")
+        assert (c1["GlobalIPv6Address"], c2["GlobalIPv6Address"]) == ("fd00:65:0:1::3", "fd00:65:0:2::3")
+        wait_until(lambda: kernel_routes(lab, "h1", 6).get("fd00:65:0:2::/122"), "fd00:0:0:1::12", timeout=30)
+        pinged = podman(
+            lab, "h1", files, "exec", "c", "ping", "-c5", "-i0.2", "-W1", "fd00:65:0:2::3", check=False
+        )
+        assert " 0% packet loss" in pinged.stdout, pinged.stdout + pinged.stderr
+        back = podman(
+            lab, "h2", files, "exec", "c", "ping", "-c5", "-i0.2", "-W1", "fd00:65:0:1::3", check=False
+        )
+        assert " 0% packet loss" in back.stdout, back.stdout + back.stderr
+        for node in ("h1", "h2"):
+            podman(lab, node, files, "rm", "-f", "-t", "0", "c")

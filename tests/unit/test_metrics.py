@@ -252,3 +252,15 @@ async def test_requests_past_the_bound_are_told_to_come_back(monkeypatch: Any) -
             assert await get() == 200
     finally:
         await server.close()
+
+
+def test_prefixes_by_family() -> None:
+    st = status([peer("10.0.0.1")])
+    st["bgp"]["families"] = {
+        "ipv4 unicast": {"loc_rib": 6, "stale": 1, "announced": 1},
+        "ipv6 unicast": {"loc_rib": 2, "stale": 0, "announced": 1},
+    }
+    samples = scrape(st)
+    assert samples[("routed_bgp_family_prefixes", (("family", "ipv6"), ("table", "loc_rib")))] == 2
+    assert samples[("routed_bgp_family_prefixes", (("family", "ipv4"), ("table", "stale")))] == 1
+    assert "ipv6: best paths 2, ours 1" in status_text(st)
