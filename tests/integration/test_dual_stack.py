@@ -224,3 +224,43 @@ def test_tcp_md5_over_ipv6() -> None:
         assert peer_of(lab, "h2", "fd00:0:0:1::1")["state"] != "up"
         assert "TCP-MD5" in peer_of(lab, "h2", "fd00:0:0:1::1")["hint"]
         assert peer_of(lab, "h2", "10.0.0.1")["state"] == "up"  # its IPv4 session is unsigned and up
+
+
+@pytest.mark.long(40)
+def test_bird_and_frr_exchange_both_families_with_extended_next_hop() -> None:
+    """labs/v6-interop.clab.yml, an IPv6-only fabric: BIRD2 reflects both families between two
+    routed hosts and an FRR client, every session IPv6, IPv4 with IPv6 next hops (RFC 8950)."""
+    web = {"h1": ("10.65.1.1", "fd00:65:0:1::1"), "h2": ("10.65.2.1", "fd00:65:0:2::1")}
+    frr_web = ("10.65.8.1", "fd00:65:0:8::1")
+    with running_lab("v6-interop") as lab:
+        # routed learns through BIRD: the other host's blocks, and FRR's container (its IPv4
+        # route with the next hop FRR sent, its link-local address, on the fabric interface)
+        wait_until(
+            lambda: route_to(lab, "h1", "10.65.2.1"), "fd00:0:0:1::12", timeout=40, what="h2's IPv4 block"
+        )
+        wait_until(lambda: route_to(lab, "h1", frr_web[1]), "fd00:0:0:1::41", timeout=40, what="FRR's /128")
+        wait_until(lambda: route_to(lab, "h1", frr_web[0]) is not None, timeout=40, what="FRR's /32")
+        assert "via inet6" in lab.exec("h1", "ip", "route", "show", f"{frr_web[0]}/32").stdout
+        # FRR learns routed's blocks through BIRD, and installs the IPv4 one via inet6
+        frr_routes = lab.exec("frr1", "ip", "route", "show", "10.65.1.0/26").stdout
+        wait_until(
+            lambda: (
+                "via inet6 fd00:0:0:1::11" in lab.exec("frr1", "ip", "route", "show", "10.65.1.0/26").stdout
+            ),
+            timeout=40,
+            what=f"FRR routes h1's IPv4 block via h1's IPv6 address ({frr_routes!r})",
+        )
+        assert (
+            "fd00:0:0:1::11"
+            in lab.exec("frr1", "vtysh", "-c", "show bgp ipv6 unicast fd00:65:0:1::/122").stdout
+        )
+        pairs = [
+            (("h1", "web"), ("h2", "web"), web["h2"], web["h1"]),
+            (("h1", "web"), ("frr1", "web"), frr_web, web["h1"]),
+            (("frr1", "web"), ("h2", "web"), web["h2"], frr_web),
+        ]
+        for sender, target, to, source in pairs:
+            for family in (0, 1):
+                got = echoes(lab, sender, target, to[family], COUNT, source[family])
+                assert got == (COUNT, COUNT), (sender, target, to[family], got)
+        assert "Established" in lab.birdc("brr", "show", "protocols", "frr1")

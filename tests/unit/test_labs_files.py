@@ -27,6 +27,7 @@ def test_the_topologies_ship() -> None:
         "gr-interop.clab.yml",
         "dual-stack.clab.yml",
         "v6-underlay.clab.yml",
+        "v6-interop.clab.yml",
     }
 
 
