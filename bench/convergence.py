@@ -114,8 +114,10 @@ def bird_lab(bfd: bool = False) -> Iterator[Topology]:
 
 
 @contextmanager
-def routed_lab() -> Iterator[Topology]:
-    topo = load_topology(LABS / "quickstart.clab.yml", name=f"c{time.monotonic_ns() % 10**6}", prefix="rt")
+def routed_lab(family: int = 4) -> Iterator[Topology]:
+    """labs/quickstart.clab.yml; for IPv6, labs/dual-stack.clab.yml (its IPv6 sessions carry it)."""
+    lab = "quickstart" if family == 4 else "dual-stack"
+    topo = load_topology(LABS / f"{lab}.clab.yml", name=f"c{time.monotonic_ns() % 10**6}", prefix="rt")
     runner.up(topo)
     try:
         deadline = time.monotonic() + 60
@@ -171,8 +173,9 @@ class UpdateTap:
 
 
 def _matcher(ip: str) -> Any:
-    packed = ipaddress.ip_address(ip).packed
-    return lambda dst, dst_len: dst_len == 32 and dst == packed
+    address = ipaddress.ip_address(ip)
+    packed, length = address.packed, address.max_prefixlen
+    return lambda dst, dst_len: dst_len == length and dst == packed
 
 
 def api_call(topo: Topology, node: str, request: dict[str, Any]) -> dict[str, Any]:
@@ -212,8 +215,9 @@ def hops(tap: UpdateTap, t_a: float, t_b: float, result: dict[str, float]) -> No
         result["add_hosts_ms"] = (t_b - t_a) * 1000 - result["add_reflector_ms"]
 
 
-def trial(daemon: str, topo: Topology, index: int, tap: UpdateTap) -> dict[str, float]:
-    ip = f"10.65.{100 + index // 200}.{1 + index % 200}"
+def trial(daemon: str, topo: Topology, index: int, tap: UpdateTap, family: int = 4) -> dict[str, float]:
+    # outside h1's block: announced as a host route of its own, the same in both families
+    ip = f"10.65.{100 + index // 200}.{1 + index % 200}" if family == 4 else f"fd00:65:0:100::{1 + index:x}"
     a = RouteCounter(topo.node("h1").netns, _matcher(ip))
     b = RouteCounter(topo.node("h2").netns, _matcher(ip))
     result: dict[str, float] = {}
@@ -227,7 +231,9 @@ def trial(daemon: str, topo: Topology, index: int, tap: UpdateTap) -> dict[str, 
             api_call(topo, "h1", {"op": "workload.add", "id": name, "netns": name, "ips": [ip]})
         else:
             t0 = time.time()
-            node_exec(topo, "h1", "ip", "route", "add", f"{ip}/32", "dev", "cali0", "proto", "boot")
+            node_exec(
+                topo, "h1", "ip", "route", "add", f"{ip}/32", "dev", "cali0", "proto", "boot"
+            )  # (IPv4 only)
         thread.join()
         t_a, t_b = reached
         if t_a is None or t_b is None:
@@ -301,19 +307,19 @@ def _process_name(cmdline: str) -> str:
     return cmdline.split()[0].rsplit("/", 1)[-1]
 
 
-def measure(daemon: str, trials: int) -> dict[str, Any]:
-    with routed_lab() if daemon == "routed" else bird_lab() as topo:
+def measure(daemon: str, trials: int, family: int = 4) -> dict[str, Any]:
+    with routed_lab(family) if daemon == "routed" else bird_lab() as topo:
         reflector = topo.node("rr1" if daemon == "routed" else "rr").netns
-        tap = UpdateTap(reflector)
+        tap = UpdateTap(reflector)  # (IPv4 sessions only: no reflector split for IPv6)
         try:
-            # each trial reflects two events: the /32's announcement and its withdrawal
+            # each trial reflects two events: the host route's announcement and its withdrawal
             results, cpu = reflector_cpu_ms(
-                reflector, lambda: [trial(daemon, topo, i, tap) for i in range(trials)], 2 * trials
+                reflector, lambda: [trial(daemon, topo, i, tap, family) for i in range(trials)], 2 * trials
             )
         finally:
             tap.close()
     return {
-        "daemon": daemon,
+        "daemon": daemon if family == 4 else f"{daemon}6",
         "summary": summarize(results),
         "reflector_cpu_ms_per_event": cpu,
         "trials": results,
@@ -326,8 +332,13 @@ def main() -> int:
     )
     parser.add_argument("--daemons", nargs="+", default=list(DAEMONS), choices=DAEMONS)
     parser.add_argument("--trials", type=int, default=50)
+    parser.add_argument(
+        "--family", type=int, choices=(4, 6), default=4, help="6: a /128 across labs/dual-stack (routed only)"
+    )
     args = parser.parse_args()
-    measured = [measure(d, args.trials) for d in args.daemons]
+    if args.family == 6 and args.daemons != ["routed"]:
+        parser.error("--family 6 measures routed alone: give --daemons routed")
+    measured = [measure(d, args.trials, args.family) for d in args.daemons]
     print(f"{'daemon':<8}{'metric':<18}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}")
     for m in measured:
         for key, s in m["summary"].items():
@@ -335,7 +346,7 @@ def main() -> int:
     for m in measured:
         cpu = ", ".join(f"{name} {ms:.2f} ms" for name, ms in m["reflector_cpu_ms_per_event"].items())
         print(f"{m['daemon']}: the reflector's CPU per reflected event (idle subtracted): {cpu}")
-    print(f"results: {save('convergence', {'results': measured})}")
+    print(f"results: {save('convergence' if args.family == 4 else 'convergence6', {'results': measured})}")
     return 0
 
 

@@ -5,7 +5,11 @@ Three ways to carry the same packets between the same namespaces:
 - plain:   the same veths and /32 routes written by hand, no daemon at all;
 - vxlan:   the containers' traffic through a VXLAN overlay between the hosts (MTU 1450).
 
+With `--family 6` the containers talk IPv6 (/128s) over the hosts' IPv6 fabric addresses,
+routed (a dual-stack fabric, an IPv6 session) against plain IPv6 routing.
+
     python -m bench.dataplane --seconds 10
+    python -m bench.dataplane --family 6 --modes routed plain
 """
 
 from __future__ import annotations
@@ -31,16 +35,24 @@ HOST_CONFIG = """\
 name: {name}
 router_id: {address}
 asn: 64512
-fabric: {{interface: eth1, address: {address}}}
-pools: [10.65.0.0/16]
+fabric: {{interface: eth1, address: {address}, address6: "{address6}"}}
+pools: [10.65.0.0/16, "fd00:65::/48"]
 peers:
   - {{address: {peer}, kind: mesh}}
+  - {{address: "{peer6}", kind: mesh}}
 """
+# each family's addresses: the hosts' fabric, and the container on each host
+FABRIC = {4: ("10.0.0.1", "10.0.0.2"), 6: ("fd00::1", "fd00::2")}
+CONTAINER = {4: ("10.65.1.1", "10.65.2.1"), 6: ("fd00:65:0:1::1", "fd00:65:0:2::1")}
 
 
 @contextmanager
-def hosts(mode: str) -> Iterator[Topology]:
+def hosts(mode: str, family: int = 4) -> Iterator[Topology]:
     daemon = "routed" if mode == "routed" else "none"
+    setup = (
+        "[ip addr add 10.0.0.{n}/24 dev eth1, ip -6 addr add fd00::{n}/64 dev eth1 nodad, ip netns add c, "
+        "sysctl -qw net.ipv4.ip_forward=1, sysctl -qw net.ipv6.conf.all.forwarding=1]"
+    )
     topology = textwrap.dedent(f"""\
         name: dp
         topology:
@@ -49,26 +61,31 @@ def hosts(mode: str) -> Iterator[Topology]:
               kind: linux
               binds: ["h1.yaml:/etc/routed/routed.yaml:ro"]
               env: {{NODE_DAEMON: {daemon}}}
-              exec: [ip addr add 10.0.0.1/24 dev eth1, ip netns add c, sysctl -qw net.ipv4.ip_forward=1]
+              exec: {setup.format(n=1)}
             h2:
               kind: linux
               binds: ["h2.yaml:/etc/routed/routed.yaml:ro"]
               env: {{NODE_DAEMON: {daemon}}}
-              exec: [ip addr add 10.0.0.2/24 dev eth1, ip netns add c, sysctl -qw net.ipv4.ip_forward=1]
+              exec: {setup.format(n=2)}
           links:
             - endpoints: ["h1:eth1", "h2:eth1"]
         """)
     files = {
-        "h1.yaml": HOST_CONFIG.format(name="h1", address="10.0.0.1", peer="10.0.0.2"),
-        "h2.yaml": HOST_CONFIG.format(name="h2", address="10.0.0.2", peer="10.0.0.1"),
+        "h1.yaml": HOST_CONFIG.format(
+            name="h1", address="10.0.0.1", address6="fd00::1", peer="10.0.0.2", peer6="fd00::2"
+        ),
+        "h2.yaml": HOST_CONFIG.format(
+            name="h2", address="10.0.0.2", address6="fd00::2", peer="10.0.0.1", peer6="fd00::1"
+        ),
     }
+    (one, two), (fab1, fab2) = CONTAINER[family], FABRIC[family]
     with generated_lab(topology, files) as topo:
         # the same workload plumbing in every mode (routed's, through the API or directly)
-        node_exec(topo, "h1", "routed", "workload", "add", "c", "--netns", "c", "--ip", "10.65.1.1")
-        node_exec(topo, "h2", "routed", "workload", "add", "c", "--netns", "c", "--ip", "10.65.2.1")
+        node_exec(topo, "h1", "routed", "workload", "add", "c", "--netns", "c", "--ip", one)
+        node_exec(topo, "h2", "routed", "workload", "add", "c", "--netns", "c", "--ip", two)
         if mode == "plain":
-            node_exec(topo, "h1", "ip", "route", "add", "10.65.2.1/32", "via", "10.0.0.2")
-            node_exec(topo, "h2", "ip", "route", "add", "10.65.1.1/32", "via", "10.0.0.1")
+            node_exec(topo, "h1", "ip", "route", "add", two, "via", fab2)
+            node_exec(topo, "h2", "ip", "route", "add", one, "via", fab1)
         elif mode == "vxlan":
             for node, local, remote, mine, other in (
                 ("h1", "10.0.0.1", "10.0.0.2", "1", "2"),
@@ -97,8 +114,8 @@ def hosts(mode: str) -> Iterator[Topology]:
                 node_exec(topo, node, "ip", "route", "add", f"10.65.{other}.1/32", "via", f"172.16.0.{other}")
                 node_exec(topo, node, "ip", "netns", "exec", "c", "ip", "link", "set", "eth0", "mtu", "1450")
         deadline = time.monotonic() + 60
-        while "0% packet loss" not in node_exec(
-            topo, "h1", "ip", "netns", "exec", "c", "ping", "-c1", "-W1", "10.65.2.1", check=False
+        while " 0% packet loss" not in node_exec(
+            topo, "h1", "ip", "netns", "exec", "c", "ping", "-c1", "-W1", two, check=False
         ):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{mode}: containers cannot reach each other")
@@ -111,8 +128,9 @@ def cpu_busy_s() -> float:
     return (sum(fields) - idle) / 100.0
 
 
-def measure(mode: str, seconds: int) -> dict[str, Any]:
-    with hosts(mode) as topo:
+def measure(mode: str, seconds: int, family: int = 4) -> dict[str, Any]:
+    target = CONTAINER[family][1]
+    with hosts(mode, family) as topo:
         server = subprocess.Popen(
             [
                 "nsenter",
@@ -150,7 +168,7 @@ def measure(mode: str, seconds: int) -> dict[str, Any]:
                     "c",
                     "iperf3",
                     "-c",
-                    "10.65.2.1",
+                    target,
                     "-t",
                     str(seconds),
                     "-J",
@@ -169,7 +187,7 @@ def measure(mode: str, seconds: int) -> dict[str, Any]:
         bps = report["end"]["sum_received"]["bits_per_second"]
         gbits = report["end"]["sum_received"]["bytes"] * 8 / 1e9
         ping = node_exec(
-            topo, "h1", "ip", "netns", "exec", "c", "ping", "-q", "-c", "200", "-i", "0.005", "10.65.2.1"
+            topo, "h1", "ip", "netns", "exec", "c", "ping", "-q", "-c", "200", "-i", "0.005", target
         )
         rtt_avg = float(ping.rsplit("=", 1)[1].split("/")[1])
         return {"mode": mode, "gbit_s": bps / 1e9, "rtt_avg_ms": rtt_avg, "cpu_s_per_gbit": busy / gbits}
@@ -182,11 +200,14 @@ def main() -> int:
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=1, help="rounds over all modes; the median is reported")
+    parser.add_argument("--family", type=int, choices=(4, 6), default=4, help="the containers' IP version")
     args = parser.parse_args()
+    if args.family == 6 and "vxlan" in args.modes:
+        parser.error("--family 6 compares routed with plain IPv6 routing: give --modes routed plain")
     rounds: dict[str, list[dict[str, Any]]] = {mode: [] for mode in args.modes}
     for _ in range(args.repeat):  # interleaved, so drift on the machine hits every mode alike
         for mode in args.modes:
-            rounds[mode].append(measure(mode, args.seconds))
+            rounds[mode].append(measure(mode, args.seconds, args.family))
     results = []
     for mode, runs in rounds.items():
         median = {
@@ -208,7 +229,7 @@ def main() -> int:
             f"{r['mode']:<8}{r['gbit_s']:>9.2f}{ratio:>10}{round_ratio:>11}"
             f"{r['rtt_avg_ms']:>9.3f}{r['cpu_s_per_gbit']:>12.3f}"
         )
-    print(f"results: {save('dataplane', {'results': results})}")
+    print(f"results: {save('dataplane' if args.family == 4 else 'dataplane6', {'results': results})}")
     return 0
 
 

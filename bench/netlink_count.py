@@ -14,20 +14,20 @@ from collections.abc import Callable
 
 from routed.netns import NETNS_RUN_DIR, entered
 
-RTMGRP_IPV4_ROUTE = 0x40
+RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_ROUTE = 0x40, 0x400
 RTM_NEWROUTE, RTM_DELROUTE = 24, 25
 RTA_DST = 1
 SO_RCVBUFFORCE = 33
 
 
 class RouteCounter:
-    """Follows one namespace's IPv4 routes whose destination satisfies `match`."""
+    """Follows one namespace's routes (IPv4, and IPv6 too) whose destination satisfies `match`."""
 
     def __init__(self, netns: str, match: Callable[[bytes, int], bool]) -> None:
         with entered(NETNS_RUN_DIR / netns):
             self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
         self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 256 << 20)
-        self.sock.bind((0, RTMGRP_IPV4_ROUTE))
+        self.sock.bind((0, RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE))
         self.sock.settimeout(0.5)
         self.match = match
         self.present: set[bytes] = set()

@@ -71,9 +71,9 @@ table {FAMILY} {TABLE} {{
     chain antispoof {{
         type filter hook prerouting priority raw; policy accept;
         iifname != @workload_interfaces accept
-        ip6 saddr {{ ::, fe80::/10 }} accept
         iifname . ip saddr @sources4 accept
         iifname . ip6 saddr @sources6 accept
+        ip6 saddr {{ ::, fe80::/10 }} accept
         meta nfproto {{ ipv4, ipv6 }} counter drop comment "spoofed source from a workload"
     }}
     chain input {{

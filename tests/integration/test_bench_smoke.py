@@ -45,6 +45,25 @@ def test_convergence_smoke(tmp_path: Path) -> None:
     assert set(results["bird"]["summary"]) == {"add_a_to_b_ms", "del_a_to_b_ms"} | hops
 
 
+def test_ipv6_convergence_and_dataplane_smoke(tmp_path: Path) -> None:
+    run_bench("bench.convergence", "--daemons", "routed", "--family", "6", "--trials", "2", tmp=tmp_path)
+    (routed6,) = json.loads((tmp_path / "convergence6.json").read_text())["results"]
+    assert routed6["daemon"] == "routed6"
+    assert {"add_a_to_b_ms", "add_api_to_b_ms", "del_api_to_b_ms"} <= set(routed6["summary"])
+    run_bench(
+        "bench.dataplane", "--family", "6", "--modes", "routed", "plain", "--seconds", "1", tmp=tmp_path
+    )
+    results = json.loads((tmp_path / "dataplane6.json").read_text())["results"]
+    assert [r["mode"] for r in results] == ["routed", "plain"] and all(r["gbit_s"] > 0 for r in results)
+
+
+def test_speaker_smoke() -> None:
+    out = run_bench(
+        "bench.speaker", "--count", "2000", "--runs", "1", "--role", "reflector", tmp=Path("/tmp")
+    )
+    assert "reflector 2000 install_s: median" in out.stdout and "withdraw_s" in out.stdout
+
+
 def test_dataplane_and_plots_smoke(tmp_path: Path) -> None:
     run_bench("bench.dataplane", "--seconds", "1", tmp=tmp_path)
     results = json.loads((tmp_path / "dataplane.json").read_text())["results"]
