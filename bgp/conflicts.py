@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from bgp.model import IPAddress, IPNetwork, Path
+from bgp.model import IPAddress, IPNetwork, Path, origin
 from bgp.policy import Rejection
 from bgp.rib import Rejected
 
@@ -33,15 +33,12 @@ class Conflict:
         return {"prefix": str(self.prefix), "nodes": list(self.nodes), "kind": self.kind, "since": self.since}
 
 
-def origin(path: Path) -> IPAddress:
-    """The node a path comes from: its originator id when reflected, else its next hop."""
-    return path.attrs.originator_id or path.attrs.next_hop
-
-
 class ConflictTracker:
-    def __init__(self, me: str, pools: Iterable[IPNetwork]) -> None:
+    def __init__(self, me: str, pools: Iterable[IPNetwork], own: Iterable[IPAddress] = ()) -> None:
+        """`own`: this node's router id and fabric addresses, as an origin."""
         self.me = me
         self.pools = tuple(pools)
+        self.own = frozenset(own)
         self.current: dict[tuple[IPNetwork, str], Conflict] = {}
         self.total = 0
 
@@ -49,6 +46,8 @@ class ConflictTracker:
         """A route refused for being ours: a new conflict, or None if already known or not one."""
         if rejected.reason not in HIJACK_REASONS or rejected.origin is None:
             return None
+        if rejected.origin in self.own:
+            return None  # our own route back through reflectors of another cluster: refused, no conflict
         return self._add(rejected.prefix, HIJACK, (f"{self.me} (this node)", str(rejected.origin)))
 
     def paths(self, prefix: IPNetwork, paths: Sequence[Path]) -> Conflict | None:

@@ -109,6 +109,13 @@ _set_prefix, _set_peer = slot_setter(Path, "prefix"), slot_setter(Path, "peer")
 _set_attrs, _set_stale = slot_setter(Path, "attrs"), slot_setter(Path, "stale")
 
 
+def origin(path: Path) -> IPAddress:
+    """The node a path comes from: its originator id when reflected, else the router id of the
+    peer it came from (the same id a reflector would have put in ORIGINATOR_ID), else its next
+    hop. One identity per node, whichever way its route arrives."""
+    return path.attrs.originator_id or path.peer.router_id or path.attrs.next_hop
+
+
 def fresh_path(prefix: IPNetwork, peer: Peer, attrs: Attributes) -> Path:
     """Path(prefix, peer, attrs), built faster, for the RIB's hot loop."""
     path: Path = _new(Path)

@@ -11,9 +11,9 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from bgp.conflicts import HIJACK, HIJACK_REASONS, Conflict, ConflictTracker, origin
+from bgp.conflicts import HIJACK, HIJACK_REASONS, Conflict, ConflictTracker
 from bgp.events import event
-from bgp.model import IPAddress, IPNetwork
+from bgp.model import IPAddress, IPNetwork, origin
 from bgp.neighbor import Neighbor
 from bgp.rib import Changes, Rib, UpdateResult
 

@@ -18,7 +18,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 
 from bgp.decision import Selection, select
-from bgp.model import Attributes, IPAddress, IPNetwork, Path, Peer, Staleness, fresh_path
+from bgp.model import Attributes, IPAddress, IPNetwork, Path, Peer, Staleness, fresh_path, origin
 from bgp.policy import ImportPolicy, Rejection, check_attributes, check_import, check_prefix
 
 Changes = dict[IPNetwork, Selection | None]
@@ -29,7 +29,7 @@ class Rejected:
     peer: IPAddress
     prefix: IPNetwork
     reason: Rejection
-    origin: IPAddress | None = None  # the node the route comes from: originator id, else next hop
+    origin: IPAddress | None = None  # the node the route comes from (bgp.model.origin)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +142,7 @@ class Rib:
             return True
         if count:
             self.rejected_total[reason] += 1
-            origin = path.attrs.originator_id or path.attrs.next_hop
-            result.rejected.append(Rejected(path.peer.address, path.prefix, reason, origin))
+            result.rejected.append(Rejected(path.peer.address, path.prefix, reason, origin(path)))
         return False
 
     def update(

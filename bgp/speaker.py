@@ -74,7 +74,8 @@ class Speaker:
         self.helper = GracefulHelper(self.rib, cfg.timers, self.program)
         self.restart = RestartCoordinator(cfg, self.neighbors, self.clock, self._ready, self.rib.stale_count)
         self.limits = ReceiveLimits(self.rib, self.exabgp, self.drop_routes)
-        self.reports = RouteReports(self.rib, ConflictTracker(cfg.name, cfg.pools), self.counters)
+        own = (cfg.router_id, *cfg.fabric_addresses)
+        self.reports = RouteReports(self.rib, ConflictTracker(cfg.name, cfg.pools, own), self.counters)
         self.ready = asyncio.Event()
         self.withdrawing = False
 

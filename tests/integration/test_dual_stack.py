@@ -264,3 +264,18 @@ def test_bird_and_frr_exchange_both_families_with_extended_next_hop() -> None:
                 got = echoes(lab, sender, target, to[family], COUNT, source[family])
                 assert got == (COUNT, COUNT), (sender, target, to[family], got)
         assert "Established" in lab.birdc("brr", "show", "protocols", "frr1")
+        # both reflect to h1 (FRR is its second reflector, of another cluster): h1's own routes
+        # come back to it through the two and are refused as loops, and are no address conflict
+        assert status(lab, "h1")["bgp"]["conflicts"]["current"] == 0, status(lab, "h1")["bgp"]["conflicts"]
+        # FRR alone reflects both families (BIRD's session with h1 shut): h1 still reaches h2
+        lab.birdc("brr", "disable", "h1")
+
+        def from_frr(prefix: str) -> bool:
+            routes = json.loads(lab.exec("h1", "routed", "routes", "--json", "--prefix", prefix).stdout)
+            return bool(routes) and routes[0].get("peer") == "fd00:0:0:1::41" and routes[0].get("paths") == 1
+
+        for prefix in ("10.65.2.0/26", "fd00:65:0:2::/122"):
+            wait_until(lambda p=prefix: from_frr(p), timeout=30, what=f"{prefix} through FRR alone")
+        for family in (0, 1):
+            got = echoes(lab, ("h1", "web"), ("h2", "web"), web["h2"][family], COUNT, web["h1"][family])
+            assert got == (COUNT, COUNT), ("through FRR", family, got)

@@ -141,7 +141,10 @@ def test_conflicts_reported_once_and_cleared() -> None:
     tracker.prune_hijacks(lambda prefix, node: False)
     assert tracker.json()["current"] == 0 and tracker.rejected(rejected) is not None  # back: again
     # two origins for one block (a reflector's view): one conflict; one origin via two reflectors: none
-    twice = [path("10.65.2.0/26", "10.0.0.12"), path("10.65.2.0/26", "10.0.0.13", peer="10.0.0.13")]
+    twice = [
+        path("10.65.2.0/26", "10.0.0.12", peer="10.0.0.12"),
+        path("10.65.2.0/26", "10.0.0.13", peer="10.0.0.13"),
+    ]
     found = tracker.paths(ip_network("10.65.2.0/26"), twice)
     assert found is not None and found.kind == TWICE and found.nodes == ("10.0.0.12", "10.0.0.13")
     assert tracker.paths(ip_network("10.65.2.0/26"), twice) is None
@@ -150,5 +153,18 @@ def test_conflicts_reported_once_and_cleared() -> None:
         path("10.65.3.0/26", "10.0.0.13", "10.0.0.13", "10.0.0.2"),
     ]
     assert tracker.paths(ip_network("10.65.3.0/26"), reflected) is None
+    # one origin arriving both ways: straight from it (no ORIGINATOR_ID: its router id, whatever
+    # next hop it sent, a link-local one here) and through a reflector (its ORIGINATOR_ID)
+    both_ways = [
+        path("10.65.8.1/32", "fe80::1", peer="10.0.0.41"),
+        path("10.65.8.1/32", "10.0.0.41", "10.0.0.41", "10.0.0.1"),
+    ]
+    assert tracker.paths(ip_network("10.65.8.1/32"), both_ways) is None
     tracker.paths(ip_network("10.65.2.0/26"), twice[:1])
     assert [c["prefix"] for c in tracker.json()["list"]] == ["10.65.1.5/32"]  # type: ignore[index]
+    # our own block back through reflectors of another cluster (ORIGINATOR_ID: our router id):
+    # refused as a loop, and no conflict
+    ours = ConflictTracker("h1", [POOL], own=[ip_address("10.0.0.11")])
+    looped = Attributes(next_hop=ip_address("10.0.0.11"), originator_id=IPv4Address("10.0.0.11"))
+    (back,) = rib.update(peer, [(B1, looped)]).rejected
+    assert back.origin == ip_address("10.0.0.11") and ours.rejected(back) is None
