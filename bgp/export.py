@@ -32,27 +32,16 @@ def desired(
     roles: Mapping[IPAddress, Role],
 ) -> Export | None:
     """What `target` (whose reflection role is `role`) should have for `prefix`, if anything."""
-    if prefix.version != target.address.version:
-        if prefix.version == 4 and target.extended_next_hop:
-            return _over_ipv6(desired_same_family(me, target, role, prefix, local, selection, roles), target)
+    other_family = prefix.version != target.address.version
+    if other_family and not (prefix.version == 4 and target.extended_next_hop):
         return None  # next hops are session addresses: each family over its own sessions
-    return desired_same_family(me, target, role, prefix, local, selection, roles)
-
-
-def desired_same_family(
-    me: LocalSide,
-    target: NeighborConfig,
-    role: Role,
-    prefix: IPNetwork,
-    local: Collection[IPNetwork],
-    selection: Selection | None,
-    roles: Mapping[IPAddress, Role],
-) -> Export | None:
     if target.export is ExportMode.AGGREGATE:
-        return reflection.local_export(me, role) if prefix in me.pools else None
-    best = selection.best if selection else None
-    source = roles.get(best.peer.address) if best else None
-    return reflection.advertise(me, target.address, role, prefix in local, best, source)
+        export = reflection.local_export(me, role) if prefix in me.pools else None
+    else:
+        best = selection.best if selection else None
+        source = roles.get(best.peer.address) if best else None
+        export = reflection.advertise(me, target.address, role, prefix in local, best, source)
+    return _over_ipv6(export, target) if other_family else export
 
 
 def _over_ipv6(export: Export | None, target: NeighborConfig) -> Export | None:

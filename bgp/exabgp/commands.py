@@ -6,7 +6,7 @@ one UPDATE: the measured difference between 15 s and under 7 s for 20k prefixes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from bgp.model import Export, IPAddress, IPNetwork
 
@@ -46,21 +46,25 @@ def _selector(peers: Sequence[IPAddress]) -> str:
     return " , ".join(f"neighbor {peer}" for peer in peers)
 
 
-def announce(peers: Sequence[IPAddress], prefixes: Iterable[IPNetwork], export: Export) -> list[str]:
-    """Commands announcing `prefixes` with `export` to every peer in `peers` (one command, not one
-    each); one family to a command (an IPv6 session carries IPv4 too, RFC 8950)."""
+def _by_family(prefixes: Iterable[IPNetwork]) -> Iterator[tuple[int, Sequence[IPNetwork]]]:
+    """(IP version, prefixes) chunks, sorted, one family to a chunk: a command carries one."""
     listed = list(prefixes)
-    attrs = export_text(export)
-    lines = []
     for version in (4, 6):
         ordered = sorted(
             (p for p in listed if p.version == version), key=lambda p: (int(p.network_address), p.prefixlen)
         )
-        lines += [
-            f"{_selector(peers)} announce attributes {attrs} nlri {' '.join(map(str, chunk))}"
-            for chunk in _chunks(ordered)
-        ]
-    return lines
+        for chunk in _chunks(ordered):
+            yield version, chunk
+
+
+def announce(peers: Sequence[IPAddress], prefixes: Iterable[IPNetwork], export: Export) -> list[str]:
+    """Commands announcing `prefixes` with `export` to every peer in `peers` (one command, not one
+    each); one family to a command (an IPv6 session carries IPv4 too, RFC 8950)."""
+    attrs = export_text(export)
+    return [
+        f"{_selector(peers)} announce attributes {attrs} nlri {' '.join(map(str, chunk))}"
+        for _, chunk in _by_family(prefixes)
+    ]
 
 
 # A withdrawal carries no next hop on the wire, but ExaBGP's command needs one. `self` made
@@ -70,18 +74,11 @@ _WITHDRAW_NEXT_HOP = {4: "0.0.0.0", 6: "::"}
 
 
 def withdraw(peers: Sequence[IPAddress], prefixes: Iterable[IPNetwork]) -> list[str]:
-    listed = list(prefixes)
-    lines = []
-    for version in (4, 6):
-        ordered = sorted(
-            (p for p in listed if p.version == version), key=lambda p: (int(p.network_address), p.prefixlen)
-        )
-        lines += [
-            f"{_selector(peers)} withdraw attributes next-hop {_WITHDRAW_NEXT_HOP[version]} "
-            f"nlri {' '.join(map(str, chunk))}"
-            for chunk in _chunks(ordered)
-        ]
-    return lines
+    return [
+        f"{_selector(peers)} withdraw attributes next-hop {_WITHDRAW_NEXT_HOP[version]} "
+        f"nlri {' '.join(map(str, chunk))}"
+        for version, chunk in _by_family(prefixes)
+    ]
 
 
 def end_of_rib(peers: Sequence[IPAddress], family: str) -> str:
