@@ -20,6 +20,7 @@ from bench import truth
 from routed.lab.topology import load_topology
 from tests.lab import Lab, lab_variant, running_lab
 from tests.netns import wait_until
+from tests.support.etcd import ETCD_IPAM, ETCD_ON_RR1
 from tests.support.fabric import daemon_pid, kernel_routes, peer_of, route_to, status
 from tests.traffic import PingStream, echoes, kill_and_wait, lost, total_lost
 
@@ -279,3 +280,44 @@ def test_bird_and_frr_exchange_both_families_with_extended_next_hop() -> None:
         for family in (0, 1):
             got = echoes(lab, ("h1", "web"), ("h2", "web"), web["h2"][family], COUNT, web["h1"][family])
             assert got == (COUNT, COUNT), ("through FRR", family, got)
+
+
+@pytest.mark.long(40)
+def test_ipam_in_etcd_hands_out_ipv6_blocks_that_reach_across_hosts() -> None:
+    """IPAM in etcd mode (one member on rr1) on the dual-stack lab: h1 and h2 each claim an IPv4
+    and an IPv6 block, and their containers reach each other over IPv6 through those blocks."""
+    edits = {
+        "dual-stack.clab.yml": [
+            (
+                "        - ip -6 addr add fd00:0:0:1::1/64 dev eth1 nodad\n",
+                f"        - ip -6 addr add fd00:0:0:1::1/64 dev eth1 nodad\n        - {ETCD_ON_RR1}\n",
+            )
+        ],
+        **{
+            f"dual-stack/h{n}.yaml": [
+                (f'ipam: {{mode: static, blocks: [10.65.{n}.0/26, "fd00:65:0:{n}::/122"]}}', ETCD_IPAM)
+            ]
+            for n in (1, 2)
+        },
+    }
+    with lab_variant("dual-stack", {}, edits) as topology, running_lab(topology) as lab:
+        blocks = {
+            n: {b["block"] for b in json.loads(lab.exec(n, "routed", "ipam", "--json").stdout)["blocks"]}
+            for n in ("h1", "h2")
+        }
+        assert all(len(b) == 2 and any(":" in x for x in b) for b in blocks.values()), blocks
+        claimed = lab.exec(
+            "rr1", "etcdctl", "--endpoints", "10.0.0.1:2379", "get", "--prefix", "/routed/ipam/v1/blocks/"
+        ).stdout
+        assert sum(":" in line for line in claimed.splitlines()[::2]) == 2, claimed  # one IPv6 block each
+        (h1_web,) = [w for w in workloads(lab, "h1") if w["id"] == "h1-web1"]
+        (h2_web,) = [w for w in workloads(lab, "h2") if w["id"] == "h2-web1"]
+        h1_block6 = next(b for b in blocks["h1"] if ":" in b)
+        wait_until(
+            lambda: kernel_routes(lab, "h2", 6).get(h1_block6),
+            V6_FABRIC["h1"],
+            timeout=30,
+            what="h1's IPv6 block on h2",
+        )
+        got = echoes(lab, ("h2", "web1"), ("h1", "web1"), address_of(h1_web, 6), COUNT, address_of(h2_web, 6))
+        assert got == (COUNT, COUNT), got

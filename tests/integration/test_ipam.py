@@ -15,6 +15,7 @@ import pytest
 
 from tests.lab import Lab, lab_variant, running_lab
 from tests.netns import wait_until
+from tests.support.etcd import ETCD_IPAM, ETCD_ON_RR1
 from tests.support.fabric import kernel_routes, ping, route_to, status
 
 pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
@@ -104,16 +105,6 @@ def test_static_blocks_in_quickstart() -> None:
             timeout=15,
             what="rr1 reports 10.65.77.7 from h2 and h3",
         )
-
-
-ETCD_ON_RR1 = (
-    "etcd --name rr1 --data-dir /tmp/etcd-rr1 --listen-client-urls http://10.0.0.1:2379 "
-    "--advertise-client-urls http://10.0.0.1:2379 --listen-peer-urls http://127.0.0.1:2380 "
-    "> /tmp/etcd-rr1.log 2>&1 &"
-    " for i in $(seq 100); do etcdctl --endpoints 10.0.0.1:2379 endpoint health >/dev/null 2>&1 && exit 0;"
-    " sleep 0.1; done; exit 1"
-)
-ETCD_IPAM = "ipam: {mode: etcd, etcd: {endpoints: ['10.0.0.1:2379']}, release_after: 3}"
 
 
 def test_etcd_blocks_next_to_a_host_still_on_32s() -> None:
