@@ -189,9 +189,13 @@ def test_bfd_over_ipv6_withdraws_a_frozen_host_at_once() -> None:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGSTOP)
+        frozen_at = time.monotonic()
         try:
             wait_until(
                 lambda: kernel_routes(lab, "h2", 6).get(block6), None, timeout=10, what="h1's /122 withdrawn"
+            )
+            print(
+                f"h1's /122 left h2's kernel {(time.monotonic() - frozen_at) * 1000:.0f} ms after the freeze"
             )
             assert "event=bfd_down" in lab.log("rr1") and "detection_time_expired" in lab.log("rr1")
             assert kernel_routes(lab, "h2").get(block4) == V4_FABRIC["h1"]  # the IPv4 session has no BFD
