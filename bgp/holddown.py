@@ -60,7 +60,10 @@ class ReceiveLimits:
         limit = neighbor.config.max_prefixes
         if limit is None:
             return ev.announced
-        verdict = neighbor.admit(ev.announced, ev.withdrawn, self.rib.holds(neighbor.address))
+        address = neighbor.address
+        verdict = neighbor.admit(
+            ev.announced, ev.withdrawn, self.rib.holds(address), self.rib.holds_by_family(address)
+        )
         if verdict.crossed:
             self._crossed(neighbor, verdict.held)
         elif verdict.cleared:
@@ -118,7 +121,7 @@ class ReceiveLimits:
         if neighbor.held_down and (limit is None or limit.action is not MaxPrefixAction.TEARDOWN):
             self.release(neighbor)
             return
-        held = len(self.rib.holds(address))
+        held = max(self.rib.holds_by_family(address).values())  # the limit is each family's
         neighbor.over_limit = False
         if limit is None or held <= limit.limit:
             return

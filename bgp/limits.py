@@ -7,7 +7,7 @@ junk costs memory whether or not it is installed.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -43,26 +43,41 @@ class Admission:
 
 
 def admit(
-    limit: MaxPrefixes | None, held: Collection[IPNetwork], announced: Sequence[Announcement]
+    limit: MaxPrefixes | None,
+    held: Collection[IPNetwork],
+    announced: Sequence[Announcement],
+    held_by_family: Mapping[int, int] | None = None,
 ) -> Admission:
-    """Which announcements to keep, given the prefixes the peer already holds with us."""
-    new = [item for item in announced if item[0] not in held]
-    total = len(held) + len({prefix for prefix, _ in new})
+    """Which announcements to keep, given the prefixes the peer already holds with us. The limit
+    applies to each address family apart (`held_by_family`: how many of `held` are IPv4 and
+    IPv6; without it, all of `held` counts as one family), as BIRD's receive limit is per
+    channel: a session carrying both (RFC 8950) may hold the limit of each."""
+    counts = dict(held_by_family) if held_by_family is not None else None
+    new: dict[int, set[IPNetwork]] = {}
+    for prefix, _ in announced:
+        if prefix not in held:
+            new.setdefault(prefix.version if counts is not None else 0, set()).add(prefix)
+    if counts is None:
+        counts = {0: len(held)}
+    totals = {family: counts.get(family, 0) + len(prefixes) for family, prefixes in new.items()}
+    total = max(totals.values(), default=max(counts.values(), default=0))
     if limit is None or total <= limit.limit:
         return Admission(tuple(announced), 0, total, False)
     if limit.action is MaxPrefixAction.WARN:
         return Admission(tuple(announced), 0, total, True)
     if limit.action is MaxPrefixAction.TEARDOWN:
         return Admission((), 0, total, True)
-    room = max(0, limit.limit - len(held))
+    per_family = held_by_family is not None
+    room = {family: max(0, limit.limit - held) for family, held in counts.items()}
     admitted: list[Announcement] = []
     seen: set[IPNetwork] = set()
     for item in announced:
         prefix = item[0]
+        family = prefix.version if per_family else 0
         if prefix in held or prefix in seen:
             admitted.append(item)  # an update of what it already holds is always taken
-        elif room > 0:
+        elif room.setdefault(family, limit.limit) > 0:
             seen.add(prefix)
-            room -= 1
+            room[family] -= 1
             admitted.append(item)
     return Admission(tuple(admitted), len(announced) - len(admitted), total, True)

@@ -10,7 +10,7 @@ bgp.helper's, bgp.limits' and bgp.export's. Time comes from an injected Clock.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from ipaddress import IPv4Address
@@ -150,14 +150,22 @@ class Neighbor:
         announced: Sequence[limits.Announcement],
         withdrawn: Sequence[IPNetwork],
         held: Collection[IPNetwork],
+        held_by_family: Mapping[int, int] | None = None,
     ) -> LimitVerdict:
-        """What of an UPDATE its max_prefixes lets in, given what it holds; a crossing is told once."""
+        """What of an UPDATE its max_prefixes lets in, given what it holds (in all, and by IP
+        version: the limit is each family's); a crossing is told once."""
         limit = self.config.max_prefixes
         if limit is None:
             return LimitVerdict(tuple(announced), len(held))
         if withdrawn:
+            if held_by_family is not None:
+                counts = dict(held_by_family)
+                for prefix in withdrawn:
+                    if prefix in held:
+                        counts[prefix.version] -= 1
+                held_by_family = counts
             held = set(held) - set(withdrawn)
-        verdict = limits.admit(limit, held, announced)
+        verdict = limits.admit(limit, held, announced, held_by_family)
         if verdict.dropped:
             self.rejections["max prefixes"] += verdict.dropped
         if verdict.exceeded and not self.over_limit:

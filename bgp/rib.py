@@ -62,6 +62,9 @@ class Rib:
         # accepted prefixes per peer, kept as paths come and go: status and metrics read it
         # without walking a peer's table (a scrape costs O(peers), not O(routes))
         self._accepted_by_peer: Counter[IPAddress] = Counter()
+        # IPv6 prefixes per peer in its Adj-RIB-In (the rest are IPv4): a receive limit counts
+        # each family apart, as BIRD's per channel and FRR's per address family
+        self._held6: Counter[IPAddress] = Counter()
 
     def loc_rib(self) -> dict[IPNetwork, Selection]:
         return dict(self._loc)
@@ -92,6 +95,11 @@ class Rib:
     def holds(self, peer: IPAddress) -> Collection[IPNetwork]:
         """The prefixes `peer` has announced to us, as a live view (no copy)."""
         return self._adj_in.get(peer, {}).keys()
+
+    def holds_by_family(self, peer: IPAddress) -> dict[int, int]:
+        """How many IPv4 and IPv6 prefixes `peer` has announced to us (kept, not counted)."""
+        v6 = self._held6.get(peer, 0)
+        return {4: len(self._adj_in.get(peer, ())) - v6, 6: v6}
 
     def _reselect(self, prefixes: Iterable[IPNetwork], changes: Changes) -> None:
         for prefix in prefixes:
@@ -159,6 +167,8 @@ class Rib:
             if stale:
                 stale.discard(prefix)
             held = table.pop(prefix, None)
+            if held is not None and prefix.version == 6:
+                self._held6[peer.address] -= 1
             # from here on the object every table of ours holds as the key: later lookups (here,
             # in the FIB, towards peers) then match by identity, not by a call to __eq__
             if held is not None and self._unaccept(peer.address, held.prefix):
@@ -173,6 +183,8 @@ class Rib:
                 continue
             prefix = path.prefix
             table[prefix] = path
+            if held is None and prefix.version == 6:
+                self._held6[peer.address] += 1
             if attrs is not verdict.attrs:  # the NLRI of one UPDATE share one Attributes object
                 verdict = Verdict(attrs, check_attributes(self.policy, attrs, peer))
             if self._judge(path, result, attrs_verdict=verdict):
@@ -188,6 +200,7 @@ class Rib:
         """Everything the peer told us goes at once."""
         changes: Changes = {}
         self._stale.pop(peer, None)
+        self._held6.pop(peer, None)
         table = self._adj_in.pop(peer, {})
         touched = [prefix for prefix in table if self._unaccept(peer, prefix)]
         self._reselect(touched, changes)
@@ -228,7 +241,8 @@ class Rib:
         table = self._adj_in.get(peer, {})
         touched = []
         for prefix in gone:
-            table.pop(prefix, None)
+            if table.pop(prefix, None) is not None and prefix.version == 6:
+                self._held6[peer] -= 1
             if self._unaccept(peer, prefix):
                 touched.append(prefix)
         self._reselect(touched, changes)

@@ -25,7 +25,7 @@ def speaker(*neighbors: NeighborConfig, me: str = "10.0.0.11", **fields: Any) ->
         asn=ASN,
         router_id=IPv4Address(me),
         fabric_address=ip_address(me),
-        pools=(ip_network("10.65.0.0/16"),),
+        pools=fields.pop("pools", (ip_network("10.65.0.0/16"),)),
         neighbors=neighbors,
         **fields,
     )

@@ -102,6 +102,10 @@ class Harness:
         return RouteUpdate(ip_address(peer), asn, tuple((ip_network(p), attrs) for p in prefixes))
 
     @staticmethod
+    def withdrawn(peer: str, *prefixes: str, asn: int = 64512) -> RouteUpdate:
+        return RouteUpdate(ip_address(peer), asn, (), tuple(ip_network(p) for p in prefixes))
+
+    @staticmethod
     def eor(peer: str, family: str = "ipv4 unicast") -> EndOfRib:
         return EndOfRib(ip_address(peer), family)
 

@@ -85,3 +85,33 @@ async def test_teardown_holds_the_peer_down_for_restart_after_then_lets_it_back(
     assert f"neighbor {H2} {{" in h.config_file.read_text()  # back: ExaBGP opens it again
     h.feed(h.opened(H2), h.up(H2), h.routes(H2, PREFIXES[0]))
     assert h.installed() == {PREFIXES[0]}
+
+
+def test_the_limit_is_each_familys_on_a_session_carrying_both(tmp_path: Path) -> None:
+    """An IPv6-only fabric's session carries IPv4 too (RFC 8950): a limit of 3 lets in 3 of each
+    family, as BIRD's receive limit per channel and FRR's maximum-prefix per address family."""
+    from ipaddress import ip_address, ip_network
+
+    from bgp.config import NeighborConfig, PeerKind
+    from tests.support.bgpconfig import ASN
+
+    peer = "fd00::12"
+    config = NeighborConfig(
+        address=ip_address(peer),
+        asn=ASN,
+        kind=PeerKind.MESH,
+        max_prefixes=ReceiveLimit(3, MaxPrefixAction.DROP),
+        extended_next_hop=True,
+    )
+    pools = (ip_network("10.65.0.0/16"), ip_network("fd00:65::/48"))
+    h = Harness(speaker(config, me="10.0.0.11", pools=pools), tmp_path)
+    h.feed(h.up(peer))
+    v4 = [f"10.65.2.{i}/32" for i in range(1, 5)]
+    v6 = [f"fd00:65:0:2::{i}/128" for i in range(1, 5)]
+    h.feed(h.routes(peer, *v4, next_hop=peer), h.routes(peer, *v6))
+    assert h.installed() == set(v4[:3]) | set(v6[:3])
+    (status,) = h.speaker.status()["peers"]
+    assert status["rejections"] == {"max prefixes": 2}
+    assert h.speaker.rib.holds_by_family(ip_address(peer)) == {4: 3, 6: 3}
+    h.feed(Harness.withdrawn(peer, v6[0]))
+    assert h.speaker.rib.holds_by_family(ip_address(peer)) == {4: 3, 6: 2}
