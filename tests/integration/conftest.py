@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from bench.common import busybox_tar
 from tests.netns import netns_exists, sh, unique
+from tests.support.runtimes import CONTAINERS_CONF
 
 ROUTED = [sys.executable, "-m", "routed.cli"]
 
@@ -143,3 +147,24 @@ def daemon(host: Host) -> Iterator[Daemon]:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture
+def image() -> Iterator[Path]:
+    root = Path("/tmp") / f"rt-docker-{uuid.uuid4().hex[:8]}"
+    try:
+        yield busybox_tar(root)
+    finally:
+        subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+@pytest.fixture
+def podman_files() -> Iterator[Path]:
+    """containers.conf and a busybox image tar, where the lab nodes' /tmp shows them."""
+    root = Path("/tmp") / f"rt-podman-{uuid.uuid4().hex[:8]}"
+    try:
+        busybox_tar(root)
+        (root / "containers.conf").write_text(CONTAINERS_CONF)
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -12,76 +12,29 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from bench.common import busybox_tar
 from tests.lab import Lab, lab_variant, running_lab
 from tests.netns import wait_until
-from tests.support.fabric import daemon_pid, kernel_routes, pids_in, route_to
+from tests.support.fabric import daemon_pid, kernel_routes, route_to
+from tests.support.runtimes import (
+    H1_DOCKER,
+    ROUTED_NET,
+    address_of,
+    docker,
+    dockerd_in,
+    dockerd_pid,
+    start_dockerd,
+)
 from tests.traffic import PingStream, echoes, kill_and_wait, lost
 
 pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
 
-DOCKERD = "dockerd --storage-driver vfs --live-restore"
-ROUTED_NET = ("network", "create", "-d", "routed", "--ipam-driver", "routed")
-# the dual-stack lab's h1 with Docker (and a short wait for a restarting routed)
-H1_DOCKER = {"h1.yaml": "docker: {enabled: true, restart_wait: 3}"}
 TUNNELS = {"vxlan", "ipip", "gre", "geneve", "sit", "wireguard"}
-
-
-@pytest.fixture
-def image() -> Iterator[Path]:
-    root = Path("/tmp") / f"rt-docker-{uuid.uuid4().hex[:8]}"
-    try:
-        yield busybox_tar(root)
-    finally:
-        subprocess.run(["rm", "-rf", str(root)], check=False)
-
-
-def docker(lab: Lab, node: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return lab.exec(node, "docker", *argv, check=check, timeout=90)
-
-
-def dockerd_pid(lab: Lab, node: str) -> int:
-    (pid,) = pids_in(lab.netns(node), "dockerd --storage-driver")
-    return pid
-
-
-def start_dockerd(lab: Lab, node: str) -> None:
-    lab.exec(node, "sh", "-c", f"{DOCKERD} >> /tmp/dockerd.log 2>&1 &")
-    wait_until(
-        lambda: docker(lab, node, "info", check=False).returncode, 0, timeout=30, what=f"dockerd on {node}"
-    )
-
-
-@contextmanager
-def dockerd_in(lab: Lab, nodes: tuple[str, ...], image: Path) -> Iterator[None]:
-    """dockerd on each node with the image imported; afterwards, containers removed and each
-    dockerd stopped by pid (the lab's own teardown then finds nothing of Docker's left)."""
-    try:
-        for node in nodes:
-            start_dockerd(lab, node)
-            docker(lab, node, "import", str(image), "bb:latest")
-        yield
-    finally:
-        for node in nodes:
-            ids = docker(lab, node, "ps", "-aq", check=False).stdout.split()
-            if ids:
-                docker(lab, node, "rm", "-f", *ids, check=False)
-            for pid in pids_in(lab.netns(node), "dockerd --storage-driver"):
-                kill_and_wait(pid, signal.SIGTERM)
-
-
-def address_of(lab: Lab, node: str, container: str, network: str) -> str:
-    out = docker(lab, node, "inspect", container, "--format", "{{json .NetworkSettings.Networks}}").stdout
-    return str(json.loads(out)[network]["IPAddress"])
 
 
 def docker_workloads(lab: Lab, node: str) -> dict[str, list[str]]:

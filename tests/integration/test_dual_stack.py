@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from tests.lab import Lab, lab_variant, running_lab
 from tests.netns import wait_until
 from tests.support.etcd import ETCD_IPAM, ETCD_ON_RR1
 from tests.support.fabric import daemon_pid, kernel_routes, peer_of, route_to, status
+from tests.support.runtimes import ROUTED_NET, docker, dockerd_in, podman
 from tests.traffic import PingStream, echoes, kill_and_wait, lost, total_lost
 
 pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
@@ -325,3 +327,52 @@ def test_ipam_in_etcd_hands_out_ipv6_blocks_that_reach_across_hosts() -> None:
         )
         got = echoes(lab, ("h2", "web1"), ("h1", "web1"), address_of(h1_web, 6), COUNT, address_of(h2_web, 6))
         assert got == (COUNT, COUNT), got
+
+
+@pytest.mark.long(60)
+def test_a_podman_and_a_docker_container_on_two_hosts_reach_each_other_over_ipv6(
+    image: Path, podman_files: Path
+) -> None:
+    """The dual-stack lab with Docker on h1 and podman on h2: each runtime's container gets an
+    address of each family from its host's blocks, and the two ping each other over IPv6."""
+    with (
+        lab_variant("dual-stack", {"h1.yaml": "docker: true"}) as topology,
+        running_lab(topology) as lab,
+        dockerd_in(lab, ("h1",), image),
+    ):
+        docker(lab, "h1", *ROUTED_NET, "--ipv6", "rnet")
+        docker(lab, "h1", "run", "-d", "--name", "d1", "--network", "rnet", "bb:latest", "sleep", "600")
+        inside = docker(lab, "h1", "exec", "d1", "ip", "-6", "addr", "show", "eth0").stdout
+        d1 = next(w.split()[1].split("/")[0] for w in inside.splitlines() if "inet6 fd00:65:0:1::" in w)
+        lab.exec(
+            "h2", "routed", "cni", "install", "--bin-dir", "/tmp/cni/bin", "--conf-dir", "/tmp/cni/net.d"
+        )
+        podman(lab, "h2", podman_files, "import", str(podman_files / "bb.tar"), "localhost/bb:latest")
+        podman(
+            lab,
+            "h2",
+            podman_files,
+            "run",
+            "-d",
+            "--name",
+            "p2",
+            "--network",
+            "routed",
+            "localhost/bb:latest",
+            "sleep",
+            "600",
+        )
+        networks = json.loads(
+            podman(
+                lab, "h2", podman_files, "inspect", "p2", "--format", "{{json .NetworkSettings.Networks}}"
+            ).stdout
+        )
+        p2 = networks["routed"]["GlobalIPv6Address"]
+        assert p2.startswith("fd00:65:0:2::") and d1.startswith("fd00:65:0:1::"), (p2, d1)
+        wait_until(lambda: kernel_routes(lab, "h1", 6).get("fd00:65:0:2::/122"), V6_FABRIC["h2"], timeout=30)
+        wait_until(lambda: kernel_routes(lab, "h2", 6).get("fd00:65:0:1::/122"), V6_FABRIC["h1"], timeout=30)
+        there = docker(lab, "h1", "exec", "d1", "ping", "-c5", "-i0.2", "-W1", p2, check=False)
+        assert " 0% packet loss" in there.stdout, there.stdout + there.stderr
+        back = podman(lab, "h2", podman_files, "exec", "p2", "ping", "-c5", "-i0.2", "-W1", d1, check=False)
+        assert " 0% packet loss" in back.stdout, back.stdout + back.stderr
+        podman(lab, "h2", podman_files, "rm", "-f", "-t", "0", "p2")

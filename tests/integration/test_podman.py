@@ -10,59 +10,16 @@ CNI directories under the node's private /tmp (see shared/notes/podman.md).
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from bench.common import busybox_tar
 from tests.lab import Lab, running_lab
 from tests.netns import wait_until
 from tests.support.fabric import kernel_routes, route_to
+from tests.support.runtimes import podman
 
 pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
-
-CONTAINERS_CONF = """\
-[containers]
-default_ulimits = []
-[engine]
-runtime = "runc"
-[network]
-network_backend = "cni"
-cni_plugin_dirs = ["/tmp/cni/bin", "/usr/lib/cni"]
-network_config_dir = "/tmp/cni/net.d"
-"""
-
-
-@pytest.fixture
-def podman_files() -> Iterator[Path]:
-    """containers.conf and a busybox image tar, where the lab nodes' /tmp shows them."""
-    root = Path("/tmp") / f"rt-podman-{uuid.uuid4().hex[:8]}"
-    try:
-        busybox_tar(root)
-        (root / "containers.conf").write_text(CONTAINERS_CONF)
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def podman(
-    lab: Lab, node: str, files: Path, *argv: str, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    return lab.exec(
-        node,
-        "env",
-        f"CONTAINERS_CONF={files / 'containers.conf'}",
-        "podman",
-        "--storage-driver",
-        "vfs",
-        *argv,
-        check=check,
-        timeout=90,
-    )
 
 
 def address_of(lab: Lab, node: str, files: Path, name: str) -> str:
