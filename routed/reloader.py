@@ -25,16 +25,6 @@ class Reconfigurable(Protocol):
     async def reconfigure(self, cfg: NodeConfig, plan: ReloadPlan) -> None: ...
 
 
-class ConfigReader:
-    """A service that only reads its config where it uses it: it is handed the new one."""
-
-    def __init__(self, holder: Any) -> None:
-        self.holder = holder
-
-    async def reconfigure(self, cfg: NodeConfig, plan: ReloadPlan) -> None:
-        self.holder.cfg = cfg
-
-
 class Applied:
     """A reconfigure step made of a function (a service that is not routed's own class)."""
 
