@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from routed.api import ApiError
-from routed.dataplane.workload import WorkloadError, sandbox_mac
+from routed.dataplane.workload import WorkloadError, sandbox_interface
 from routed.dataplane.workload import problems as dataplane_problems
 from routed.docker.plugin import DockerPlugin
 from routed.docker.protocol import UNKNOWN_CALL, PluginError
@@ -82,7 +82,8 @@ class NodeApi:
         except (WorkloadError, IpamError, OSError) as exc:
             raise ApiError(str(exc), 1) from exc
         await self.node.reconciler.wait_in_sync()
-        return {**workload_json(spec), "mac": await sandbox_mac(spec)}
+        mac, mtu = await sandbox_interface(spec)
+        return {**workload_json(spec), "mac": mac, "mtu": mtu}
 
     async def delete(self, request: dict[str, Any]) -> Any:
         try:

@@ -50,7 +50,7 @@ def speaker_config(cfg: NodeConfig) -> bgp.SpeakerConfig:
         router_id=cfg.router_id,
         fabric_address=cfg.fabric.address,
         fabric_address6=cfg.fabric.address6,
-        pools=tuple(cfg.pools),
+        pools=cfg.pool_networks,
         neighbors=tuple(neighbor_config(cfg, p, families) for p in peers),
         reflector=cfg.role is Role.REFLECTOR,
         cluster_id=effective_cluster_id(cfg),

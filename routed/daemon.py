@@ -24,10 +24,11 @@ from routed.apiserver import ApiServer
 from routed.bfdsupervisor import BfdSupervisor
 from routed.bgpconfig import reconfiguration, speaker_config
 from routed.config import NodeConfig
+from routed.config.derived import resolved_peers
 from routed.config.reload import ReloadPlan
 from routed.config.services import IpamMode
 from routed.dataplane import sysctl
-from routed.dataplane.fabric import wait_for_fabric
+from routed.dataplane.fabric import FabricLink, FabricWatch, wait_for_fabric
 from routed.dataplane.netstat import tcp_md5_drops
 from routed.dataplane.workload import WorkloadError, WorkloadSpec
 from routed.docker.plugin import DockerPlugin
@@ -95,6 +96,7 @@ class Daemon:
         self.bfd = BfdSupervisor(cfg, self.speaker.bfd_state, log_format)
         self.firewall = Firewall()
         self.firewall.set_pools(cfg.pools)
+        self.fabric = FabricWatch(cfg.fabric.interface, self._fabric_changed)
         # until the restore is over, the workloads of the last run keep their table entries:
         # dropping those of a workload not yet re-attached would drop its packets meanwhile
         self._firewall_floor: list[WorkloadSpec] = []
@@ -112,6 +114,7 @@ class Daemon:
                 Applied(self._reconfigure_bgp),
                 self.bfd,
                 Applied(self._attach_declared),
+                Applied(self._apply_mtu),
             ],
         )
         self._stop = asyncio.Event()
@@ -126,6 +129,12 @@ class Daemon:
         self.firewall.set_workloads([*self._firewall_floor, *self.workloads.current()])
         self.local_routes.set_workload_routes(routes)
 
+    def _fabric_changed(self, link: FabricLink | None = None) -> None:
+        """No NAT to the fabric: its subnets, the extra next-hop subnets, every peer."""
+        subnets = (link or self.fabric.link).subnets
+        peers = [p.address for p in resolved_peers(self.cfg)]
+        self.firewall.set_fabric([*subnets, *self.cfg.bgp.next_hops, *self.cfg.fabric.addresses, *peers])
+
     def stop(self) -> None:
         self._stop.set()
 
@@ -133,6 +142,7 @@ class Daemon:
         """Everything that reads the config reads the new one from now on."""
         self.cfg = new
         self.firewall.set_pools(new.pools)
+        self._fabric_changed()
         for holder in (self.workloads, self.ipam, self.docker):
             if holder is not None:
                 holder.cfg = new
@@ -149,6 +159,10 @@ class Daemon:
                 except (UsageError, WorkloadError, IpamError, OSError) as exc:
                     log.error(event("workload_add_failed", workload=declared.id, reason=exc))
 
+    async def _apply_mtu(self, new: NodeConfig, plan: ReloadPlan) -> None:
+        await self.fabric.refresh()
+        await self.workloads.apply_mtu()
+
     def _reload_on_signal(self) -> None:
         async def reload() -> None:
             with contextlib.suppress(ApiError):  # already logged
@@ -162,7 +176,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
-        sysctl.enable_forwarding(ipv6=any(p.version == 6 for p in self.cfg.pools))
+        sysctl.enable_forwarding(ipv6=any(p.version == 6 for p in self.cfg.pool_networks))
         if self.drain_file.exists():
             self.speaker.set_draining(True)  # drained before a restart: stays drained until undone
         # The API opens under the store lock: a CLI acting without a daemon either
@@ -170,6 +184,8 @@ class Daemon:
         with self.workloads.store.locked():
             await self.api.start()
             stored = self.workloads.take_over()
+        with contextlib.suppress(OSError):
+            await self.fabric.refresh()  # the NAT exclusions know the fabric before the table is made
         # before any workload is touched: the table (left by the last run, or none) made anew
         # in one transaction with every stored workload in it, so no packet finds it half made
         self._firewall_floor = list(stored.values())
@@ -212,6 +228,7 @@ class Daemon:
             tasks.add(asyncio.create_task(self._tell_systemd(), name="systemd"))
             tasks.add(asyncio.create_task(self.bfd.run(), name="bfd"))
             tasks.add(asyncio.create_task(self.firewall.run(), name="firewall"))
+            tasks.add(asyncio.create_task(self.fabric.run(), name="fabric"))
             stop = asyncio.create_task(self._stop.wait())
             done, _ = await asyncio.wait({*tasks, stop}, return_when=asyncio.FIRST_COMPLETED)
             for task in tasks:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -179,6 +179,18 @@ def families(status: Status) -> Iterator[Metric]:
         yield from _firewall_families(status["firewall"])
     if "ipam" in status:
         yield from _ipam_families(status["ipam"])
+    if "mtu" in status:
+        yield from _mtu_families(status["mtu"])
+
+
+def _mtu_families(mtu: Mapping[str, Any]) -> Iterator[Metric]:
+    workloads = _gauge("routed_workload_mtu", "the MTU new workload veths get (mtu: or the fabric's)")
+    if mtu.get("workloads") is not None:
+        workloads.add_metric([], mtu["workloads"])
+    fabric = _gauge("routed_fabric_mtu", "the fabric interface's MTU", ["interface"])
+    if mtu.get("fabric") is not None:
+        fabric.add_metric([str(mtu["source"]).removeprefix("fabric ")], mtu["fabric"])
+    yield from (workloads, fabric)
 
 
 def _firewall_families(firewall: dict[str, Any]) -> Iterator[Metric]:
@@ -192,6 +204,15 @@ def _firewall_families(firewall: dict[str, Any]) -> Iterator[Metric]:
     restored = _counter("routed_firewall_restored", "times routed's table was found missing or changed")
     restored.add_metric([], firewall.get("restored", 0))
     yield from (dropped, enforced, restored)
+    on = _gauge("routed_nat_outgoing", "1 for a pool whose traffic beyond the fabric is NATed", ["pool"])
+    packets = _counter("routed_nat_packets", "connections' first packets source-NATed, by pool", ["pool"])
+    size = _counter("routed_nat_bytes", "bytes of those packets, by pool", ["pool"])
+    for pool in firewall.get("nat") or []:
+        on.add_metric([pool["pool"]], 1 if pool["nat_outgoing"] else 0)
+        if pool["nat_outgoing"]:
+            packets.add_metric([pool["pool"]], pool["packets"])
+            size.add_metric([pool["pool"]], pool["bytes"])
+    yield from (on, packets, size)
 
 
 def readiness(status: Status) -> dict[str, bool]:

@@ -13,6 +13,7 @@ from bgp.speaker import Speaker
 from routed import __version__
 from routed.bfdsupervisor import BfdSupervisor
 from routed.config import NodeConfig
+from routed.dataplane.fabric import FabricWatch
 from routed.fib.reconciler import Reconciler
 from routed.firewall.service import Firewall
 from routed.ipam.backends import Ipam
@@ -37,6 +38,7 @@ class Node(Protocol):
     speaker: Speaker
     bfd: BfdSupervisor
     firewall: Firewall
+    fabric: FabricWatch
 
     @property
     def metrics(self) -> Listening | None: ...
@@ -67,7 +69,21 @@ class NodeStatus(TypedDict):
     ipam: dict[str, Any]
     bgp: SpeakerStatus
     firewall: dict[str, Any]
+    mtu: MtuStatus
     metrics: str
+
+
+class MtuStatus(TypedDict):
+    workloads: int | None  # what a new workload's veth gets
+    source: str  # "mtu:" (the config) or "fabric IFNAME"
+    fabric: int | None  # the fabric interface's, as last read
+
+
+def mtu_status(node: Node) -> MtuStatus:
+    fabric = node.fabric.link.mtu
+    if node.cfg.mtu is not None:
+        return {"workloads": node.cfg.mtu, "source": "mtu:", "fabric": fabric}
+    return {"workloads": fabric, "source": f"fabric {node.cfg.fabric.interface}", "fabric": fabric}
 
 
 def node_status(node: Node) -> NodeStatus:
@@ -96,6 +112,7 @@ def node_status(node: Node) -> NodeStatus:
         "ipam": ipam_json(cfg, node.ipam, workloads),
         "bgp": _bgp_status(node),
         "firewall": node.firewall.status(),
+        "mtu": mtu_status(node),
         "metrics": node.metrics.listening if node.metrics is not None else "off",
     }
 

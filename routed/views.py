@@ -56,7 +56,11 @@ def ipam_json(cfg: NodeConfig, ipam: Ipam, workloads: Iterable[WorkloadSpec]) ->
         "block_size": cfg.ipam.block_size,
         "block_size_v6": cfg.ipam.block_size_v6,
         "blocks": [
-            {"block": str(b), "used": blocks.in_use(b, hosted), "size": len(blocks.usable(b, cfg.pools))}
+            {
+                "block": str(b),
+                "used": blocks.in_use(b, hosted),
+                "size": len(blocks.usable(b, cfg.pool_networks)),
+            }
             for b in owned
         ],
         "outside_blocks": sorted(str(ip) for ip in hosted if blocks.containing(ip, owned) is None),
@@ -182,7 +186,34 @@ def status_text(status: dict[str, Any], now: float | None = None) -> str:
         lines.append(f"workloads {status['workloads']}  metrics {status.get('metrics', 'off')}")
     if "firewall" in status:
         lines.append(firewall_text(status["firewall"]))
+        lines.append(nat_text(status["firewall"].get("nat") or []))
+    if "mtu" in status:
+        lines.append(mtu_text(status["mtu"]))
     return "\n".join(lines)
+
+
+def nat_text(pools: list[dict[str, Any]]) -> str:
+    """nat: 10.65.0.0/16 masquerade (12 packets, 1.0 kB NATed); fd00:65::/48 off"""
+    parts = []
+    for pool in pools:
+        if not pool["nat_outgoing"]:
+            parts.append(f"{pool['pool']} off")
+            continue
+        how = pool["mode"] + (f" ports {pool['ports']}" if pool.get("ports") else "")
+        if pool.get("exclude"):
+            how += f" except to {', '.join(pool['exclude'])}"
+        parts.append(f"{pool['pool']} {how} ({pool['packets']} packets, {pool['bytes']} bytes NATed)")
+    return "nat outgoing: " + ("; ".join(parts) or "no pools")
+
+
+def mtu_text(mtu: dict[str, Any]) -> str:
+    """mtu: 9000 for workload veths (fabric eth1's)"""
+    if mtu.get("workloads") is None:
+        return f"mtu: the kernel's default for workload veths ({mtu['source']} not found)"
+    line = f"mtu: {mtu['workloads']} for workload veths ({mtu['source']}"
+    if mtu["source"] == "mtu:" and mtu.get("fabric"):
+        line += f"; the fabric's is {mtu['fabric']}"
+    return line + ")"
 
 
 def firewall_text(firewall: dict[str, Any]) -> str:

@@ -165,12 +165,13 @@ def add_result(request: Request, workload: Mapping[str, Any]) -> dict[str, Any]:
     previous = request.config.get("prevResult") or {}
     interfaces = list(previous.get("interfaces") or [])
     host_index = len(interfaces)
-    interfaces += [
-        {"name": workload["host_ifname"], "mac": HOST_MAC},
-        {"name": request.ifname, "sandbox": request.netns},
-    ]
+    # both ends carry the same MTU (the fabric's, or the node's mtu:); CNI 1.1 names the field,
+    # and parsers of earlier versions skip what they do not know
+    mtu = {"mtu": workload["mtu"]} if workload.get("mtu") else {}
+    container: dict[str, Any] = {"name": request.ifname, "sandbox": request.netns, **mtu}
     if workload.get("mac"):
-        interfaces[-1] = {"name": request.ifname, "mac": workload["mac"], "sandbox": request.netns}
+        container = {"name": request.ifname, "mac": workload["mac"], "sandbox": request.netns, **mtu}
+    interfaces += [{"name": workload["host_ifname"], "mac": HOST_MAC, **mtu}, container]
     ips = list(previous.get("ips") or [])
     routes = list(previous.get("routes") or [])
     legacy = request.version in ("0.3.0", "0.3.1", "0.4.0")

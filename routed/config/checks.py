@@ -28,8 +28,8 @@ def cross_field_problems(cfg: NodeConfig) -> list[FieldProblem]:
     if cfg.mesh == "off" and cfg.mesh_nodes:
         add(("mesh_nodes",), "mesh_nodes is set but mesh is off; set mesh: full or remove mesh_nodes")
 
-    for index, pool in enumerate(cfg.pools):
-        for earlier_index, earlier in enumerate(cfg.pools[:index]):
+    for index, pool in enumerate(cfg.pool_networks):
+        for earlier_index, earlier in enumerate(cfg.pool_networks[:index]):
             if pool.version == earlier.version and pool.overlaps(earlier):
                 add(
                     ("pools", index),
@@ -53,6 +53,7 @@ def cross_field_problems(cfg: NodeConfig) -> list[FieldProblem]:
             )
 
     problems += _ipam_problems(cfg)
+    problems += _nat_problems(cfg)
 
     own_addresses = {*cfg.fabric.addresses, cfg.router_id}
     seen: dict[object, int] = {}
@@ -129,8 +130,8 @@ def cross_field_problems(cfg: NodeConfig) -> list[FieldProblem]:
             add((*where, "id"), f"workload id {workload.id!r} is used twice; ids must be unique")
         ids_seen.add(workload.id)
         for ip_index, ip in enumerate(workload.ips):
-            if not any(ip in pool for pool in cfg.pools):
-                pools = ", ".join(str(p) for p in cfg.pools)
+            if not any(ip in pool for pool in cfg.pool_networks):
+                pools = ", ".join(str(p) for p in cfg.pool_networks)
                 add(
                     (*where, "ips", ip_index),
                     f"{ip} is outside every pool ({pools}); pick an address from a pool",
@@ -144,7 +145,7 @@ def cross_field_problems(cfg: NodeConfig) -> list[FieldProblem]:
 def _ipam_problems(cfg: NodeConfig) -> list[FieldProblem]:
     problems: list[FieldProblem] = []
     ipam = cfg.ipam
-    for index, pool in enumerate(cfg.pools):
+    for index, pool in enumerate(cfg.pool_networks):
         length = ipam.block_length(pool.version)
         if ipam.uses_blocks and pool.prefixlen > length:
             field = "block_size" if pool.version == 4 else "block_size_v6"
@@ -190,8 +191,8 @@ def _ipam_problems(cfg: NodeConfig) -> list[FieldProblem]:
                     f"(ipam.block_size{'' if block.version == 4 else '_v6'}); list /{length}s",
                 )
             )
-        if not any(block.version == p.version and block.subnet_of(p) for p in cfg.pools):  # type: ignore[arg-type]
-            pools = ", ".join(str(p) for p in cfg.pools)
+        if not any(block.version == p.version and block.subnet_of(p) for p in cfg.pool_networks):  # type: ignore[arg-type]
+            pools = ", ".join(str(p) for p in cfg.pool_networks)
             problems.append(FieldProblem(where, f"block {block} is outside every pool ({pools})"))
         for earlier_index, earlier in enumerate(ipam.blocks[:index]):
             if block.version == earlier.version and block.overlaps(earlier):
@@ -200,4 +201,20 @@ def _ipam_problems(cfg: NodeConfig) -> list[FieldProblem]:
                         where, f"block {block} overlaps ipam.blocks[{earlier_index}] {earlier}; list it once"
                     )
                 )
+    return problems
+
+
+def _nat_problems(cfg: NodeConfig) -> list[FieldProblem]:
+    """A NAT source address inside a pool; an exclusion that is a pool already."""
+    problems: list[FieldProblem] = []
+    for index, pool in enumerate(cfg.pools):
+        address = pool.nat_outgoing_address
+        if address is not None and any(address in other for other in cfg.pool_networks):
+            problems.append(
+                FieldProblem(
+                    ("pools", index, "nat_outgoing_address"),
+                    f"{address} is inside a pool; the outside could not answer it. Give an address "
+                    "of this host's (fabric.address, or one on its uplink)",
+                )
+            )
     return problems

@@ -20,6 +20,7 @@ from routed.config.peering import (
     Fabric,
     Peer,
 )
+from routed.config.pools import PoolEntry
 from routed.config.services import (
     Api,
     Docker,
@@ -34,7 +35,7 @@ from routed.config.types import (
     NODE_NAME,
     Address,
     Asn,
-    Cidr,
+    IPNetwork,
     Role,
     RouterId,
     Strict,
@@ -49,7 +50,9 @@ class NodeConfig(Strict):
     asn: Asn
     role: Role = Role.NODE
     fabric: Fabric
-    pools: tuple[Cidr, ...] = Field(min_length=1)
+    pools: tuple[PoolEntry, ...] = Field(min_length=1)
+    # the MTU of workload veths; None: the fabric interface's (there is no encapsulation)
+    mtu: Annotated[int, Field(ge=1280, le=65535)] | None = None
     ipam: Annotated[Ipam, BeforeValidator(_ipam_shorthand)] = Ipam()
     mesh: Annotated[Literal["full", "off"], BeforeValidator(_mesh_mode)] = "off"
     mesh_nodes: tuple[Address, ...] = ()
@@ -64,6 +67,11 @@ class NodeConfig(Strict):
     workloads: tuple[Workload, ...] = ()
 
     _asn = field_validator("asn")(lambda cls, v: _check_asn(v))
+
+    @property
+    def pool_networks(self) -> tuple[IPNetwork, ...]:
+        """The pools' CIDRs, which is what most of routed needs of them."""
+        return tuple(p.cidr for p in self.pools)
 
     @field_validator("name")
     @classmethod

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from typing import Any
 
@@ -52,3 +54,62 @@ async def wait_for_fabric(addresses: list[str], interface: str) -> tuple[IPv4Net
                 log.warning(event("bgp_waiting_for_fabric_address", address=missing, interface=interface))
                 logged = True
             await asyncio.sleep(WAIT_INTERVAL)
+
+
+@dataclass(frozen=True, slots=True)
+class FabricLink:
+    """The fabric interface as the kernel has it now."""
+
+    mtu: int | None  # None: no such interface
+    subnets: tuple[IPv4Network | IPv6Network, ...]
+
+
+async def read_fabric_link(interface: str) -> FabricLink:
+    async with async_iproute() as ipr:
+        found = await ipr.link_lookup(ifname=interface)
+        if not found:
+            return FabricLink(None, ())
+        (link,) = await ipr.link("get", index=found[0])
+        addresses = [a async for a in await ipr.addr("dump", index=found[0])]
+    mtu = link.get("mtu")
+    return FabricLink(int(mtu) if mtu else None, subnets_of(addresses))
+
+
+async def workload_mtu(configured: int | None, interface: str) -> int | None:
+    """The MTU a new workload's veth gets: the node's `mtu:`, else the fabric interface's
+    (no encapsulation takes a share of it); None if neither is known (the kernel's 1500)."""
+    if configured is not None:
+        return configured
+    return (await read_fabric_link(interface)).mtu
+
+
+class FabricWatch:
+    """The fabric interface's MTU and subnets, read again every `interval` seconds: a renumbered
+    or re-MTU'd fabric is noticed without a restart (outgoing NAT's exclusions follow it)."""
+
+    def __init__(
+        self, interface: str, on_change: Callable[[FabricLink], None], interval: float = 5.0
+    ) -> None:
+        self.interface = interface
+        self.interval = interval
+        self.link = FabricLink(None, ())
+        self._on_change = on_change
+
+    async def refresh(self) -> FabricLink:
+        now = await read_fabric_link(self.interface)
+        if now != self.link:
+            if now.mtu != self.link.mtu and self.link.mtu is not None:
+                log.info(
+                    event("fabric_mtu_changed", interface=self.interface, was=self.link.mtu, mtu=now.mtu)
+                )
+            self.link = now
+            self._on_change(now)
+        return now
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.refresh()
+            except OSError as exc:  # netlink itself: try again next time
+                log.warning(event("fabric_read_failed", interface=self.interface, reason=exc))

@@ -91,10 +91,11 @@ async def _index(ipr: Any, ifname: str) -> int | None:
     return found[0] if found else None
 
 
-async def attach(spec: WorkloadSpec, restoring: bool = False) -> None:
-    """Create (or repair) the workload's veth pair; idempotent."""
+async def attach(spec: WorkloadSpec, restoring: bool = False, mtu: int | None = None) -> None:
+    """Create (or repair) the workload's veth pair, both ends at `mtu` (None: the kernel's
+    default); idempotent."""
     if spec.handed_off:
-        await _attach_handed_off(spec, create=not restoring)
+        await _attach_handed_off(spec, create=not restoring, mtu=mtu)
         return
     _check_netns(spec.id, spec.netns)
     host_name = spec.host_ifname
@@ -105,10 +106,10 @@ async def attach(spec: WorkloadSpec, restoring: bool = False) -> None:
             await host.link("del", index=index)
             index = None
         if index is None:
-            await _create_pair(host, spec)
+            await _create_pair(host, spec, mtu)
             index = await _created_index(host, spec)
-        await _configure_host_side(host, spec, index)
-    await _configure_workload_side(spec)
+        await _configure_host_side(host, spec, index, mtu)
+    await _configure_workload_side(spec, mtu)
 
 
 def _open_netns(workload: str, netns: str) -> int:
@@ -126,7 +127,7 @@ def _check_netns(workload: str, netns: str) -> None:
     os.close(_open_netns(workload, netns))
 
 
-async def _configure_host_side(host: Any, spec: WorkloadSpec, index: int) -> None:
+async def _configure_host_side(host: Any, spec: WorkloadSpec, index: int, mtu: int | None = None) -> None:
     host_name = spec.host_ifname
     sysctl.set_interface("ipv4", host_name, "proxy_arp", "1")
     # strict reverse-path filtering: a packet from the workload must come from an address
@@ -138,14 +139,18 @@ async def _configure_host_side(host: Any, spec: WorkloadSpec, index: int) -> Non
         # packets to the workload do not wait for neighbour discovery to settle.
         sysctl.set_interface("ipv6", host_name, "accept_dad", "0")
         sysctl.set_interface("ipv6", host_name, "proxy_ndp", "1")
-    await host.link("set", index=index, state="up")
+    await host.link("set", index=index, state="up", **_mtu(mtu))
     if any(ip.version == 6 for ip in spec.ips):
         await _replace_neigh(
             host, dst=str(GATEWAY_V6), ifindex=index, family=socket.AF_INET6, flags=NTF_PROXY
         )
 
 
-async def _attach_handed_off(spec: WorkloadSpec, create: bool) -> None:
+def _mtu(mtu: int | None) -> dict[str, int]:
+    return {} if mtu is None else {"mtu": mtu}
+
+
+async def _attach_handed_off(spec: WorkloadSpec, create: bool, mtu: int | None = None) -> None:
     """The runtime's kind of workload: the pair is made once, its container side left in the
     host namespace (down, no address) for the runtime to move, rename and configure. Once
     made, a missing host side means the container's namespace took the pair with it."""
@@ -156,9 +161,10 @@ async def _attach_handed_off(spec: WorkloadSpec, create: bool) -> None:
                 raise WorkloadError(
                     f"workload {spec.id}: veth {spec.host_ifname} is gone (its container was removed)"
                 )
-            await _add_pair(host, spec)
+            await _add_pair(host, spec, mtu)
             index = await _created_index(host, spec)
-        await _configure_host_side(host, spec, index)
+        # the container side is the runtime's once moved: its MTU is set here, at creation only
+        await _configure_host_side(host, spec, index, mtu if create else None)
 
 
 async def _peer_in_netns(spec: WorkloadSpec) -> bool:
@@ -170,11 +176,16 @@ async def _peer_in_netns(spec: WorkloadSpec) -> bool:
         return False
 
 
-async def _add_pair(host: Any, spec: WorkloadSpec) -> None:
+async def _add_pair(host: Any, spec: WorkloadSpec, mtu: int | None = None) -> None:
     """The veth pair, both ends in the host namespace: `host_ifname` and `peer_ifname`."""
     try:
         await host.link(
-            "add", ifname=spec.host_ifname, kind="veth", address=HOST_MAC, peer={"ifname": spec.peer_ifname}
+            "add",
+            ifname=spec.host_ifname,
+            kind="veth",
+            address=HOST_MAC,
+            peer={"ifname": spec.peer_ifname, **_mtu(mtu)},
+            **_mtu(mtu),
         )
     except NetlinkError as exc:
         raise WorkloadError(
@@ -189,10 +200,10 @@ async def _created_index(host: Any, spec: WorkloadSpec) -> int:
     return index
 
 
-async def _create_pair(host: Any, spec: WorkloadSpec) -> None:
+async def _create_pair(host: Any, spec: WorkloadSpec, mtu: int | None) -> None:
     fd = _open_netns(spec.id, spec.netns)
     try:
-        await _add_pair(host, spec)
+        await _add_pair(host, spec, mtu)
     except BaseException:
         os.close(fd)
         raise
@@ -218,7 +229,7 @@ async def _replace_neigh(ipr: Any, **kwargs: Any) -> None:
             raise
 
 
-async def _configure_workload_side(spec: WorkloadSpec) -> None:
+async def _configure_workload_side(spec: WorkloadSpec, mtu: int | None = None) -> None:
     async with async_iproute(spec.netns) as ns:
         index = await _index(ns, spec.ifname)
         if index is None:
@@ -238,7 +249,7 @@ async def _configure_workload_side(spec: WorkloadSpec) -> None:
                     family=_family(ip),
                     **extra,
                 )
-        await ns.link("set", index=index, state="up")
+        await ns.link("set", index=index, state="up", **_mtu(mtu))
         for ip in spec.ips:
             gateway = GATEWAY_V4 if ip.version == 4 else GATEWAY_V6
             await _replace_neigh(
@@ -266,18 +277,45 @@ async def detach(spec: WorkloadSpec) -> bool:
     return True
 
 
-async def sandbox_mac(spec: WorkloadSpec) -> str | None:
-    """The MAC address of the workload's interface (CNI results carry it; podman requires it)."""
+async def sandbox_interface(spec: WorkloadSpec) -> tuple[str | None, int | None]:
+    """The MAC address and MTU of the workload's interface (CNI results carry them; podman
+    requires the MAC); the host side's MTU for a runtime's workload, whose side routed leaves."""
     try:
+        if spec.handed_off:
+            async with AsyncIPRoute() as host:
+                index = await _index(host, spec.host_ifname)
+                links = await host.link("get", index=index) if index is not None else []
+                return None, (links[0].get("mtu") if links else None)
         check_workload_netns(spec.netns)
         async with async_iproute(spec.netns) as ns:
             index = await _index(ns, spec.ifname)
             if index is None:
-                return None
+                return None, None
             (link,) = await ns.link("get", index=index)
-            return str(link.get("address")) if link.get("address") else None
+            return (str(link.get("address")) if link.get("address") else None), link.get("mtu")
     except (OSError, NetlinkError):
-        return None
+        return None, None
+
+
+async def set_mtu(spec: WorkloadSpec, mtu: int) -> bool:
+    """Both ends of a workload's veth to `mtu` (a reload's new one); False for a runtime's
+    workload, whose container side routed cannot reach (it keeps its MTU until recreated)."""
+    if spec.handed_off:
+        return False
+    async with AsyncIPRoute() as host:
+        index = await _index(host, spec.host_ifname)
+        if index is None:
+            return False
+        check_workload_netns(spec.netns)
+        async with async_iproute(spec.netns) as ns:
+            inner = await _index(ns, spec.ifname)
+            if inner is None:
+                return False
+            (link,) = await ns.link("get", index=inner)
+            if link.get("mtu") != mtu:
+                await ns.link("set", index=inner, mtu=mtu)
+        await host.link("set", index=index, mtu=mtu)
+    return True
 
 
 async def problems(spec: WorkloadSpec) -> list[str]:

@@ -26,6 +26,7 @@ from routed.dataplane.workload import (
     WorkloadError,
     WorkloadSpec,
     handed_off_state,
+    sandbox_interface,
     settle_handed_off,
 )
 from routed.docker import portmap, protocol
@@ -92,10 +93,10 @@ class DockerPlugin:
     # --- IPAM ---------------------------------------------------------------------------
 
     async def request_pool(self, request: dict[str, Any]) -> dict[str, Any]:
-        return protocol.pool_response(protocol.request_pool(self.cfg.pools, request))
+        return protocol.pool_response(protocol.request_pool(self.cfg.pool_networks, request))
 
     async def request_address(self, request: dict[str, Any]) -> dict[str, Any]:
-        pool = protocol.pool_from_id(self.cfg.pools, str(request.get("PoolID") or ""))
+        pool = protocol.pool_from_id(self.cfg.pool_networks, str(request.get("PoolID") or ""))
         wanted = protocol.requested_address(pool, request)
         owner = new_owner()
         async with self.workloads.exclusive:
@@ -169,11 +170,13 @@ class DockerPlugin:
 
     async def endpoint_info(self, request: dict[str, Any]) -> dict[str, Any]:
         spec = self._spec(str(request.get("EndpointID") or ""))
+        _, mtu = await sandbox_interface(spec)
         return {
             "Value": {
                 "workload": spec.id,
                 "host_veth": spec.host_ifname,
                 "addresses": [str(ip) for ip in spec.ips],
+                "mtu": mtu,
             }
         }
 

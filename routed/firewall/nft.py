@@ -21,7 +21,7 @@ from typing import Any
 
 from routed.firewall.ruleset import FAMILY, TABLE, Desired
 
-__all__ = ["TABLE", "Nft", "NftError", "drop_counters", "elements_of", "rules_of"]
+__all__ = ["TABLE", "Nft", "NftError", "counters", "drop_counters", "elements_of", "rules_of"]
 
 DEBIAN_MODULE = Path("/usr/lib/python3/dist-packages/nftables/__init__.py")
 
@@ -105,6 +105,7 @@ def elements_of(listed: dict[str, Any]) -> Desired:
     sources4: set[tuple[str, IPv4Address]] = set()
     sources6: set[tuple[str, IPv6Address]] = set()
     pools: set[IPv4Network | IPv6Network] = set()
+    skip: set[IPv4Network | IPv6Network] = set()
     for item in listed.get("nftables", []):
         found = item.get("set")
         if not found:
@@ -115,6 +116,9 @@ def elements_of(listed: dict[str, Any]) -> Desired:
                 continue
             if found["name"] in ("pools4", "pools6"):
                 pools.add(_network(element))
+                continue
+            if found["name"] in ("nat_skip4", "nat_skip6"):
+                skip.add(_network(element))
                 continue
             name, address = element["concat"]
             ip = _ip(address)
@@ -128,6 +132,8 @@ def elements_of(listed: dict[str, Any]) -> Desired:
         frozenset(sources6),
         frozenset(p for p in pools if isinstance(p, IPv4Network)),
         frozenset(p for p in pools if isinstance(p, IPv6Network)),
+        frozenset(p for p in skip if isinstance(p, IPv4Network)),
+        frozenset(p for p in skip if isinstance(p, IPv6Network)),
     )
 
 
@@ -138,14 +144,23 @@ def _network(element: Any) -> IPv4Network | IPv6Network:
     return ip_network(str(element))
 
 
-def drop_counters(listed: dict[str, Any]) -> dict[str, int]:
-    """Packets dropped by each of the table's counted rules, by its comment."""
-    counts: dict[str, int] = {}
+def counters(listed: dict[str, Any], chains: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+    """Packets and bytes through the counted rules of `chains`, summed by the rules' comment."""
+    counts: dict[str, tuple[int, int]] = {}
     for item in listed.get("nftables", []):
         rule = item.get("rule")
-        if rule and rule.get("comment"):
+        if rule and rule.get("comment") and rule.get("chain") in chains:
             for expr in rule.get("expr", []):
                 if "counter" in expr:
                     comment = str(rule["comment"])
-                    counts[comment] = counts.get(comment, 0) + int(expr["counter"]["packets"])
+                    packets, size = counts.get(comment, (0, 0))
+                    counts[comment] = (
+                        packets + int(expr["counter"]["packets"]),
+                        size + int(expr["counter"]["bytes"]),
+                    )
     return counts
+
+
+def drop_counters(listed: dict[str, Any]) -> dict[str, int]:
+    """Packets dropped by each of the anti-spoofing and input rules, by its comment."""
+    return {comment: packets for comment, (packets, _) in counters(listed, ("antispoof", "input")).items()}

@@ -10,11 +10,13 @@ import contextlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Network, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any
 
+from routed.config.pools import Pool
 from routed.dataplane.workload import WorkloadSpec
 from routed.firewall import nft
+from routed.firewall.natrules import NAT_CHAIN, NatRule, nat_rules, nat_skip
 from routed.firewall.ruleset import (
     EMPTY,
     Desired,
@@ -43,28 +45,40 @@ class Firewall:
         self.resync_interval = resync_interval
         self._want: Desired = EMPTY
         self._workloads: list[WorkloadSources] = []
-        self._pools: list[IPv4Network | IPv6Network] = []
+        self._pools: list[Pool] = []
+        self._fabric: list[IPv4Network | IPv6Network | IPv4Address | IPv6Address] = []
+        self._nat: tuple[NatRule, ...] = ()
         self._reference: list[dict[str, Any]] | None = None  # our rules, as listed after our replace
         self._applied: Desired | None = None  # the elements we last put in the kernel
         self._nft: nft.Nft | None = None
         self._wake = asyncio.Event()
         self.error: str | None = None
         self.dropped: dict[str, int] = {}
+        self.natted: dict[str, tuple[int, int]] = {}  # packets, bytes by rule comment
         self.stats = FirewallStats()
 
     def set_workloads(self, specs: Iterable[WorkloadSpec]) -> None:
         """What may be sent from each workload's veth: applied now, so a new workload's veth is
         covered as soon as it is there (its IPv4 also by rp_filter, set before the link is up)."""
         self._workloads = [WorkloadSources(s.host_ifname, s.ips) for s in specs]
-        self._want = desired(self._workloads, self._pools)
+        self._recompute()
         self._apply_change()
+
+    def _recompute(self) -> None:
+        networks = [p.cidr for p in self._pools]
+        self._want = desired(self._workloads, networks, self._nat, nat_skip(networks, self._fabric))
 
     def _apply_change(self) -> None:
         """A workload came or went: one transaction of element edits against what we last put
         in, without reading the table first (a CNI ADD waits on this; the periodic sync reads
         it). Anything unexpected (the table gone, an element someone removed) takes the full
         sync's path."""
-        if self._nft is None or self._applied is None or self.error is not None:
+        if (
+            self._nft is None
+            or self._applied is None
+            or self.error is not None
+            or self._want.nat != self._applied.nat
+        ):
             self.sync()
             return
         script = edit_script(self._want, self._applied)
@@ -78,11 +92,21 @@ class Firewall:
         self._applied = self._want
         self.stats.edited += 1
 
-    def set_pools(self, pools: Iterable[IPv4Network | IPv6Network]) -> None:
-        """The pools: no source inside them may reach BGP or BFD here (set at start, at reload)."""
+    def set_pools(self, pools: Iterable[Pool]) -> None:
+        """The pools: no source inside them may reach BGP or BFD here, and those with
+        nat_outgoing leave the fabric NATed (set at start, at reload)."""
         self._pools = list(pools)
-        self._want = desired(self._workloads, self._pools)
+        self._nat = nat_rules(self._pools)
+        self._recompute()
         self._wake.set()  # applied by run(): before it starts, the restore's first sync does
+
+    def set_fabric(self, fabric: Iterable[IPv4Network | IPv6Network | IPv4Address | IPv6Address]) -> None:
+        """Where the fabric is (its subnets, extra next-hop subnets, the peers): no NAT to there."""
+        fabric = list(fabric)
+        if fabric != self._fabric:
+            self._fabric = fabric
+            self._recompute()
+            self._wake.set()
 
     def sync(self) -> bool:
         """Bring the kernel's table in line; False (and `error` set, logged once) if nftables
@@ -109,8 +133,18 @@ class Firewall:
 
     def _reconcile(self, ctx: nft.Nft) -> None:
         listed = ctx.table()
-        if listed is None or self._reference is None or nft.rules_of(listed) != self._reference:
-            if self._reference is not None:
+        applied_nat = self._applied.nat if self._applied is not None else None
+        if (
+            listed is None
+            or self._reference is None
+            or nft.rules_of(listed) != self._reference
+            or applied_nat != self._want.nat
+        ):
+            if self._reference is not None and applied_nat != self._want.nat:
+                log.info(
+                    event("firewall_nat_rules_changed", pools=",".join(str(r.source) for r in self._want.nat))
+                )
+            elif self._reference is not None:
                 self.stats.restored += 1
                 log.warning(
                     event(
@@ -127,11 +161,15 @@ class Firewall:
             self.stats.replaced += 1
         else:
             have = nft.elements_of(listed)
-            if have != self._want:
+            if have != self._want.elements():
                 ctx.run(edit_script(self._want, have))
                 self.stats.edited += 1
         self._applied = self._want
+        self._read_counters(listed)
+
+    def _read_counters(self, listed: dict[str, Any]) -> None:
         self.dropped = nft.drop_counters(listed)
+        self.natted = nft.counters(listed, (NAT_CHAIN,))
 
     async def run(self) -> None:
         while True:
@@ -157,7 +195,7 @@ class Firewall:
         except nft.NftError:
             return  # the next sync says what is wrong
         if listed is not None:
-            self.dropped = nft.drop_counters(listed)
+            self._read_counters(listed)
 
     def status(self) -> dict[str, Any]:
         self._refresh_counters()
@@ -169,4 +207,25 @@ class Firewall:
             "replaced": self.stats.replaced,
             "edited": self.stats.edited,
             "restored": self.stats.restored,
+            "nat": self._nat_status(),
         }
+
+    def _nat_status(self) -> list[dict[str, Any]]:
+        """Per pool: NAT on or off, how, and what went through it."""
+        rules = {rule.source: rule for rule in self._nat}
+        out = []
+        for pool in self._pools:
+            rule = rules.get(pool.cidr)
+            packets, size = self.natted.get(rule.comment, (0, 0)) if rule else (0, 0)
+            out.append(
+                {
+                    "pool": str(pool.cidr),
+                    "nat_outgoing": rule is not None,
+                    "mode": rule.mode if rule else None,
+                    "ports": f"{rule.ports[0]}-{rule.ports[1]}" if rule and rule.ports else None,
+                    "exclude": [str(n) for n in rule.exclude] if rule else [],
+                    "packets": packets,
+                    "bytes": size,
+                }
+            )
+        return out

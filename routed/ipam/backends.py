@@ -59,7 +59,7 @@ class Ipam(Protocol):
 
 
 def versions_of(cfg: NodeConfig, within: Sequence[IPNetwork] | None) -> list[int]:
-    return sorted({p.version for p in (cfg.pools if within is None else within)})
+    return sorted({p.version for p in (cfg.pool_networks if within is None else within)})
 
 
 def in_text(within: Sequence[IPNetwork] | None) -> str:
@@ -71,7 +71,7 @@ def check_requested(requested: Sequence[IPAddress], cfg: NodeConfig, used: Set[I
         raise Refused("give at most one IPv4 and one IPv6 address per workload")
     for ip in requested:
         try:
-            pools.check_requested(ip, cfg.pools, used)
+            pools.check_requested(ip, cfg.pool_networks, used)
         except pools.NotInPool as exc:
             raise Refused(str(exc)) from exc
 
@@ -111,7 +111,7 @@ class PoolIpam(_NoDatastore):
         if requested:
             check_requested(requested, self.cfg, used)
             return tuple(requested)
-        choose_from = self.cfg.pools if within is None else within
+        choose_from = self.cfg.pool_networks if within is None else within
         try:
             return tuple(pools.allocate(choose_from, used, v) for v in versions_of(self.cfg, within))
         except (pools.NotInPool, pools.PoolExhausted) as exc:
@@ -160,7 +160,7 @@ class StaticIpam(_NoDatastore):
         versions = sorted({b.version for b in own}) if within is None else versions_of(self.cfg, within)
         for version in versions:
             mine = [b for b in own if b.version == version]
-            free = blocks.first_free(mine, used, self.cfg.pools, within)
+            free = blocks.first_free(mine, used, self.cfg.pool_networks, within)
             if free is None:
                 if within is not None and not any(blocks.overlaps(b, within) for b in mine):
                     raise Refused(

@@ -118,7 +118,7 @@ class EtcdIpam:
     def block_problem(self, block: IPNetwork) -> str | None:
         """Why a block etcd (or the cache) says is ours cannot be: never installed or announced."""
         length = self.cfg.ipam.block_length(block.version)
-        return blocks.block_problem(block, self.cfg.pools, length, (self.cfg.fabric.address,))
+        return blocks.block_problem(block, self.cfg.pool_networks, length, (self.cfg.fabric.address,))
 
     def _valid(self, block: IPNetwork, where: str) -> bool:
         problem = self.block_problem(block)
@@ -203,7 +203,7 @@ class EtcdIpam:
         taken = set(used)
         while True:
             own = [b for b in self.owned_blocks() if b.version == version]
-            ip = blocks.first_free(own, taken, self.cfg.pools, within)
+            ip = blocks.first_free(own, taken, self.cfg.pool_networks, within)
             if ip is None:
                 await self._claim_new(version, within)
                 continue
@@ -220,7 +220,7 @@ class EtcdIpam:
             claimed = await self.store.blocks()
             candidates = (
                 block
-                for block in blocks.first_unclaimed(self.cfg.pools, version, length, set(claimed))
+                for block in blocks.first_unclaimed(self.cfg.pool_networks, version, length, set(claimed))
                 if (within is None or blocks.overlaps(block, within)) and self.block_problem(block) is None
             )
             for attempt, block in enumerate(candidates):

@@ -47,7 +47,7 @@ async def attach(
     manager = WorkloadManager(cfg, WorkloadStore(cfg.state_dir))
     kernel = NetlinkKernel(cfg.fib.table)
     try:
-        sysctl.enable_forwarding(ipv6=any(p.version == 6 for p in cfg.pools))
+        sysctl.enable_forwarding(ipv6=any(p.version == 6 for p in cfg.pool_networks))
         spec = await manager.add(workload_id, netns, list(ips), ifname, guard=guard)
         routes = spec.routes(cfg.fib.table)
         await apply_once(kernel, routes, {r.key for r in routes})

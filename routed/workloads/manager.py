@@ -11,12 +11,16 @@ import ipaddress
 import logging
 from collections.abc import Callable, Sequence, Set
 
+from pyroute2.netlink.exceptions import NetlinkError
+
 from routed.config import NodeConfig
 from routed.config.types import WORKLOAD_ID
-from routed.dataplane.workload import WorkloadError, WorkloadSpec, attach, detach
+from routed.dataplane.fabric import workload_mtu
+from routed.dataplane.workload import WorkloadError, WorkloadSpec, attach, detach, set_mtu
 from routed.fib.routes import Route
 from routed.ipam.backends import Ipam, Refused, make_ipam
 from routed.log import event
+from routed.netns import NetnsError
 from routed.workloads.store import WorkloadStore
 
 log = logging.getLogger("routed.workloads")
@@ -82,6 +86,24 @@ class WorkloadManager:
             self._workloads = self.store.load()
         return sorted(self._workloads.values(), key=lambda w: w.id)
 
+    async def mtu(self) -> int | None:
+        return await workload_mtu(self.cfg.mtu, self.cfg.fabric.interface)
+
+    async def apply_mtu(self) -> None:
+        """Every workload's veth to the MTU of now (a reload: a new `mtu:` or fabric MTU)."""
+        mtu = await self.mtu()
+        if mtu is None:
+            return
+        async with self._serial:
+            for spec in self.current():
+                try:
+                    if not await set_mtu(spec, mtu):
+                        log.info(
+                            event("workload_mtu_kept", workload=spec.id, mtu=mtu, reason="not reachable")
+                        )
+                except (OSError, WorkloadError, NetlinkError, NetnsError) as exc:
+                    log.warning(event("workload_mtu_failed", workload=spec.id, mtu=mtu, reason=exc))
+
     def _changed(self) -> None:
         if self._on_change is not None:
             self._on_change(self.routes())
@@ -101,9 +123,10 @@ class WorkloadManager:
                 with self.store.locked():
                     stored = self.take_over()
         failed = []
+        mtu = await self.mtu()
         for spec in stored.values():
             try:
-                await attach(spec, restoring=True)
+                await attach(spec, restoring=True, mtu=mtu)
             except (WorkloadError, OSError) as exc:
                 # Keep it in the store: its namespace may come back (a container restart);
                 # a runtime's workload is for the runtime's plugin to delete.
@@ -176,7 +199,7 @@ class WorkloadManager:
                     network=network,
                 )
             try:
-                await attach(spec)
+                await attach(spec, mtu=await self.mtu())
             except (WorkloadError, OSError):
                 if existing is None:
                     await detach(spec)  # leave nothing half-made behind

@@ -86,7 +86,7 @@ def test_static_allocation_and_refusals() -> None:
         assign(["10.65.9.9"], set())  # an owner lookup that names a /32 (the speaker's names blocks only)
     with pytest.raises(Refused, match="already in use"):
         assign(["10.65.1.9"], {"10.65.1.9"})
-    full = {str(ip_address(n)) for b in cfg.ipam.blocks[:2] for n in blocks.usable(b, cfg.pools)}
+    full = {str(ip_address(n)) for b in cfg.ipam.blocks[:2] for n in blocks.usable(b, cfg.pool_networks)}
     with pytest.raises(Refused, match="every IPv4 block of this node is full"):
         assign([], full)
 

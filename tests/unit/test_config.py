@@ -158,7 +158,7 @@ def test_each_family_needs_a_fabric_address_and_a_session() -> None:
     assert [(line, field) for line, field, _ in found] == [(5, "pools[1]")]
     assert "is IPv6 but no peer is" in found[0][2] and "fabric.address6" in found[0][2]
     # no peers at all: a single host routes its own IPv6 containers, nothing to refuse
-    assert parse_config(v4_sessions.split("peers:")[0], "n.yaml").pools[1].version == 6
+    assert parse_config(v4_sessions.split("peers:")[0], "n.yaml").pool_networks[1].version == 6
     # an IPv6-only fabric carries IPv4 containers too (RFC 8950)
     v6_only = v4_sessions.replace('address: 10.0.0.11, address6: "fd00::11"', 'address: "fd00::11"')
     v6_only = v6_only.replace(

@@ -26,7 +26,7 @@ from tests.support.nodes import node_yaml
 CONFIG = node_yaml("mesh: full", "mesh_nodes: [10.0.0.11, 10.0.0.12]")
 
 
-async def slow_attach(spec: WorkloadSpec, restoring: bool = False) -> None:
+async def slow_attach(spec: WorkloadSpec, restoring: bool = False, mtu: int | None = None) -> None:
     # a veth being made: the event loop runs other tasks meanwhile. The new workload's takes
     # longer, so restore finishes its own while the add still holds the store's lock.
     await asyncio.sleep(0.01 if restoring else 0.3)
