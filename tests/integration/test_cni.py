@@ -61,12 +61,18 @@ def network(host: Host, **extra: Any) -> dict[str, Any]:
 def test_plugin_add_check_del_against_the_daemon(host: Host, daemon: Daemon, namespaces: Namespaces) -> None:
     container = namespaces.add()
     path = f"/run/netns/{container}"
+    sh(["ip", "-n", host.netns, "link", "set", "fab0", "mtu", "4000"])  # a fabric not at 1500
     code, result = cni(host, "ADD", path, network(host))
     assert code == 0, result
     wid = "cni-c0ffee01:eth0"
     veth = host_ifname(wid)
-    assert result["interfaces"][0] == {"name": veth, "mac": "ee:ee:ee:ee:ee:ee"}
+    # both ends at the fabric interface's MTU, and the result says so
+    fabric_mtu = 4000
+    assert result["interfaces"][0] == {"name": veth, "mac": "ee:ee:ee:ee:ee:ee", "mtu": fabric_mtu}
+    assert int(sh(["cat", "/sys/class/net/eth0/mtu"], netns=container).stdout) == fabric_mtu
+    assert int(sh(["cat", f"/sys/class/net/{veth}/mtu"], netns=host.netns).stdout) == fabric_mtu
     sandbox = result["interfaces"][1]
+    assert sandbox["mtu"] == fabric_mtu
     assert (sandbox["name"], sandbox["sandbox"]) == ("eth0", path)
     mac = sh(["cat", "/sys/class/net/eth0/address"], netns=container).stdout.strip()
     assert sandbox["mac"] == mac  # the container side's own MAC (podman requires one)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from routed.config.pools import Pool
 from routed.dataplane.workload import WorkloadSpec
 from routed.firewall.service import Firewall
 from routed.netns import NETNS_RUN_DIR, entered
@@ -39,16 +40,39 @@ def test_the_table_is_kept_as_wanted_and_nothing_else_touched(netns: str, tmp_pa
     other = nft(netns, "list", "table", "inet", "other")
     with entered(NETNS_RUN_DIR / netns):
         firewall = Firewall()
-        firewall.set_pools([ip_network("10.65.0.0/16"), ip_network("fd00:65::/48")])
+        firewall.set_pools([Pool(cidr="10.65.0.0/16"), Pool(cidr="fd00:65::/48")])
+        firewall.set_fabric([ip_network("10.0.0.0/24")])
         firewall.set_workloads([WEB1])
         assert firewall.error is None and firewall.stats.replaced == 1
         table = nft(netns, "list", "table", "inet", "routed")
         assert f'"{WEB1.host_ifname}" . 10.65.1.1' in table and f'"{WEB1.host_ifname}" . fd00:65::1' in table
         assert "10.65.0.0/16" in table
+        # IPv4 NATed by default, IPv6 not (NAT66 is asked for); the fabric is no NAT's business
+        nat = nft(netns, "list", "chain", "inet", "routed", "nat_outgoing")
+        assert "ip saddr 10.65.0.0/16 ip daddr != @nat_skip4" in nat and "masquerade" in nat
+        assert "fd00:65::/48" not in nat
+        assert "10.0.0.0/24" in nft(netns, "list", "set", "inet", "routed", "nat_skip4")
+        assert [p["nat_outgoing"] for p in firewall.status()["nat"]] == [True, False]
+
+        # NAT66 asked for at a reload, with a source address and ports: the table made anew
+        firewall.set_pools(
+            [
+                Pool(cidr="10.65.0.0/16"),
+                Pool(
+                    cidr="fd00:65::/48",
+                    nat_outgoing=True,
+                    nat_outgoing_address="fd00::11",
+                    nat_outgoing_ports="2000-2999",
+                ),
+            ]
+        )
+        assert firewall.sync() and (firewall.stats.replaced, firewall.stats.restored) == (2, 0)
+        nat = nft(netns, "list", "chain", "inet", "routed", "nat_outgoing")
+        assert "snat ip6 to [fd00::11]:2000-2999" in nat and "snat ip6 to fd00::11 comment" in nat
 
         # a workload more: its elements added, nothing made anew
         firewall.set_workloads([WEB1, WEB2])
-        assert (firewall.stats.replaced, firewall.stats.edited) == (1, 1)
+        assert (firewall.stats.replaced, firewall.stats.edited) == (2, 1)
         assert f'"{WEB2.host_ifname}" . 10.65.1.2' in nft(netns, "list", "set", "inet", "routed", "sources4")
 
         # someone deletes an element: put back at the next check
@@ -70,13 +94,19 @@ def test_the_table_is_kept_as_wanted_and_nothing_else_touched(netns: str, tmp_pa
 
         # someone adds a rule to our chain: the table is made anew
         nft(netns, "add", "rule", "inet", "routed", "antispoof", "accept")
-        assert firewall.sync() and (firewall.stats.replaced, firewall.stats.restored) == (2, 1)
+        assert firewall.sync() and (firewall.stats.replaced, firewall.stats.restored) == (3, 1)
         assert nft(netns, "list", "chain", "inet", "routed", "antispoof").count("accept") == 5
 
         # nft flush ruleset takes every table: ours comes back (the other is its owner's to restore)
         nft(netns, "flush", "ruleset")
-        assert firewall.sync() and (firewall.stats.replaced, firewall.stats.restored) == (3, 2)
+        assert firewall.sync() and (firewall.stats.replaced, firewall.stats.restored) == (4, 2)
         assert f'"{WEB2.host_ifname}" . 10.65.1.2' in nft(netns, "list", "set", "inet", "routed", "sources4")
+        assert "masquerade" in nft(netns, "list", "chain", "inet", "routed", "nat_outgoing")
+
+        # someone deletes our table: it comes back whole, NAT and all
+        nft(netns, "delete", "table", "inet", "routed")
+        assert firewall.sync() and (firewall.stats.replaced, firewall.stats.restored) == (5, 3)
+        assert "10.0.0.0/24" in nft(netns, "list", "set", "inet", "routed", "nat_skip4")
         nft(netns, "-f", str(tmp_path / "other.nft"))
 
         # a workload gone; then routed leaves for good (stop --withdraw): the table goes
