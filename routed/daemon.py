@@ -114,8 +114,8 @@ class Daemon:
                 Applied(self._reconfigure_bgp),
                 self.bfd,
                 Applied(self._attach_declared),
-                Applied(self._apply_mtu),
             ],
+            kernel=self._reread_kernel,
         )
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -159,9 +159,15 @@ class Daemon:
                 except (UsageError, WorkloadError, IpamError, OSError) as exc:
                     log.error(event("workload_add_failed", workload=declared.id, reason=exc))
 
-    async def _apply_mtu(self, new: NodeConfig, plan: ReloadPlan) -> None:
-        await self.fabric.refresh()
-        await self.workloads.apply_mtu()
+    async def _reread_kernel(self) -> list[str]:
+        """At every reload: the fabric's MTU (and subnets) read again, workloads brought to it."""
+        was = self.fabric.link.mtu
+        now = (await self.fabric.refresh()).mtu
+        changed = await self.workloads.apply_mtu()
+        noticed = [f"fabric {self.cfg.fabric.interface} mtu {was} -> {now}"] if was != now else []
+        return noticed + (
+            [f"{changed} workload veths to mtu {await self.workloads.mtu()}"] if changed else []
+        )
 
     def _reload_on_signal(self) -> None:
         async def reload() -> None:

@@ -42,24 +42,35 @@ def _listed(value: Any) -> Any:
 
 class Reloader:
     def __init__(
-        self, path: str | None, current: Callable[[], NodeConfig], services: Sequence[Reconfigurable]
+        self,
+        path: str | None,
+        current: Callable[[], NodeConfig],
+        services: Sequence[Reconfigurable],
+        kernel: Callable[[], Awaitable[list[str]]] | None = None,
     ) -> None:
         self.path = path  # None: started without a file, nothing to reload
         self.current = current
         self.services = services
+        # what a reload reads again from the kernel, config changed or not (the fabric's MTU):
+        # returns what it found changed and applied, as "what: old -> new"
+        self.kernel = kernel
         self._lock = asyncio.Lock()
 
     async def reload(self) -> dict[str, Any]:
         async with self._lock:
             new, plan = self._plan()
             summary = plan.summary()
-            if plan.empty:
+            if not plan.empty:
+                log.info(event("reload", file=self.path, **{k: _listed(v) for k, v in summary.items()}))
+                for each in self.services:
+                    await each.reconfigure(new, plan)
+                service.notify(f"STATUS=config reloaded: {', '.join(plan.changed)}")
+            noticed = await self.kernel() if self.kernel is not None else []
+            if noticed:
+                summary["kernel"] = noticed
+                log.info(event("reload_kernel", file=self.path, changed=_listed(noticed)))
+            elif plan.empty:
                 log.info(event("reload", file=self.path, changed="nothing"))
-                return summary
-            log.info(event("reload", file=self.path, **{k: _listed(v) for k, v in summary.items()}))
-            for each in self.services:
-                await each.reconfigure(new, plan)
-            service.notify(f"STATUS=config reloaded: {', '.join(plan.changed)}")
             return summary
 
     def _plan(self) -> tuple[NodeConfig, ReloadPlan]:

@@ -75,9 +75,10 @@ RELOAD_LISTS = (
 
 
 def reload_text(result: dict[str, Any]) -> str:
+    kernel = [f"  from the kernel: {change}" for change in result.get("kernel") or []]
     if not result["changed"]:
-        return "reload: no changes"
-    lines = [f"reload: changed {', '.join(result['changed'])}"]
+        return "\n".join(["reload: no changes in the file", *kernel]) if kernel else "reload: no changes"
+    lines = [f"reload: changed {', '.join(result['changed'])}", *kernel]
     lines += [f"  {label}: {', '.join(result[key])}" for key, label in RELOAD_LISTS if result[key]]
     if result["routes_rejudged"]:
         lines.append("  received routes judged again by the new import policy")

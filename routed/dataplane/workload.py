@@ -297,25 +297,27 @@ async def sandbox_interface(spec: WorkloadSpec) -> tuple[str | None, int | None]
         return None, None
 
 
-async def set_mtu(spec: WorkloadSpec, mtu: int) -> bool:
-    """Both ends of a workload's veth to `mtu` (a reload's new one); False for a runtime's
-    workload, whose container side routed cannot reach (it keeps its MTU until recreated)."""
+async def set_mtu(spec: WorkloadSpec, mtu: int) -> str:
+    """Both ends of a workload's veth to `mtu` (a reload's): "changed", "same", or "unreachable"
+    for a runtime's workload, whose container side routed does not hold (nor a vanished one)."""
     if spec.handed_off:
-        return False
+        return "unreachable"
     async with AsyncIPRoute() as host:
         index = await _index(host, spec.host_ifname)
         if index is None:
-            return False
+            return "unreachable"
+        (outer,) = await host.link("get", index=index)
         check_workload_netns(spec.netns)
         async with async_iproute(spec.netns) as ns:
             inner = await _index(ns, spec.ifname)
             if inner is None:
-                return False
+                return "unreachable"
             (link,) = await ns.link("get", index=inner)
-            if link.get("mtu") != mtu:
-                await ns.link("set", index=inner, mtu=mtu)
+            if link.get("mtu") == mtu and outer.get("mtu") == mtu:
+                return "same"
+            await ns.link("set", index=inner, mtu=mtu)
         await host.link("set", index=index, mtu=mtu)
-    return True
+    return "changed"
 
 
 async def problems(spec: WorkloadSpec) -> list[str]:

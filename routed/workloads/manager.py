@@ -89,20 +89,27 @@ class WorkloadManager:
     async def mtu(self) -> int | None:
         return await workload_mtu(self.cfg.mtu, self.cfg.fabric.interface)
 
-    async def apply_mtu(self) -> None:
-        """Every workload's veth to the MTU of now (a reload: a new `mtu:` or fabric MTU)."""
+    async def apply_mtu(self) -> int:
+        """Every workload's veth to the MTU of now (a reload: a new `mtu:` or fabric MTU);
+        how many were changed."""
         mtu = await self.mtu()
         if mtu is None:
-            return
+            return 0
+        changed = 0
         async with self._serial:
             for spec in self.current():
                 try:
-                    if not await set_mtu(spec, mtu):
-                        log.info(
-                            event("workload_mtu_kept", workload=spec.id, mtu=mtu, reason="not reachable")
-                        )
+                    outcome = await set_mtu(spec, mtu)
                 except (OSError, WorkloadError, NetlinkError, NetnsError) as exc:
                     log.warning(event("workload_mtu_failed", workload=spec.id, mtu=mtu, reason=exc))
+                    continue
+                if outcome == "changed":
+                    changed += 1
+                    log.info(event("workload_mtu_changed", workload=spec.id, mtu=mtu))
+                elif outcome == "unreachable":
+                    why = "its container side is the runtime's; it takes the MTU when recreated"
+                    log.info(event("workload_mtu_kept", workload=spec.id, mtu=mtu, reason=why))
+        return changed
 
     def _changed(self) -> None:
         if self._on_change is not None:

@@ -192,3 +192,85 @@ def test_docker_bridge_and_published_ports_work_beside_routed_nat(image: Path) -
         wait_until(lambda: "table inet routed" in lab.exec("h1", "nft", "list", "tables").stdout, timeout=15)
         assert lab.exec("h1", "nft", "list", "table", "ip", "nat").stdout == before
         assert lab.exec("h2", "curl", "-s", "http://10.0.0.11:8080/hostname", check=False).returncode == 0
+
+
+def jumbo_fabric() -> dict[str, list[tuple[str, str]]]:
+    """labs/outside with its fabric at 9000 bytes and the router's uplink to the outside at 1400."""
+    edits = [
+        (
+            f"        - ip link set eth{i} master br0",
+            f"        - ip link set eth{i} mtu 9000\n        - ip link set eth{i} master br0",
+        )
+        for i in range(1, 5)
+    ]
+    for address in ("10.0.0.1/24", "10.0.0.11/24", "10.0.0.12/24"):
+        edits.append(
+            (
+                f"        - ip addr add {address} dev eth1\n",
+                f"        - ip link set eth1 mtu 9000\n        - ip addr add {address} dev eth1\n",
+            )
+        )
+    edits.append(
+        (
+            "        - ip addr add 10.0.0.254/24 dev eth1\n",
+            "        - ip link set eth1 mtu 9000\n        - ip link set eth2 mtu 1400\n        - ip addr add 10.0.0.254/24 dev eth1\n",
+        )
+    )
+    edits.append(
+        (
+            "        - ip addr add 10.200.0.2/24 dev eth1\n",
+            "        - ip link set eth1 mtu 1400\n        - ip addr add 10.200.0.2/24 dev eth1\n",
+        )
+    )
+    return {"outside.clab.yml": edits}
+
+
+def mtu_in(lab: Lab, node: str, netns: str) -> int:
+    return int(lab.exec(node, "ip", "netns", "exec", netns, "cat", "/sys/class/net/eth0/mtu").stdout)
+
+
+def test_workloads_take_the_fabric_mtu_and_tcp_finds_the_path_mtu() -> None:
+    with lab_variant("outside", {}, jumbo_fabric()) as topology, running_lab(topology) as lab:
+        h2_web1 = address_of(lab, "h2", "web1", 4)
+        wait_until(lambda: answered(lab, WEB1, h2_web1, 1), 1, timeout=60, what="BGP: h1's web1 reaches h2's")
+        # a jumbo fabric: the containers get 9000 without being told, and 8,000 bytes cross
+        # hosts unfragmented (DF set)
+        assert mtu_in(lab, *WEB1) == mtu_in(lab, "h2", "web1") == 9000
+        assert status(lab, "h1")["mtu"] == {"workloads": 9000, "source": "fabric eth1", "fabric": 9000}
+        assert ping_from(lab, *WEB1, "-M", "do", "-s", "8000", "-c", "3", "-W", "1", h2_web1) == 3
+        # beyond the router the path is 1400: a TCP stream out through NAT finds it (the
+        # router's "fragmentation needed" comes back through conntrack to the container)
+        size = 2_000_000
+        seen = received(lab, ("outside", None), OUTSIDE4, WEB1, kind="tcp", size=size)
+        assert (seen.source, seen.size) == ("10.0.0.11", size), seen
+
+        # the fabric shrinks to 1400 under running containers (still at 9000): TCP between
+        # them finds the path MTU from the host's own "fragmentation needed", no black hole
+        for node, links in {
+            "sw": ("eth1", "eth2", "eth3", "eth4"),
+            "rr1": ("eth1",),
+            "h1": ("eth1",),
+            "h2": ("eth1",),
+            "gw": ("eth1",),
+        }.items():
+            for link in links:
+                lab.exec(node, "ip", "link", "set", link, "mtu", "1400")
+        seen = received(lab, ("h2", "web1"), h2_web1, WEB1, kind="tcp", size=size)
+        assert seen.size == size, seen
+        # a reload takes the new fabric MTU to every workload, both ends of its veth
+        for node in ("h1", "h2"):
+            lab.exec(node, "routed", "reload")
+        wait_until(lambda: (mtu_in(lab, *WEB1), mtu_in(lab, "h2", "web1")), (1400, 1400), timeout=15)
+        veths = lab.exec("h1", "ip", "-o", "link", "show", "type", "veth").stdout
+        assert all(" mtu 1400 " in line for line in veths.splitlines() if ": rt" in line), veths
+        assert ping_from(lab, *WEB1, "-M", "do", "-s", "1372", "-c", "3", "-W", "1", h2_web1) == 3
+        seen = received(lab, ("h2", "web1"), h2_web1, WEB1, kind="tcp", size=size)
+        assert seen.size == size, seen
+        # a node's mtu: wins over the fabric's, for workloads added after it
+        config = topology.parent / "outside" / "h1.yaml"
+        config.write_text(config.read_text() + "mtu: 1300\n")
+        lab.exec("h1", "routed", "reload")
+        lab.exec("h1", "ip", "netns", "add", "web3")
+        lab.exec("h1", "routed", "workload", "add", "h1-web3", "--netns", "web3")
+        assert mtu_in(lab, "h1", "web3") == 1300 and mtu_in(lab, *WEB1) == 1300
+        assert status(lab, "h1")["mtu"] == {"workloads": 1300, "source": "mtu:", "fabric": 1400}
