@@ -205,14 +205,16 @@ def _firewall_families(firewall: dict[str, Any]) -> Iterator[Metric]:
     restored.add_metric([], firewall.get("restored", 0))
     yield from (dropped, enforced, restored)
     on = _gauge("routed_nat_outgoing", "1 for a pool whose traffic beyond the fabric is NATed", ["pool"])
-    packets = _counter("routed_nat_packets", "connections' first packets source-NATed, by pool", ["pool"])
-    size = _counter("routed_nat_bytes", "bytes of those packets, by pool", ["pool"])
+    connections = _counter("routed_nat_connections", "connections source-NATed, by pool", ["pool"])
+    packets = _counter("routed_nat_packets", "packets of NATed connections, both ways, by pool", ["pool"])
+    size = _counter("routed_nat_bytes", "bytes of NATed connections, both ways, by pool", ["pool"])
     for pool in firewall.get("nat") or []:
         on.add_metric([pool["pool"]], 1 if pool["nat_outgoing"] else 0)
         if pool["nat_outgoing"]:
+            connections.add_metric([pool["pool"]], pool["connections"])
             packets.add_metric([pool["pool"]], pool["packets"])
             size.add_metric([pool["pool"]], pool["bytes"])
-    yield from (on, packets, size)
+    yield from (on, connections, packets, size)
 
 
 def readiness(status: Status) -> dict[str, bool]:

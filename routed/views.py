@@ -193,7 +193,7 @@ def status_text(status: dict[str, Any], now: float | None = None) -> str:
 
 
 def nat_text(pools: list[dict[str, Any]]) -> str:
-    """nat: 10.65.0.0/16 masquerade (12 packets, 1.0 kB NATed); fd00:65::/48 off"""
+    """nat outgoing: 10.65.0.0/16 masquerade (2 connections, 12 packets, 1008 bytes NATed); ..."""
     parts = []
     for pool in pools:
         if not pool["nat_outgoing"]:
@@ -202,7 +202,8 @@ def nat_text(pools: list[dict[str, Any]]) -> str:
         how = pool["mode"] + (f" ports {pool['ports']}" if pool.get("ports") else "")
         if pool.get("exclude"):
             how += f" except to {', '.join(pool['exclude'])}"
-        parts.append(f"{pool['pool']} {how} ({pool['packets']} packets, {pool['bytes']} bytes NATed)")
+        counts = f"{pool['connections']} connections, {pool['packets']} packets, {pool['bytes']} bytes NATed"
+        parts.append(f"{pool['pool']} {how} ({counts})")
     return "nat outgoing: " + ("; ".join(parts) or "no pools")
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything, then bring up the quickstart lab (1 route reflector, 3 hosts,
-# 2 containers per host) as network namespaces and show it working. No Docker needed.
+# 2 containers per host, a router and an "outside" node beyond it) as network namespaces and
+# show it working. No Docker needed.
 #   bash scripts/demo.sh          set up, (re)build the lab, show it, leave it up
 #   bash scripts/demo.sh --down   tear the lab down
 set -euo pipefail
@@ -38,6 +39,12 @@ say "h1's web1 (10.65.1.1) pings h3's web2 (10.65.3.2): routed, no encapsulation
 "$ROUTED" lab exec "$LAB" h1 -- ip netns exec web1 ping -c 3 -W 1 10.65.3.2
 say "h2's web1 pings h1's web2"
 "$ROUTED" lab exec "$LAB" h2 -- ip netns exec web1 ping -c 2 -W 1 10.65.1.2
+
+say "h1's web1 pings the outside node 10.200.0.2, beyond a router (gw) that knows nothing of the pools"
+"$ROUTED" lab exec "$LAB" h1 -- ip netns exec web1 ping -c 3 -W 1 10.200.0.2
+say "it went out NATed to h1's own address (nat_outgoing: on by default for IPv4 pools)"
+"$ROUTED" lab exec "$LAB" h1 -- routed status | grep -E '^(nat outgoing|mtu):'
+"$ROUTED" lab exec "$LAB" h1 -- nft list chain inet routed nat_outgoing
 
 say "the lab is up; look around:"
 cat <<EOF

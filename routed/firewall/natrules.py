@@ -5,7 +5,9 @@ subnets as the kernel has them, `bgp.next_hops`, the peers) and the pool's own e
 source-NATed as it leaves this host: masqueraded to the address of the interface it leaves by,
 or SNATed to `nat_outgoing_address`. Traffic between containers, to hosts and to the
 exclusions keeps its source. One rule per pool (two with a port range: TCP and UDP get the
-range, ICMP and the rest keep their ids), each counted under the comment `nat <pool>`.
+range, ICMP and the rest keep their ids), each counted under the comment `nat <pool>`: there,
+the connections (a nat chain sees only a connection's first packet); in `nat_counted`, after
+it, every packet and byte of them in both directions.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from routed.config.pools import Pool
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
 
-NAT_CHAIN = "nat_outgoing"
+NAT_CHAIN = "nat_outgoing"  # its counters: connections NATed (a nat chain sees their first packet)
+COUNT_CHAIN = "nat_counted"  # its counters: every packet and byte of those, both ways
 COMMENT_PREFIX = "nat "
 
 
@@ -100,11 +103,22 @@ def rule_lines(rule: NatRule) -> list[str]:
     ]
 
 
+def count_line(rule: NatRule) -> str:
+    family = "ip" if rule.source.version == 4 else "ip6"
+    return f'ct status snat ct original {family} saddr {rule.source} counter comment "{rule.comment}"'
+
+
 def nat_chain(rules: Iterable[NatRule]) -> str:
-    body = "".join(f"        {line}\n" for rule in rules for line in rule_lines(rule))
+    listed = list(rules)
+    body = "".join(f"        {line}\n" for rule in listed for line in rule_lines(rule))
+    counted = "".join(f"        {count_line(rule)}\n" for rule in listed)
     return (
         f"    chain {NAT_CHAIN} {{\n"
         "        type nat hook postrouting priority srcnat; policy accept;\n"
         f"{body}"
+        "    }\n"
+        f"    chain {COUNT_CHAIN} {{\n"
+        "        type filter hook postrouting priority srcnat + 10; policy accept;\n"
+        f"{counted}"
         "    }\n"
     )

@@ -16,7 +16,7 @@ from typing import Any
 from routed.config.pools import Pool
 from routed.dataplane.workload import WorkloadSpec
 from routed.firewall import nft
-from routed.firewall.natrules import NAT_CHAIN, NatRule, nat_rules, nat_skip
+from routed.firewall.natrules import COUNT_CHAIN, NAT_CHAIN, NatRule, nat_rules, nat_skip
 from routed.firewall.ruleset import (
     EMPTY,
     Desired,
@@ -54,7 +54,8 @@ class Firewall:
         self._wake = asyncio.Event()
         self.error: str | None = None
         self.dropped: dict[str, int] = {}
-        self.natted: dict[str, tuple[int, int]] = {}  # packets, bytes by rule comment
+        self.natted: dict[str, tuple[int, int]] = {}  # packets, bytes NATed by rule comment
+        self.nat_connections: dict[str, int] = {}
         self.stats = FirewallStats()
 
     def set_workloads(self, specs: Iterable[WorkloadSpec]) -> None:
@@ -169,7 +170,8 @@ class Firewall:
 
     def _read_counters(self, listed: dict[str, Any]) -> None:
         self.dropped = nft.drop_counters(listed)
-        self.natted = nft.counters(listed, (NAT_CHAIN,))
+        self.natted = nft.counters(listed, (COUNT_CHAIN,))
+        self.nat_connections = {c: n for c, (n, _) in nft.counters(listed, (NAT_CHAIN,)).items()}
 
     async def run(self) -> None:
         while True:
@@ -224,6 +226,7 @@ class Firewall:
                     "mode": rule.mode if rule else None,
                     "ports": f"{rule.ports[0]}-{rule.ports[1]}" if rule and rule.ports else None,
                     "exclude": [str(n) for n in rule.exclude] if rule else [],
+                    "connections": self.nat_connections.get(rule.comment, 0) if rule else 0,
                     "packets": packets,
                     "bytes": size,
                 }

@@ -73,10 +73,18 @@ def test_containers_reach_the_outside_through_nat_and_keep_their_source_inside()
         # status and metrics count what was NATed
         nat = nat_status(lab, "h1")
         assert nat["10.65.0.0/16"]["nat_outgoing"] and nat["10.65.0.0/16"]["mode"] == "masquerade"
-        assert int(str(nat["10.65.0.0/16"]["packets"])) >= 2 and not nat["fd00:65::/48"]["nat_outgoing"]
+        # the ping's three echoes and their replies, one connection (and the UDP probe's)
+        assert (
+            int(str(nat["10.65.0.0/16"]["packets"])) >= 6
+            and int(str(nat["10.65.0.0/16"]["connections"])) >= 2
+        )
+        assert not nat["fd00:65::/48"]["nat_outgoing"]
         metrics = lab.exec("h1", "curl", "-s", "http://127.0.0.1:9180/metrics").stdout
         natted = re.search(r'^routed_nat_packets_total\{pool="10.65.0.0/16"\} (\d+)', metrics, re.M)
-        assert natted and int(float(natted[1])) >= 2, metrics
+        assert natted and int(float(natted[1])) >= 6, metrics
+        assert re.search(r'^routed_nat_connections_total\{pool="10.65.0.0/16"\} [1-9]', metrics, re.M), (
+            metrics
+        )
         assert "routed_workload_mtu 1500.0" in metrics
         assert "nat outgoing: 10.65.0.0/16 masquerade" in lab.exec("h1", "routed", "status").stdout
 

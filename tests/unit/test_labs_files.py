@@ -28,6 +28,7 @@ def test_the_topologies_ship() -> None:
         "dual-stack.clab.yml",
         "v6-underlay.clab.yml",
         "v6-interop.clab.yml",
+        "outside.clab.yml",
     }
 
 
@@ -73,7 +74,7 @@ def test_every_daemon_config_is_checked() -> None:
 
 def test_shapes() -> None:
     quick = load_topology(LABS / "quickstart.clab.yml")
-    assert sorted(n.name for n in quick.nodes) == ["h1", "h2", "h3", "rr1", "sw"]
+    assert sorted(n.name for n in quick.nodes) == ["gw", "h1", "h2", "h3", "outside", "rr1", "sw"]
     dual = load_topology(LABS / "dual-rr.clab.yml")
     assert sorted(n.name for n in dual.nodes) == ["h1", "h2", "h3", "h4", "rr1", "rr2", "sw"]
     tor = load_topology(LABS / "tor-ebgp.clab.yml")
