@@ -225,10 +225,18 @@ def firewall_text(firewall: dict[str, Any]) -> str:
             "IPv4 by rp_filter only"
         )
     dropped = ", ".join(f"{why} {n}" for why, n in sorted((firewall.get("dropped") or {}).items()))
-    return (
+    line = (
         f"firewall: table {firewall['table']}, {firewall['workload_interfaces']} workload veths checked"
         f"; dropped: {dropped or 'nothing'}; restored {firewall.get('restored', 0)} times"
     )
+    for chain in firewall.get("forward_drops") or []:
+        line += (
+            f"\nWARNING: {chain} drops forwarded packets by default (Docker does that when it "
+            "starts before routed): workloads' traffic across hosts and out is forwarded only if "
+            "its rules accept it. Start routed before dockerd, or: "
+            "iptables -I DOCKER-USER -i rt+ -j ACCEPT; iptables -I DOCKER-USER -o rt+ -j ACCEPT"
+        )
+    return line
 
 
 def fib_text(fib: dict[str, Any]) -> str:

@@ -21,7 +21,16 @@ from typing import Any
 
 from routed.firewall.ruleset import FAMILY, TABLE, Desired
 
-__all__ = ["TABLE", "Nft", "NftError", "counters", "drop_counters", "elements_of", "rules_of"]
+__all__ = [
+    "TABLE",
+    "Nft",
+    "NftError",
+    "counters",
+    "drop_counters",
+    "elements_of",
+    "forward_drops",
+    "rules_of",
+]
 
 DEBIAN_MODULE = Path("/usr/lib/python3/dist-packages/nftables/__init__.py")
 
@@ -68,9 +77,13 @@ class Nft:
 
     def table(self) -> dict[str, Any] | None:
         """routed's table as libnftables' JSON objects (None if there is none)."""
+        return self.listed(f"list table {FAMILY} {TABLE}")
+
+    def listed(self, command: str) -> dict[str, Any] | None:
+        """A `list ...` command's JSON (None if what it lists is not there)."""
         self._ctx.set_json_output(True)
         try:
-            code, out, error = self._ctx.cmd(f"list table {FAMILY} {TABLE}")
+            code, out, error = self._ctx.cmd(command)
         finally:
             self._ctx.set_json_output(False)
         if code != 0:
@@ -78,6 +91,27 @@ class Nft:
                 return None
             raise NftError(" ".join(error.split())[:500])
         return dict(json.loads(out))
+
+
+def forward_drops(ctx: Nft) -> list[str]:
+    """Other tables' forward base chains whose policy is drop ("ip filter FORWARD"): read, never
+    touched. Docker sets iptables' FORWARD to drop when it turns IP forwarding on itself (it
+    started before routed); then only what its rules accept is forwarded, workloads' not."""
+    try:
+        chains = ctx.listed("list chains") or {}
+    except NftError:
+        return []  # only a warning is at stake: never fail the table's sync for it
+    found = []
+    for item in chains.get("nftables", []):
+        chain = item.get("chain")
+        if (
+            chain
+            and chain.get("hook") == "forward"
+            and chain.get("policy") == "drop"
+            and chain.get("table") != TABLE
+        ):
+            found.append(f"{chain['family']} {chain['table']} {chain['name']}")
+    return sorted(found)
 
 
 def rules_of(listed: dict[str, Any]) -> list[dict[str, Any]]:

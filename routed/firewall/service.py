@@ -56,6 +56,7 @@ class Firewall:
         self.dropped: dict[str, int] = {}
         self.natted: dict[str, tuple[int, int]] = {}  # packets, bytes NATed by rule comment
         self.nat_connections: dict[str, int] = {}
+        self.forward_drops: list[str] = []  # other tables' forward chains with policy drop
         self.stats = FirewallStats()
 
     def set_workloads(self, specs: Iterable[WorkloadSpec]) -> None:
@@ -167,6 +168,17 @@ class Firewall:
                 self.stats.edited += 1
         self._applied = self._want
         self._read_counters(listed)
+        drops = nft.forward_drops(ctx)
+        if drops != self.forward_drops and drops:
+            log.warning(
+                event(
+                    "forwarding_dropped_by_default",
+                    chains=",".join(drops),
+                    impact="traffic to and from workloads is forwarded only if those tables accept it",
+                    fix="start routed before dockerd, or accept the rt+ veths in DOCKER-USER",
+                )
+            )
+        self.forward_drops = drops
 
     def _read_counters(self, listed: dict[str, Any]) -> None:
         self.dropped = nft.drop_counters(listed)
@@ -210,6 +222,7 @@ class Firewall:
             "edited": self.stats.edited,
             "restored": self.stats.restored,
             "nat": self._nat_status(),
+            "forward_drops": list(self.forward_drops),
         }
 
     def _nat_status(self) -> list[dict[str, Any]]:
