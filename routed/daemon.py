@@ -97,6 +97,7 @@ class Daemon:
         self.firewall = Firewall()
         self.firewall.set_pools(cfg.pools)
         self.fabric = FabricWatch(cfg.fabric.interface, self._fabric_changed)
+        self._fabric_changed()  # the peers and next hops, until the kernel's subnets are read
         # until the restore is over, the workloads of the last run keep their table entries:
         # dropping those of a workload not yet re-attached would drop its packets meanwhile
         self._firewall_floor: list[WorkloadSpec] = []
