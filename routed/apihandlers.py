@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from routed.api import ApiError
-from routed.dataplane.workload import WorkloadError, sandbox_interface
-from routed.dataplane.workload import problems as dataplane_problems
+from routed.dataplane.inspect import problems as dataplane_problems
+from routed.dataplane.inspect import sandbox_interface
+from routed.dataplane.workload import WorkloadError
 from routed.docker.plugin import DockerPlugin
 from routed.docker.protocol import UNKNOWN_CALL, PluginError
 from routed.docker.supervise import FrontSupervisor

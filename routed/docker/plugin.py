@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from routed.config import NodeConfig
+from routed.dataplane.inspect import sandbox_interface
 from routed.dataplane.workload import (
     WorkloadError,
     WorkloadSpec,
     handed_off_state,
-    sandbox_interface,
     settle_handed_off,
 )
 from routed.docker import portmap, protocol

@@ -16,7 +16,8 @@ from pyroute2.netlink.exceptions import NetlinkError
 from routed.config import NodeConfig
 from routed.config.types import WORKLOAD_ID
 from routed.dataplane.fabric import workload_mtu
-from routed.dataplane.workload import WorkloadError, WorkloadSpec, attach, detach, set_mtu
+from routed.dataplane.inspect import set_mtu
+from routed.dataplane.workload import WorkloadError, WorkloadSpec, attach, detach
 from routed.fib.routes import Route
 from routed.ipam.backends import Ipam, Refused, make_ipam
 from routed.log import event
