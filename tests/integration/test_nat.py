@@ -50,6 +50,7 @@ def reload_with(lab: Lab, config: Path, pools: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.long(45)
 def test_containers_reach_the_outside_through_nat_and_keep_their_source_inside() -> None:
     with lab_variant("outside", {}) as topology, running_lab(topology) as lab:
         config = topology.parent / "outside" / "h1.yaml"
@@ -145,6 +146,7 @@ def test_containers_reach_the_outside_through_nat_and_keep_their_source_inside()
         assert "table inet routed" not in lab.exec("h1", "nft", "list", "tables").stdout
 
 
+@pytest.mark.long(25)
 def test_docker_bridge_and_published_ports_work_beside_routed_nat(image: Path) -> None:
     with (
         lab_variant("outside", {}, jumbo_fabric()) as topology,
@@ -246,6 +248,7 @@ def mtu_in(lab: Lab, node: str, netns: str) -> int:
     return int(lab.exec(node, "ip", "netns", "exec", netns, "cat", "/sys/class/net/eth0/mtu").stdout)
 
 
+@pytest.mark.long(20)
 def test_workloads_take_the_fabric_mtu_and_tcp_finds_the_path_mtu() -> None:
     with lab_variant("outside", {}, jumbo_fabric()) as topology, running_lab(topology) as lab:
         h2_web1 = address_of(lab, "h2", "web1", 4)
