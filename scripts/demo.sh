@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install everything, then bring up the quickstart lab (1 route reflector, 3 hosts,
+# Install what it needs (scripts/setup.sh demo), then bring up the quickstart lab (1 route reflector, 3 hosts,
 # 2 containers per host, a router and an "outside" node beyond it) as network namespaces and
 # show it working. No Docker needed.
 #   bash scripts/demo.sh          set up, (re)build the lab, show it, leave it up
@@ -15,7 +15,7 @@ if [ "${1:-}" = "--down" ]; then
     exit 0
 fi
 
-bash scripts/setup.sh
+bash scripts/setup.sh demo
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "routed lab up $LAB"

@@ -1,22 +1,49 @@
 #!/usr/bin/env bash
-# Install everything routed needs on a Debian machine, as root; safe to run again.
-#   apt: iproute2, ping, bird2, frr (benchmarks), iperf3, tcpdump, etcd (IPAM),
-#        podman + runc + CNI plugins + busybox-static (the CNI plugin's tests),
-#        docker.io (the Docker plugin's tests), debootstrap (the lab image's base),
-#        curl (/metrics in tests), python3-venv
-#   .venv: routed (editable) with its test tools
-#   /etc/iproute2/rt_protos.d/routed.conf: so `ip route` prints "proto routed"
+# Install what routed needs on a Debian machine, as root; safe to run again.
+#   bash scripts/setup.sh demo    only what the demo lab needs: iproute2, ping, sysctl,
+#                                 nftables with its Python binding (routed's own table),
+#                                 Python with venv, and routed itself in .venv
+#   bash scripts/setup.sh         everything the tests, labs and benchmarks use besides:
+#        bird2, frr (interop, benchmarks), iperf3, tcpdump, etcd (IPAM), podman + runc + CNI
+#        plugins + busybox-static (the CNI plugin's tests), docker.io (the Docker plugin's),
+#        containerd (ctr --cni), debootstrap (the lab image's base), curl (/metrics), and the
+#        test tools in .venv (pytest, ruff, mypy, ...)
+#   bash scripts/setup.sh [demo] --print   what it would install, and nothing else
+# Both write /etc/iproute2/rt_protos.d/routed.conf, so `ip route` prints "proto routed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+MODE=full
+PRINT=no
+for arg in "$@"; do
+    case "$arg" in
+        demo) MODE=demo ;;
+        --print) PRINT=yes ;;
+        *) echo "setup.sh: unknown argument $arg (demo, --print)" >&2; exit 2 ;;
+    esac
+done
+
+DEMO_PACKAGES=(iproute2 iputils-ping procps nftables python3-nftables python3 python3-venv python3-pip)
+TEST_PACKAGES=(bird2 frr iperf3 tcpdump etcd-server etcd-client podman runc containernetworking-plugins
+               busybox-static iptables docker.io containerd debootstrap curl openssl)
+if [ "$MODE" = demo ]; then
+    APT_PACKAGES=("${DEMO_PACKAGES[@]}")
+    PIP_SPEC=.
+else
+    APT_PACKAGES=("${DEMO_PACKAGES[@]}" "${TEST_PACKAGES[@]}")
+    PIP_SPEC='.[dev]'
+fi
+if [ "$PRINT" = yes ]; then
+    echo "apt: ${APT_PACKAGES[*]}"
+    echo "pip: $PIP_SPEC"
+    exit 0
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "setup.sh: run as root (it installs apt packages and writes /etc/iproute2)" >&2
     exit 2
 fi
 
-APT_PACKAGES=(iproute2 iputils-ping bird2 frr iperf3 tcpdump procps etcd-server etcd-client
-              podman runc containernetworking-plugins busybox-static iptables docker.io
-              debootstrap curl python3 python3-venv python3-pip nftables python3-nftables openssl)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -26,10 +53,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# bird2's, frr's, etcd-server's and docker.io's packages start system daemons when installed;
-# routed's tests, labs and benchmarks run their own, each in its own namespaces. Only what this
-# run installed is stopped: a Docker (or BIRD) the machine already ran is left alone.
-declare -A SERVICES=([bird2]="bird" [frr]="frr" [etcd-server]="etcd" [docker.io]="docker.socket docker containerd")
+# bird2's, frr's, etcd-server's, docker.io's and containerd's packages start system daemons when
+# installed; routed's tests, labs and benchmarks run their own, each in its own namespaces. Only
+# what this run installed is stopped: a Docker (or BIRD) the machine already ran is left alone.
+declare -A SERVICES=([bird2]="bird" [frr]="frr" [etcd-server]="etcd" [docker.io]="docker.socket docker containerd"
+                     [containerd]="containerd")
 for pkg in "${missing[@]}"; do
     for service in ${SERVICES[$pkg]:-}; do
         if command -v systemctl >/dev/null && systemctl is-active --quiet "$service" 2>/dev/null; then
@@ -46,7 +74,9 @@ PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+# the demo's install is routed alone; the full one adds the test tools (installed once, a
+# later demo set-up leaves them)
+.venv/bin/python -m pip install -q --disable-pip-version-check -e "$PIP_SPEC"
 
 mkdir -p /etc/iproute2/rt_protos.d
 printf '201\trouted\n' > /etc/iproute2/rt_protos.d/routed.conf
