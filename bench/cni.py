@@ -23,7 +23,8 @@ import time
 from bench.common import LABS, save
 from bench.convergence import summarize
 from routed.lab import runner
-from routed.lab.topology import load_topology
+from routed.lab.state import state_dir
+from routed.lab.topology import Topology, load_topology
 
 TIMER = textwrap.dedent("""\
     import json, os, subprocess, sys, time
@@ -56,6 +57,23 @@ TIMER = textwrap.dedent("""\
 """)
 
 
+def daemon_stages(topo: Topology) -> list[dict[str, float]]:
+    """Each ADD's stages as h1's daemon logged them (`workload_add_stages`, in ms)."""
+    log = state_dir(topo) / "logs" / "h1.log"
+    found = []
+    for line in log.read_text().splitlines():
+        if "event=workload_add_stages" in line and "workload=cni-" in line:
+            fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+            found.append(
+                {
+                    k: float(v)
+                    for k, v in fields.items()
+                    if k not in ("ts", "level", "logger", "event", "workload")
+                }
+            )
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -77,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         if result.returncode != 0:
             raise RuntimeError(result.stderr or result.stdout)
         samples = json.loads(result.stdout.strip().splitlines()[-1])
+        stages = daemon_stages(topo)
     finally:
         runner.down(topo)
     summary = {kind: summarize([{"add_ms": v} for v in values])["add_ms"] for kind, values in samples.items()}
@@ -84,7 +103,15 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{kind:<8} ADD p50 {s['p50']:.1f} ms  p95 {s['p95']:.1f} ms  max {s['max']:.1f} ms  (n={s['n']})"
         )
-    print(f"results: {save('cni', {'summary': summary, 'samples_ms': samples})}")
+    breakdown = summarize(stages)
+    if breakdown:
+        print(
+            "routed's daemon, per stage (p50 ms): "
+            + ", ".join(f"{k} {v['p50']:.1f}" for k, v in breakdown.items())
+        )
+        outside = summary["routed"]["p50"] - breakdown["total"]["p50"]
+        print(f"  the rest of routed's ADD (plugin start, imports, the API round trip): {outside:.1f} ms")
+    print(f"results: {save('cni', {'summary': summary, 'daemon_stages': breakdown, 'samples_ms': samples})}")
     return 0
 
 

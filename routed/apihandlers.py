@@ -28,7 +28,7 @@ from routed.nodestatus import Node as StatusNode
 from routed.nodestatus import node_status
 from routed.reloader import Reloader
 from routed.views import route_json, workload_json
-from routed.workloads.manager import NotFound, UsageError
+from routed.workloads.manager import NotFound, Stages, UsageError
 
 
 class Node(StatusNode, Protocol):
@@ -82,8 +82,20 @@ class NodeApi:
             raise ApiError(str(exc), 2) from exc
         except (WorkloadError, IpamError, OSError) as exc:
             raise ApiError(str(exc), 1) from exc
+        stages = Stages()
         await self.node.reconciler.wait_in_sync()
+        stages.mark("fib")
         mac, mtu = await sandbox_interface(spec)
+        stages.mark("inspect")
+        all_stages = {**self.node.workloads.last_stages, **stages.ms}
+        log.info(
+            event(
+                "workload_add_stages",
+                workload=spec.id,
+                total=round(sum(all_stages.values()), 2),
+                **all_stages,
+            )
+        )
         return {**workload_json(spec), "mac": mac, "mtu": mtu}
 
     async def delete(self, request: dict[str, Any]) -> Any:

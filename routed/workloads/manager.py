@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import time
 from collections.abc import Callable, Sequence, Set
 
 from pyroute2.netlink.exceptions import NetlinkError
@@ -56,6 +57,8 @@ class WorkloadManager:
         # One add or delete at a time in this process: each holds the store's file lock across
         # awaits (veth, etcd), and a second task blocking on that lock would stop the loop.
         self._serial = asyncio.Lock()
+        # the last add's stages in ms (store, ipam, attach, save, tables): the API reports them
+        self.last_stages: dict[str, float] = {}
 
     def routes(self) -> list[Route]:
         return [r for w in self._workloads.values() for r in w.routes(self.cfg.fib.table)]
@@ -184,10 +187,12 @@ class WorkloadManager:
         runtime: str,
         network: str = "",
     ) -> WorkloadSpec:
+        stages = Stages()
         with self.store.locked():
             if guard is not None:
                 guard()  # e.g. "a daemon started meanwhile: go through it instead"
             current = self.store.load()
+            stages.mark("store")
             existing = current.get(workload_id)
             if existing is not None:
                 if existing.netns != netns or (ips and tuple(ips) != existing.ips):
@@ -206,8 +211,10 @@ class WorkloadManager:
                     ifname,
                     network=network,
                 )
+            stages.mark("ipam")
             try:
                 await attach(spec, mtu=await self.mtu())
+                stages.mark("attach")
             except (WorkloadError, OSError):
                 if existing is None:
                     await detach(spec)  # leave nothing half-made behind
@@ -216,7 +223,11 @@ class WorkloadManager:
                 raise
             current[spec.id] = spec
             self.store.save(current)
+            stages.mark("save")
             self._workloads = current
+        self._changed()
+        stages.mark("tables")
+        self.last_stages = stages.ms
         log.info(
             event(
                 "workload_added",
@@ -226,7 +237,6 @@ class WorkloadManager:
                 veth=spec.host_ifname,
             )
         )
-        self._changed()
         return spec
 
     async def _addresses(
@@ -259,3 +269,16 @@ class WorkloadManager:
         log.info(event("workload_deleted", workload=spec.id, veth=spec.host_ifname))
         self._changed()
         return spec
+
+
+class Stages:
+    """Milliseconds between marks, by the name of the stage each mark ends."""
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        self.ms: dict[str, float] = {}
+
+    def mark(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.ms[stage] = round((now - self._last) * 1000, 2)
+        self._last = now
