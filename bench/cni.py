@@ -4,8 +4,9 @@ Both run on h1 of labs/quickstart.clab.yml, invoked as a runtime invokes a plugi
 executable, CNI_* in the environment, the network config on stdin), `--trials` times each,
 interleaved: a new network namespace, ADD timed from the call to the result, then DEL.
 
-- routed: `routed-cni` asks h1's daemon to attach the namespace (veth, /32 from h1's block,
-  the route in the kernel before it answers).
+- routed: the plugin as `routed cni install` writes it (routed.cni.relay under `python -IS`)
+  hands the call to h1's daemon, which attaches the namespace (veth, /32 from h1's block, the
+  route in the kernel before it answers); the daemon's stages come from its log.
 - bridge: `bridge` with `host-local` IPAM (a Linux bridge, a veth, an address from a /24).
 
     python -m bench.cni --trials 30
@@ -14,6 +15,7 @@ interleaved: a new network namespace, ADD timed from the call to the result, the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -22,6 +24,7 @@ import time
 
 from bench.common import LABS, save
 from bench.convergence import summarize
+from routed.cni.install import plugin_script
 from routed.lab import runner
 from routed.lab.state import state_dir
 from routed.lab.topology import Topology, load_topology
@@ -84,7 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     runner.up(topo)
     try:
         time.sleep(2)
-        routed_cni = os.path.join(os.path.dirname(sys.executable), "routed-cni")
+        # the plugin as `routed cni install` writes it (the relay, run with python -IS)
+        routed_cni = f"/tmp/rt-bench-cni-{os.getpid()}"
+        with open(routed_cni, "w") as handle:
+            handle.write(plugin_script())
+        os.chmod(routed_cni, 0o755)
         result = runner.run_in_node(
             topo,
             "h1",
@@ -98,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         stages = daemon_stages(topo)
     finally:
         runner.down(topo)
+        with contextlib.suppress(OSError):
+            os.unlink(f"/tmp/rt-bench-cni-{os.getpid()}")
     summary = {kind: summarize([{"add_ms": v} for v in values])["add_ms"] for kind, values in samples.items()}
     for kind, s in summary.items():
         print(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from routed.api import ApiError
+from routed.cni import plugin as cni_plugin
 from routed.dataplane.inspect import problems as dataplane_problems
 from routed.dataplane.inspect import sandbox_interface
 from routed.dataplane.workload import WorkloadError
@@ -63,7 +65,25 @@ class NodeApi:
             "drain": self.drain,
             "reload": self.reload,
             "docker": self.docker,
+            "cni": self.cni,
         }
+
+    async def cni(self, request: dict[str, Any]) -> Any:
+        """A CNI invocation relayed by the plugin (routed.cni.relay): done here, where everything
+        is loaded, answered as the plugin's output and exit code."""
+        env, stdin = request.get("env"), request.get("stdin")
+        if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+            raise ApiError("cni: env must map CNI_* names to strings", 2)
+        if not isinstance(stdin, str):
+            raise ApiError("cni: stdin must be the network configuration's text", 2)
+
+        async def here(_socket: str, op: str, timeout: float = 0.0, **fields: Any) -> Any:
+            return await self.handlers()[op]({"op": op, **fields})
+
+        output, code = await cni_plugin.run_async(
+            {str(k): v for k, v in env.items() if str(k).startswith("CNI_")}, stdin.encode(), here
+        )
+        return {"output": json.dumps(output) if output is not None else "", "code": code}
 
     async def add(self, request: dict[str, Any]) -> Any:
         try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,15 +34,21 @@ def conflist(
     }
 
 
-def plugin_source() -> Path:
-    """The `routed-cni` console script of this installation (next to the running Python)."""
-    script = Path(sys.executable).parent / "routed-cni"
-    if not script.exists():
-        found = shutil.which("routed-cni")
-        if found is None:
-            raise FileNotFoundError("routed-cni is not installed next to this routed; reinstall the package")
-        script = Path(found)
-    return script
+def plugin_script() -> str:
+    """The plugin runtimes run: routed.cni.relay under this installation's Python with `-I -S`
+    (no site, no user paths: ~10 ms to start instead of ~35 ms), told where routed is."""
+    import routed
+
+    package_parent = Path(routed.__file__).resolve().parents[1]
+    return (
+        f"#!{sys.executable} -IS\n"  # one argument: a shebang passes the rest as one
+        "# routed's CNI plugin, written by `routed cni install`: hands the call to the node's\n"
+        "# routed daemon (routed/cni/relay.py); run the command again after moving routed.\n"
+        "import sys\n"
+        f"sys.path.insert(0, {str(package_parent)!r})\n"
+        "from routed.cni.relay import main\n"
+        "sys.exit(main())\n"
+    )
 
 
 def install(
@@ -55,11 +60,13 @@ def install(
     target_dir = bin_dir or next((d for d in BIN_DIRS if d.is_dir()), BIN_DIRS[-1])
     target_dir.mkdir(parents=True, exist_ok=True)
     target = target_dir / PLUGIN_NAME
-    source = plugin_source()
     if target.is_symlink() or target.exists():
-        target.unlink()
-    os.symlink(source, target)
-    done.append(f"plugin: {target} -> {source}")
+        target.unlink()  # an earlier install's link to routed-cni, or our own script
+    staging = target.with_name(f".{PLUGIN_NAME}.new")
+    staging.write_text(plugin_script())
+    staging.chmod(0o755)
+    os.replace(staging, target)
+    done.append(f"plugin: {target} (runs routed.cni.relay with {sys.executable} -IS)")
     if conf_dir is not None:
         conf_dir.mkdir(parents=True, exist_ok=True)
         path = conf_dir / "87-routed.conflist"

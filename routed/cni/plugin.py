@@ -10,10 +10,11 @@ read only for a DEL while the daemon is down, to clean up without it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from routed import api
@@ -25,14 +26,26 @@ DEFAULT_CONFIG = "/etc/routed/routed.yaml"
 DEFAULT_TIMEOUT = 10.0
 
 Call = Callable[..., Any]  # api.call's signature: (socket, op, timeout=..., **fields)
+AsyncCall = Callable[..., Awaitable[Any]]  # the same, awaited (the daemon's own handlers)
 
 
 def run(env: Mapping[str, str], stdin: bytes, call: Call = api.call) -> tuple[dict[str, Any] | None, int]:
-    """(what to print, exit code) for one invocation."""
+    """(what to print, exit code) for one invocation, asking the daemon over its socket."""
+
+    async def over_socket(*args: Any, **fields: Any) -> Any:
+        return call(*args, **fields)
+
+    return asyncio.run(run_async(env, stdin, over_socket))
+
+
+async def run_async(
+    env: Mapping[str, str], stdin: bytes, call: AsyncCall
+) -> tuple[dict[str, Any] | None, int]:
+    """The same, for the daemon itself (the `cni` op the relay uses): `call` reaches its handlers."""
     version = _guess_version(stdin)
     try:
         request = spec.parse(env, stdin)
-        return Plugin(request, call).dispatch(), 0
+        return await Plugin(request, call).dispatch(), 0
     except CniError as exc:
         return exc.json(version), 1
 
@@ -46,7 +59,7 @@ def _guess_version(stdin: bytes) -> str:
 
 
 class Plugin:
-    def __init__(self, request: Request, call: Call) -> None:
+    def __init__(self, request: Request, call: AsyncCall) -> None:
         self.request = request
         self._call = call
         self.socket = str(request.config.get("socket") or DEFAULT_SOCKET)
@@ -57,20 +70,21 @@ class Plugin:
                 spec.INVALID_CONFIG, f"timeout {request.config.get('timeout')!r} is not seconds"
             ) from exc
 
-    def dispatch(self) -> dict[str, Any] | None:
+    async def dispatch(self) -> dict[str, Any] | None:
+        if self.request.command == "VERSION":
+            return spec.version_result(self.request)
         handler = {
             "ADD": self.add,
             "DEL": self.delete,
             "CHECK": self.check,
-            "VERSION": lambda: spec.version_result(self.request),
             "STATUS": self.status,
             "GC": self.gc,
         }[self.request.command]
-        return handler()
+        return await handler()
 
-    def daemon(self, op: str, **fields: Any) -> Any:
+    async def daemon(self, op: str, **fields: Any) -> Any:
         try:
-            return self._call(self.socket, op, timeout=self.timeout, **fields)
+            return await self._call(self.socket, op, timeout=self.timeout, **fields)
         except api.DaemonNotRunning as exc:
             raise CniError(
                 spec.TRY_AGAIN_LATER,
@@ -80,7 +94,7 @@ class Plugin:
 
     # --- commands -------------------------------------------------------------------
 
-    def add(self) -> dict[str, Any]:
+    async def add(self) -> dict[str, Any]:
         request = self.request
         if not os.path.exists(request.netns):
             raise CniError(
@@ -89,7 +103,7 @@ class Plugin:
                 "the runtime must create the network namespace before ADD",
             )
         try:
-            workload = self.daemon(
+            workload = await self.daemon(
                 "workload.add",
                 id=request.workload_id,
                 netns=request.netns,
@@ -102,9 +116,9 @@ class Plugin:
             raise CniError(code, str(exc)) from exc
         return spec.add_result(request, workload)
 
-    def delete(self) -> None:
+    async def delete(self) -> None:
         try:
-            self.daemon("workload.del", id=self.request.workload_id)
+            await self.daemon("workload.del", id=self.request.workload_id)
         except api.ApiError as exc:
             if "no workload" in str(exc):
                 return None  # never added, or already gone: DEL succeeds
@@ -112,13 +126,11 @@ class Plugin:
         except CniError as exc:
             if exc.code != spec.TRY_AGAIN_LATER:
                 raise
-            self._delete_without_daemon()
+            await self._delete_without_daemon()
         return None
 
-    def _delete_without_daemon(self) -> None:
+    async def _delete_without_daemon(self) -> None:
         """The daemon is down: detach here, as `routed workload del` does without one."""
-        import asyncio
-
         from routed.config import ConfigError, load_config
         from routed.dataplane.workload import WorkloadError
         from routed.workloads import direct
@@ -134,15 +146,15 @@ class Plugin:
                 str(exc),
             ) from exc
         try:
-            asyncio.run(direct.detach(cfg, self.request.workload_id))
+            await direct.detach(cfg, self.request.workload_id)
         except NotFound:
             return
         except (WorkloadError, OSError) as exc:
             raise CniError(spec.ATTACH_FAILED, f"detaching without the daemon failed: {exc}") from exc
 
-    def check(self) -> None:
+    async def check(self) -> None:
         try:
-            found = self.daemon("workload.check", id=self.request.workload_id)
+            found = await self.daemon("workload.check", id=self.request.workload_id)
         except api.ApiError as exc:
             raise CniError(spec.CHECK_FAILED, str(exc)) from exc
         problems = list(found.get("problems", []))
@@ -155,25 +167,25 @@ class Plugin:
             raise CniError(spec.CHECK_FAILED, f"{self.request.workload_id}: {'; '.join(problems)}")
         return None
 
-    def status(self) -> None:
+    async def status(self) -> None:
         try:
-            self._call(self.socket, "status", timeout=self.timeout)
+            await self._call(self.socket, "status", timeout=self.timeout)
         except (api.DaemonNotRunning, api.ApiError, OSError) as exc:
             raise CniError(spec.NOT_AVAILABLE, f"routed does not answer on {self.socket}", str(exc)) from exc
         return None
 
-    def gc(self) -> None:
+    async def gc(self) -> None:
         """Only this network's workloads: another runtime (podman and containerd on one host) or
         another routed network lists its own attachments, not ours, and must not lose them.
         Workloads attached before networks were recorded have none and are left to their DEL."""
         keep = spec.valid_attachments(self.request)
         network = self.request.network
         try:
-            for workload in self.daemon("workload.list"):
+            for workload in await self.daemon("workload.list"):
                 wid = str(workload["id"])
                 ours = workload.get("network") == network and bool(network)
                 if ours and wid.startswith(spec.WORKLOAD_PREFIX) and wid not in keep:
-                    self.daemon("workload.del", id=wid)
+                    await self.daemon("workload.del", id=wid)
         except api.ApiError as exc:
             raise CniError(spec.ATTACH_FAILED, str(exc)) from exc
         return None

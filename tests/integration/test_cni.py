@@ -12,13 +12,16 @@ from typing import Any
 
 import pytest
 
+from routed.cni.install import plugin_script
 from routed.dataplane.workload import host_ifname
 from tests.integration.conftest import Daemon, Host, Namespaces
 from tests.netns import links, routes, sh
 
 pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
 
-PLUGIN = [sys.executable, "-m", "routed.cni.plugin"]
+# the plugin as `routed cni install` writes it (its shebang line is a comment to -c): the relay
+# to the daemon, and the full plugin in-process when the daemon cannot take the call
+PLUGIN = [sys.executable, "-IS", "-c", plugin_script()]
 
 
 def cni(

@@ -4,6 +4,8 @@ combinations, each error code, and idempotency. The real daemon: tests/integrati
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -239,7 +241,17 @@ def test_shipped_conflist_is_what_install_writes(tmp_path: Path) -> None:
     shipped = Path(__file__).parents[2] / "config" / "cni" / "routed.conflist"
     assert json.loads(shipped.read_text()) == conflist()
     done = install(tmp_path / "bin", tmp_path / "net.d", "/run/x.sock", "/etc/x.yaml")
-    assert (tmp_path / "bin" / "routed").is_symlink() and len(done) == 2
+    plugin = tmp_path / "bin" / "routed"
+    assert plugin.read_text().startswith(f"#!{sys.executable} -IS\n") and len(done) == 2
+    # it runs as a runtime runs it; with no daemon to relay to, the full plugin answers
+    ran = subprocess.run(
+        [str(plugin)],
+        input=b'{"cniVersion": "1.0.0", "socket": "/nonexistent.sock"}',
+        env={"CNI_COMMAND": "VERSION", "PATH": "/usr/bin"},
+        capture_output=True,
+        check=True,
+    )
+    assert json.loads(ran.stdout)["supportedVersions"][-1] == "1.1.0"
     written = json.loads((tmp_path / "net.d" / "87-routed.conflist").read_text())
     assert written["plugins"][0]["socket"] == "/run/x.sock"
     assert written["plugins"][0]["routedConfig"] == "/etc/x.yaml"
