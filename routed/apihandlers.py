@@ -105,8 +105,8 @@ class NodeApi:
         stages = Stages()
         await self.node.reconciler.wait_in_sync()
         stages.mark("fib")
-        mac, mtu = await sandbox_interface(spec)
-        stages.mark("inspect")
+        attached = self.node.workloads.attached.get(spec.id)
+        mac, mtu = attached if attached is not None else await sandbox_interface(spec)
         all_stages = {**self.node.workloads.last_stages, **stages.ms}
         log.info(
             event(

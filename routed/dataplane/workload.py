@@ -17,7 +17,7 @@ import os
 import socket
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
-from typing import Any
+from typing import Any, NamedTuple
 
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -92,16 +92,26 @@ async def _index(ipr: Any, ifname: str) -> int | None:
     return found[0] if found else None
 
 
-async def attach(spec: WorkloadSpec, restoring: bool = False, mtu: int | None = None) -> None:
-    """Create (or repair) the workload's veth pair, both ends at `mtu` (None: the kernel's
-    default); idempotent."""
-    if spec.handed_off:
-        await _attach_handed_off(spec, create=not restoring, mtu=mtu)
-        return
-    _check_netns(spec.id, spec.netns)
-    host_name = spec.host_ifname
+class Attached(NamedTuple):
+    """The workload's interface as attach left it (CNI results carry both; podman needs the MAC)."""
+
+    mac: str | None  # None: the runtime's to set (a handed-off workload)
+    mtu: int | None
+
+
+async def attach(
+    spec: WorkloadSpec, restoring: bool = False, mtu: int | None = None, mtu_of: str | None = None
+) -> Attached:
+    """Create (or repair) the workload's veth pair, both ends at `mtu`, or else at the MTU of the
+    interface `mtu_of` (the fabric's, read now), or else the kernel's default; idempotent."""
     async with AsyncIPRoute() as host:
-        index = await _index(host, host_name)
+        if mtu is None and mtu_of is not None:
+            mtu = await _link_mtu(host, mtu_of)
+        if spec.handed_off:
+            await _attach_handed_off(host, spec, create=not restoring, mtu=mtu)
+            return Attached(None, mtu)
+        _check_netns(spec.id, spec.netns)
+        index = await _index(host, spec.host_ifname)
         if index is not None and not await _peer_in_netns(spec):
             # A half-made pair from an earlier failure: start over.
             await host.link("del", index=index)
@@ -110,7 +120,15 @@ async def attach(spec: WorkloadSpec, restoring: bool = False, mtu: int | None = 
             await _create_pair(host, spec, mtu)
             index = await _created_index(host, spec)
         await _configure_host_side(host, spec, index, mtu)
-    await _configure_workload_side(spec, mtu)
+    return await _configure_workload_side(spec, mtu)
+
+
+async def _link_mtu(ipr: Any, ifname: str) -> int | None:
+    try:
+        (link,) = await ipr.link("get", ifname=ifname)
+    except NetlinkError:
+        return None  # no such interface (yet): the kernel's default
+    return int(link.get("mtu")) if link.get("mtu") else None
 
 
 def _open_netns(workload: str, netns: str) -> int:
@@ -151,21 +169,20 @@ def _mtu(mtu: int | None) -> dict[str, int]:
     return {} if mtu is None else {"mtu": mtu}
 
 
-async def _attach_handed_off(spec: WorkloadSpec, create: bool, mtu: int | None = None) -> None:
+async def _attach_handed_off(host: Any, spec: WorkloadSpec, create: bool, mtu: int | None = None) -> None:
     """The runtime's kind of workload: the pair is made once, its container side left in the
     host namespace (down, no address) for the runtime to move, rename and configure. Once
     made, a missing host side means the container's namespace took the pair with it."""
-    async with AsyncIPRoute() as host:
-        index = await _index(host, spec.host_ifname)
-        if index is None:
-            if not create:
-                raise WorkloadError(
-                    f"workload {spec.id}: veth {spec.host_ifname} is gone (its container was removed)"
-                )
-            await _add_pair(host, spec, mtu)
-            index = await _created_index(host, spec)
-        # the container side is the runtime's once moved: its MTU is set here, at creation only
-        await _configure_host_side(host, spec, index, mtu if create else None)
+    index = await _index(host, spec.host_ifname)
+    if index is None:
+        if not create:
+            raise WorkloadError(
+                f"workload {spec.id}: veth {spec.host_ifname} is gone (its container was removed)"
+            )
+        await _add_pair(host, spec, mtu)
+        index = await _created_index(host, spec)
+    # the container side is the runtime's once moved: its MTU is set here, at creation only
+    await _configure_host_side(host, spec, index, mtu if create else None)
 
 
 async def _peer_in_netns(spec: WorkloadSpec) -> bool:
@@ -238,11 +255,13 @@ async def _replace_neigh(ipr: Any, **kwargs: Any) -> None:
             raise
 
 
-async def _configure_workload_side(spec: WorkloadSpec, mtu: int | None = None) -> None:
+async def _configure_workload_side(spec: WorkloadSpec, mtu: int | None = None) -> Attached:
     async with async_iproute(spec.netns) as ns:
-        index = await _index(ns, spec.ifname)
-        if index is None:
-            raise WorkloadError(f"workload {spec.id}: {spec.ifname} missing in {spec.netns}")
+        try:
+            (link,) = await ns.link("get", ifname=spec.ifname)
+        except NetlinkError as exc:
+            raise WorkloadError(f"workload {spec.id}: {spec.ifname} missing in {spec.netns}") from exc
+        index = link["index"]
         await ns.link("set", index=LOOPBACK_INDEX, state="up")
         have = {(a.get("address"), a["prefixlen"]) async for a in await ns.addr("dump", index=index)}
         for ip in spec.ips:
@@ -267,6 +286,8 @@ async def _configure_workload_side(spec: WorkloadSpec, mtu: int | None = None) -
             await ns.route(
                 "replace", dst=default, gateway=str(gateway), oif=index, family=_family(ip), **onlink
             )
+    mac = link.get("address")
+    return Attached(str(mac) if mac else None, mtu if mtu is not None else link.get("mtu"))
 
 
 async def detach(spec: WorkloadSpec) -> bool:

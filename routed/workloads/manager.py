@@ -18,7 +18,7 @@ from routed.config import NodeConfig
 from routed.config.types import WORKLOAD_ID
 from routed.dataplane.fabric import workload_mtu
 from routed.dataplane.inspect import set_mtu
-from routed.dataplane.workload import WorkloadError, WorkloadSpec, attach, detach
+from routed.dataplane.workload import Attached, WorkloadError, WorkloadSpec, attach, detach
 from routed.fib.routes import Route
 from routed.ipam.backends import Ipam, Refused, make_ipam
 from routed.log import event
@@ -59,6 +59,8 @@ class WorkloadManager:
         self._serial = asyncio.Lock()
         # the last add's stages in ms (store, ipam, attach, save, tables): the API reports them
         self.last_stages: dict[str, float] = {}
+        # each workload's interface (MAC, MTU) as this process last attached it
+        self.attached: dict[str, Attached] = {}
 
     def routes(self) -> list[Route]:
         return [r for w in self._workloads.values() for r in w.routes(self.cfg.fib.table)]
@@ -213,7 +215,9 @@ class WorkloadManager:
                 )
             stages.mark("ipam")
             try:
-                await attach(spec, mtu=await self.mtu())
+                self.attached[spec.id] = await attach(
+                    spec, mtu=self.cfg.mtu, mtu_of=self.cfg.fabric.interface
+                )
                 stages.mark("attach")
             except (WorkloadError, OSError):
                 if existing is None:
@@ -261,6 +265,7 @@ class WorkloadManager:
             if spec is None:
                 raise NotFound(f"no workload {workload_id!r} on this node; `routed workload list` shows them")
             await detach(spec)
+            self.attached.pop(workload_id, None)
             del current[workload_id]
             self.store.save(current)
             self._workloads = current

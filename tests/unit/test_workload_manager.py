@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from routed.config import parse_config
-from routed.dataplane.workload import WorkloadSpec
+from routed.dataplane.workload import Attached, WorkloadSpec
 from routed.workloads import manager as manager_module
 from routed.workloads.manager import WorkloadManager
 from routed.workloads.store import WorkloadStore
@@ -26,10 +26,13 @@ from tests.support.nodes import node_yaml
 CONFIG = node_yaml("mesh: full", "mesh_nodes: [10.0.0.11, 10.0.0.12]")
 
 
-async def slow_attach(spec: WorkloadSpec, restoring: bool = False, mtu: int | None = None) -> None:
+async def slow_attach(
+    spec: WorkloadSpec, restoring: bool = False, mtu: int | None = None, mtu_of: str | None = None
+) -> Attached:
     # a veth being made: the event loop runs other tasks meanwhile. The new workload's takes
     # longer, so restore finishes its own while the add still holds the store's lock.
     await asyncio.sleep(0.01 if restoring else 0.3)
+    return Attached("02:00:00:00:00:01", mtu)
 
 
 def run_with_deadline(scenario: Any, seconds: float = 10.0) -> Any:
