@@ -39,7 +39,7 @@ TIMER = textwrap.dedent("""\
                    "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.99.0.0/24"}]]}},
     }
     binaries = {"routed": routed_cni, "bridge": os.path.join(plugin_dir, "bridge")}
-    out = {"routed": [], "bridge": []}
+    out = {"routed": [], "bridge": [], "routed DEL": [], "bridge DEL": []}
     for i in range(trials):
         for kind in ("routed", "bridge"):
             ns = f"cb{kind[0]}{i}"
@@ -54,26 +54,30 @@ TIMER = textwrap.dedent("""\
             if add.returncode != 0:
                 raise SystemExit(f"{kind} ADD failed: {add.stdout!r} {add.stderr!r}")
             out[kind].append(elapsed)
+            started = time.monotonic()
             subprocess.run([binaries[kind]], input=stdin, env={**env, "CNI_COMMAND": "DEL"}, check=True)
+            out[f"{kind} DEL"].append((time.monotonic() - started) * 1000)
             subprocess.run(["ip", "netns", "del", ns], check=True)
     print(json.dumps(out))
 """)
 
 
-def daemon_stages(topo: Topology) -> list[dict[str, float]]:
-    """Each ADD's stages as h1's daemon logged them (`workload_add_stages`, in ms)."""
+def daemon_stages(topo: Topology) -> dict[str, list[dict[str, float]]]:
+    """Each ADD's and DEL's stages as h1's daemon logged them (`workload_*_stages`, in ms)."""
     log = state_dir(topo) / "logs" / "h1.log"
-    found = []
+    found: dict[str, list[dict[str, float]]] = {"ADD": [], "DEL": []}
     for line in log.read_text().splitlines():
-        if "event=workload_add_stages" in line and "workload=cni-" in line:
+        kind = (
+            "ADD"
+            if "event=workload_add_stages" in line
+            else "DEL"
+            if "event=workload_del_stages" in line
+            else ""
+        )
+        if kind and "workload=cni-" in line:
             fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
-            found.append(
-                {
-                    k: float(v)
-                    for k, v in fields.items()
-                    if k not in ("ts", "level", "logger", "event", "workload")
-                }
-            )
+            skip = ("ts", "level", "logger", "event", "workload")
+            found[kind].append({k: float(v) for k, v in fields.items() if k not in skip})
     return found
 
 
@@ -109,17 +113,19 @@ def main(argv: list[str] | None = None) -> int:
             os.unlink(f"/tmp/rt-bench-cni-{os.getpid()}")
     summary = {kind: summarize([{"add_ms": v} for v in values])["add_ms"] for kind, values in samples.items()}
     for kind, s in summary.items():
+        what = kind if " " in kind else f"{kind} ADD"
+        print(f"{what:<11} p50 {s['p50']:.1f} ms  p95 {s['p95']:.1f} ms  max {s['max']:.1f} ms  (n={s['n']})")
+    breakdown = {kind: summarize(found) for kind, found in stages.items() if found}
+    for kind, by_stage in breakdown.items():
         print(
-            f"{kind:<8} ADD p50 {s['p50']:.1f} ms  p95 {s['p95']:.1f} ms  max {s['max']:.1f} ms  (n={s['n']})"
+            f"routed's daemon, {kind} per stage (p50 ms): "
+            + ", ".join(f"{k} {v['p50']:.1f}" for k, v in by_stage.items())
         )
-    breakdown = summarize(stages)
-    if breakdown:
+        whole = summary["routed" if kind == "ADD" else "routed DEL"]["p50"]
         print(
-            "routed's daemon, per stage (p50 ms): "
-            + ", ".join(f"{k} {v['p50']:.1f}" for k, v in breakdown.items())
+            f"  the rest of routed's {kind} (plugin start, relay, the API round trip): "
+            f"{whole - by_stage['total']['p50']:.1f} ms"
         )
-        outside = summary["routed"]["p50"] - breakdown["total"]["p50"]
-        print(f"  the rest of routed's ADD (plugin start, imports, the API round trip): {outside:.1f} ms")
     print(f"results: {save('cni', {'summary': summary, 'daemon_stages': breakdown, 'samples_ms': samples})}")
     return 0
 

@@ -107,15 +107,7 @@ class NodeApi:
         stages.mark("fib")
         attached = self.node.workloads.attached.get(spec.id)
         mac, mtu = attached if attached is not None else await sandbox_interface(spec)
-        all_stages = {**self.node.workloads.last_stages, **stages.ms}
-        log.info(
-            event(
-                "workload_add_stages",
-                workload=spec.id,
-                total=round(sum(all_stages.values()), 2),
-                **all_stages,
-            )
-        )
+        self._log_stages("workload_add_stages", spec.id, stages)
         return {**workload_json(spec), "mac": mac, "mtu": mtu}
 
     async def delete(self, request: dict[str, Any]) -> Any:
@@ -123,8 +115,16 @@ class NodeApi:
             spec = await self.node.workloads.delete(str(request["id"]))
         except NotFound as exc:
             raise ApiError(str(exc), 1) from exc
+        stages = Stages()
         await self.node.reconciler.wait_in_sync()
+        stages.mark("fib")
+        self._log_stages("workload_del_stages", spec.id, stages)
         return workload_json(spec)
+
+    def _log_stages(self, name: str, workload: str, stages: Stages) -> None:
+        """One line per add or delete: where its time went, stage by stage (bench/cni.py reads it)."""
+        every = {**self.node.workloads.stages.pop(workload, {}), **stages.ms}
+        log.info(event(name, workload=workload, total=round(sum(every.values()), 2), **every))
 
     async def check(self, request: dict[str, Any]) -> Any:
         """Is the workload as we made it? Its veth, addresses and routes, in the workload and in

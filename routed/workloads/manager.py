@@ -57,8 +57,9 @@ class WorkloadManager:
         # One add or delete at a time in this process: each holds the store's file lock across
         # awaits (veth, etcd), and a second task blocking on that lock would stop the loop.
         self._serial = asyncio.Lock()
-        # the last add's stages in ms (store, ipam, attach, save, tables): the API reports them
-        self.last_stages: dict[str, float] = {}
+        # each add's or delete's stages in ms (store, attach, save, ...), by workload, until the
+        # API takes them for its log line (a caller that does not, the CLI, drops them with it)
+        self.stages: dict[str, dict[str, float]] = {}
         # each workload's interface (MAC, MTU) as this process last attached it
         self.attached: dict[str, Attached] = {}
 
@@ -231,7 +232,7 @@ class WorkloadManager:
             self._workloads = current
         self._changed()
         stages.mark("tables")
-        self.last_stages = stages.ms
+        self.stages[spec.id] = stages.ms
         log.info(
             event(
                 "workload_added",
@@ -257,6 +258,7 @@ class WorkloadManager:
             return await self._delete(workload_id, guard)
 
     async def _delete(self, workload_id: str, guard: Callable[[], None] | None) -> WorkloadSpec:
+        stages = Stages()
         with self.store.locked():
             if guard is not None:
                 guard()
@@ -264,15 +266,21 @@ class WorkloadManager:
             spec = current.get(workload_id)
             if spec is None:
                 raise NotFound(f"no workload {workload_id!r} on this node; `routed workload list` shows them")
+            stages.mark("store")
             await detach(spec)
+            stages.mark("detach")
             self.attached.pop(workload_id, None)
             del current[workload_id]
             self.store.save(current)
+            stages.mark("save")
             self._workloads = current
             if not spec.runtime:
                 await self.ipam.release(spec.id, spec.ips)
-        log.info(event("workload_deleted", workload=spec.id, veth=spec.host_ifname))
+            stages.mark("ipam")
         self._changed()
+        stages.mark("tables")
+        self.stages[spec.id] = stages.ms
+        log.info(event("workload_deleted", workload=spec.id, veth=spec.host_ifname))
         return spec
 
 
