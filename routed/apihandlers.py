@@ -184,7 +184,7 @@ class NodeApi:
             log.warning(event("docker_call_refused", call=request.get("call"), reason=exc))
             return {"Err": str(exc)}
         ms = round((time.monotonic() - started) * 1000, 1)
-        log.debug(event("docker_call", call=request.get("call"), ms=ms))
+        log.info(event("docker_call", call=request.get("call"), ms=ms))
         return answer
 
     async def reload(self, request: dict[str, Any]) -> Any:

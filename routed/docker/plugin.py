@@ -160,10 +160,19 @@ class DockerPlugin:
             raise PluginError(str(exc)) from exc
         except (WorkloadError, OSError) as exc:
             raise PluginError(f"{exc}; see routed's log on this host") from exc
+        waited = time.perf_counter()
         await self._in_sync()
+        stages = {
+            **self.workloads.stages.pop(spec.id, {}),
+            "fib": round((time.perf_counter() - waited) * 1000, 2),
+        }
         log.info(
             event(
-                "docker_endpoint_created", endpoint=endpoint_id[:12], workload=spec.id, veth=spec.host_ifname
+                "docker_endpoint_created",
+                endpoint=endpoint_id[:12],
+                workload=spec.id,
+                veth=spec.host_ifname,
+                **stages,
             )
         )
         return {}
@@ -187,7 +196,10 @@ class DockerPlugin:
         with contextlib.suppress(NotFound):  # already gone: a repeated call, or our sweep
             # no wait for the FIB pass: the kernel dropped the /32 with the veth, and the
             # speaker withdraws it at once
-            await self.workloads.delete(protocol.workload_id(endpoint_id))
+            spec = await self.workloads.delete(protocol.workload_id(endpoint_id))
+            log.info(
+                event("docker_endpoint_deleted", workload=spec.id, **self.workloads.stages.pop(spec.id, {}))
+            )
         return {}
 
     async def join(self, request: dict[str, Any]) -> dict[str, Any]:
