@@ -179,7 +179,8 @@ class DockerPlugin:
 
     async def endpoint_info(self, request: dict[str, Any]) -> dict[str, Any]:
         spec = self._spec(str(request.get("EndpointID") or ""))
-        _, mtu = await sandbox_interface(spec)
+        attached = self.workloads.attached.get(spec.id)
+        mtu = attached.mtu if attached is not None else (await sandbox_interface(spec))[1]
         return {
             "Value": {
                 "workload": spec.id,

@@ -178,6 +178,8 @@ class FakeWorkloads:
     def __init__(self) -> None:
         self.specs: dict[str, WorkloadSpec] = {}
         self.exclusive = asyncio.Lock()
+        self.stages: dict[str, dict[str, float]] = {}
+        self.attached: dict[str, Any] = {}
 
     async def add(self, workload_id: str, netns: str, ips: Any, runtime: str = "") -> WorkloadSpec:
         spec = WorkloadSpec(workload_id, netns, tuple(ips), "eth0", runtime)
