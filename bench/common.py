@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import shutil
@@ -294,3 +296,56 @@ def busybox_tar(root: Path) -> Path:
     with tarfile.open(root / "bb.tar", "w") as tar:
         tar.add(root / "image", arcname=".")
     return root / "bb.tar"
+
+
+def busybox_oci(root: Path, name: str = "docker.io/library/bb:latest") -> Path:
+    """The same busybox as an OCI image layout in a tar, for `ctr image import` (containerd
+    takes no plain rootfs tar): one layer, its config, a manifest, the index naming it."""
+    layer = busybox_tar(root).read_bytes()
+    blobs: dict[str, bytes] = {}
+
+    def blob(data: bytes) -> dict[str, Any]:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        blobs[digest] = data
+        return {"digest": digest, "size": len(data)}
+
+    layer_ref = blob(layer)
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [layer_ref["digest"]]},
+    }
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            **blob(json.dumps(config).encode()),
+        },
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **layer_ref}],
+    }
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                **blob(json.dumps(manifest).encode()),
+                "annotations": {
+                    "io.containerd.image.name": name,
+                    "org.opencontainers.image.ref.name": "latest",
+                },
+            }
+        ],
+    }
+    out = root / "bb-oci.tar"
+    with tarfile.open(out, "w") as tar:
+        for path, data in [
+            ("oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode()),
+            ("index.json", json.dumps(index).encode()),
+            *((f"blobs/sha256/{d.split(':')[1]}", b) for d, b in blobs.items()),
+        ]:
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out

@@ -232,6 +232,7 @@ class Daemon:
                 )
             )
             tasks.add(asyncio.create_task(self._ipam_upkeep(), name="ipam"))
+            tasks.add(asyncio.create_task(self._workload_upkeep(), name="workloads"))
             tasks.add(asyncio.create_task(self._tell_systemd(), name="systemd"))
             tasks.add(asyncio.create_task(self.bfd.run(), name="bfd"))
             tasks.add(asyncio.create_task(self.firewall.run(), name="firewall"))
@@ -276,6 +277,15 @@ class Daemon:
             await asyncio.sleep(interval or 3600)
             if interval:
                 service.notify("WATCHDOG=1")
+
+    async def _workload_upkeep(self, interval: float = 5.0) -> None:
+        """Containers that went without a CNI DEL give their addresses back (manager.forget_vanished)."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.workloads.forget_vanished()
+            except (OSError, WorkloadError) as exc:
+                log.warning(event("workload_upkeep_failed", reason=exc))
 
     async def _ipam_upkeep(self) -> None:
         """Align with the IPAM datastore (in the background: restore and start-up use the cached

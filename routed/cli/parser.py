@@ -91,8 +91,8 @@ def _add_cni(sub: SubParsers) -> None:
         "--bin-dir", type=Path, help="default: /usr/lib/cni if it exists, else /opt/cni/bin"
     )
     cni_install.add_argument("--conf-dir", type=Path, default=Path("/etc/cni/net.d"))
-    cni_install.add_argument("--no-network", action="store_true", help="do not write 87-routed.conflist")
-    cni_install.add_argument("--force", action="store_true", help="replace an existing 87-routed.conflist")
+    cni_install.add_argument("--no-network", action="store_true", help="do not write 10-routed.conflist")
+    cni_install.add_argument("--force", action="store_true", help="replace an existing 10-routed.conflist")
     with_config(cni_install)
 
 

@@ -69,7 +69,9 @@ def install(
     done.append(f"plugin: {target} (runs routed.cni.relay with {sys.executable} -IS)")
     if conf_dir is not None:
         conf_dir.mkdir(parents=True, exist_ok=True)
-        path = conf_dir / "87-routed.conflist"
+        # first in name order: containerd (go-cni) and Kubernetes take the first file they find,
+        # and Debian's podman ships 87-podman-bridge.conflist (podman picks networks by name)
+        path = conf_dir / "10-routed.conflist"
         if path.exists() and not force:
             done.append(f"network: {path} exists, left as it is (--force replaces it)")
         else:

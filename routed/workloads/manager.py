@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence, Set
 
@@ -18,7 +19,7 @@ from routed.config import NodeConfig
 from routed.config.types import WORKLOAD_ID
 from routed.dataplane.fabric import workload_mtu
 from routed.dataplane.inspect import set_mtu
-from routed.dataplane.workload import Attached, WorkloadError, WorkloadSpec, attach, detach
+from routed.dataplane.workload import Attached, WorkloadError, WorkloadSpec, attach, detach, is_attached
 from routed.fib.routes import Route
 from routed.ipam.backends import Ipam, Refused, make_ipam
 from routed.log import event
@@ -117,6 +118,27 @@ class WorkloadManager:
                     why = "its container side is the runtime's; it takes the MTU when recreated"
                     log.info(event("workload_mtu_kept", workload=spec.id, mtu=mtu, reason=why))
         return changed
+
+    async def forget_vanished(self) -> list[str]:
+        """CNI workloads whose container is gone without a DEL (`ctr run -d --cni` never sends
+        one; a runtime that crashed): their namespace path is gone and their veth with it, so
+        the address and the workload go too. Workloads of the CLI, the API or the config are
+        kept (their namespace may come back); a runtime's (Docker's) are its plugin's to sweep."""
+        gone = []
+        for spec in await self.stored():  # those a restore could not attach too
+            if not spec.network or spec.handed_off or os.path.exists(spec.netns) or await is_attached(spec):
+                continue
+            try:
+                await self.delete(spec.id)
+            except NotFound:
+                continue  # its DEL came meanwhile
+            log.info(
+                event(
+                    "workload_vanished", workload=spec.id, netns=spec.netns, ips=",".join(map(str, spec.ips))
+                )
+            )
+            gone.append(spec.id)
+        return gone
 
     def _changed(self) -> None:
         if self._on_change is not None:

@@ -252,7 +252,7 @@ def test_shipped_conflist_is_what_install_writes(tmp_path: Path) -> None:
         check=True,
     )
     assert json.loads(ran.stdout)["supportedVersions"][-1] == "1.1.0"
-    written = json.loads((tmp_path / "net.d" / "87-routed.conflist").read_text())
+    written = json.loads((tmp_path / "net.d" / "10-routed.conflist").read_text())
     assert written["plugins"][0]["socket"] == "/run/x.sock"
     assert written["plugins"][0]["routedConfig"] == "/etc/x.yaml"
     again = install(tmp_path / "bin", tmp_path / "net.d", "/run/y.sock", "/etc/x.yaml")
