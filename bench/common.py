@@ -298,7 +298,9 @@ def busybox_tar(root: Path) -> Path:
     return root / "bb.tar"
 
 
-def busybox_oci(root: Path, name: str = "docker.io/library/bb:latest") -> Path:
+def busybox_oci(
+    root: Path, name: str = "docker.io/library/bb:latest", cmd: tuple[str, ...] = ("/bin/sh",)
+) -> Path:
     """The same busybox as an OCI image layout in a tar, for `ctr image import` (containerd
     takes no plain rootfs tar): one layer, its config, a manifest, the index naming it."""
     layer = busybox_tar(root).read_bytes()
@@ -313,7 +315,7 @@ def busybox_oci(root: Path, name: str = "docker.io/library/bb:latest") -> Path:
     config = {
         "architecture": "amd64",
         "os": "linux",
-        "config": {"Cmd": ["/bin/sh"]},
+        "config": {"Cmd": list(cmd)},
         "rootfs": {"type": "layers", "diff_ids": [layer_ref["digest"]]},
     }
     manifest = {

@@ -334,11 +334,15 @@ class NetlinkKernel:
                     continue
                 for kind, _, _, payload in rtnl.messages(data):
                     if kind in (rtnl.RTM_NEWLINK, rtnl.RTM_DELLINK):
-                        index, name, up = rtnl.link_state(payload)
+                        index, name, up, port = rtnl.link_state(payload)
                         up = up and kind == rtnl.RTM_NEWLINK
                         was = usable.get(index)
                         usable[index] = up
-                        if was != up and not name.startswith(WORKLOAD_LINK_PREFIX):
+                        # a workload's veth is the workloads' business; a bridge's or bond's
+                        # port (Docker's and podman's container veths) carries no route: only
+                        # a link a route could go through makes the kernel's routes worth a
+                        # fresh read
+                        if was != up and not name.startswith(WORKLOAD_LINK_PREFIX) and not port:
                             log.info(event("link_changed", link=name, up=up, action="full resync"))
                             yield EventsLost(f"link {name} {'up' if up else 'down'}")
                         continue

@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 import signal
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,13 +28,22 @@ pytestmark = pytest.mark.root  # network namespaces, as root (tests/conftest.py)
 
 SOCKET = "/run/ctd-rt/containerd.sock"
 CTR = ("ctr", "-a", SOCKET, "-n", "rt")
+PAUSE = "docker.io/library/pause-bb:latest"  # a pod sandbox's image: busybox sleeping
 CONFIG = f"""\
 version = 2
 root = "/var/lib/ctd-rt"
 state = "/run/ctd-rt"
 [grpc]
   address = "{SOCKET}"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{PAUSE}"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "native"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/opt/cni/bin"
+    conf_dir = "/etc/cni/net.d"
 """
+REPO = Path(__file__).resolve().parents[2]
 # In a lab node: /opt is the host's, so the node gets a tmpfs of its own there for the CNI
 # binaries (go-cni in ctr 1.6 looks in /opt/cni/bin only), and /etc/cni/net.d one of its own
 # too (go-cni takes the first conflist, and the host may have podman's).
@@ -67,13 +77,27 @@ def containerd_pid(lab: Lab, node: str) -> int:
 
 
 @contextmanager
-def containerd_in(lab: Lab, nodes: tuple[str, ...], image: Path) -> Iterator[None]:
+def containerd_in(lab: Lab, nodes: tuple[str, ...], image: Path, pause: Path) -> Iterator[None]:
     try:
         for node in nodes:
             lab.exec(node, "sh", "-c", PREPARE)
             lab.exec(node, "sh", "-c", f"cat > /tmp/ctd/config.toml <<'EOF'\n{CONFIG}EOF\n")
             start_containerd(lab, node)
             ctr(lab, node, "images", "import", "--snapshotter", "native", str(image))
+            # the CRI plugin's images live in containerd's k8s.io namespace
+            lab.exec(
+                node,
+                "ctr",
+                "-a",
+                SOCKET,
+                "-n",
+                "k8s.io",
+                "images",
+                "import",
+                "--snapshotter",
+                "native",
+                str(pause),
+            )
         yield
     finally:
         for node in nodes:
@@ -90,12 +114,20 @@ def containerd_in(lab: Lab, nodes: tuple[str, ...], image: Path) -> Iterator[Non
 
 
 @pytest.fixture
-def oci_image() -> Iterator[Path]:
+def oci_images() -> Iterator[tuple[Path, Path]]:
+    """busybox as a container image, and as a pod sandbox's (it sleeps, as pause does)."""
     root = Path("/tmp") / f"rt-oci-{uuid.uuid4().hex[:8]}"
     try:
-        yield busybox_oci(root)
+        image = busybox_oci(root / "bb")
+        yield image, busybox_oci(root / "pause", PAUSE, ("/bin/sleep", "86400"))
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def cri(lab: Lab, node: str, *argv: str) -> Any:
+    """A call of tests/support/cri.py inside the node, as a kubelet would make it."""
+    code = f"import sys; sys.path.insert(0, {str(REPO)!r}); from tests.support.cri import main; main(sys.argv[1:])"
+    return json.loads(lab.exec(node, sys.executable, "-c", code, SOCKET, *argv, timeout=90).stdout)
 
 
 def run(lab: Lab, node: str, name: str) -> None:
@@ -137,8 +169,8 @@ def pings(lab: Lab, node: str, name: str, target: str) -> int:
 
 
 @pytest.mark.long(40)
-def test_containerd_runs_containers_on_routed_across_hosts(oci_image: Path) -> None:
-    with running_lab("quickstart") as lab, containerd_in(lab, ("h1", "h2"), oci_image):
+def test_containerd_runs_containers_on_routed_across_hosts(oci_images: tuple[Path, Path]) -> None:
+    with running_lab("quickstart") as lab, containerd_in(lab, ("h1", "h2"), *oci_images):
         run(lab, "h1", "c1")
         run(lab, "h2", "c2")
         a1, a2 = address(lab, "h1", "c1"), address(lab, "h2", "c2")
@@ -175,3 +207,14 @@ def test_containerd_runs_containers_on_routed_across_hosts(oci_image: Path) -> N
         run(lab, "h1", "c3")
         assert address(lab, "h1", "c3") == a1
         assert pings(lab, "h2", "c2", a1) == 3
+
+        # a pod, as a kubelet starts one through containerd's CRI plugin (RunPodSandbox): its
+        # address from h1's block, reachable from h2's containers; StopPodSandbox is CNI DEL
+        pod = cri(lab, "h1", "run", "pod1")
+        assert pod["ready"] and pod["ip"].startswith("10.65.1."), pod
+        wid = next(w for w, found in workloads(lab, "h1").items() if found["ips"] == [pod["ip"]])
+        assert pings(lab, "h2", "c2", pod["ip"]) == 3
+        cri(lab, "h1", "stop", pod["id"])
+        assert wid not in workloads(lab, "h1")
+        assert pod["ip"] not in lab.exec("h1", "ip", "route", "show", "proto", "201").stdout
+        cri(lab, "h1", "remove", pod["id"])

@@ -130,3 +130,13 @@ def test_a_link_local_next_hop_carries_its_interface() -> None:
         rtnl.encode("add", 7, ip_network("10.65.3.0/26"), 254, 201, gateways=both, gateway_oifs=(7, 0))
     )
     assert ecmp.hops == (rtnl.Hop(both[0], 7), rtnl.Hop(both[1], 0))
+
+
+def test_link_state_says_whether_a_link_is_a_port_of_a_bridge() -> None:
+    up = 0x1 | 0x10000  # IFF_UP | IFF_LOWER_UP
+    header = rtnl.IFINFOMSG.pack(socket.AF_UNSPEC, 1, 7, up, 0)
+    name = rtnl._attr(rtnl.IFLA_IFNAME, b"veth1\0")
+    plain = memoryview(header + name)
+    port = memoryview(header + name + rtnl._attr(rtnl.IFLA_MASTER, struct.pack("=I", 3)))
+    assert rtnl.link_state(plain) == (7, "veth1", True, False)
+    assert rtnl.link_state(port) == (7, "veth1", True, True)
