@@ -113,14 +113,21 @@ def test_blocks_and_cni_smoke(tmp_path: Path) -> None:
     assert result["routes"]["h3"] == {"total": 7, "learned": 3, "own": 4}  # 3 blocks; 3 /32s + its block
     assert result["summary"]["updates_at_h3"]["max"] == 0  # a new container inside a block: no UPDATE
     run_bench("bench.cni", "--trials", "1", tmp=tmp_path)
-    summary = json.loads((tmp_path / "cni.json").read_text())["summary"]
-    assert set(summary) == {"routed", "bridge"} and all(s["n"] == 1 for s in summary.values())
+    cni = json.loads((tmp_path / "cni.json").read_text())
+    summary = cni["summary"]
+    assert set(summary) == {"routed", "bridge", "routed DEL", "bridge DEL"}
+    assert all(s["n"] == 1 for s in summary.values())
+    # the daemon's own account of the ADD and the DEL, stage by stage
+    assert {"attach", "fib", "total"} <= set(cni["daemon_stages"]["ADD"])
+    assert {"detach", "total"} <= set(cni["daemon_stages"]["DEL"])
 
 
 def test_docker_smoke(tmp_path: Path) -> None:
     run_bench("bench.docker", "--trials", "1", tmp=tmp_path)
-    summary = json.loads((tmp_path / "docker.json").read_text())["summary"]
-    assert set(summary) == {"routed", "bridge"} and all(s["n"] == 1 for s in summary.values())
+    docker = json.loads((tmp_path / "docker.json").read_text())
+    summary = docker["summary"]
+    assert set(summary) == {"routed", "bridge", "user bridge"} and all(s["n"] == 1 for s in summary.values())
+    assert {"CreateEndpoint", "CreateEndpoint.attach", "DeleteEndpoint.detach"} <= set(docker["daemon_calls"])
 
 
 @pytest.mark.long(70)
