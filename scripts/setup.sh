@@ -23,8 +23,8 @@ for arg in "$@"; do
     esac
 done
 
-DEMO_PACKAGES=(iproute2 iputils-ping procps nftables python3-nftables python3 python3-venv python3-pip)
-TEST_PACKAGES=(bird2 frr iperf3 tcpdump etcd-server etcd-client podman runc containernetworking-plugins
+DEMO_PACKAGES=(iproute2 iputils-ping procps nftables python3-nftables python3 python3-venv)
+TEST_PACKAGES=(python3-pip bird2 frr iperf3 tcpdump etcd-server etcd-client podman runc containernetworking-plugins
                busybox-static iptables docker.io containerd debootstrap curl openssl)
 if [ "$MODE" = demo ]; then
     APT_PACKAGES=("${DEMO_PACKAGES[@]}")
