@@ -191,16 +191,21 @@ class Plugin:
         return None
 
 
+def answer(stdin: bytes) -> int:
+    """One invocation done in this process, CNI's answer printed; the exit code."""
+    output, code = run(os.environ, stdin)
+    if output is not None:
+        print(json.dumps(output))
+    return code
+
+
 def main() -> int:
     try:
         stdin = sys.stdin.buffer.read()
     except OSError as exc:
         print(json.dumps(CniError(spec.IO_FAILURE, "cannot read stdin", str(exc)).json("1.0.0")))
         return 1
-    output, code = run(os.environ, stdin)
-    if output is not None:
-        print(json.dumps(output))
-    return code
+    return answer(stdin)
 
 
 if __name__ == "__main__":

@@ -130,14 +130,9 @@ def _full_plugin(stdin: bytes) -> int:
         import site
 
         site.main()
-    import json
+    from routed.cni.plugin import answer
 
-    from routed.cni.plugin import run
-
-    output, code = run(os.environ, stdin)
-    if output is not None:
-        print(json.dumps(output))
-    return code
+    return answer(stdin)
 
 
 if __name__ == "__main__":
