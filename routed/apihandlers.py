@@ -97,12 +97,12 @@ class NodeApi:
                 ips,
                 str(request.get("ifname") or "eth0"),
                 network=str(request.get("network") or ""),
+                stages=(stages := Stages()),
             )
         except UsageError as exc:
             raise ApiError(str(exc), 2) from exc
         except (WorkloadError, IpamError, OSError) as exc:
             raise ApiError(str(exc), 1) from exc
-        stages = Stages()
         await self.node.reconciler.wait_in_sync()
         stages.mark("fib")
         attached = self.node.workloads.attached.get(spec.id)
@@ -112,10 +112,9 @@ class NodeApi:
 
     async def delete(self, request: dict[str, Any]) -> Any:
         try:
-            spec = await self.node.workloads.delete(str(request["id"]))
+            spec = await self.node.workloads.delete(str(request["id"]), stages=(stages := Stages()))
         except NotFound as exc:
             raise ApiError(str(exc), 1) from exc
-        stages = Stages()
         await self.node.reconciler.wait_in_sync()
         stages.mark("fib")
         self._log_stages("workload_del_stages", spec.id, stages)
@@ -123,8 +122,7 @@ class NodeApi:
 
     def _log_stages(self, name: str, workload: str, stages: Stages) -> None:
         """One line per add or delete: where its time went, stage by stage (bench/cni.py reads it)."""
-        every = {**self.node.workloads.stages.pop(workload, {}), **stages.ms}
-        log.info(event(name, workload=workload, total=round(sum(every.values()), 2), **every))
+        log.info(event(name, workload=workload, total=round(sum(stages.ms.values()), 2), **stages.ms))
 
     async def check(self, request: dict[str, Any]) -> Any:
         """Is the workload as we made it? Its veth, addresses and routes, in the workload and in

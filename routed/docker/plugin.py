@@ -34,7 +34,7 @@ from routed.docker.protocol import IPAddress, PluginError
 from routed.docker.reservations import Reservations, new_owner
 from routed.ipam.backends import Ipam, IpamError
 from routed.log import event
-from routed.workloads.manager import NotFound, UsageError, WorkloadManager
+from routed.workloads.manager import NotFound, Stages, UsageError, WorkloadManager
 
 log = logging.getLogger("routed.docker")
 
@@ -155,24 +155,23 @@ class DockerPlugin:
                 "with --ipam-driver routed"
             )
         try:
-            spec = await self.workloads.add(protocol.workload_id(endpoint_id), "", ips, runtime=RUNTIME)
+            stages = Stages()
+            spec = await self.workloads.add(
+                protocol.workload_id(endpoint_id), "", ips, runtime=RUNTIME, stages=stages
+            )
         except UsageError as exc:
             raise PluginError(str(exc)) from exc
         except (WorkloadError, OSError) as exc:
             raise PluginError(f"{exc}; see routed's log on this host") from exc
-        waited = time.perf_counter()
         await self._in_sync()
-        stages = {
-            **self.workloads.stages.pop(spec.id, {}),
-            "fib": round((time.perf_counter() - waited) * 1000, 2),
-        }
+        stages.mark("fib")
         log.info(
             event(
                 "docker_endpoint_created",
                 endpoint=endpoint_id[:12],
                 workload=spec.id,
                 veth=spec.host_ifname,
-                **stages,
+                **stages.ms,
             )
         )
         return {}
@@ -197,10 +196,8 @@ class DockerPlugin:
         with contextlib.suppress(NotFound):  # already gone: a repeated call, or our sweep
             # no wait for the FIB pass: the kernel dropped the /32 with the veth, and the
             # speaker withdraws it at once
-            spec = await self.workloads.delete(protocol.workload_id(endpoint_id))
-            log.info(
-                event("docker_endpoint_deleted", workload=spec.id, **self.workloads.stages.pop(spec.id, {}))
-            )
+            spec = await self.workloads.delete(protocol.workload_id(endpoint_id), stages=(stages := Stages()))
+            log.info(event("docker_endpoint_deleted", workload=spec.id, **stages.ms))
         return {}
 
     async def join(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -58,9 +58,6 @@ class WorkloadManager:
         # One add or delete at a time in this process: each holds the store's file lock across
         # awaits (veth, etcd), and a second task blocking on that lock would stop the loop.
         self._serial = asyncio.Lock()
-        # each add's or delete's stages in ms (store, attach, save, ...), by workload, until the
-        # API takes them for its log line (a caller that does not, the CLI, drops them with it)
-        self.stages: dict[str, dict[str, float]] = {}
         # each workload's interface (MAC, MTU) as this process last attached it
         self.attached: dict[str, Attached] = {}
 
@@ -187,9 +184,11 @@ class WorkloadManager:
         guard: Callable[[], None] | None = None,
         runtime: str = "",
         network: str = "",
+        stages: Stages | None = None,
     ) -> WorkloadSpec:
         """Add a workload. With `runtime`, the runtime's IPAM gave `ips` (nothing is assigned or
-        released here) and the runtime moves the container side (see WorkloadSpec.runtime)."""
+        released here) and the runtime moves the container side (see WorkloadSpec.runtime).
+        `stages`, if given, gets the time each step took (the API logs them)."""
         if not WORKLOAD_ID.match(workload_id):
             raise UsageError(
                 f"{workload_id!r} is not a workload id; use 1-128 of A-Z a-z 0-9 . _ : - "
@@ -200,7 +199,9 @@ class WorkloadManager:
         if len(network) > 128:
             raise UsageError(f"network name {network[:20]!r}... must be at most 128 characters")
         async with self._serial:
-            return await self._add(workload_id, netns, ips, ifname, guard, runtime, network)
+            return await self._add(
+                workload_id, netns, ips, ifname, guard, runtime, network, stages or Stages()
+            )
 
     async def _add(
         self,
@@ -210,9 +211,9 @@ class WorkloadManager:
         ifname: str,
         guard: Callable[[], None] | None,
         runtime: str,
-        network: str = "",
+        network: str,
+        stages: Stages,
     ) -> WorkloadSpec:
-        stages = Stages()
         with self.store.locked():
             if guard is not None:
                 guard()  # e.g. "a daemon started meanwhile: go through it instead"
@@ -254,7 +255,6 @@ class WorkloadManager:
             self._workloads = current
         self._changed()
         stages.mark("tables")
-        self.stages[spec.id] = stages.ms
         log.info(
             event(
                 "workload_added",
@@ -275,12 +275,15 @@ class WorkloadManager:
         except Refused as exc:
             raise UsageError(str(exc)) from exc
 
-    async def delete(self, workload_id: str, guard: Callable[[], None] | None = None) -> WorkloadSpec:
+    async def delete(
+        self, workload_id: str, guard: Callable[[], None] | None = None, stages: Stages | None = None
+    ) -> WorkloadSpec:
         async with self._serial:
-            return await self._delete(workload_id, guard)
+            return await self._delete(workload_id, guard, stages or Stages())
 
-    async def _delete(self, workload_id: str, guard: Callable[[], None] | None) -> WorkloadSpec:
-        stages = Stages()
+    async def _delete(
+        self, workload_id: str, guard: Callable[[], None] | None, stages: Stages
+    ) -> WorkloadSpec:
         with self.store.locked():
             if guard is not None:
                 guard()
@@ -301,7 +304,6 @@ class WorkloadManager:
             stages.mark("ipam")
         self._changed()
         stages.mark("tables")
-        self.stages[spec.id] = stages.ms
         log.info(event("workload_deleted", workload=spec.id, veth=spec.host_ifname))
         return spec
 

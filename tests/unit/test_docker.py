@@ -178,15 +178,16 @@ class FakeWorkloads:
     def __init__(self) -> None:
         self.specs: dict[str, WorkloadSpec] = {}
         self.exclusive = asyncio.Lock()
-        self.stages: dict[str, dict[str, float]] = {}
         self.attached: dict[str, Any] = {}
 
-    async def add(self, workload_id: str, netns: str, ips: Any, runtime: str = "") -> WorkloadSpec:
+    async def add(
+        self, workload_id: str, netns: str, ips: Any, runtime: str = "", stages: Any = None
+    ) -> WorkloadSpec:
         spec = WorkloadSpec(workload_id, netns, tuple(ips), "eth0", runtime)
         self.specs[workload_id] = spec
         return spec
 
-    async def delete(self, workload_id: str) -> WorkloadSpec:
+    async def delete(self, workload_id: str, stages: Any = None) -> WorkloadSpec:
         if workload_id not in self.specs:
             raise NotFound(workload_id)
         return self.specs.pop(workload_id)
