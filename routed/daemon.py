@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pyroute2.netlink.exceptions import NetlinkError
+
 from bgp.speaker import Speaker
 from routed import service
 from routed.api import ApiError
@@ -284,7 +286,7 @@ class Daemon:
             await asyncio.sleep(interval)
             try:
                 await self.workloads.forget_vanished()
-            except (OSError, WorkloadError) as exc:
+            except (OSError, WorkloadError, NetlinkError, IpamError) as exc:
                 log.warning(event("workload_upkeep_failed", reason=exc))
 
     async def _ipam_upkeep(self) -> None:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from typing import Any
 
+from pyroute2.netlink.exceptions import NetlinkError
+
 from routed.log import event
 from routed.netns import async_iproute
 
@@ -65,12 +67,13 @@ class FabricLink:
 
 
 async def read_fabric_link(interface: str) -> FabricLink:
-    async with async_iproute() as ipr:
-        found = await ipr.link_lookup(ifname=interface)
-        if not found:
-            return FabricLink(None, ())
-        (link,) = await ipr.link("get", index=found[0])
-        addresses = [a async for a in await ipr.addr("dump", index=found[0])]
+    """What the kernel has of the interface now; nothing if it is not there (or went meanwhile)."""
+    try:
+        async with async_iproute() as ipr:
+            (link,) = await ipr.link("get", ifname=interface)
+            addresses = [a async for a in await ipr.addr("dump", index=link["index"])]
+    except NetlinkError:
+        return FabricLink(None, ())
     mtu = link.get("mtu")
     return FabricLink(int(mtu) if mtu else None, subnets_of(addresses))
 

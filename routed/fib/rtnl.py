@@ -25,7 +25,9 @@ RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 RTM_NEWLINK, RTM_DELLINK = 16, 17
 IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
 IFLA_IFNAME = 3
-IFLA_MASTER = 10  # the bridge or bond a link is a port of
+IFLA_LINKINFO = 18
+IFLA_INFO_SLAVE_KIND = 4  # inside IFLA_LINKINFO: what the link is a port of (bridge, bond, vrf)
+PORT_KINDS = (b"bridge", b"bond")  # ports of these carry no routes; a VRF's members do
 IFF_UP, IFF_LOWER_UP = 0x1, 0x10000
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK = 0x1, 0x2, 0x4
 NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE, NLM_F_DUMP = 0x100, 0x200, 0x400, 0x300
@@ -239,15 +241,17 @@ def _attrs(payload: memoryview, start: int) -> Iterator[tuple[int, memoryview]]:
 
 def link_state(payload: memoryview) -> tuple[int, str, bool, bool]:
     """(index, name, usable, port) of an RTM_NEWLINK/DELLINK: usable is up with carrier; port,
-    that it is a port of a bridge or bond (it carries no routes of its own)."""
+    that it is a port of a bridge or bond (it carries no routes of its own; a VRF's member does)."""
     _, _, index, flags, _ = IFINFOMSG.unpack_from(payload, 0)
     name = ""
     port = False
     for kind, value in _attrs(payload, IFINFOMSG.size):
         if kind == IFLA_IFNAME:
             name = bytes(value).split(b"\0", 1)[0].decode(errors="replace")
-        elif kind == IFLA_MASTER:
-            port = True
+        elif kind == IFLA_LINKINFO:
+            for inner, data in _attrs(value, 0):
+                if inner == IFLA_INFO_SLAVE_KIND:
+                    port = bytes(data).split(b"\0", 1)[0] in PORT_KINDS
     return index, name, bool(flags & IFF_UP) and bool(flags & IFF_LOWER_UP), port
 
 

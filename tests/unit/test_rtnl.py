@@ -136,7 +136,12 @@ def test_link_state_says_whether_a_link_is_a_port_of_a_bridge() -> None:
     up = 0x1 | 0x10000  # IFF_UP | IFF_LOWER_UP
     header = rtnl.IFINFOMSG.pack(socket.AF_UNSPEC, 1, 7, up, 0)
     name = rtnl._attr(rtnl.IFLA_IFNAME, b"veth1\0")
-    plain = memoryview(header + name)
-    port = memoryview(header + name + rtnl._attr(rtnl.IFLA_MASTER, struct.pack("=I", 3)))
-    assert rtnl.link_state(plain) == (7, "veth1", True, False)
-    assert rtnl.link_state(port) == (7, "veth1", True, True)
+
+    def member_of(kind: bytes) -> bytes:
+        return rtnl._attr(rtnl.IFLA_LINKINFO | 0x8000, rtnl._attr(rtnl.IFLA_INFO_SLAVE_KIND, kind + b"\0"))
+
+    assert rtnl.link_state(memoryview(header + name)) == (7, "veth1", True, False)
+    assert rtnl.link_state(memoryview(header + name + member_of(b"bridge"))) == (7, "veth1", True, True)
+    assert rtnl.link_state(memoryview(header + name + member_of(b"bond"))) == (7, "veth1", True, True)
+    # a VRF's member carries routes (in the VRF's table): still worth a fresh read
+    assert rtnl.link_state(memoryview(header + name + member_of(b"vrf"))) == (7, "veth1", True, False)
