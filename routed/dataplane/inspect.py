@@ -6,7 +6,7 @@ from __future__ import annotations
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from routed.dataplane.workload import WorkloadSpec, _family, _index
+from routed.dataplane.workload import WorkloadSpec, family_of, link_index
 from routed.netns import NetnsError, async_iproute, check_workload_netns
 
 
@@ -16,12 +16,12 @@ async def sandbox_interface(spec: WorkloadSpec) -> tuple[str | None, int | None]
     try:
         if spec.handed_off:
             async with AsyncIPRoute() as host:
-                index = await _index(host, spec.host_ifname)
+                index = await link_index(host, spec.host_ifname)
                 links = await host.link("get", index=index) if index is not None else []
                 return None, (links[0].get("mtu") if links else None)
         check_workload_netns(spec.netns)
         async with async_iproute(spec.netns) as ns:
-            index = await _index(ns, spec.ifname)
+            index = await link_index(ns, spec.ifname)
             if index is None:
                 return None, None
             (link,) = await ns.link("get", index=index)
@@ -36,13 +36,13 @@ async def set_mtu(spec: WorkloadSpec, mtu: int) -> str:
     if spec.handed_off:
         return "unreachable"
     async with AsyncIPRoute() as host:
-        index = await _index(host, spec.host_ifname)
+        index = await link_index(host, spec.host_ifname)
         if index is None:
             return "unreachable"
         (outer,) = await host.link("get", index=index)
         check_workload_netns(spec.netns)
         async with async_iproute(spec.netns) as ns:
-            inner = await _index(ns, spec.ifname)
+            inner = await link_index(ns, spec.ifname)
             if inner is None:
                 return "unreachable"
             (link,) = await ns.link("get", index=inner)
@@ -58,7 +58,7 @@ async def problems(spec: WorkloadSpec) -> list[str]:
     interface up with its addresses, its default routes via the link-local gateways."""
     found: list[str] = []
     async with AsyncIPRoute() as host:
-        index = await _index(host, spec.host_ifname)
+        index = await link_index(host, spec.host_ifname)
         if index is None:
             return [f"host veth {spec.host_ifname} is missing"]
         (link,) = await host.link("get", index=index)  # a list, not a stream, for "get"
@@ -72,7 +72,7 @@ async def problems(spec: WorkloadSpec) -> list[str]:
         return [*found, f"network namespace {spec.netns}: {exc}"]
     try:
         async with async_iproute(spec.netns) as ns:
-            inner = await _index(ns, spec.ifname)
+            inner = await link_index(ns, spec.ifname)
             if inner is None:
                 return [*found, f"{spec.ifname} is missing in {spec.netns}"]
             have = {a.get("address") async for a in await ns.addr("dump", index=inner)}
@@ -81,7 +81,7 @@ async def problems(spec: WorkloadSpec) -> list[str]:
                     found.append(f"{spec.ifname} in {spec.netns} lacks {ip}")
             for ip in spec.ips:
                 default = [
-                    r async for r in await ns.route("dump", family=_family(ip)) if r.get("dst_len") == 0
+                    r async for r in await ns.route("dump", family=family_of(ip)) if r.get("dst_len") == 0
                 ]
                 if not default:
                     found.append(f"{spec.netns} has no IPv{ip.version} default route")

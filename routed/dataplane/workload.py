@@ -83,11 +83,11 @@ def _host_prefix(ip: IPAddress) -> IPv4Network | IPv6Network:
     return ip_network(f"{ip}/{ip.max_prefixlen}")
 
 
-def _family(ip: IPAddress) -> int:
+def family_of(ip: IPAddress) -> int:
     return socket.AF_INET if ip.version == 4 else socket.AF_INET6
 
 
-async def _index(ipr: Any, ifname: str) -> int | None:
+async def link_index(ipr: Any, ifname: str) -> int | None:
     found = await ipr.link_lookup(ifname=ifname)
     return found[0] if found else None
 
@@ -111,7 +111,7 @@ async def attach(
             await _attach_handed_off(host, spec, create=not restoring, mtu=mtu)
             return Attached(None, mtu)
         _check_netns(spec.id, spec.netns)
-        index = await _index(host, spec.host_ifname)
+        index = await link_index(host, spec.host_ifname)
         if index is not None and not await _peer_in_netns(spec):
             # A half-made pair from an earlier failure: start over.
             await host.link("del", index=index)
@@ -173,7 +173,7 @@ async def _attach_handed_off(host: Any, spec: WorkloadSpec, create: bool, mtu: i
     """The runtime's kind of workload: the pair is made once, its container side left in the
     host namespace (down, no address) for the runtime to move, rename and configure. Once
     made, a missing host side means the container's namespace took the pair with it."""
-    index = await _index(host, spec.host_ifname)
+    index = await link_index(host, spec.host_ifname)
     if index is None:
         if not create:
             raise WorkloadError(
@@ -189,7 +189,7 @@ async def _peer_in_netns(spec: WorkloadSpec) -> bool:
     try:
         check_workload_netns(spec.netns)
         async with async_iproute(spec.netns) as ns:
-            return await _index(ns, spec.ifname) is not None
+            return await link_index(ns, spec.ifname) is not None
     except (OSError, NetlinkError):
         return False
 
@@ -212,7 +212,7 @@ async def _add_pair(host: Any, spec: WorkloadSpec, mtu: int | None = None) -> No
 
 
 async def _created_index(host: Any, spec: WorkloadSpec) -> int:
-    index = await _index(host, spec.host_ifname)
+    index = await link_index(host, spec.host_ifname)
     if index is None:
         raise WorkloadError(f"workload {spec.id}: veth {spec.host_ifname} vanished right after creation")
     return index
@@ -272,19 +272,24 @@ async def _configure_workload_side(spec: WorkloadSpec, mtu: int | None = None) -
                     index=index,
                     address=str(ip),
                     prefixlen=ip.max_prefixlen,
-                    family=_family(ip),
+                    family=family_of(ip),
                     **extra,
                 )
         await ns.link("set", index=index, state="up", **_mtu(mtu))
         for ip in spec.ips:
             gateway = GATEWAY_V4 if ip.version == 4 else GATEWAY_V6
             await _replace_neigh(
-                ns, dst=str(gateway), lladdr=HOST_MAC, ifindex=index, state=NUD_PERMANENT, family=_family(ip)
+                ns,
+                dst=str(gateway),
+                lladdr=HOST_MAC,
+                ifindex=index,
+                state=NUD_PERMANENT,
+                family=family_of(ip),
             )
             default = "0.0.0.0/0" if ip.version == 4 else "::/0"
             onlink = {"flags": 4} if ip.version == 4 else {}  # RTNH_F_ONLINK
             await ns.route(
-                "replace", dst=default, gateway=str(gateway), oif=index, family=_family(ip), **onlink
+                "replace", dst=default, gateway=str(gateway), oif=index, family=family_of(ip), **onlink
             )
     mac = link.get("address")
     return Attached(str(mac) if mac else None, mtu if mtu is not None else link.get("mtu"))
@@ -293,7 +298,7 @@ async def _configure_workload_side(spec: WorkloadSpec, mtu: int | None = None) -
 async def detach(spec: WorkloadSpec) -> bool:
     """Remove the veth pair (the kernel drops its routes with it). False if it was already gone."""
     async with AsyncIPRoute() as host:
-        index = await _index(host, spec.host_ifname)
+        index = await link_index(host, spec.host_ifname)
         if index is None:
             return False
         try:
@@ -307,16 +312,16 @@ async def detach(spec: WorkloadSpec) -> bool:
 
 async def is_attached(spec: WorkloadSpec) -> bool:
     async with AsyncIPRoute() as host:
-        return await _index(host, spec.host_ifname) is not None
+        return await link_index(host, spec.host_ifname) is not None
 
 
 async def handed_off_state(spec: WorkloadSpec) -> str:
     """Where a runtime's workload is: "gone" (its pair with it), "waiting" (the container side
     still in the host namespace: not joined yet, or left behind) or "joined"."""
     async with AsyncIPRoute() as host:
-        if await _index(host, spec.host_ifname) is None:
+        if await link_index(host, spec.host_ifname) is None:
             return "gone"
-        return "waiting" if await _index(host, spec.peer_ifname) is not None else "joined"
+        return "waiting" if await link_index(host, spec.peer_ifname) is not None else "joined"
 
 
 async def settle_handed_off(spec: WorkloadSpec, sandbox: str, timeout: float = 10.0) -> bool:
@@ -327,7 +332,7 @@ async def settle_handed_off(spec: WorkloadSpec, sandbox: str, timeout: float = 1
         return True
     deadline = asyncio.get_running_loop().time() + timeout
     async with AsyncIPRoute() as host:
-        host_index = await _index(host, spec.host_ifname)
+        host_index = await link_index(host, spec.host_ifname)
     if host_index is None:
         return False
     while asyncio.get_running_loop().time() < deadline:
