@@ -39,9 +39,36 @@ def cmd_service(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_lab_generate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from routed.lab.generate import GenerateError, LabPlan, generate
+
+    plan = LabPlan(args.name, args.hosts, args.reflectors, args.workloads, args.pool, args.block_size)
+    try:
+        files = generate(plan)
+    except GenerateError as exc:
+        raise CliError(f"{exc}; nothing was written", EXIT_USAGE) from exc
+    root = Path(args.directory)
+    try:
+        for relative, text in files.items():
+            path = root / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            path.chmod(0o600 if path.suffix == ".yaml" else 0o644)
+    except OSError as exc:
+        raise CliError(f"cannot write into {root}: {exc.strerror}", EXIT_FAILURE) from exc
+    print(f"wrote {root / f'{plan.name}.clab.yml'} and {len(files) - 1} node configs in {root / plan.name}/")
+    print(f"bring it up: routed lab up {root / f'{plan.name}.clab.yml'}")
+    return EXIT_OK
+
+
 def cmd_lab(args: argparse.Namespace) -> int:
     from routed.lab import runner
     from routed.lab.topology import load_topology
+
+    if args.action == "generate":
+        return cmd_lab_generate(args)
 
     try:
         topo = load_topology(args.topology, name=args.name, prefix=args.prefix)

@@ -1,0 +1,162 @@
+"""`routed lab generate`: a containerlab topology of N hosts behind R route reflectors on one L2
+fabric, with each node's routed config, for trying routed at a size nobody writes by hand.
+
+Addresses: the fabric is 10.0.0.0/16 (reflectors 10.0.0.1..R, hosts from 10.0.1.1 on, 250 to a
+/24); each host owns the next block of the pool (ipam: static) and starts W workloads in it.
+Reflectors of a pair (or more) share a cluster id and peer with each other as non-clients.
+Pure: returns the files' texts; the CLI writes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+
+FABRIC = IPv4Network("10.0.0.0/16")
+CLUSTER_ID = IPv4Address("10.0.0.254")
+HOSTS_PER_SUBNET = 250
+MAX_BRIDGE_PORTS = 1024  # the Linux bridge's limit (BR_MAX_PORTS)
+DEFAULT_POOL = IPv4Network("10.65.0.0/16")
+
+
+class GenerateError(ValueError):
+    """The asked-for lab cannot be made; the message says which number to change."""
+
+
+@dataclass(frozen=True, slots=True)
+class LabPlan:
+    name: str
+    hosts: int
+    reflectors: int = 1
+    workloads: int = 1
+    pool: IPv4Network = DEFAULT_POOL
+    block_size: int = 26
+    asn: int = 64512
+
+    def check(self) -> None:
+        if self.hosts < 1 or not 1 <= self.reflectors <= 9 or self.workloads < 0:
+            raise GenerateError("need at least 1 host, 1-9 reflectors and 0 or more workloads per host")
+        if self.hosts + self.reflectors > MAX_BRIDGE_PORTS - 1:
+            raise GenerateError(
+                f"{self.hosts + self.reflectors} nodes: one L2 fabric takes at most {MAX_BRIDGE_PORTS - 1}"
+            )
+        if self.hosts > HOSTS_PER_SUBNET * 250:
+            raise GenerateError(f"at most {HOSTS_PER_SUBNET * 250} hosts fit the fabric {FABRIC}")
+        if not self.pool.prefixlen <= self.block_size <= 30:
+            raise GenerateError(
+                f"block size /{self.block_size} must be within the pool {self.pool} and /30 at most"
+            )
+        blocks = 2 ** (self.block_size - self.pool.prefixlen)
+        if self.hosts > blocks:
+            raise GenerateError(
+                f"the pool {self.pool} has {blocks} blocks of /{self.block_size}, not {self.hosts}"
+            )
+        if self.workloads > 2 ** (32 - self.block_size) - 2:
+            raise GenerateError(f"{self.workloads} workloads do not fit a /{self.block_size} block")
+
+    def reflector_address(self, index: int) -> IPv4Address:
+        return FABRIC.network_address + index
+
+    def host_address(self, index: int) -> IPv4Address:
+        subnet, host = divmod(index - 1, HOSTS_PER_SUBNET)
+        return FABRIC.network_address + (subnet + 1) * 256 + host + 1
+
+    def block(self, index: int) -> IPv4Network:
+        size = 2 ** (32 - self.block_size)
+        return IPv4Network((int(self.pool.network_address) + (index - 1) * size, self.block_size))
+
+
+def _reflector_config(plan: LabPlan, index: int) -> str:
+    me = plan.reflector_address(index)
+    lines = [
+        f"# routed config of rr{index}, written by `routed lab generate`",
+        f"name: rr{index}",
+        f"router_id: {me}",
+        f"asn: {plan.asn}",
+        f"fabric: {{interface: eth1, address: {me}}}",
+        f"pools: [{plan.pool}]",
+        "role: reflector",
+    ]
+    if plan.reflectors > 1:
+        lines.append(f"cluster_id: {CLUSTER_ID}")
+    lines.append("peers:")
+    lines += [f"  - {{address: {plan.host_address(h)}, kind: client}}" for h in range(1, plan.hosts + 1)]
+    lines += [
+        f"  - {{address: {plan.reflector_address(r)}, kind: nonclient}}"
+        for r in range(1, plan.reflectors + 1)
+        if r != index
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _host_config(plan: LabPlan, index: int) -> str:
+    me = plan.host_address(index)
+    lines = [
+        f"# routed config of h{index}, written by `routed lab generate`",
+        f"name: h{index}",
+        f"router_id: {me}",
+        f"asn: {plan.asn}",
+        f"fabric: {{interface: eth1, address: {me}}}",
+        f"pools: [{plan.pool}]",
+        "peers:",
+        *(
+            f"  - {{address: {plan.reflector_address(r)}, kind: reflector}}"
+            for r in range(1, plan.reflectors + 1)
+        ),
+        f"ipam: {{mode: static, block_size: {plan.block_size}, blocks: [{plan.block(index)}]}}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _node(name: str, plan: LabPlan, address: IPv4Address, workloads: int) -> list[str]:
+    lines = [
+        f"    {name}:",
+        "      kind: linux",
+        f"      binds: [{plan.name}/{name}.yaml:/etc/routed/routed.yaml:ro]",
+        "      exec:",
+        f"        - ip addr add {address}/{FABRIC.prefixlen} dev eth1",
+    ]
+    for w in range(1, workloads + 1):
+        lines += [f"        - ip netns add w{w}", f"        - routed workload add {name}-w{w} --netns w{w}"]
+    return lines
+
+
+def topology(plan: LabPlan) -> str:
+    names = [f"rr{r}" for r in range(1, plan.reflectors + 1)] + [f"h{h}" for h in range(1, plan.hosts + 1)]
+    lines = [
+        f"# {plan.name}: {plan.reflectors} route reflector(s) and {plan.hosts} hosts on one L2 fabric "
+        f"({FABRIC}), {plan.workloads} workload(s) per host,",
+        f"# each host one /{plan.block_size} block of {plan.pool}. Written by `routed lab generate`.",
+        f"name: {plan.name}",
+        "",
+        "topology:",
+        "  kinds:",
+        "    linux:",
+        "      image: routed:latest",
+        f"      labels: {{lab: routed-{plan.name}}}",
+        "  nodes:",
+        "    sw:",
+        "      kind: linux",
+        "      exec:",
+        "        - ip link add br0 type bridge",
+        "        - ip link set br0 up",
+        *(f"        - ip link set eth{port} master br0" for port in range(1, len(names) + 1)),
+    ]
+    for r in range(1, plan.reflectors + 1):
+        lines += _node(f"rr{r}", plan, plan.reflector_address(r), 0)
+    for h in range(1, plan.hosts + 1):
+        lines += _node(f"h{h}", plan, plan.host_address(h), plan.workloads)
+    lines.append("  links:")
+    lines += [f'    - endpoints: ["sw:eth{port}", "{name}:eth1"]' for port, name in enumerate(names, start=1)]
+    return "\n".join(lines) + "\n"
+
+
+def generate(plan: LabPlan) -> dict[str, str]:
+    """{relative path: text}: NAME.clab.yml and NAME/<node>.yaml for every node."""
+    plan.check()
+    files = {f"{plan.name}.clab.yml": topology(plan)}
+    for r in range(1, plan.reflectors + 1):
+        files[f"{plan.name}/rr{r}.yaml"] = _reflector_config(plan, r)
+    for h in range(1, plan.hosts + 1):
+        files[f"{plan.name}/h{h}.yaml"] = _host_config(plan, h)
+    return files

@@ -1,0 +1,58 @@
+"""`routed lab generate`: the topology and configs it writes are valid, consistent across nodes,
+and sized as asked. Pure (tests/integration/test_lab_generate.py brings one up)."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network
+from pathlib import Path
+
+import pytest
+
+from routed.config import parse_config
+from routed.config.fabric import CheckedFile, fabric_problems
+from routed.lab.generate import GenerateError, LabPlan, generate
+from routed.lab.topology import load_topology
+
+
+def write(tmp_path: Path, plan: LabPlan) -> Path:
+    for relative, text in generate(plan).items():
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text(text)
+    return tmp_path / f"{plan.name}.clab.yml"
+
+
+def test_a_generated_lab_loads_and_its_configs_agree(tmp_path: Path) -> None:
+    plan = LabPlan("g", hosts=300, reflectors=2, workloads=3)
+    topo = load_topology(write(tmp_path, plan))
+    assert sorted(n.name for n in topo.nodes) == sorted(
+        ["sw", "rr1", "rr2", *(f"h{i}" for i in range(1, 301))]
+    )
+    assert len(topo.links) == 302
+    files = [
+        CheckedFile(path.name, text := path.read_text(), parse_config(text, path.name))
+        for path in sorted((tmp_path / "g").glob("*.yaml"))
+    ]
+    assert fabric_problems(files) == []  # no block twice, one block size
+    configs = {f.cfg.name: f.cfg for f in files}
+    h300, rr2 = configs["h300"], configs["rr2"]
+    assert str(h300.fabric.address) == "10.0.2.50"  # 250 hosts to a /24, from 10.0.1.1
+    assert [str(b) for b in h300.ipam.blocks] == ["10.65.74.192/26"]
+    assert [str(p.address) for p in h300.peers] == ["10.0.0.1", "10.0.0.2"]
+    assert str(rr2.cluster_id) == "10.0.0.254" and len(rr2.peers) == 301  # 300 clients and rr1
+    assert topo.node("h7").exec is not None and "routed workload add h7-w3 --netns w3" in topo.node("h7").exec
+
+
+@pytest.mark.parametrize(
+    ("plan", "needle"),
+    [
+        (LabPlan("g", hosts=0), "at least 1 host"),
+        (LabPlan("g", hosts=2, reflectors=10), "1-9 reflectors"),
+        (LabPlan("g", hosts=1100), "one L2 fabric takes at most"),
+        (LabPlan("g", hosts=5, pool=IPv4Network("10.65.0.0/24"), block_size=26), "has 4 blocks"),
+        (LabPlan("g", hosts=1, workloads=100), "do not fit a /26 block"),
+        (LabPlan("g", hosts=1, block_size=12), "must be within the pool"),
+    ],
+)
+def test_impossible_labs_are_refused_saying_what_to_change(plan: LabPlan, needle: str) -> None:
+    with pytest.raises(GenerateError, match=needle):
+        generate(plan)
