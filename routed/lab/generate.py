@@ -66,17 +66,20 @@ class LabPlan:
         return IPv4Network((int(self.pool.network_address) + (index - 1) * size, self.block_size))
 
 
-def _reflector_config(plan: LabPlan, index: int) -> str:
-    me = plan.reflector_address(index)
-    lines = [
-        f"# routed config of rr{index}, written by `routed lab generate`",
-        f"name: rr{index}",
-        f"router_id: {me}",
+def _identity(plan: LabPlan, name: str, address: IPv4Address) -> list[str]:
+    """The lines every node's config starts with: who it is, where it peers from, the pool."""
+    return [
+        f"# routed config of {name}, written by `routed lab generate`",
+        f"name: {name}",
+        f"router_id: {address}",
         f"asn: {plan.asn}",
-        f"fabric: {{interface: eth1, address: {me}}}",
+        f"fabric: {{interface: eth1, address: {address}}}",
         f"pools: [{plan.pool}]",
-        "role: reflector",
     ]
+
+
+def _reflector_config(plan: LabPlan, index: int) -> str:
+    lines = [*_identity(plan, f"rr{index}", plan.reflector_address(index)), "role: reflector"]
     if plan.reflectors > 1:
         lines.append(f"cluster_id: {CLUSTER_ID}")
     lines.append("peers:")
@@ -90,14 +93,8 @@ def _reflector_config(plan: LabPlan, index: int) -> str:
 
 
 def _host_config(plan: LabPlan, index: int) -> str:
-    me = plan.host_address(index)
     lines = [
-        f"# routed config of h{index}, written by `routed lab generate`",
-        f"name: h{index}",
-        f"router_id: {me}",
-        f"asn: {plan.asn}",
-        f"fabric: {{interface: eth1, address: {me}}}",
-        f"pools: [{plan.pool}]",
+        *_identity(plan, f"h{index}", plan.host_address(index)),
         "peers:",
         *(
             f"  - {{address: {plan.reflector_address(r)}, kind: reflector}}"
