@@ -166,11 +166,9 @@ class Daemon:
         """At every reload: the fabric's MTU (and subnets) read again, workloads brought to it."""
         was = self.fabric.link.mtu
         now = (await self.fabric.refresh()).mtu
-        changed = await self.workloads.apply_mtu()
+        mtu, changed = await self.workloads.apply_mtu()
         noticed = [f"fabric {self.cfg.fabric.interface} mtu {was} -> {now}"] if was != now else []
-        return noticed + (
-            [f"{changed} workload veths to mtu {await self.workloads.mtu()}"] if changed else []
-        )
+        return noticed + ([f"{changed} workload veths to mtu {mtu}"] if changed else [])
 
     def _reload_on_signal(self) -> None:
         async def reload() -> None:

@@ -78,12 +78,22 @@ async def read_fabric_link(interface: str) -> FabricLink:
     return FabricLink(int(mtu) if mtu else None, subnets_of(addresses))
 
 
+async def link_mtu(ipr: Any, ifname: str) -> int | None:
+    """An interface's MTU on an open netlink socket; None if there is no such interface (yet)."""
+    try:
+        (link,) = await ipr.link("get", ifname=ifname)
+    except NetlinkError:
+        return None
+    return int(link.get("mtu")) if link.get("mtu") else None
+
+
 async def workload_mtu(configured: int | None, interface: str) -> int | None:
     """The MTU a new workload's veth gets: the node's `mtu:`, else the fabric interface's
     (no encapsulation takes a share of it); None if neither is known (the kernel's 1500)."""
     if configured is not None:
         return configured
-    return (await read_fabric_link(interface)).mtu
+    async with async_iproute() as ipr:
+        return await link_mtu(ipr, interface)
 
 
 class FabricWatch:

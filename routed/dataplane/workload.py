@@ -23,6 +23,7 @@ from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from routed.dataplane import sysctl
+from routed.dataplane.fabric import link_mtu
 from routed.fib.routes import MAIN_TABLE, Route, local_route
 from routed.netns import NetnsError, async_iproute, check_workload_netns, open_workload_netns
 
@@ -106,7 +107,7 @@ async def attach(
     interface `mtu_of` (the fabric's, read now), or else the kernel's default; idempotent."""
     async with AsyncIPRoute() as host:
         if mtu is None and mtu_of is not None:
-            mtu = await _link_mtu(host, mtu_of)
+            mtu = await link_mtu(host, mtu_of)
         if spec.handed_off:
             await _attach_handed_off(host, spec, create=not restoring, mtu=mtu)
             return Attached(None, mtu)
@@ -121,14 +122,6 @@ async def attach(
             index = await _created_index(host, spec)
         await _configure_host_side(host, spec, index, mtu)
     return await _configure_workload_side(spec, mtu)
-
-
-async def _link_mtu(ipr: Any, ifname: str) -> int | None:
-    try:
-        (link,) = await ipr.link("get", ifname=ifname)
-    except NetlinkError:
-        return None  # no such interface (yet): the kernel's default
-    return int(link.get("mtu")) if link.get("mtu") else None
 
 
 def _open_netns(workload: str, netns: str) -> int:

@@ -94,12 +94,12 @@ class WorkloadManager:
     async def mtu(self) -> int | None:
         return await workload_mtu(self.cfg.mtu, self.cfg.fabric.interface)
 
-    async def apply_mtu(self) -> int:
+    async def apply_mtu(self) -> tuple[int | None, int]:
         """Every workload's veth to the MTU of now (a reload: a new `mtu:` or fabric MTU);
-        how many were changed."""
+        that MTU, and how many were changed."""
         mtu = await self.mtu()
         if mtu is None:
-            return 0
+            return None, 0
         changed = 0
         async with self._serial:
             for spec in self.current():
@@ -114,7 +114,7 @@ class WorkloadManager:
                 elif outcome == "unreachable":
                     why = "its container side is the runtime's; it takes the MTU when recreated"
                     log.info(event("workload_mtu_kept", workload=spec.id, mtu=mtu, reason=why))
-        return changed
+        return mtu, changed
 
     async def forget_vanished(self) -> list[str]:
         """CNI workloads whose container is gone without a DEL (`ctr run -d --cni` never sends
