@@ -149,14 +149,16 @@ class RestartCoordinator:
 
     def eors_due(self) -> list[Neighbor]:
         """The neighbors our End-of-RIB may go to now (each once a session): marked sent."""
-        received = [a for a, n in self.neighbors.items() if n.eor]
+        received = {a for a, n in self.neighbors.items() if n.eor}
         # restarting peers that may wait for our End-of-RIB before sending theirs (another
         # reflector): not waited for, or two reflectors restarted together would deadlock. A
         # restarting client is waited for: it sends its own as soon as its table is in.
-        restarting = [
+        restarting = {
             a for a, n in self.neighbors.items() if n.restarting() and n.config.kind is not PeerKind.CLIENT
-        ]
-        peers, due = list(self.neighbors), []
+        }
+        # only those still owing theirs are asked about: a reflector of N clients would otherwise
+        # ask N targets about N peers after every batch of events (O(N^2) each time)
+        peers, due = [a for a in self.neighbors if a not in received], []
         for address, neighbor in self.neighbors.items():
             if not neighbor.up or neighbor.eor_sent:
                 continue

@@ -4,7 +4,7 @@
 #                                 nftables with its Python binding (routed's own table),
 #                                 Python with venv, and routed itself in .venv
 #   bash scripts/setup.sh         everything the tests, labs and benchmarks use besides:
-#        bird2, frr (interop, benchmarks), iperf3, tcpdump, etcd (IPAM), podman + runc + CNI
+#        bird2, frr, gobgpd (interop, benchmarks), iperf3, tcpdump, etcd (IPAM), podman + runc + CNI
 #        plugins + busybox-static (the CNI plugin's tests), docker.io (the Docker plugin's),
 #        containerd (ctr --cni), debootstrap (the lab image's base), curl (/metrics), and the
 #        test tools in .venv (pytest, ruff, mypy, ...)
@@ -24,7 +24,7 @@ for arg in "$@"; do
 done
 
 DEMO_PACKAGES=(iproute2 iputils-ping procps nftables python3-nftables python3 python3-venv)
-TEST_PACKAGES=(python3-pip bird2 frr iperf3 tcpdump etcd-server etcd-client podman runc containernetworking-plugins
+TEST_PACKAGES=(python3-pip bird2 frr gobgpd iperf3 tcpdump etcd-server etcd-client podman runc containernetworking-plugins
                busybox-static iptables docker.io containerd debootstrap curl openssl)
 if [ "$MODE" = demo ]; then
     APT_PACKAGES=("${DEMO_PACKAGES[@]}")
@@ -56,7 +56,7 @@ fi
 # bird2's, frr's, etcd-server's, docker.io's and containerd's packages start system daemons when
 # installed; routed's tests, labs and benchmarks run their own, each in its own namespaces. Only
 # what this run installed is stopped: a Docker (or BIRD) the machine already ran is left alone.
-declare -A SERVICES=([bird2]="bird" [frr]="frr" [etcd-server]="etcd" [docker.io]="docker.socket docker containerd"
+declare -A SERVICES=([bird2]="bird" [frr]="frr" [gobgpd]="gobgpd" [etcd-server]="etcd" [docker.io]="docker.socket docker containerd"
                      [containerd]="containerd")
 for pkg in "${missing[@]}"; do
     for service in ${SERVICES[$pkg]:-}; do

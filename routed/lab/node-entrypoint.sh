@@ -3,6 +3,7 @@
 # `routed lab up` starts in each node. NODE_DAEMON (the topology's env:) says what runs:
 #   bird    -> BIRD2 with /etc/bird/bird.conf (top-of-rack and spine routers)
 #   frr     -> FRR's zebra and bgpd with /etc/frr/frr.conf (benchmarks)
+#   gobgp   -> gobgpd with /etc/gobgp/gobgpd.toml (benchmarks)
 #   routed  -> routed run -c /etc/routed/routed.yaml
 #   none    -> an idle process only (e.g. the fabric switch)
 #   unset   -> routed if /etc/routed/routed.yaml exists, else none
@@ -40,9 +41,11 @@ case "$daemon" in
         mkdir -p /run/frr && chown frr:frr /run/frr
         /usr/lib/frr/zebra -d -u frr -g frr -f /etc/frr/frr.conf -i /run/frr/zebra.pid
         exec /usr/lib/frr/bgpd -u frr -g frr -f /etc/frr/frr.conf -i /run/frr/bgpd.pid ;;
+    gobgp)
+        exec gobgpd -f /etc/gobgp/gobgpd.toml -t toml -l warn --api-hosts 127.0.0.1:50051 ;;
     none)
         exec sleep infinity ;;
     *)
-        echo "node-entrypoint: NODE_DAEMON=$daemon is not bird, frr, routed or none" >&2
+        echo "node-entrypoint: NODE_DAEMON=$daemon is not bird, frr, gobgp, routed or none" >&2
         exit 2 ;;
 esac

@@ -168,3 +168,22 @@ def test_stages_smoke(tmp_path: Path) -> None:
         ).stdout.splitlines()
         if line.startswith("rt-stages-")
     ]
+
+
+def test_rrscale_smoke(tmp_path: Path) -> None:
+    # 20 simulated clients against routed's reflector and BIRD2's: every session up, every
+    # client holding every other's block, changes carried, and a graceful restart of each
+    # reflector that withdraws and sweeps nothing (the same checks a full run's figures rest on)
+    run_bench(
+        "bench.rrscale", "--reflectors", "routed", "bird", "--sizes", "20", "--trials", "3",
+        "--idle", "1", "--restart", "--timeout", "120", tmp=tmp_path,
+    )  # fmt: skip
+    results = json.loads((tmp_path / "rrscale.json").read_text())["results"]
+    assert [(r["reflector"], r["clients"]) for r in results] == [("routed", 20), ("bird", 20)]
+    for result in results:
+        assert "failed" not in result, result
+        assert result["full_table_s"] >= result["established_s"] > 0
+        assert result["change_last_ms"]["p99"] >= result["change_last_ms"]["p50"] > 0
+        assert result["rss_mb"] > 0
+        restart = result["restart"]
+        assert (restart["withdrawn"], restart["swept"], restart["full_tables"]) == (0, 0, True), result

@@ -1,0 +1,308 @@
+"""A route reflector's cost against its number of clients: routed, BIRD2, GoBGP and FRR.
+
+One reflector node (`rr`, 10.0.0.1) and one clients' namespace (`cl`) in which bench.bgpsim
+runs N iBGP clients from N addresses (10.1.0.1 up), each announcing its host's /26 block
+(and `--host-routes` /32s inside it). The reflector is configured alike for each daemon
+(bench/rrconfigs.py). For each size N it measures:
+
+- established_s: from the first connect until every session is Established;
+- full_table_s: until every client holds every other client's routes;
+- change_last_ms: a new block announced by one client until the last of the others has it,
+  p50/p99 over `--trials` (change_median_ms: until half of them have it);
+- rss_mb (after the full table), cpu_converge_s (reflector CPU to distribute it),
+  cpu_idle_pct (keepalives only, over `--idle` seconds), cpu_per_change_ms;
+- restart (with --restart): the reflector restarted the way its users restart it with
+  graceful restart, until every client has its End-of-RIB; routes withdrawn or swept (0 is
+  the target); sim_cpu_s is the clients' own CPU, so a client-bound figure shows as one.
+
+    python -m bench.rrscale --reflectors routed bird gobgp frr --sizes 100 500 1000 --restart
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+from bench import rrconfigs
+from bench.bgpsim import Client, Simulator, announce, withdraw
+from bench.common import birdc, generated_lab, node_exec, processes, save
+from bench.convergence import percentile
+from routed.lab import runner
+from routed.lab.topology import Topology
+
+REFLECTORS = tuple(rrconfigs.CONFIGS)
+CLIENT_BASE = int(IPv4Address("10.1.0.1"))
+BLOCK_BASE = int(IPv4Address("10.64.0.0"))
+TRIAL_BASE = int(IPv4Address("10.120.0.0"))
+# how each daemon is restarted with graceful restart, as its users do it
+RESTART_START = {
+    "bird": ["bird", "-c", "/etc/bird/bird.conf", "-s", "/run/bird/bird.ctl", "-R"],
+    "gobgp": ["sh", "-c", "setsid -f gobgpd -f /etc/gobgp/gobgpd.toml -t toml -l warn -r >/dev/null 2>&1"],
+    "frr": ["/usr/lib/frr/bgpd", "-d", "-u", "frr", "-g", "frr", "-f", "/etc/frr/frr.conf"],
+}
+
+
+def client_address(index: int) -> IPv4Address:
+    return IPv4Address(CLIENT_BASE + index)
+
+
+def client_routes(index: int, host_routes: int) -> list[IPv4Network]:
+    block = IPv4Network((BLOCK_BASE + 64 * index, 26))
+    return [block] + [IPv4Network((BLOCK_BASE + 64 * index + 1 + k, 32)) for k in range(host_routes)]
+
+
+def topology(reflector: str, files: dict[str, tuple[str, str]]) -> str:
+    binds = ", ".join(f'"{name}:{target}:ro"' for name, (_, target) in files.items())
+    return textwrap.dedent(f"""\
+        name: rrscale
+        topology:
+          nodes:
+            rr:
+              kind: linux
+              binds: [{binds}]
+              env: {{NODE_DAEMON: {reflector}}}
+              exec: [ip addr add {rrconfigs.REFLECTOR}/24 dev eth1,
+                     ip route add {rrconfigs.CLIENT_NET} via {rrconfigs.GATEWAY}]
+            cl:
+              kind: linux
+              env: {{NODE_DAEMON: none}}
+              exec: [ip addr add {rrconfigs.GATEWAY}/24 dev eth1, sysctl -qw net.core.somaxconn=4096]
+          links:
+            - endpoints: ["rr:eth1", "cl:eth1"]
+        """)
+
+
+@contextmanager
+def reflector_lab(reflector: str, size: int) -> Iterator[Topology]:
+    clients = [client_address(i) for i in range(size)]
+    files = rrconfigs.CONFIGS[reflector](clients)
+    with generated_lab(topology(reflector, files), {n: text for n, (text, _) in files.items()}) as topo:
+        batch = "".join(f"address add {a}/32 dev lo\n" for a in clients)
+        subprocess.run(["ip", "-n", topo.node("cl").netns, "-batch", "-"], input=batch, text=True, check=True)
+        wait_listening(topo)
+        yield topo
+
+
+def wait_listening(topo: Topology, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not node_exec(topo, "rr", "ss", "-Hltn", "sport = :179", check=False).strip():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the reflector does not listen on port 179 after {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+class Reflector:
+    """The reflector's processes in its node: CPU seconds and resident memory."""
+
+    def __init__(self, topo: Topology, daemon: str) -> None:
+        self.netns = topo.node("rr").netns
+        self.needles = rrconfigs.PROCESSES[daemon]
+
+    def _pids(self) -> list[tuple[int, str]]:
+        found = []
+        for pid in processes(self.netns):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if any(needle in cmdline for needle in self.needles) and not cmdline.startswith(
+                ("sh ", "nsenter")
+            ):
+                found.append((pid, cmdline))
+        return found
+
+    def cpu_s(self) -> float:
+        ticks, total = os.sysconf("SC_CLK_TCK"), 0.0
+        for pid, _ in self._pids():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(stat[11]) + int(stat[12])) / ticks
+        return total
+
+    def rss_mb(self) -> float:
+        total = 0
+        for pid, _ in self._pids():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            total += next(
+                (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0
+            )
+        return total / 1024
+
+    def main_pid(self) -> int:
+        pids = self._pids()
+        if not pids:
+            raise RuntimeError(f"no reflector process ({self.needles}) in {self.netns}")
+        return pids[0][0]
+
+
+def restart(topo: Topology, daemon: str, rr: Reflector) -> None:
+    """Stop the reflector the way a planned restart stops it, then start it again."""
+    pid = rr.main_pid()
+    if daemon == "bird":
+        birdc(topo, "rr", "graceful", "restart")
+    else:
+        os.kill(pid, signal.SIGTERM if daemon == "routed" else signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            break
+        time.sleep(0.05)
+    if daemon == "routed":
+        runner.start(topo, "rr")
+    else:
+        node_exec(topo, "rr", *RESTART_START[daemon])
+
+
+class Arrivals:
+    """When each client saw one prefix come (or go), for a propagation trial."""
+
+    def __init__(self, prefix: bytes, announced: bool, expected: int) -> None:
+        self.prefix, self.announced, self.expected = prefix, announced, expected
+        self.times: list[float] = []
+
+    def __call__(self, client: Client, prefix: bytes, announced: bool) -> None:
+        if prefix == self.prefix and announced == self.announced:
+            self.times.append(time.monotonic())
+
+    def done(self) -> bool:
+        return len(self.times) >= self.expected
+
+
+async def scenario(topo: Topology, daemon: str, size: int, args: argparse.Namespace) -> dict[str, Any]:
+    rr = Reflector(topo, daemon)
+    sim = Simulator(
+        rrconfigs.REFLECTOR,
+        [client_address(i) for i in range(size)],
+        lambda i: client_routes(i, args.host_routes),
+        hold=rrconfigs.HOLD,
+        restart_time=rrconfigs.RESTART_TIME,
+    )
+    expected = (size - 1) * (1 + args.host_routes)
+    timeout = args.timeout
+    result: dict[str, Any] = {"reflector": daemon, "clients": size, "host_routes": args.host_routes}
+    sim_cpu, cpu = time.process_time(), rr.cpu_s()
+    await sim.start()
+    try:
+        result["established_s"] = await sim.wait(lambda: sim.up == size, timeout, "every session Established")
+        result["full_table_s"] = result["established_s"] + await sim.wait(
+            lambda: sim.full_tables(expected), timeout, f"every client holding {expected} routes"
+        )
+        result["cpu_converge_s"] = rr.cpu_s() - cpu
+        result["sim_cpu_converge_s"] = time.process_time() - sim_cpu
+        await asyncio.sleep(1)
+        result["rss_mb"] = round(rr.rss_mb(), 1)
+
+        cpu = rr.cpu_s()
+        await asyncio.sleep(args.idle)
+        result["cpu_idle_pct"] = round(100 * (rr.cpu_s() - cpu) / args.idle, 2)
+
+        last, median, cpu = [], [], rr.cpu_s()
+        for trial in range(args.trials):
+            origin = random.Random(trial).randrange(size)
+            prefix = IPv4Network((TRIAL_BASE + 64 * trial, 26))
+            wire = bytes([26]) + prefix.network_address.packed
+            for announced in (True, False):
+                arrivals = Arrivals(wire, announced, size - 1)
+                sim.watch = arrivals
+                started = time.monotonic()
+                client = sim.clients[origin]
+                client.send(announce([prefix], client.address) if announced else withdraw([prefix]))
+                await sim.wait(arrivals.done, timeout, f"trial {trial}: {prefix} at every client")
+                if announced:
+                    last.append((max(arrivals.times) - started) * 1000)
+                    median.append((statistics.median(arrivals.times) - started) * 1000)
+            sim.watch = None
+            await asyncio.sleep(0.05)
+        if args.trials:
+            result["cpu_per_change_ms"] = round(1000 * (rr.cpu_s() - cpu) / (2 * args.trials), 2)
+            result["change_last_ms"] = {"p50": percentile(last, 0.5), "p99": percentile(last, 0.99)}
+            result["change_median_ms"] = {"p50": percentile(median, 0.5), "p99": percentile(median, 0.99)}
+
+        if args.restart:
+            result["restart"] = await restart_trial(topo, daemon, rr, sim, expected, timeout)
+    finally:
+        result["sim_cpu_s"] = round(time.process_time() - sim_cpu, 2)
+        await sim.stop()
+    return result
+
+
+async def restart_trial(
+    topo: Topology, daemon: str, rr: Reflector, sim: Simulator, expected: int, timeout: float
+) -> dict[str, Any]:
+    withdrawn = sum(c.withdrawn for c in sim.clients)
+    swept = sum(c.swept for c in sim.clients)
+    for client in sim.clients:
+        client.end_of_rib_at = None
+    sim.eor = 0
+    started = time.monotonic()
+    await asyncio.get_running_loop().run_in_executor(None, restart, topo, daemon, rr)
+    back = time.monotonic() - started
+    eor_s = await sim.wait(
+        lambda: all(c.end_of_rib_at is not None and c.end_of_rib_at > started for c in sim.clients),
+        timeout,
+        "every client's End-of-RIB after the restart",
+    )
+    return {
+        "process_back_s": round(back, 2),
+        "end_of_rib_s": round(back + eor_s, 2),
+        "withdrawn": sum(c.withdrawn for c in sim.clients) - withdrawn,
+        "swept": sum(c.swept for c in sim.clients) - swept,
+        "full_tables": sim.full_tables(expected),
+    }
+
+
+def run_one(daemon: str, size: int, args: argparse.Namespace) -> dict[str, Any]:
+    with reflector_lab(daemon, size) as topo, runner.in_node_netns(topo, "cl"):
+        result = asyncio.run(scenario(topo, daemon, size, args))
+    print(f"{daemon} n={size}: {result}", flush=True)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--reflectors", nargs="+", choices=REFLECTORS, default=list(REFLECTORS))
+    parser.add_argument("--sizes", nargs="+", type=int, default=[100, 500, 1000])
+    parser.add_argument("--host-routes", type=int, default=0, help="/32s per client besides its block")
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--idle", type=float, default=30.0, help="seconds of keepalives only")
+    parser.add_argument(
+        "--restart", action="store_true", help="also restart the reflector (graceful restart)"
+    )
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--output", default="rrscale")
+    args = parser.parse_args(argv)
+    results = []
+    for size in args.sizes:
+        for daemon in args.reflectors:
+            try:
+                results.append(run_one(daemon, size, args))
+            except (TimeoutError, RuntimeError, subprocess.SubprocessError) as error:
+                print(f"{daemon} n={size}: failed: {error}", file=sys.stderr, flush=True)
+                results.append({"reflector": daemon, "clients": size, "failed": str(error)})
+            save(args.output, {"args": vars(args), "results": results})
+    print(save(args.output, {"args": vars(args), "results": results}))
+    return 0 if all("failed" not in r for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

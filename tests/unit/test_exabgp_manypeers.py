@@ -1,0 +1,71 @@
+"""bgp.exabgp.manypeers: the indexed neighbour matcher answers as ExaBGP's own, one regular
+expression per selector per neighbour, did (docs/upstream/exabgp/0006)."""
+
+from __future__ import annotations
+
+import re
+
+from exabgp.reactor.api.command import limit  # type: ignore[import-untyped]
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bgp.exabgp.manypeers import indexed_matcher, pair_index
+
+
+def name(address: str, peer_as: int = 64512) -> str:
+    return (
+        f"neighbor {address} local-ip 10.0.0.1 local-as 64512 peer-as {peer_as} "
+        "router-id 10.0.0.1 family-allowed in-open"
+    )
+
+
+def reference(peers: list[str], descriptions: list[list[str]]) -> list[str]:
+    """ExaBGP 5.0's match_neighbors, as released."""
+    if not descriptions:
+        return peers
+    returned: list[str] = []
+    for peer in peers:
+        for description in descriptions:
+            if limit.match_neighbor(description, peer) and peer not in returned:
+                returned.append(peer)
+    return returned
+
+
+PEERS = [name(f"10.1.0.{i}", 64512 + i % 3) for i in range(1, 60)]
+SELECTORS = st.sampled_from(
+    [f"neighbor 10.1.0.{i}" for i in range(0, 70)]
+    + [
+        "neighbor *",
+        "peer-as 64513",
+        "peer-as 1",
+        "local-as 64512",
+        "10.1.0.1 local-ip",
+        "neighbor  10.1.0.1",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(SELECTORS, min_size=1, max_size=3), max_size=8))
+def test_answers_as_exabgp_did(descriptions: list[list[str]]) -> None:
+    match = indexed_matcher(limit.match_neighbor)
+    assert list(match(PEERS, descriptions)) == reference(PEERS, descriptions)
+
+
+def test_no_descriptions_is_every_peer() -> None:
+    assert indexed_matcher(limit.match_neighbor)(PEERS, []) == PEERS
+
+
+def test_one_change_to_all_clients_but_one_runs_no_regex(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    peers = [name(f"10.1.{i // 250}.{i % 250 + 1}") for i in range(1000)]
+    descriptions = [[f"neighbor {p.split()[1]}"] for p in peers[1:]]
+    match = indexed_matcher(limit.match_neighbor)
+    searches: list[object] = []
+    monkeypatch.setattr(re, "search", lambda *a: searches.append(a))
+    assert list(match(peers, descriptions)) == peers[1:]
+    assert searches == []
+
+
+def test_index_is_every_adjacent_pair() -> None:
+    index = pair_index(["neighbor 10.0.0.1 peer-as 1"])
+    assert set(index) == {"neighbor 10.0.0.1", "10.0.0.1 peer-as", "peer-as 1"}
