@@ -69,3 +69,72 @@ def test_one_change_to_all_clients_but_one_runs_no_regex(monkeypatch) -> None:  
 def test_index_is_every_adjacent_pair() -> None:
     index = pair_index(["neighbor 10.0.0.1 peer-as 1"])
     assert set(index) == {"neighbor 10.0.0.1", "10.0.0.1 peer-as", "peer-as 1"}
+
+
+class Queue(list):  # type: ignore[type-arg]
+    pass
+
+
+class FakeRib:
+    def __init__(self) -> None:
+        self.queued = False
+
+    def pending(self) -> bool:
+        return self.queued
+
+
+class FakeNeighbor:
+    def __init__(self) -> None:
+        self.eor: Queue = Queue()
+        self.messages: Queue = Queue()
+        self.refresh: Queue = Queue()
+        self.rib = type("Rib", (), {"outgoing": FakeRib()})()
+
+
+class FakePeer:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._teardown = None
+        self._neighbor = None
+        self.neighbor = FakeNeighbor()
+
+    def socket(self) -> int:
+        return self.fd
+
+
+LATER, NOW = 2, 3
+
+
+def quiet(peer: FakePeer, now: float = 100.0) -> FakePeer:
+    peer.__dict__["_routed_turn"] = (LATER, now - 0.1)
+    return peer
+
+
+def test_an_idle_established_peer_waits_for_its_timer_turn() -> None:
+    from bgp.exabgp.manypeers import QUIET_TURN_S, needs_turn
+
+    peer = quiet(FakePeer(7))
+    assert not needs_turn(peer, 100.0, set(), LATER)
+    assert needs_turn(peer, 100.0 - 0.1 + QUIET_TURN_S, set(), LATER)  # keepalive and hold timers
+
+
+def test_a_peer_with_work_gets_its_turn_at_once() -> None:
+    from bgp.exabgp.manypeers import needs_turn
+
+    assert needs_turn(FakePeer(7), 100.0, set(), LATER)  # never ran
+    assert needs_turn(quiet(FakePeer(7)), 100.0, {7}, LATER)  # its socket woke the poll
+    assert not needs_turn(quiet(FakePeer(7)), 100.0, {8}, LATER)
+    peer = quiet(FakePeer(7))
+    peer.__dict__["_routed_turn"] = (NOW, 99.9)
+    assert needs_turn(peer, 100.0, set(), LATER)  # asked to run again at once
+    for make_busy in (
+        lambda p: p.neighbor.rib.outgoing.__setattr__("queued", True),
+        lambda p: p.neighbor.eor.append("ipv4 unicast"),
+        lambda p: p.neighbor.messages.append("operational"),
+        lambda p: p.neighbor.refresh.append("refresh"),
+        lambda p: setattr(p, "_teardown", 3),
+        lambda p: setattr(p, "_neighbor", object()),
+    ):
+        peer = quiet(FakePeer(7))
+        make_busy(peer)
+        assert needs_turn(peer, 100.0, set(), LATER)
