@@ -43,7 +43,8 @@ reactor turn (docs/upstream/exabgp/0005).
 An eighth, of speed only, for many neighbours: API commands naming neighbours are matched
 through an index instead of a regular expression per selector per neighbour
 (bgp/exabgp/manypeers.py, docs/upstream/exabgp/0006); and the reactor gives an established
-peer a turn only when it has something to do, or once a second for its timers (`quiet_peers`).
+peer a turn only when it has something to do, or once a second for its timers (`quiet_peers`),
+and the neighbours a command matched are a set, not a list searched per neighbour (`peer_sets`).
 
 A fourth, of speed only: `hexstring` formatted every byte with str.format (~7 us a route
 when messages are forwarded raw, `receive { packets; }`); same text from bytes.hex().
@@ -66,7 +67,7 @@ import select
 from collections.abc import Iterator
 from typing import Any
 
-from bgp.exabgp.manypeers import READY_FDS, indexed_neighbor_match, quiet_peers
+from bgp.exabgp.manypeers import READY_FDS, indexed_neighbor_match, peer_sets, quiet_peers
 
 PATCHED_VERSIONS = ("5.0.",)
 CONNECT_RETRY_MAX = 5  # seconds between outgoing attempts, at most
@@ -261,6 +262,7 @@ def raw_updates() -> None:
 def patch() -> bool:
     """Apply the fixes if this ExaBGP is one they were written for; True if applied."""
     from exabgp.bgp.neighbor import Neighbor  # type: ignore[import-untyped]
+    from exabgp.configuration.configuration import _Configuration  # type: ignore[import-untyped]
     from exabgp.reactor.asynchronous import ASYNC  # type: ignore[import-untyped]
     from exabgp.reactor.delay import Delay  # type: ignore[import-untyped]
     from exabgp.reactor.listener import Listener  # type: ignore[import-untyped]
@@ -279,6 +281,7 @@ def patch() -> bool:
     fast_hexstring()
     indexed_neighbor_match()
     quiet_peers(Reactor, Peer)
+    peer_sets(_Configuration)
     if os.environ.get("ROUTED_RAW_UPDATES", "1") != "0":  # 0: ExaBGP decodes every UPDATE, as before
         raw_updates()
     return True

@@ -10,6 +10,11 @@ samples there, and its sessions took 109 s to come up. The neighbours' names are
 by their "key value" pairs once (until the set of neighbours changes) and each selector is
 a set lookup; what matches is unchanged.
 
+`peer_sets` (0007): _Configuration.inject_change, inject_eor, inject_operational and
+inject_refresh walk every configured neighbour and test `name in peers`, where peers is the
+list a command matched: O(neighbours x matched) string comparisons per command, a million for
+one change on a 1,000-client reflector (94 % of its ExaBGP for minutes). They now get a set.
+
 `quiet_peers`: the reactor ran every connected peer on every turn of its loop, whether it had
 anything to do or not, and a reflector's loop turns for every API command, every connection
 and every message: O(turns x peers), which made 500 sessions take 54 s to come up and an idle
@@ -87,6 +92,16 @@ def indexed_neighbor_match() -> None:
     matcher = indexed_matcher(limit.match_neighbor)
     for module in (limit, announce, rib):
         module.match_neighbors = matcher
+
+
+def peer_sets(configuration_class: Any) -> None:
+    for method in ("inject_change", "inject_eor", "inject_operational", "inject_refresh"):
+        original = getattr(configuration_class, method)
+
+        def with_a_set(self: Any, peers: Any, what: Any, _original: Any = original) -> Any:
+            return _original(self, peers if isinstance(peers, set | frozenset | dict) else set(peers), what)
+
+        setattr(configuration_class, method, with_a_set)
 
 
 def needs_turn(peer: Any, now: float, ready: set[int], later: object) -> bool:

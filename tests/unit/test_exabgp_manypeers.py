@@ -138,3 +138,22 @@ def test_a_peer_with_work_gets_its_turn_at_once() -> None:
         peer = quiet(FakePeer(7))
         make_busy(peer)
         assert needs_turn(peer, 100.0, set(), LATER)
+
+
+def test_injections_take_the_matched_peers_as_a_set() -> None:
+    from bgp.exabgp.manypeers import peer_sets
+
+    seen: list[object] = []
+
+    class Configuration:
+        def inject_change(self, peers: object, change: object) -> bool:
+            seen.append(peers)
+            return True
+
+        inject_eor = inject_operational = inject_refresh = inject_change
+
+    peer_sets(Configuration)
+    names = [f"neighbor 10.1.0.{i}" for i in range(5)]
+    for method in ("inject_change", "inject_eor", "inject_operational", "inject_refresh"):
+        assert getattr(Configuration(), method)(names, "what") is True
+    assert seen == [set(names)] * 4
