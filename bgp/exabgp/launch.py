@@ -44,7 +44,8 @@ An eighth, of speed only, for many neighbours: API commands naming neighbours ar
 through an index instead of a regular expression per selector per neighbour
 (bgp/exabgp/manypeers.py, docs/upstream/exabgp/0006); and the reactor gives an established
 peer a turn only when it has something to do, or once a second for its timers (`quiet_peers`),
-and the neighbours a command matched are a set, not a list searched per neighbour (`peer_sets`).
+the neighbours a command matched are a set, not a list searched per neighbour (`peer_sets`),
+and a peer's UPDATEs go out in writes of up to 64 KB, not one send() each (`batched_updates`).
 
 A fourth, of speed only: `hexstring` formatted every byte with str.format (~7 us a route
 when messages are forwarded raw, `receive { packets; }`); same text from bytes.hex().
@@ -67,7 +68,7 @@ import select
 from collections.abc import Iterator
 from typing import Any
 
-from bgp.exabgp.manypeers import READY_FDS, indexed_neighbor_match, peer_sets, quiet_peers
+from bgp.exabgp.manypeers import READY_FDS, batched_updates, indexed_neighbor_match, peer_sets, quiet_peers
 
 PATCHED_VERSIONS = ("5.0.",)
 CONNECT_RETRY_MAX = 5  # seconds between outgoing attempts, at most
@@ -268,6 +269,7 @@ def patch() -> bool:
     from exabgp.reactor.listener import Listener  # type: ignore[import-untyped]
     from exabgp.reactor.loop import Reactor  # type: ignore[import-untyped]
     from exabgp.reactor.peer import Peer  # type: ignore[import-untyped]
+    from exabgp.reactor.protocol import Protocol  # type: ignore[import-untyped]
     from exabgp.version import version  # type: ignore[import-untyped]
 
     if not version.startswith(PATCHED_VERSIONS):
@@ -282,6 +284,7 @@ def patch() -> bool:
     indexed_neighbor_match()
     quiet_peers(Reactor, Peer)
     peer_sets(_Configuration)
+    batched_updates(Protocol)
     if os.environ.get("ROUTED_RAW_UPDATES", "1") != "0":  # 0: ExaBGP decodes every UPDATE, as before
         raw_updates()
     return True

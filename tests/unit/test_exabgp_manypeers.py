@@ -4,6 +4,8 @@ expression per selector per neighbour, did (docs/upstream/exabgp/0006)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from typing import Any
 
 from exabgp.reactor.api.command import limit  # type: ignore[import-untyped]
 from hypothesis import given, settings
@@ -157,3 +159,56 @@ def test_injections_take_the_matched_peers_as_a_set() -> None:
     for method in ("inject_change", "inject_eor", "inject_operational", "inject_refresh"):
         assert getattr(Configuration(), method)(names, "what") is True
     assert seen == [set(names)] * 4
+
+
+class FakeUpdate:
+    def __init__(self, *messages: bytes) -> None:
+        self._messages = messages
+
+    def messages(self, negotiated: object, include_withdraw: bool) -> Iterator[bytes]:
+        yield from self._messages
+
+
+class FakeConnection:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def writer(self, data: bytes) -> Iterator[bool]:
+        self.writes.append(data)
+        yield True
+
+
+def fake_protocol(updates: list[FakeUpdate], api: dict[str, bool]) -> Any:
+    from collections import Counter
+
+    outgoing = type("Outgoing", (), {"updates": lambda self, grouped: iter(updates)})()
+    neighbor = type("N", (), {"api": api, "rib": type("R", (), {"outgoing": outgoing})()})()
+    neighbor.__class__.__getitem__ = lambda self, key: True  # neighbor['group-updates']
+    proto = type("P", (), {})()
+    proto.neighbor, proto.negotiated, proto.connection = neighbor, None, FakeConnection()
+    proto.peer = type("Peer", (), {"stats": Counter()})()
+    return proto
+
+
+def test_a_peers_updates_go_out_in_few_writes() -> None:
+    from bgp.exabgp.manypeers import BATCH_BYTES, batched_updates
+
+    sent: list[str] = []
+
+    class Protocol:
+        def new_update(self, include_withdraw: bool) -> Iterator[object]:
+            sent.append("original")
+            yield "done"
+
+    batched_updates(Protocol)
+    message = b"\xff" * 16 + b"\x00\x30\x02" + b"u" * 29  # 48 bytes
+    count = 3 * BATCH_BYTES // len(message) + 5
+    proto = fake_protocol([FakeUpdate(message, message) for _ in range(count // 2)], {})
+    list(Protocol.new_update(proto, True))
+    writes = proto.connection.writes
+    assert b"".join(writes) == message * (count // 2 * 2)  # every byte, in order
+    assert len(writes) == 4 and proto.peer.stats["send-update"] == count // 2 * 2
+    # an API that wants each UPDATE sent gets ExaBGP's own path
+    api_proto = fake_protocol([FakeUpdate(message)], {"send-update": True})
+    list(Protocol.new_update(api_proto, True))
+    assert sent == ["original"] and api_proto.connection.writes == []
