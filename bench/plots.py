@@ -142,8 +142,43 @@ def stages() -> Path | None:
     return path
 
 
+RRSCALE_PANELS = (
+    ("full_table_s", "every client holds the full table", "seconds", None),
+    ("change_last_ms", "one new block at every client (p99)", "ms", "p99"),
+    ("rss_mb", "reflector RSS, full table", "MB", None),
+    ("cpu_idle_pct", "reflector CPU, keepalives only", "% of a core", None),
+    ("cpu_per_change_ms", "reflector CPU per change", "ms", None),
+    ("established_s", "every session Established", "seconds", None),
+)
+
+
+def rrscale() -> Path | None:
+    data = _load("rrscale")
+    if not data:
+        return None
+    fig, axes = plt.subplots(2, 3, figsize=(14, 8))
+    by_reflector: dict[str, list[dict[str, Any]]] = {}
+    for r in data["results"]:
+        if "failed" not in r:
+            by_reflector.setdefault(r["reflector"], []).append(r)
+    for axis, (key, title, unit, part) in zip(axes.flat, RRSCALE_PANELS, strict=True):
+        for reflector, rows in by_reflector.items():
+            rows = sorted((r for r in rows if key in r), key=lambda r: r["clients"])
+            values = [r[key][part] if part else r[key] for r in rows]
+            axis.plot([r["clients"] for r in rows], values, marker="o", label=reflector)
+        axis.set_xlabel("N clients")
+        axis.set_ylabel(unit)
+        axis.set_title(title)
+        axis.legend()
+        axis.grid(alpha=0.3)
+    path = RESULTS / "rrscale.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
+
+
 def main() -> int:
-    for draw in (bulk, convergence, dataplane, failover, stages):
+    for draw in (bulk, convergence, dataplane, failover, stages, rrscale):
         path = draw()
         if path:
             print(f"wrote {path}")

@@ -134,6 +134,17 @@ class Reflector:
             total += (int(stat[11]) + int(stat[12])) / ticks
         return total
 
+    def cpu_by_process(self) -> dict[str, float]:
+        ticks, used = os.sysconf("SC_CLK_TCK"), {}
+        for pid, cmdline in self._pids():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            name = next(needle for needle in self.needles if needle in cmdline).strip()
+            used[name] = used.get(name, 0.0) + (int(stat[11]) + int(stat[12])) / ticks
+        return used
+
     def rss_mb(self) -> float:
         total = 0
         for pid, _ in self._pids():
@@ -210,9 +221,13 @@ async def scenario(topo: Topology, daemon: str, size: int, args: argparse.Namesp
         await asyncio.sleep(1)
         result["rss_mb"] = round(rr.rss_mb(), 1)
 
-        cpu = rr.cpu_s()
+        cpu, by_process = rr.cpu_s(), rr.cpu_by_process()
         await asyncio.sleep(args.idle)
         result["cpu_idle_pct"] = round(100 * (rr.cpu_s() - cpu) / args.idle, 2)
+        result["cpu_idle_pct_by_process"] = {
+            name: round(100 * (used - by_process.get(name, 0.0)) / args.idle, 2)
+            for name, used in rr.cpu_by_process().items()
+        }
 
         last, median, cpu = [], [], rr.cpu_s()
         for trial in range(args.trials):

@@ -43,7 +43,8 @@ reactor turn (docs/upstream/exabgp/0005).
 An eighth, of speed only, for many neighbours: API commands naming neighbours are matched
 through an index instead of a regular expression per selector per neighbour
 (bgp/exabgp/manypeers.py, docs/upstream/exabgp/0006); and the reactor gives an established
-peer a turn only when it has something to do, or once a second for its timers (`quiet_peers`),
+peer a turn only when it has something to do, or every tenth of its hold time for its timers
+(`quiet_peers`),
 the neighbours a command matched are a set, not a list searched per neighbour (`peer_sets`),
 and a peer's UPDATEs go out in writes of up to 64 KB, not one send() each (`batched_updates`).
 

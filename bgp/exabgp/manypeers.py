@@ -25,9 +25,9 @@ anything to do or not, and a reflector's loop turns for every API command, every
 and every message: O(turns x peers), which made 500 sessions take 54 s to come up and an idle
 500-client reflector burn 15 % of a core. An established peer now gets a turn when its socket
 woke the poll, when it has routes, End-of-RIBs, messages or a refresh queued, when a teardown
-or reload waits for it, when its last turn asked for another at once, and otherwise once a
-second (its keepalive and hold timers count in seconds). Peers not established yet (connecting,
-exchanging OPENs) and peers on their way out run on every turn, as before.
+or reload waits for it, when its last turn asked for another at once, and otherwise every
+tenth of its hold time (its keepalive and hold timers count in seconds). Peers not established
+yet (connecting, exchanging OPENs) and peers on their way out run on every turn, as before.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from typing import Any
 
 READY_FDS = "_routed_ready"  # the descriptors the reactor's last poll reported (launch.wait_for_io)
 LAST_TURN = "_routed_turn"  # a peer's last turn: (its ACTION, when)
-QUIET_TURN_S = 1.0
+QUIET_TURN_S = 0.3
 
 Matcher = Callable[[Sequence[str], Sequence[Sequence[str]]], Sequence[str]]
 
@@ -143,10 +143,21 @@ def batched_updates(protocol_class: Any) -> None:
     protocol_class.new_update = new_update_batched
 
 
+def quiet_turn_s(peer: Any) -> float:
+    """How long an idle established peer may go without a turn: a tenth of its negotiated hold
+    time (its keepalives, due every third, go out at most that late; a silent peer is noticed
+    at most that late), between QUIET_TURN_S and 10 s."""
+    try:
+        hold = int(peer.proto.negotiated.holdtime)
+    except (AttributeError, TypeError, ValueError):
+        return QUIET_TURN_S
+    return min(10.0, max(QUIET_TURN_S, hold / 10)) if hold else 10.0
+
+
 def needs_turn(peer: Any, now: float, ready: set[int], later: object) -> bool:
     """Whether an established peer has anything to do this turn (see quiet_peers)."""
     last = peer.__dict__.get(LAST_TURN)
-    if last is None or last[0] != later or now - last[1] >= QUIET_TURN_S:
+    if last is None or last[0] != later or now - last[1] >= quiet_turn_s(peer):
         return True
     if peer._teardown or peer._neighbor is not None:
         return True

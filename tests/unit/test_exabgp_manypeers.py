@@ -117,7 +117,7 @@ def test_an_idle_established_peer_waits_for_its_timer_turn() -> None:
 
     peer = quiet(FakePeer(7))
     assert not needs_turn(peer, 100.0, set(), LATER)
-    assert needs_turn(peer, 100.0 - 0.1 + QUIET_TURN_S, set(), LATER)  # keepalive and hold timers
+    assert needs_turn(peer, 100.0 - 0.1 + QUIET_TURN_S + 0.01, set(), LATER)  # no hold time known: the shortest
 
 
 def test_a_peer_with_work_gets_its_turn_at_once() -> None:
@@ -212,3 +212,18 @@ def test_a_peers_updates_go_out_in_few_writes() -> None:
     api_proto = fake_protocol([FakeUpdate(message)], {"send-update": True})
     list(Protocol.new_update(api_proto, True))
     assert sent == ["original"] and api_proto.connection.writes == []
+
+
+def test_a_quiet_turn_is_a_tenth_of_the_negotiated_hold_time() -> None:
+    from bgp.exabgp.manypeers import QUIET_TURN_S, quiet_turn_s
+
+    def peer(hold: object) -> Any:
+        negotiated = type("Negotiated", (), {"holdtime": hold})()
+        return type("Peer", (), {"proto": type("Proto", (), {"negotiated": negotiated})()})()
+
+    assert quiet_turn_s(peer(90)) == 9.0  # keepalives every 30 s go out by 39 s at the latest
+    assert quiet_turn_s(peer(9)) == 0.9
+    assert quiet_turn_s(peer(3)) == QUIET_TURN_S
+    assert quiet_turn_s(peer(0)) == 10.0  # no keepalives at all (hold time 0)
+    assert quiet_turn_s(peer(65535)) == 10.0
+    assert quiet_turn_s(type("NoProto", (), {"proto": None})()) == QUIET_TURN_S
