@@ -117,7 +117,9 @@ def test_an_idle_established_peer_waits_for_its_timer_turn() -> None:
 
     peer = quiet(FakePeer(7))
     assert not needs_turn(peer, 100.0, set(), LATER)
-    assert needs_turn(peer, 100.0 - 0.1 + QUIET_TURN_S + 0.01, set(), LATER)  # no hold time known: the shortest
+    assert needs_turn(
+        peer, 100.0 - 0.1 + QUIET_TURN_S + 0.01, set(), LATER
+    )  # no hold time known: the shortest
 
 
 def test_a_peer_with_work_gets_its_turn_at_once() -> None:
