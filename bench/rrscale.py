@@ -158,10 +158,11 @@ class Reflector:
         return total / 1024
 
     def main_pid(self) -> int:
-        pids = self._pids()
+        """The BGP daemon's own process (the first needle's: bgpd, not FRR's zebra)."""
+        pids = [pid for pid, cmdline in self._pids() if self.needles[0] in cmdline]
         if not pids:
-            raise RuntimeError(f"no reflector process ({self.needles}) in {self.netns}")
-        return pids[0][0]
+            raise RuntimeError(f"no reflector process ({self.needles[0]}) in {self.netns}")
+        return pids[0]
 
 
 def restart(topo: Topology, daemon: str, rr: Reflector) -> None:
@@ -252,7 +253,16 @@ async def scenario(topo: Topology, daemon: str, size: int, args: argparse.Namesp
             result["change_median_ms"] = {"p50": percentile(median, 0.5), "p99": percentile(median, 0.99)}
 
         if args.restart:
-            result["restart"] = await restart_trial(topo, daemon, rr, sim, expected, timeout)
+            try:
+                result["restart"] = await restart_trial(topo, daemon, rr, sim, expected, timeout)
+            except (TimeoutError, subprocess.SubprocessError, RuntimeError) as error:
+                # the figures above stand; the restart's failure is a finding of its own
+                result["restart"] = {
+                    "failed": str(error)[:300],
+                    "withdrawn": sum(c.withdrawn for c in sim.clients),
+                    "swept": sum(c.swept for c in sim.clients),
+                    "full_tables": sim.full_tables(expected),
+                }
     finally:
         result["sim_cpu_s"] = round(time.process_time() - sim_cpu, 2)
         await sim.stop()
