@@ -135,7 +135,8 @@ class Reflector:
         return total
 
     def cpu_by_process(self) -> dict[str, float]:
-        ticks, used = os.sysconf("SC_CLK_TCK"), {}
+        ticks = os.sysconf("SC_CLK_TCK")
+        used: dict[str, float] = {}
         for pid, cmdline in self._pids():
             try:
                 stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
