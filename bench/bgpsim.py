@@ -127,7 +127,9 @@ class Client(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
-        if self.established_at is not None and self.peer_restart_time:
+        if self.established_at is None:
+            pass  # an attempt that never came up (refused, a collision): what we hold stays as it was
+        elif self.peer_restart_time:
             self.stale |= self.table  # a helper keeps them until the reflector's End-of-RIB
         elif self.table:
             self.withdrawn += len(self.table)

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from ipaddress import IPv4Address, IPv4Network
@@ -275,6 +276,7 @@ async def restart_trial(
 ) -> dict[str, Any]:
     withdrawn = sum(c.withdrawn for c in sim.clients)
     swept = sum(c.swept for c in sim.clients)
+    notified = [len(c.notifications) for c in sim.clients]
     for client in sim.clients:
         client.end_of_rib_at = None
     sim.eor = 0
@@ -286,12 +288,15 @@ async def restart_trial(
         timeout,
         "every client's End-of-RIB after the restart",
     )
+    received = [body for c, n in zip(sim.clients, notified, strict=True) for body in c.notifications[n:]]
     return {
         "process_back_s": round(back, 2),
         "end_of_rib_s": round(back + eor_s, 2),
         "withdrawn": sum(c.withdrawn for c in sim.clients) - withdrawn,
         "swept": sum(c.swept for c in sim.clients) - swept,
         "full_tables": sim.full_tables(expected),
+        # NOTIFICATIONs the clients got meanwhile, by code/subcode (6/7: a connection collision)
+        "notifications": dict(Counter(f"{body[0]}/{body[1]}" for body in received)),
     }
 
 
