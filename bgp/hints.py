@@ -18,6 +18,9 @@ log = logging.getLogger("bgp.speaker")
 HINT_AFTER = 20.0  # seconds without a session before `routed status` and the log say why it may be
 
 
+LOGGED_ONE_BY_ONE = 10  # more sessions than this getting a hint at once: one line for the rest
+
+
 async def watch_sessions(
     neighbors: Callable[[], Iterable[Neighbor]],
     md5_drops: Callable[[], dict[str, int]],
@@ -26,30 +29,49 @@ async def watch_sessions(
     while True:
         await asyncio.sleep(interval)
         counters = md5_drops()
-        for neighbor in neighbors():
-            note_hint(neighbor, counters)
+        log_hints([n for n in neighbors() if note_hint(n, counters)])
 
 
-def note_hint(neighbor: Neighbor, counters: dict[str, int]) -> None:
-    """Work out the neighbor's hint from the drop counters now; log it when it changes."""
+def note_hint(neighbor: Neighbor, counters: dict[str, int]) -> bool:
+    """Work out the neighbor's hint from the drop counters now; whether it changed to a new one."""
     if neighbor.up or neighbor.held_down:
-        return
+        return False
     if neighbor.md5_baseline is None:
         neighbor.md5_baseline = counters
     drops = {k: v - neighbor.md5_baseline.get(k, 0) for k, v in counters.items()}
     config, now = neighbor.config, neighbor.clock.time()
     hint = establish_hint(config.uses_md5, now - neighbor.unestablished_since, drops, config.ttl_security)
-    if hint and hint != neighbor.hint:
+    changed = bool(hint) and hint != neighbor.hint
+    neighbor.hint = hint
+    return changed
+
+
+def log_hints(changed: list[Neighbor]) -> None:
+    """A line per session with a new hint; past LOGGED_ONE_BY_ONE at once (a reflector of
+    hundreds starting, a fabric outage), one line per hint with how many and the first few,
+    instead of hundreds of lines saying the same thing."""
+    for neighbor in changed[:LOGGED_ONE_BY_ONE]:
         log.warning(
             event(
                 "bgp_session_not_establishing",
                 peer=neighbor.address,
-                down_s=round(now - neighbor.unestablished_since),
-                md5="yes" if config.uses_md5 else "no",
+                down_s=round(neighbor.clock.time() - neighbor.unestablished_since),
+                md5="yes" if neighbor.config.uses_md5 else "no",
+                hint=neighbor.hint,
+            )
+        )
+    rest: dict[str, list[Neighbor]] = {}
+    for neighbor in changed[LOGGED_ONE_BY_ONE:]:
+        rest.setdefault(neighbor.hint, []).append(neighbor)
+    for hint, group in rest.items():
+        log.warning(
+            event(
+                "bgp_sessions_not_establishing",
+                count=len(group),
+                peers=",".join(str(n.address) for n in group[:5]) + (",..." if len(group) > 5 else ""),
                 hint=hint,
             )
         )
-    neighbor.hint = hint
 
 
 def establish_hint(
