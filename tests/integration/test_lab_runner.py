@@ -192,5 +192,5 @@ def test_a_node_whose_daemon_dies_at_start_fails_up(tmp_path: Path) -> None:
     result = lab.cli("up", check=False)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "node b: its entrypoint exited with code 2 during start-up" in result.stderr
-    assert "NODE_DAEMON=bogus is not bird, frr, routed or none" in result.stderr
+    assert "NODE_DAEMON=bogus is not bird, frr, gobgp, routed or none" in result.stderr
     assert_gone(lab, set(), links_before)
