@@ -20,6 +20,21 @@ def _load(name: str) -> Any:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _label(axis: Any, xlabel: str, unit: str, title: str) -> None:
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(unit)
+    axis.set_title(title)
+    axis.legend()
+    axis.grid(alpha=0.3)
+
+
+def _save(fig: Any, name: str) -> Path:
+    path = RESULTS / f"{name}.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
+
+
 def bulk() -> Path | None:
     data = _load("bulk")
     if not data:
@@ -45,15 +60,8 @@ def bulk() -> Path | None:
         (right, "peak RSS of the receiving daemon(s)", "MB"),
     ):
         axis.set_xscale("log")
-        axis.set_xlabel("N routes")
-        axis.set_ylabel(unit)
-        axis.set_title(title)
-        axis.legend()
-        axis.grid(alpha=0.3)
-    path = RESULTS / "bulk.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    return path
+        _label(axis, "N routes", unit, title)
+    return _save(fig, "bulk")
 
 
 def convergence() -> Path | None:
@@ -166,15 +174,8 @@ def rrscale() -> Path | None:
             rows = sorted((r for r in rows if key in r), key=lambda r: r["clients"])
             values = [r[key][part] if part else r[key] for r in rows]
             axis.plot([r["clients"] for r in rows], values, marker="o", label=reflector)
-        axis.set_xlabel("N clients")
-        axis.set_ylabel(unit)
-        axis.set_title(title)
-        axis.legend()
-        axis.grid(alpha=0.3)
-    path = RESULTS / "rrscale.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    return path
+        _label(axis, "N clients", unit, title)
+    return _save(fig, "rrscale")
 
 
 def main() -> int:
