@@ -226,6 +226,11 @@ def pid_of(topo: Topology, node: str, needle: str) -> int:
 
 def kill(pid: int, sig: signal.Signals, timeout: float = 20) -> None:
     os.kill(pid, sig)
+    wait_gone(pid, timeout)
+
+
+def wait_gone(pid: int, timeout: float) -> None:
+    """Until the process has exited (gone, or a zombie its parent has not reaped yet)."""
     deadline = time.monotonic() + timeout
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
         try:

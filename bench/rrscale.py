@@ -41,6 +41,7 @@ from bench import rrconfigs
 from bench.bgpsim import Client, Simulator, announce, withdraw
 from bench.common import birdc, generated_lab, node_exec, processes, save
 from bench.convergence import percentile
+from bench.restarts import kill, wait_gone
 from routed.lab import runner
 from routed.lab.topology import Topology
 
@@ -126,14 +127,7 @@ class Reflector:
         return found
 
     def cpu_s(self) -> float:
-        ticks, total = os.sysconf("SC_CLK_TCK"), 0.0
-        for pid, _ in self._pids():
-            try:
-                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += (int(stat[11]) + int(stat[12])) / ticks
-        return total
+        return sum(self.cpu_by_process().values())
 
     def cpu_by_process(self) -> dict[str, float]:
         ticks = os.sysconf("SC_CLK_TCK")
@@ -172,13 +166,9 @@ def restart(topo: Topology, daemon: str, rr: Reflector) -> None:
     pid = rr.main_pid()
     if daemon == "bird":
         birdc(topo, "rr", "graceful", "restart")
+        wait_gone(pid, 60)
     else:
-        os.kill(pid, signal.SIGTERM if daemon == "routed" else signal.SIGKILL)
-    deadline = time.monotonic() + 60
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            break
-        time.sleep(0.05)
+        kill(pid, signal.SIGTERM if daemon == "routed" else signal.SIGKILL, 60)
     if daemon == "routed":
         runner.start(topo, "rr")
     else:
