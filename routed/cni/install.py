@@ -25,7 +25,7 @@ def conflist(
             {
                 "type": PLUGIN_NAME,
                 "socket": socket,
-                "timeout": 10,
+                "timeout": 60,
                 "routedConfig": config,
                 "capabilities": {"ips": True},  # `podman run --ip`, Kubernetes' ips annotation
             },

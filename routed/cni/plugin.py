@@ -2,7 +2,7 @@
 (over its API socket) to attach or detach the container, and answers in CNI's JSON.
 
 Network configuration (one entry of a conflist; see config/cni/routed.conflist):
-    {"type": "routed", "socket": "/run/routed/routed.sock", "timeout": 10,
+    {"type": "routed", "socket": "/run/routed/routed.sock", "timeout": 60,
      "routedConfig": "/etc/routed/routed.yaml", "dns": {...}}
 `socket` and `timeout` (seconds toward the daemon) have those defaults; `routedConfig` is
 read only for a DEL while the daemon is down, to clean up without it.
@@ -23,7 +23,7 @@ from routed.cni.spec import CniError, Request
 
 DEFAULT_SOCKET = "/run/routed/routed.sock"
 DEFAULT_CONFIG = "/etc/routed/routed.yaml"
-DEFAULT_TIMEOUT = 10.0
+DEFAULT_TIMEOUT = 60.0
 
 Call = Callable[..., Any]  # api.call's signature: (socket, op, timeout=..., **fields)
 AsyncCall = Callable[..., Awaitable[Any]]  # the same, awaited (the daemon's own handlers)

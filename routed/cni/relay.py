@@ -23,7 +23,11 @@ if TYPE_CHECKING:
     from typing import Any
 
 DEFAULT_SOCKET = "/run/routed/routed.sock"
-DEFAULT_TIMEOUT = 10.0
+# A node starting a hundred pods at once queues their ADDs in the daemon, one attach at a time:
+# under load the last waits for seconds (10 s was too short in CI). Runtimes bound the whole
+# sandbox set-up themselves (kubelet's runtime-request-timeout is 2 minutes).
+DEFAULT_TIMEOUT = 60.0
+TRY_AGAIN_LATER = 11  # CNI's error code for a transient failure
 
 
 class _Decoding:
@@ -97,8 +101,12 @@ def relay(env: dict[str, str], stdin: str) -> tuple[str, int] | None:
             if not chunk:
                 break
             chunks.append(chunk)
+    except TimeoutError:
+        # The daemon has the request and is still on it: handing it to the full plugin would
+        # send it a second time (twice the queue for a daemon that is already behind).
+        return _timed_out(stdin, socket_path, timeout), 1
     except OSError:
-        return None  # timed out or reset: the full plugin reports it properly
+        return None  # reset: the full plugin reports it properly
     finally:
         sock.close()
     try:
@@ -107,6 +115,19 @@ def relay(env: dict[str, str], stdin: str) -> tuple[str, int] | None:
         return (str(result["output"]), int(result["code"])) if result else None
     except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
         return None
+
+
+def _timed_out(stdin: str, socket_path: str, timeout: float) -> str:
+    try:
+        version = loads(stdin).get("cniVersion") or "1.0.0"
+    except (ValueError, AttributeError):
+        version = "1.0.0"
+    message = (
+        f"routed did not answer on {socket_path} within {timeout:g} s; `routed status` shows "
+        "whether it is alive, its log why it is slow (raise `timeout` in the network config "
+        "if it is only busy)"
+    )
+    return f'{{"cniVersion":{_quote(str(version))},"code":{TRY_AGAIN_LATER},"msg":{_quote(message)}}}'
 
 
 def main() -> int:
