@@ -8,6 +8,7 @@ before it gets here: a NeighborConfig says what holds for that session.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Set
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -57,6 +58,8 @@ class NeighborConfig:
     local_address: IPAddress | None = None  # our fabric address of its family (None: the fabric's)
     # RFC 8950: IPv4 routes over this IPv6 session, with IPv6 next hops (an IPv6-only fabric)
     extended_next_hop: bool = False
+    # a client that connected from a range of clients (NeighborRange), not one listed by address
+    from_range: IPNetwork | None = None
 
     @property
     def uses_md5(self) -> bool:
@@ -70,6 +73,21 @@ class NeighborConfig:
         if self.kind is PeerKind.EBGP:
             return Role.EBGP
         return Role.NONCLIENT
+
+
+@dataclass(frozen=True, slots=True)
+class NeighborRange:
+    """Clients accepted from any address of `prefix` (BIRD's `neighbor range`, FRR's `bgp listen
+    range`): each that connects is a neighbor of its own, with `template`'s settings."""
+
+    prefix: IPNetwork
+    template: NeighborConfig  # its address is the prefix's first; each client gets its own
+
+    def neighbor(self, address: IPAddress) -> NeighborConfig:
+        return dataclasses.replace(self.template, address=address, from_range=self.prefix)
+
+    def covers(self, address: IPAddress) -> bool:
+        return address.version == self.prefix.version and address in self.prefix
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +121,7 @@ class SpeakerConfig:
     installs_learned_routes: bool = True
     reactor_speed: float = 10.0
     fabric_address6: IPAddress | None = None  # a dual-stack fabric's IPv6 address
+    ranges: tuple[NeighborRange, ...] = ()  # clients accepted by address range (a reflector's)
 
     @property
     def fabric_addresses(self) -> tuple[IPAddress, ...]:
@@ -111,6 +130,10 @@ class SpeakerConfig:
             if self.fabric_address6 is None
             else (self.fabric_address, self.fabric_address6)
         )
+
+    def range_for(self, address: IPAddress) -> NeighborRange | None:
+        """The range a client connecting from `address` belongs to (ranges never overlap)."""
+        return next((r for r in self.ranges if r.covers(address)), None)
 
     def local_address(self, peer: NeighborConfig) -> IPAddress:
         """The address a session to `peer` runs from."""
@@ -154,9 +177,10 @@ class Reconfiguration:
     added: tuple[IPAddress, ...] = ()
     removed: tuple[IPAddress, ...] = ()
     reset: tuple[IPAddress, ...] = ()  # same address, new session settings
+    ranges_changed: bool = False  # a range of clients added, removed or given new settings
     policy_changed: bool = False  # received routes are judged again
     export_changed: bool = False  # what peers are sent is computed again
 
     @property
     def sessions_changed(self) -> bool:
-        return bool(self.added or self.removed or self.reset)
+        return bool(self.added or self.removed or self.reset or self.ranges_changed)

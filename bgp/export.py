@@ -114,13 +114,15 @@ def refresh(
     local: Collection[IPNetwork],
     rib: Rib,
     withdrawing: bool = False,
+    only: Collection[IPAddress] | None = None,
 ) -> ExportPlan:
-    """Plan what each neighbor ExaBGP knows is sent for these prefixes, and record it in their
-    Adj-RIB-Out (a neighbor added by a reload is skipped until ExaBGP has taken it)."""
+    """Plan what each neighbor ExaBGP knows is sent for these prefixes (`only`: just those
+    neighbors), and record it in their Adj-RIB-Out (a neighbor added by a reload is skipped
+    until ExaBGP has taken it, a range's client while its session is down)."""
     prefixes = list(prefixes)
     selections = {prefix: rib.selection(prefix) for prefix in prefixes}
     roles = {a: n.config.role for a, n in neighbors.items()}
-    targets = {a: n for a, n in neighbors.items() if not n.pending}
+    targets = {a: n for a, n in neighbors.items() if not n.pending and (only is None or a in only)}
 
     def wants(address: IPAddress) -> Callable[[IPNetwork], Export | None]:
         config = targets[address].config

@@ -34,8 +34,8 @@ async def watch_sessions(
 
 def note_hint(neighbor: Neighbor, counters: dict[str, int]) -> bool:
     """Work out the neighbor's hint from the drop counters now; whether it changed to a new one."""
-    if neighbor.up or neighbor.held_down:
-        return False
+    if neighbor.up or neighbor.held_down or neighbor.dynamic:
+        return False  # a range's client is awaited, never called: its absence is no fault
     if neighbor.md5_baseline is None:
         neighbor.md5_baseline = counters
     drops = {k: v - neighbor.md5_baseline.get(k, 0) for k, v in counters.items()}

@@ -13,8 +13,10 @@ from typing import Protocol
 
 from bgp.clock import Clock
 from bgp.config import Reconfiguration, SpeakerConfig
+from bgp.dynamic import DynamicPeers
 from bgp.events import event
 from bgp.exabgp.bridge import ExaBgpBridge
+from bgp.exabgp.config import session_settings
 from bgp.helper import GracefulHelper
 from bgp.hints import watch_sessions
 from bgp.holddown import ReceiveLimits, tear_down
@@ -40,6 +42,7 @@ class Running(Protocol):
     restart: RestartCoordinator
     limits: ReceiveLimits
     reports: RouteReports
+    dynamic: DynamicPeers
     withdrawing: bool
 
     def refresh(self, prefixes: Iterable[IPNetwork]) -> None: ...
@@ -63,8 +66,9 @@ async def run(
     fabric: Callable[[], Awaitable[tuple[IPNetwork, ...]]],
     md5_drops: Callable[[], dict[str, int]],
 ) -> None:
+    speaker.dynamic.restore()  # a range's clients of the last run: awaited like the others
     speaker.restart.start()
-    if not speaker.neighbors:
+    if not speaker.neighbors and not speaker.cfg.ranges:
         await asyncio.Event().wait()  # nothing to speak to: no ExaBGP at all
     watcher = asyncio.create_task(watch_sessions(speaker.neighbors.values, md5_drops), name="bgp-watch")
     speaker.refresh(speaker.cfg.pools)  # aggregates for peers that get `export: aggregate`
@@ -74,6 +78,7 @@ async def run(
         await speaker.exabgp.run()
     finally:
         speaker.restart.stop()
+        speaker.dynamic.stop()
         speaker.limits.cancel()
         watcher.cancel()
 
@@ -103,13 +108,19 @@ async def reconfigure(speaker: Running, cfg: SpeakerConfig, change: Reconfigurat
     every unchanged one alone. An added peer is sent its routes once ExaBGP reports it.
     """
     configs = {n.address: n for n in cfg.neighbors}
-    removed = [n for a, n in speaker.neighbors.items() if a not in configs]
-    if up := [n for n in removed if n.up]:
+    removed = [n for a, n in speaker.neighbors.items() if a not in configs and not n.dynamic]
+    old = speaker.cfg
+    clients_gone = speaker.dynamic.reconfigure(
+        cfg, lambda was, now: session_settings(old, was) == session_settings(cfg, now)
+    )
+    if up := [n for n in (*removed, *clients_gone) if n.up]:
         await tear_down(speaker.exabgp, up, 3, timeout)
     for neighbor in removed:
         speaker.drop_routes(neighbor)
         neighbor.held_until = None  # a hold-down's end finds nothing to release
         del speaker.neighbors[neighbor.address]
+    for neighbor in clients_gone:
+        speaker.dynamic.forget(neighbor)  # one that comes back is a client of the new settings
     speaker.cfg = speaker.restart.cfg = cfg
     speaker.helper.timers, speaker.rib.max_paths = cfg.timers, cfg.max_paths
     for address, config in configs.items():
@@ -125,5 +136,5 @@ async def reconfigure(speaker: Running, cfg: SpeakerConfig, change: Reconfigurat
     speaker.me = cfg.local_side(draining=speaker.me.draining)
     if change.export_changed:
         speaker.refresh(speaker.every_prefix())
-    if change.sessions_changed or removed:
+    if change.sessions_changed or removed or clients_gone:
         speaker.exabgp.reload_config()

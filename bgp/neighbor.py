@@ -70,6 +70,8 @@ class Neighbor:
         self.stale_timer = ""  # which *_TIMER runs, if any
         self.stale_until: float | None = None  # wall time it fires
         self._stale_handle: Timer | None = None
+        self.forget_at: float | None = None  # a range's client that left: when it is forgotten
+        self._forget_handle: Timer | None = None
 
     @property
     def address(self) -> IPAddress:
@@ -143,6 +145,22 @@ class Neighbor:
         self._stale_handle, self.stale_until, self.stale_timer = None, None, ""
         on_expiry(self, kind)
 
+    # --- a range's client: forgotten some time after it left (bgp.dynamic) ------------
+
+    @property
+    def dynamic(self) -> bool:
+        return self.config.from_range is not None
+
+    def arm_forget(self, seconds: float, on_expiry: Callable[[Neighbor], None]) -> None:
+        self.cancel_forget()
+        self._forget_handle = self.clock.call_later(seconds, on_expiry, self)
+        self.forget_at = self.clock.time() + seconds
+
+    def cancel_forget(self) -> None:
+        if self._forget_handle is not None:
+            self._forget_handle.cancel()
+        self._forget_handle, self.forget_at = None, None
+
     # --- max prefixes and hold-down ---------------------------------------------------
 
     def admit(
@@ -212,6 +230,8 @@ class Neighbor:
         now, graceful_locally = self.clock.time(), self.config.graceful_restart
         return {
             "address": str(self.config.address),
+            "range": str(self.config.from_range) if self.config.from_range is not None else None,
+            "forget_in_s": round(max(0.0, self.forget_at - now), 1) if self.forget_at else None,
             "description": self.config.description,
             "kind": self.config.kind.value,
             "asn": self.config.asn,

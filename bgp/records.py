@@ -19,6 +19,8 @@ class PeerJson(TypedDict):
     """One peer in `routed status --json` (bgp.peers[]) and the metrics made of it."""
 
     address: str
+    range: str | None  # the range it connected from (a client not listed by address)
+    forget_in_s: float | None  # such a client that left: when it is forgotten
     description: str
     kind: str
     asn: int

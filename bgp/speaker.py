@@ -22,6 +22,7 @@ from bgp import export, graceful, lifecycle, model, status
 from bgp.clock import Clock, LoopClock
 from bgp.config import Reconfiguration, SpeakerConfig
 from bgp.conflicts import ConflictTracker
+from bgp.dynamic import ClientFile, DynamicPeers
 from bgp.events import event
 from bgp.exabgp.bridge import ExaBgpBridge
 from bgp.exabgp.config import render_config, render_environment
@@ -52,16 +53,28 @@ class Speaker:
         fabric: Callable[[], Awaitable[tuple[IPNetwork, ...]]] | None = None,
         md5_drops: Callable[[], dict[str, int]] = dict,
         clock: Clock | None = None,
+        clients_file: Path | None = None,
+        clients_changed: Callable[[list[IPAddress]], None] | None = None,
     ) -> None:
         """`fabric` waits for the fabric address and gives its interface's subnets (the node
         reads them from the kernel; None: nothing to wait for, none known); `md5_drops` reads
-        the kernel's TCP-MD5 drop counters (a session's hint when it does not come up)."""
+        the kernel's TCP-MD5 drop counters (a session's hint when it does not come up).
+        `clients_file` keeps the clients of ranges across restarts (bgp.dynamic);
+        `clients_changed` is told their addresses when one joins or is forgotten (BFD)."""
         self.cfg, self.sink, self.clock = cfg, sink, clock or LoopClock()
         self._fabric, self._md5_drops = fabric or _no_fabric, md5_drops
         self.fabric_subnets: tuple[IPNetwork, ...] = ()  # the fabric interface's, once it is up
         self.local: set[IPNetwork] = set()  # our own prefixes: workloads and blocks
         self.rib = Rib(cfg.import_policy(), cfg.max_paths)
         self.neighbors = {n.address: Neighbor(n, self.clock) for n in cfg.neighbors}
+        self._clients_changed = clients_changed
+        self.dynamic = DynamicPeers(
+            cfg,
+            self.neighbors,
+            self.clock,
+            self._forget_client,
+            ClientFile(clients_file) if clients_file is not None else None,
+        )
         self.me = cfg.local_side()
         self.counters: Counter[str] = Counter()
         self.exabgp = ExaBgpBridge(
@@ -161,6 +174,7 @@ class Speaker:
     def channel_opened(self) -> None:
         for neighbor in self.neighbors.values():
             neighbor.channel_opened()
+        self.dynamic.channel_changed()  # a new ExaBGP knows no client: each is sent all when up
         self.restart.channel_opened(self._send_due_eors)
         self.exabgp.send(export.everything({a: n.adj_rib_out for a, n in self.neighbors.items()}))
 
@@ -179,17 +193,19 @@ class Speaker:
 
     def channel_lost(self) -> None:
         changes = self.helper.channel_lost(self.neighbors.values())
+        self.dynamic.channel_changed()
         self.restart.update_headless()
         self.program(changes)
 
     def _handle(self, ev: Event, changes: Changes) -> None:
         if isinstance(ev, model.CommandAnswer):
             return  # the bridge's; none reaches here
-        neighbor = self.neighbors.get(ev.peer)
+        neighbor = self.neighbors.get(ev.peer) or self._client(ev.peer)
         if neighbor is None:
             log.warning(event("bgp_unknown_peer", peer=ev.peer, message=type(ev).__name__))
             return
-        if neighbor.pending:  # ExaBGP has taken the reloaded config: the peer gets its routes
+        if neighbor.pending and not neighbor.dynamic:
+            # ExaBGP has taken the reloaded config: the peer gets its routes
             neighbor.pending = False
             self.refresh(self.every_prefix())
         if isinstance(ev, model.PeerOpen):
@@ -197,6 +213,8 @@ class Speaker:
         elif isinstance(ev, model.PeerState):
             if self.helper.session(neighbor, ev, changes):
                 self.restart.update_headless()
+                if neighbor.dynamic:
+                    self._client_session(neighbor)
         elif isinstance(ev, model.RouteUpdate):
             neighbor.updates += 1
             if neighbor.held_down:
@@ -238,6 +256,34 @@ class Speaker:
         withdrawn = self.helper.drop_routes(neighbor)
         self.program(withdrawn)
         return len(withdrawn)
+
+    # --- clients of ranges (bgp.dynamic) ------------------------------------------------------
+
+    def _client(self, address: IPAddress) -> Neighbor | None:
+        neighbor = self.dynamic.admit(address)
+        if neighbor is not None:
+            self._tell_clients()
+        return neighbor
+
+    def _client_session(self, neighbor: Neighbor) -> None:
+        if neighbor.up:
+            self.dynamic.came_up(neighbor)
+            local, rib = self.local, self.rib
+            self.exabgp.send(
+                export.refresh(
+                    self.neighbors, self.every_prefix(), self.me, local, rib, only={neighbor.address}
+                )
+            )
+        else:
+            self.dynamic.went_down(neighbor)
+
+    def _forget_client(self, neighbor: Neighbor) -> None:
+        self.program(self.helper.drop_routes(neighbor))
+        self._tell_clients(without=neighbor.address)
+
+    def _tell_clients(self, without: IPAddress | None = None) -> None:
+        if self._clients_changed is not None:
+            self._clients_changed([n.address for n in self.dynamic.clients() if n.address != without])
 
     def _held_down(self) -> set[IPAddress]:
         return {a for a, n in self.neighbors.items() if n.held_down}

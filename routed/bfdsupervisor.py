@@ -7,15 +7,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from routed.apiserver import answers
 from routed.config import NodeConfig
 from routed.config.derived import resolved_peers
-from routed.config.peering import BfdAuth
+from routed.config.peering import BfdAuth, PeerSettings
 from routed.config.reload import ReloadPlan
+from routed.config.types import IPAddress
 from routed.detached import start_detached
 from routed.log import event
 
@@ -24,17 +25,27 @@ log = logging.getLogger("routed.bfd")
 Listener = Callable[[str, str, str], None]  # (peer, state, diag)
 
 
-def sessions(cfg: NodeConfig) -> list[dict[str, Any]]:
+def sessions(cfg: NodeConfig, clients: Iterable[IPAddress] = ()) -> list[dict[str, Any]]:
+    """A session per peer with `bfd:`, and per client of a range with `bfd:` (`clients`: those
+    connected from a range now, as the speaker tells them)."""
+    peers: list[tuple[IPAddress, PeerSettings]] = [(p.address, p) for p in resolved_peers(cfg)]
+    ranges = cfg.peer_ranges
+    for address in clients:
+        covering = next(
+            (r for r in ranges if address.version == r.range.version and address in r.range), None
+        )
+        if covering is not None:
+            peers.append((address, covering))
     return [
         {
-            "peer": str(peer.address),
-            "local": str(cfg.fabric.address_for(peer.address.version) or cfg.fabric.address),
+            "peer": str(address),
+            "local": str(cfg.fabric.address_for(address.version) or cfg.fabric.address),
             "interface": cfg.fabric.interface,
             "interval_ms": peer.bfd.interval_ms,
             "multiplier": peer.bfd.multiplier,
             **({"auth": _auth(peer.bfd.auth)} if peer.bfd.auth else {}),
         }
-        for peer in resolved_peers(cfg)
+        for address, peer in peers
         if peer.bfd is not None
     ]
 
@@ -55,11 +66,13 @@ class BfdSupervisor:
         self._writer: asyncio.StreamWriter | None = None
         self._configured = asyncio.Event()  # some peer has bfd: (no process otherwise)
         self._stopping = False
+        self.clients: list[IPAddress] = []  # a range's clients connected now (bgp.dynamic)
+        self._configure_soon: asyncio.TimerHandle | None = None
 
     async def run(self) -> None:
         """Keep a BFD process configured and listened to, starting it again if it goes."""
         while not self._stopping:
-            if not sessions(self.cfg):
+            if not sessions(self.cfg, self.clients):
                 self._configured.clear()
                 await self._configured.wait()
             try:
@@ -76,7 +89,7 @@ class BfdSupervisor:
 
     def status(self) -> dict[str, Any]:
         """Per peer with bfd: its session's state and the packets refused, by reason."""
-        with_bfd = (str(peer.address) for peer in resolved_peers(self.cfg) if peer.bfd is not None)
+        with_bfd = (str(session["peer"]) for session in sessions(self.cfg, self.clients))
         return {
             peer: {
                 "state": self.states.get(peer),
@@ -88,10 +101,25 @@ class BfdSupervisor:
 
     async def reconfigure(self, cfg: NodeConfig, plan: ReloadPlan) -> None:
         self.cfg = cfg
-        if sessions(cfg):
+        if sessions(cfg, self.clients):
             self._configured.set()
         if self._writer is not None:
             await self._configure()
+
+    def set_clients(self, clients: list[IPAddress], delay: float = 0.2) -> None:
+        """The speaker's clients of ranges changed: configure the process once the burst is over
+        (a fleet joining is hundreds of changes, each a whole configuration)."""
+        self.clients = clients
+        if self._configure_soon is None:
+            self._configure_soon = asyncio.get_running_loop().call_later(delay, self._configure_clients)
+
+    def _configure_clients(self) -> None:
+        self._configure_soon = None
+        if sessions(self.cfg, self.clients):
+            self._configured.set()
+        if self._writer is not None:
+            task = asyncio.get_running_loop().create_task(self._configure(), name="bfd-clients")
+            task.add_done_callback(_log_failure)
 
     async def stop(self) -> None:
         """routed leaves for good: the BFD process says AdminDown to every peer and exits."""
@@ -113,7 +141,8 @@ class BfdSupervisor:
 
     async def _configure(self) -> None:
         assert self._writer is not None
-        self._writer.write(json.dumps({"op": "configure", "sessions": sessions(self.cfg)}).encode() + b"\n")
+        configure = {"op": "configure", "sessions": sessions(self.cfg, self.clients)}
+        self._writer.write(json.dumps(configure).encode() + b"\n")
         await self._writer.drain()
 
     def _handle(self, message: dict[str, Any]) -> None:
@@ -141,3 +170,8 @@ class BfdSupervisor:
         peer = str(session["peer"])
         self.refused[peer] = dict(session.get("refused") or {})
         self.last_refused[peer] = session.get("last_refused")
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error(event("bfd_configure_failed", reason=repr(task.exception())))

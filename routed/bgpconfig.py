@@ -11,16 +11,24 @@ from routed.config.derived import (
     installs_learned_routes,
     long_lived_stale_for,
     resolved_peers,
+    resolved_ranges,
 )
+from routed.config.peering import PeerRange, PeerSettings
 from routed.config.reload import ReloadPlan
+from routed.config.types import IPAddress
 
 
-def neighbor_config(cfg: NodeConfig, peer: Peer, session_families: set[int]) -> bgp.NeighborConfig:
-    """One peer of `resolved_peers(cfg)` (its AS and limit filled in); `session_families`: the IP
-    versions of all the node's sessions."""
+def neighbor_config(
+    cfg: NodeConfig, peer: PeerSettings, session_families: set[int], address: IPAddress | None = None
+) -> bgp.NeighborConfig:
+    """One peer of `resolved_peers(cfg)` (its AS and limit filled in), or with `address` one of
+    `resolved_ranges(cfg)`; `session_families`: the IP versions of all the node's sessions."""
+    if address is None:
+        assert isinstance(peer, Peer)
+        address = peer.address
     limit = peer.max_prefixes
     return bgp.NeighborConfig(
-        address=peer.address,
+        address=address,
         asn=peer.asn if peer.asn is not None else cfg.asn,
         kind=bgp.PeerKind(peer.kind.value),
         description=peer.description,
@@ -33,17 +41,22 @@ def neighbor_config(cfg: NodeConfig, peer: Peer, session_families: set[int]) -> 
         long_lived_stale=long_lived_stale_for(cfg, peer),
         ttl_security=peer.ttl_security,
         md5_password=peer.md5_password(),
-        local_address=cfg.fabric.address_for(peer.address.version),
+        local_address=cfg.fabric.address_for(address.version),
         # IPv4 goes over the IPv4 sessions; a node with none (an IPv6-only fabric) sends it over
         # its IPv6 sessions with IPv6 next hops (RFC 8950)
-        extended_next_hop=peer.address.version == 6 and 4 not in session_families,
+        extended_next_hop=address.version == 6 and 4 not in session_families,
     )
+
+
+def range_config(cfg: NodeConfig, peer: PeerRange, session_families: set[int]) -> bgp.NeighborRange:
+    template = neighbor_config(cfg, peer, session_families, peer.range.network_address)
+    return bgp.NeighborRange(prefix=peer.range, template=template)
 
 
 def speaker_config(cfg: NodeConfig) -> bgp.SpeakerConfig:
     gr = cfg.bgp.graceful_restart
-    peers = resolved_peers(cfg)
-    families: set[int] = {p.address.version for p in peers}
+    peers, ranges = resolved_peers(cfg), resolved_ranges(cfg)
+    families: set[int] = {p.address.version for p in peers} | {r.range.version for r in ranges}
     return bgp.SpeakerConfig(
         name=cfg.name,
         asn=cfg.asn,
@@ -52,6 +65,7 @@ def speaker_config(cfg: NodeConfig) -> bgp.SpeakerConfig:
         fabric_address6=cfg.fabric.address6,
         pools=cfg.pool_networks,
         neighbors=tuple(neighbor_config(cfg, p, families) for p in peers),
+        ranges=tuple(range_config(cfg, r, families) for r in ranges),
         reflector=cfg.role is Role.REFLECTOR,
         cluster_id=effective_cluster_id(cfg),
         timers=bgp.RestartTimers(
@@ -79,4 +93,5 @@ def reconfiguration(plan: ReloadPlan) -> bgp.Reconfiguration:
         reset=tuple(p.address for p in plan.peers_changed),
         policy_changed=plan.policy_changed,
         export_changed=plan.export_changed,
+        ranges_changed=plan.ranges_changed,
     )

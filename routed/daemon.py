@@ -79,6 +79,8 @@ class Daemon:
             Path(cfg.api.socket).parent / f"bgp-{cfg.name}",
             fabric=lambda: wait_for_fabric([str(a) for a in cfg.fabric.addresses], cfg.fabric.interface),
             md5_drops=tcp_md5_drops,
+            clients_file=Path(cfg.state_dir) / "bgp-clients.json",
+            clients_changed=lambda clients: self.bfd.set_clients(clients),
         )
         self.ipam = make_ipam(cfg, owner_of=self.speaker.block_owner)
         self.workloads = WorkloadManager(

@@ -31,9 +31,11 @@ def is_passive(cfg: SpeakerConfig, peer: NeighborConfig) -> bool:
     return False
 
 
-def neighbor_block(cfg: SpeakerConfig, peer: NeighborConfig) -> str:
+def neighbor_block(cfg: SpeakerConfig, peer: NeighborConfig, selector: str = "") -> str:
+    """ExaBGP's neighbour for `peer`; with `selector` (a prefix), one for every client that
+    connects from it (ExaBGP makes each a neighbour of its own, bgp.exabgp.ranges)."""
     lines = [
-        f"neighbor {peer.address} {{",
+        f"neighbor {selector or peer.address} {{",
         f"    description {_quote(peer.description or peer.kind.value)};",
         f"    router-id {cfg.router_id};",
         f"    local-address {cfg.local_address(peer)};",
@@ -84,6 +86,13 @@ def neighbor_block(cfg: SpeakerConfig, peer: NeighborConfig) -> str:
     return "\n".join(lines)
 
 
+def session_settings(cfg: SpeakerConfig, peer: NeighborConfig) -> str:
+    """What ExaBGP compares when a reload keeps or resets a session: its neighbour block, less
+    the description (a label: ExaBGP's Neighbor.__eq__ leaves it out too)."""
+    block = neighbor_block(cfg, peer)
+    return "\n".join(line for line in block.splitlines() if not line.lstrip().startswith("description "))
+
+
 def render_config(cfg: SpeakerConfig, api_command: str, skip: Collection[object] = ()) -> str:
     """ExaBGP's config: our API process and a neighbour per peer, but those in `skip` (held down)."""
     blocks = [
@@ -94,6 +103,7 @@ def render_config(cfg: SpeakerConfig, api_command: str, skip: Collection[object]
         "}",
     ]
     blocks += [neighbor_block(cfg, peer) for peer in cfg.neighbors if peer.address not in skip]
+    blocks += [neighbor_block(cfg, r.template, str(r.prefix)) for r in cfg.ranges]
     return "\n".join(blocks) + "\n"
 
 

@@ -48,6 +48,11 @@ peer a turn only when it has something to do, or every tenth of its hold time fo
 the neighbours a command matched are a set, not a list searched per neighbour (`peer_sets`),
 and a peer's UPDATEs go out in writes of up to 64 KB, not one send() each (`batched_updates`).
 
+A ninth, of correctness, for neighbours accepted from a range (bgp/exabgp/ranges.py,
+docs/upstream/exabgp/0009): each client gets its own RIB and queues (they shared the
+range's), a reload keeps the clients of unchanged ranges, and a range's MD5 key covers the
+whole prefix on the listening socket.
+
 A fourth, of speed only: `hexstring` formatted every byte with str.format (~7 us a route
 when messages are forwarded raw, `receive { packets; }`); same text from bytes.hex().
 
@@ -70,6 +75,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from bgp.exabgp.manypeers import READY_FDS, batched_updates, indexed_neighbor_match, peer_sets, quiet_peers
+from bgp.exabgp.ranges import generated_neighbors, md5_on_ranges, reload_keeps_clients
 
 PATCHED_VERSIONS = ("5.0.",)
 CONNECT_RETRY_MAX = 5  # seconds between outgoing attempts, at most
@@ -286,6 +292,9 @@ def patch() -> bool:
     quiet_peers(Reactor, Peer)
     peer_sets(_Configuration)
     batched_updates(Protocol)
+    generated_neighbors(Neighbor, Peer)
+    reload_keeps_clients(Reactor)
+    md5_on_ranges(Listener)
     if os.environ.get("ROUTED_RAW_UPDATES", "1") != "0":  # 0: ExaBGP decodes every UPDATE, as before
         raw_updates()
     return True

@@ -12,7 +12,7 @@ from pathlib import Path as FsPath
 
 from routed.config.checks import cross_field_problems
 from routed.config.document import ConfigError, ConfigProblem, format_path, validate_document
-from routed.config.peering import Peer
+from routed.config.peering import Peer, PeerRange
 from routed.config.schema import NodeConfig
 from routed.config.services import Workload
 from routed.config.types import PeerKind, Role
@@ -24,6 +24,7 @@ __all__ = [
     "NodeConfig",
     "Peer",
     "PeerKind",
+    "PeerRange",
     "Role",
     "Workload",
     "load_config",

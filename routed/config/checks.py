@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from routed.config.derived import installs_learned_routes, resolved_peers
 from routed.config.document import FieldProblem
-from routed.config.peering import ExportMode
+from routed.config.peering import ExportMode, PeerRange
 from routed.config.schema import NodeConfig
 from routed.config.services import IpamMode
 from routed.config.types import IBGP_KINDS, PeerKind, Role
@@ -59,6 +59,9 @@ def cross_field_problems(cfg: NodeConfig) -> list[FieldProblem]:
     seen: dict[object, int] = {}
     for index, peer in enumerate(cfg.peers):
         where = ("peers", index)
+        if isinstance(peer, PeerRange):
+            problems += _range_problems(cfg, index, peer)
+            continue
         if peer.address in seen:
             add(
                 (*where, "address"),
@@ -218,3 +221,41 @@ def _nat_problems(cfg: NodeConfig) -> list[FieldProblem]:
                 )
             )
     return problems
+
+
+def _range_problems(cfg: NodeConfig, index: int, peer: PeerRange) -> list[FieldProblem]:
+    where: Path = ("peers", index)
+    found: list[FieldProblem] = []
+    version = peer.range.version
+    if cfg.role is not Role.REFLECTOR:
+        found.append(
+            FieldProblem(
+                (*where, "range"), "a range of clients is for role: reflector; a node lists its reflectors"
+            )
+        )
+    if cfg.fabric.address_for(version) is None:
+        found.append(
+            FieldProblem(
+                (*where, "range"),
+                f"range {peer.range} is IPv{version} but the fabric has no IPv{version} address to "
+                "accept its clients on (fabric.address, fabric.address6)",
+            )
+        )
+    if peer.asn is not None and peer.asn != cfg.asn:
+        found.append(
+            FieldProblem((*where, "asn"), f"clients are iBGP and must have our AS {cfg.asn}, not {peer.asn}")
+        )
+    for other_index, other in enumerate(cfg.peers[:index]):
+        if (
+            isinstance(other, PeerRange)
+            and other.range.version == version
+            and other.range.overlaps(peer.range)
+        ):
+            found.append(
+                FieldProblem(
+                    (*where, "range"),
+                    f"range {peer.range} overlaps peers[{other_index}] range {other.range}: a client "
+                    "connecting from both could not be told which settings are its; make them disjoint",
+                )
+            )
+    return found

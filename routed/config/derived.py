@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
-from routed.config.peering import Peer
+from routed.config.peering import Peer, PeerRange, PeerSettings
 from routed.config.schema import NodeConfig
 from routed.config.types import PeerKind, Role
 
@@ -16,12 +16,12 @@ def installs_learned_routes(cfg: NodeConfig) -> bool:
     return cfg.role is Role.NODE
 
 
-def graceful_restart_with(cfg: NodeConfig, peer: Peer) -> bool:
+def graceful_restart_with(cfg: NodeConfig, peer: PeerSettings) -> bool:
     """Whether we advertise graceful restart to `peer`, and so also help it through its own."""
     return cfg.bgp.graceful_restart.enabled if peer.graceful_restart is None else peer.graceful_restart
 
 
-def long_lived_stale_for(cfg: NodeConfig, peer: Peer) -> bool:
+def long_lived_stale_for(cfg: NodeConfig, peer: PeerSettings) -> bool:
     """Whether `peer`'s routes turn long-lived stale when its restart time runs out."""
     wanted = peer.kind is PeerKind.REFLECTOR if peer.long_lived_stale is None else peer.long_lived_stale
     return wanted and cfg.bgp.long_lived_stale_time > 0
@@ -43,7 +43,7 @@ def resolved_peers(cfg: NodeConfig) -> tuple[Peer, ...]:
                 "max_prefixes": cfg.bgp.max_prefixes if p.max_prefixes is None else p.max_prefixes,
             }
         )
-        for p in cfg.peers
+        for p in cfg.listed_peers
     ]
     explicit = {p.address for p in peers}
     for address in cfg.mesh_nodes:
@@ -52,3 +52,16 @@ def resolved_peers(cfg: NodeConfig) -> tuple[Peer, ...]:
                 Peer(address=address, asn=cfg.asn, kind=PeerKind.MESH, max_prefixes=cfg.bgp.max_prefixes)
             )
     return tuple(peers)
+
+
+def resolved_ranges(cfg: NodeConfig) -> tuple[PeerRange, ...]:
+    """The ranges of clients, each with its AS and limit filled in as a listed peer's are."""
+    return tuple(
+        r.model_copy(
+            update={
+                "asn": cfg.asn if r.asn is None else r.asn,
+                "max_prefixes": cfg.bgp.max_prefixes if r.max_prefixes is None else r.max_prefixes,
+            }
+        )
+        for r in cfg.peer_ranges
+    )

@@ -8,9 +8,11 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BeforeValidator,
+    Discriminator,
     Field,
     PrivateAttr,
     SecretStr,
+    Tag,
     field_validator,
     model_validator,
 )
@@ -83,8 +85,8 @@ class Fabric(Strict):
 def _peer_address(value: Any) -> Any:
     if isinstance(value, str) and "/" in value:
         raise ValueError(
-            f"{value!r} is a subnet; dynamic peers are not supported (ExaBGP needs every "
-            "neighbour listed), so list each client's address as its own peer"
+            f"{value!r} is a subnet; to accept every client connecting from it, write "
+            f"`range: {value}` (with kind: client) instead of address"
         )
     return _parse_ip(value)
 
@@ -155,8 +157,9 @@ def _max_prefixes_shorthand(value: Any) -> Any:
     return {"limit": value} if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-class Peer(Strict):
-    address: Annotated[IPAddress, BeforeValidator(_peer_address)]
+class PeerSettings(Strict):
+    """What a session is made of, for a peer listed by address and for a range of clients."""
+
     asn: Asn | None = None  # defaults to our own AS for iBGP kinds
     kind: PeerKind
     description: str = ""
@@ -179,7 +182,7 @@ class Peer(Strict):
     _asn = field_validator("asn")(lambda cls, v: v if v is None else _check_asn(v))
 
     @model_validator(mode="after")
-    def _one_password(self) -> Peer:
+    def _one_password(self) -> PeerSettings:
         self._md5_secret = loaded_secret(self.password, self.password_file)
         return self
 
@@ -197,6 +200,45 @@ class Peer(Strict):
         return (secret_digest(self._md5_secret), secret_digest(bfd))
 
     _hold = field_validator("hold_time")(lambda cls, v: v if v is None else _check_hold_time(v))
+
+
+class Peer(PeerSettings):
+    address: Annotated[IPAddress, BeforeValidator(_peer_address)]
+
+
+class PeerRange(PeerSettings):
+    """Clients accepted from any address of `range` (BIRD's `neighbor range`, FRR's `bgp listen
+    range`), each a session of its own with these settings: a reflector of many hosts need
+    not list them. A peer listed by address inside the range keeps its own settings."""
+
+    range: Cidr
+
+    @model_validator(mode="after")
+    def _clients_only(self) -> PeerRange:
+        if self.kind is not PeerKind.CLIENT:
+            raise ValueError(
+                f"a range is for clients of this reflector (kind: client), not kind: {self.kind.value}; "
+                "list other peers by address"
+            )
+        return self
+
+    @property
+    def selector(self) -> str:
+        return str(self.range)
+
+
+def _peer_entry(value: Any) -> str:
+    if isinstance(value, dict):
+        return "peer[range]" if "range" in value else "peer[address]"
+    return "peer[range]" if isinstance(value, PeerRange) else "peer[address]"
+
+
+# a peer by address, or a range of clients; the tags carry brackets so that an error's
+# location (routed.config.document) skips them, as it skips pydantic's validator names
+PeerEntry = Annotated[
+    Annotated[Peer, Tag("peer[address]")] | Annotated[PeerRange, Tag("peer[range]")],
+    Discriminator(_peer_entry),
+]
 
 
 def _community(value: Any) -> Any:

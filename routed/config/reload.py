@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from routed.config.derived import resolved_peers
+from routed.config.derived import resolved_peers, resolved_ranges
 from routed.config.peering import Peer
 from routed.config.schema import NodeConfig
 
@@ -77,6 +77,7 @@ class ReloadPlan:
     peers_removed: tuple[Peer, ...] = ()
     peers_changed: tuple[Peer, ...] = ()  # same address, new settings: that session resets
     bfd_rekeyed: tuple[Peer, ...] = ()  # a new BFD secret (the session goes on with it)
+    ranges_changed: bool = False  # a range of clients added, removed or changed (bgp.dynamic)
     policy_changed: bool = False
     export_changed: bool = False
     workloads_added: tuple[str, ...] = ()
@@ -93,6 +94,7 @@ class ReloadPlan:
             "peers_removed": [str(p.address) for p in self.peers_removed],
             "peers_reset": [str(p.address) for p in self.peers_changed],
             "bfd_rekeyed": [str(p.address) for p in self.bfd_rekeyed],
+            "ranges_changed": self.ranges_changed,
             "routes_rejudged": self.policy_changed,
             "exports_resent": self.export_changed,
             "workloads_added": list(self.workloads_added),
@@ -108,6 +110,10 @@ def _secret_leaves(cfg: NodeConfig) -> dict[str, Any]:
         md5, bfd = peer.secret_digests()
         leaves[f"peers[{peer.address}].password (contents)"] = md5
         leaves[f"peers[{peer.address}].bfd.auth.password (contents)"] = bfd
+    for clients in resolved_ranges(cfg):
+        md5, bfd = clients.secret_digests()
+        leaves[f"peers[{clients.range}].password (contents)"] = md5
+        leaves[f"peers[{clients.range}].bfd.auth.password (contents)"] = bfd
     return leaves
 
 
@@ -126,6 +132,8 @@ def plan_reload(old: NodeConfig, new: NodeConfig) -> ReloadPlan:
     old_ids = {w.id for w in old.workloads}
     new_ids = {w.id for w in new.workloads}
     bgp_defaults = [c for c in changed if c in SESSION_DEFAULTS]
+    old_ranges = {r.range: (r, r.secret_digests()) for r in resolved_ranges(old)}
+    new_ranges = {r.range: (r, r.secret_digests()) for r in resolved_ranges(new)}
     return ReloadPlan(
         refused=refused,
         changed=changed,
@@ -147,9 +155,12 @@ def plan_reload(old: NodeConfig, new: NodeConfig) -> ReloadPlan:
             for a, p in new_peers.items()
             if a in old_peers and old_peers[a].secret_digests()[1] != p.secret_digests()[1]
         ),
+        # the speaker works out which clients' sessions that resets (bgp.dynamic)
+        ranges_changed=old_ranges != new_ranges or bool(new_ranges and bgp_defaults),
         policy_changed=any(c.startswith(POLICY) for c in changed),
         export_changed=any(c.startswith(EXPORT) for c in changed)
-        or any(a in old_peers and old_peers[a].export != p.export for a, p in new_peers.items()),
+        or any(a in old_peers and old_peers[a].export != p.export for a, p in new_peers.items())
+        or any(r in old_ranges and old_ranges[r][0].export != n.export for r, (n, _) in new_ranges.items()),
         workloads_added=tuple(sorted(new_ids - old_ids)),
         workloads_left=tuple(sorted(old_ids - new_ids)),
     )

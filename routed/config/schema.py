@@ -19,6 +19,8 @@ from routed.config.peering import (
     Bgp,
     Fabric,
     Peer,
+    PeerEntry,
+    PeerRange,
 )
 from routed.config.pools import PoolEntry
 from routed.config.services import (
@@ -57,7 +59,7 @@ class NodeConfig(Strict):
     mesh: Annotated[Literal["full", "off"], BeforeValidator(_mesh_mode)] = "off"
     mesh_nodes: tuple[Address, ...] = ()
     cluster_id: RouterId | None = None
-    peers: tuple[Peer, ...] = ()
+    peers: tuple[PeerEntry, ...] = ()  # by address, or a range of clients (`range:`)
     bgp: Bgp = Bgp()
     api: Api = Api()
     metrics: Metrics = Metrics()
@@ -67,6 +69,15 @@ class NodeConfig(Strict):
     workloads: tuple[Workload, ...] = ()
 
     _asn = field_validator("asn")(lambda cls, v: _check_asn(v))
+
+    @property
+    def listed_peers(self) -> tuple[Peer, ...]:
+        """The peers listed by address (resolved_peers adds the mesh's)."""
+        return tuple(p for p in self.peers if isinstance(p, Peer))
+
+    @property
+    def peer_ranges(self) -> tuple[PeerRange, ...]:
+        return tuple(p for p in self.peers if isinstance(p, PeerRange))
 
     @property
     def pool_networks(self) -> tuple[IPNetwork, ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, ip_address, ip_network
 from typing import Any
 
-from bgp.config import NeighborConfig, PeerKind, RestartTimers, SpeakerConfig
+from bgp.config import NeighborConfig, NeighborRange, PeerKind, RestartTimers, SpeakerConfig
 
 ASN = 64512
 
@@ -29,3 +29,9 @@ def speaker(*neighbors: NeighborConfig, me: str = "10.0.0.11", **fields: Any) ->
         neighbors=neighbors,
         **fields,
     )
+
+
+def clients(prefix: str, **fields: Any) -> NeighborRange:
+    """A range of clients (a reflector's `peers: - {range: ..., kind: client}`)."""
+    network = ip_network(prefix)
+    return NeighborRange(network, neighbor(str(network.network_address), "client", **fields))

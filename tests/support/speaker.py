@@ -50,12 +50,29 @@ class NullWriter:
 
 
 class Harness:
-    def __init__(self, cfg: SpeakerConfig, runtime_dir: Path, *, connected: bool = True) -> None:
-        """`runtime_dir`: where ExaBGP's config would be written (a reload writes it)."""
+    def __init__(
+        self,
+        cfg: SpeakerConfig,
+        runtime_dir: Path,
+        *,
+        connected: bool = True,
+        clients_file: Path | None = None,
+    ) -> None:
+        """`runtime_dir`: where ExaBGP's config would be written (a reload writes it);
+        `clients_file`: where a range's clients are remembered (restored at start)."""
         self.clock = FakeClock()
         self.sink = RecordingSink()
         self.config_file = runtime_dir / "exabgp.conf"
-        self.speaker = Speaker(cfg, self.sink, runtime_dir, clock=self.clock)
+        self.clients: list[list[str]] = []  # what the speaker told the node, each time
+        self.speaker = Speaker(
+            cfg,
+            self.sink,
+            runtime_dir,
+            clock=self.clock,
+            clients_file=clients_file,
+            clients_changed=lambda clients: self.clients.append(sorted(map(str, clients))),
+        )
+        self.speaker.dynamic.restore()
         self.speaker.restart.start()
         if connected:
             self.connect()

@@ -225,11 +225,11 @@ def test_unreadable_file(tmp_path: Path) -> None:
     assert "cannot read the file" in str(info.value)
 
 
-def test_dynamic_clients_are_refused_clearly() -> None:
+def test_a_subnet_as_an_address_points_to_range() -> None:
     found = problems(
         GOOD.replace("{address: 10.0.0.1, kind: reflector}", "{address: 10.0.0.0/24, kind: reflector}")
     )
-    assert found[0][1] == "peers[0].address" and "dynamic peers are not supported" in found[0][2]
+    assert found[0][1] == "peers[0].address" and "`range: 10.0.0.0/24`" in found[0][2]
 
 
 def test_aggregate_export_rules() -> None:
