@@ -50,8 +50,9 @@ and a peer's UPDATEs go out in writes of up to 64 KB, not one send() each (`batc
 
 A ninth, of correctness, for neighbours accepted from a range (bgp/exabgp/ranges.py,
 docs/upstream/exabgp/0009): each client gets its own RIB and queues (they shared the
-range's), a reload keeps the clients of unchanged ranges, and a range's MD5 key covers the
-whole prefix on the listening socket.
+range's), API commands reach clients (they reached configured neighbours only), a reload
+keeps the clients of unchanged ranges, and a range's MD5 key covers the whole prefix on
+the listening socket.
 
 A fourth, of speed only: `hexstring` formatted every byte with str.format (~7 us a route
 when messages are forwarded raw, `receive { packets; }`); same text from bytes.hex().
@@ -75,7 +76,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from bgp.exabgp.manypeers import READY_FDS, batched_updates, indexed_neighbor_match, peer_sets, quiet_peers
-from bgp.exabgp.ranges import generated_neighbors, md5_on_ranges, reload_keeps_clients
+from bgp.exabgp.ranges import commands_reach_clients, generated_neighbors, md5_on_ranges, reload_keeps_clients
 
 PATCHED_VERSIONS = ("5.0.",)
 CONNECT_RETRY_MAX = 5  # seconds between outgoing attempts, at most
@@ -131,6 +132,16 @@ def hard_teardowns(peer_class: Any) -> None:
         return close(self, message, error)
 
     peer_class.teardown, peer_class._close = teardown_hard, close_or_notify
+
+
+def reloads_not_dropped(reactor_class: Any) -> None:
+    """A reload (SIGUSR1) that found any peer with UPDATEs still queued was dropped, not
+    deferred: the signal is re-armed before the check. A peer whose session is down keeps its
+    queue until it is up, so fixing its TCP-MD5 password by a reload never took (seen on a
+    client of a range); a busy reflector lost reloads the same way. A reload keeps every
+    unchanged neighbour's queue (RIB._cache), so nothing needs it empty first
+    (docs/upstream/exabgp/0010)."""
+    reactor_class._pending_adjribout = lambda self: False
 
 
 def capped_backoff(delay_class: Any) -> None:
@@ -287,12 +298,14 @@ def patch() -> bool:
     polled_listener(Listener)
     hard_teardowns(Peer)
     capped_backoff(Delay)
+    reloads_not_dropped(Reactor)
     fast_hexstring()
     indexed_neighbor_match()
     quiet_peers(Reactor, Peer)
     peer_sets(_Configuration)
     batched_updates(Protocol)
     generated_neighbors(Neighbor, Peer)
+    commands_reach_clients(_Configuration)
     reload_keeps_clients(Reactor)
     md5_on_ranges(Listener)
     if os.environ.get("ROUTED_RAW_UPDATES", "1") != "0":  # 0: ExaBGP decodes every UPDATE, as before

@@ -9,6 +9,10 @@ one uid: a route sent to one client went to all of them. A generated neighbour n
 own, and its own RIB under its own name (dropped from RIB's cache when its session ends, so a
 client that comes back starts clean and a range's churn does not grow the cache).
 
+`commands_reach_clients`: an API command (announce, withdraw, eor, refresh, operational)
+matched a range's client by name but was injected only into configured neighbours: nothing
+routed sent a client ever reached it. The generated neighbours are now looked up too.
+
 `reload_keeps_clients`: a reload (SIGUSR1) removed every peer whose key was not a configured
 neighbour's, which is every generated one: adding one listed peer dropped every client of
 every range. A generated peer now stays when its range is still configured the same, and
@@ -31,6 +35,7 @@ from collections import Counter, deque
 from typing import Any
 
 ORIGIN = "_routed_range"  # a generated neighbour: the range neighbour it was made from
+GENERATED: dict[str, Any] = {}  # name -> a range's client's neighbour, while its peer lives
 
 TCP_MD5SIG_EXT = 32  # linux/tcp.h
 TCP_MD5SIG_FLAG_PREFIX = 1
@@ -68,6 +73,7 @@ def generated_neighbors(neighbor_class: Any, peer_class: Any) -> None:
         if neighbor.generated and neighbor.rib is None:
             RIB._cache.pop(neighbor.name(), None)  # a client back from before starts clean
             neighbor.make_rib()
+            GENERATED[neighbor.name()] = neighbor
         return make_peer(neighbor, reactor)
 
     listener.Peer = peer_for
@@ -77,8 +83,41 @@ def generated_neighbors(neighbor_class: Any, peer_class: Any) -> None:
         reset(self, message, error)
         if self.neighbor.generated and self.generator is False and self.neighbor.rib is not None:
             self.neighbor.rib.uncache()
+            if GENERATED.get(self.neighbor.name()) is self.neighbor:
+                del GENERATED[self.neighbor.name()]
 
     peer_class._reset = reset_forgetting_generated
+
+
+def commands_reach_clients(configuration_class: Any) -> None:
+    """Each inject_* again over the generated neighbours the command matched, as if they were
+    configured (its result combined as its own: any injected, or none refused)."""
+    combine = {
+        "inject_change": lambda a, b: a or b,
+        "inject_eor": lambda a, b: a or b,
+        "inject_operational": lambda a, b: a and b,
+        "inject_refresh": lambda a, b: a and b,
+    }
+    for method, either in combine.items():
+        original = getattr(configuration_class, method)
+
+        def with_clients(
+            self: Any, peers: Any, what: Any, _original: Any = original, _either: Any = either
+        ) -> Any:
+            result = _original(self, peers, what)
+            clients = {
+                name: GENERATED[name] for name in peers if name in GENERATED and name not in self.neighbors
+            }
+            if not clients:
+                return result
+            configured = self.neighbors
+            self.neighbors = clients
+            try:
+                return _either(result, _original(self, peers, what))
+            finally:
+                self.neighbors = configured
+
+        setattr(configuration_class, method, with_clients)
 
 
 def reload_keeps_clients(reactor_class: Any) -> None:

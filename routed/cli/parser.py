@@ -126,6 +126,12 @@ def _add_lab(sub: SubParsers) -> None:
     generate.add_argument("--workloads", type=int, default=1, help="workloads per host")
     generate.add_argument("--pool", type=ipaddress.IPv4Network, default=ipaddress.IPv4Network("10.65.0.0/16"))
     generate.add_argument("--block-size", type=int, default=26, help="each host's block, a /N of the pool")
+    generate.add_argument(
+        "--clients",
+        choices=("range", "list"),
+        default="range",
+        help="reflectors accept clients from the fabric's range (default) or list each host",
+    )
 
 
 def _add_routes(sub: SubParsers) -> None:

@@ -44,7 +44,15 @@ def cmd_lab_generate(args: argparse.Namespace) -> int:
 
     from routed.lab.generate import GenerateError, LabPlan, generate
 
-    plan = LabPlan(args.name, args.hosts, args.reflectors, args.workloads, args.pool, args.block_size)
+    plan = LabPlan(
+        args.name,
+        args.hosts,
+        args.reflectors,
+        args.workloads,
+        args.pool,
+        args.block_size,
+        clients=args.clients,
+    )
     try:
         files = generate(plan)
     except GenerateError as exc:

@@ -3,8 +3,9 @@ fabric, with each node's routed config, for trying routed at a size nobody write
 
 Addresses: the fabric is 10.0.0.0/16 (reflectors 10.0.0.1..R, hosts from 10.0.1.1 on, 250 to a
 /24); each host owns the next block of the pool (ipam: static) and starts W workloads in it.
-Reflectors of a pair (or more) share a cluster id and peer with each other as non-clients.
-Pure: returns the files' texts; the CLI writes them.
+Reflectors of a pair (or more) share a cluster id and peer with each other as non-clients,
+and accept their clients from the fabric's range (`peers: - {range: ..., kind: client}`), or,
+with `clients="list"`, list every host by address. Pure: returns the files' texts; the CLI writes them.
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ class LabPlan:
     pool: IPv4Network = DEFAULT_POOL
     block_size: int = 26
     asn: int = 64512
+    clients: str = "range"  # how reflectors know their clients: "range" or "list"
 
     def check(self) -> None:
+        if self.clients not in ("range", "list"):
+            raise GenerateError(f"clients {self.clients!r}: use range or list")
         if self.hosts < 1 or not 1 <= self.reflectors <= 9 or self.workloads < 0:
             raise GenerateError("need at least 1 host, 1-9 reflectors and 0 or more workloads per host")
         if self.hosts + self.reflectors > MAX_BRIDGE_PORTS - 1:
@@ -83,12 +87,16 @@ def _reflector_config(plan: LabPlan, index: int) -> str:
     if plan.reflectors > 1:
         lines.append(f"cluster_id: {CLUSTER_ID}")
     lines.append("peers:")
-    lines += [f"  - {{address: {plan.host_address(h)}, kind: client}}" for h in range(1, plan.hosts + 1)]
+    # the other reflectors listed by address: a listed peer inside a range keeps its own kind
     lines += [
         f"  - {{address: {plan.reflector_address(r)}, kind: nonclient}}"
         for r in range(1, plan.reflectors + 1)
         if r != index
     ]
+    if plan.clients == "range":
+        lines.append(f"  - {{range: {FABRIC}, kind: client}}")
+    else:
+        lines += [f"  - {{address: {plan.host_address(h)}, kind: client}}" for h in range(1, plan.hosts + 1)]
     return "\n".join(lines) + "\n"
 
 

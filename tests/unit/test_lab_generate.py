@@ -37,9 +37,18 @@ def test_a_generated_lab_loads_and_its_configs_agree(tmp_path: Path) -> None:
     h300, rr2 = configs["h300"], configs["rr2"]
     assert str(h300.fabric.address) == "10.0.2.50"  # 250 hosts to a /24, from 10.0.1.1
     assert [str(b) for b in h300.ipam.blocks] == ["10.65.74.192/26"]
-    assert [str(p.address) for p in h300.peers] == ["10.0.0.1", "10.0.0.2"]
-    assert str(rr2.cluster_id) == "10.0.0.254" and len(rr2.peers) == 301  # 300 clients and rr1
+    assert [str(p.address) for p in h300.listed_peers] == ["10.0.0.1", "10.0.0.2"]
+    assert str(rr2.cluster_id) == "10.0.0.254"
+    # rr1 listed, the hosts accepted from the fabric's range
+    assert [str(p.address) for p in rr2.listed_peers] == ["10.0.0.1"]
+    assert [str(r.range) for r in rr2.peer_ranges] == ["10.0.0.0/16"]
     assert topo.node("h7").exec is not None and "routed workload add h7-w3 --netns w3" in topo.node("h7").exec
+
+
+def test_reflectors_can_list_every_client_instead(tmp_path: Path) -> None:
+    files = generate(LabPlan("g", hosts=30, reflectors=2, clients="list"))
+    rr1 = parse_config(files["g/rr1.yaml"], "rr1.yaml")
+    assert len(rr1.listed_peers) == 31 and not rr1.peer_ranges  # 30 clients and rr2
 
 
 @pytest.mark.parametrize(
@@ -51,6 +60,7 @@ def test_a_generated_lab_loads_and_its_configs_agree(tmp_path: Path) -> None:
         (LabPlan("g", hosts=5, pool=IPv4Network("10.65.0.0/24"), block_size=26), "has 4 blocks"),
         (LabPlan("g", hosts=1, workloads=100), "do not fit a /26 block"),
         (LabPlan("g", hosts=1, block_size=12), "must be within the pool"),
+        (LabPlan("g", hosts=1, clients="some"), "use range or list"),
     ],
 )
 def test_impossible_labs_are_refused_saying_what_to_change(plan: LabPlan, needle: str) -> None:
