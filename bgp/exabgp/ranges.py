@@ -81,10 +81,12 @@ def generated_neighbors(neighbor_class: Any, peer_class: Any) -> None:
 
     def reset_forgetting_generated(self: Any, message: str = "", error: str = "") -> None:
         reset(self, message, error)
-        if self.neighbor.generated and self.generator is False and self.neighbor.rib is not None:
-            self.neighbor.rib.uncache()
-            if GENERATED.get(self.neighbor.name()) is self.neighbor:
-                del GENERATED[self.neighbor.name()]
+        neighbor = self.neighbor
+        if neighbor.generated and self.generator is False and neighbor.rib is not None:
+            neighbor.rib.uncache()
+            name = neighbor.name()
+            if GENERATED.get(name) is neighbor:
+                del GENERATED[name]
 
     peer_class._reset = reset_forgetting_generated
 
