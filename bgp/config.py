@@ -60,6 +60,7 @@ class NeighborConfig:
     extended_next_hop: bool = False
     # a client that connected from a range of clients (NeighborRange), not one listed by address
     from_range: IPNetwork | None = None
+    registered: bool = False  # a client from the node's registry, not its config file
 
     @property
     def uses_md5(self) -> bool:

@@ -44,6 +44,7 @@ class Running(Protocol):
     reports: RouteReports
     dynamic: DynamicPeers
     withdrawing: bool
+    has_peers: asyncio.Event
 
     def refresh(self, prefixes: Iterable[IPNetwork]) -> None: ...
 
@@ -68,8 +69,8 @@ async def run(
 ) -> None:
     speaker.dynamic.restore()  # a range's clients of the last run: awaited like the others
     speaker.restart.start()
-    if not speaker.neighbors and not speaker.cfg.ranges:
-        await asyncio.Event().wait()  # nothing to speak to: no ExaBGP at all
+    # nothing to speak to, no ExaBGP: until a reload or the node registry gives a peer
+    await speaker.has_peers.wait()
     watcher = asyncio.create_task(watch_sessions(speaker.neighbors.values, md5_drops), name="bgp-watch")
     speaker.refresh(speaker.cfg.pools)  # aggregates for peers that get `export: aggregate`
     try:
@@ -138,3 +139,5 @@ async def reconfigure(speaker: Running, cfg: SpeakerConfig, change: Reconfigurat
         speaker.refresh(speaker.every_prefix())
     if change.sessions_changed or removed or clients_gone:
         speaker.exabgp.reload_config()
+    if cfg.neighbors or cfg.ranges:
+        speaker.has_peers.set()

@@ -231,6 +231,7 @@ class Neighbor:
         return {
             "address": str(self.config.address),
             "range": str(self.config.from_range) if self.config.from_range is not None else None,
+            "registered": self.config.registered,
             "forget_in_s": round(max(0.0, self.forget_at - now), 1) if self.forget_at else None,
             "description": self.config.description,
             "kind": self.config.kind.value,

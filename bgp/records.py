@@ -20,6 +20,7 @@ class PeerJson(TypedDict):
 
     address: str
     range: str | None  # the range it connected from (a client not listed by address)
+    registered: bool  # a client from the node registry (etcd)
     forget_in_s: float | None  # such a client that left: when it is forgotten
     description: str
     kind: str

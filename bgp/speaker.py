@@ -91,6 +91,9 @@ class Speaker:
         self.reports = RouteReports(self.rib, ConflictTracker(cfg.name, cfg.pools, own), self.counters)
         self.ready = asyncio.Event()
         self.withdrawing = False
+        self.has_peers = asyncio.Event()  # someone to speak to: ExaBGP starts then, not before
+        if cfg.neighbors or cfg.ranges:
+            self.has_peers.set()
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -284,6 +287,12 @@ class Speaker:
     def _tell_clients(self, without: IPAddress | None = None) -> None:
         if self._clients_changed is not None:
             self._clients_changed([n.address for n in self.dynamic.clients() if n.address != without])
+
+    def holds(self, address: IPAddress) -> bool:
+        """Whether a peer's session is up or any route of it is kept (a registry's client
+        that left is forgotten once this is no longer so)."""
+        neighbor = self.neighbors.get(address)
+        return neighbor is not None and (neighbor.up or bool(self.rib.holds(address)))
 
     def _held_down(self) -> set[IPAddress]:
         return {a for a, n in self.neighbors.items() if n.held_down}

@@ -33,6 +33,12 @@ from routed.views import route_json, workload_json
 from routed.workloads.manager import NotFound, Stages, UsageError
 
 
+class Leaving(Protocol):
+    """The node registry (routed.registry), as a decommission sees it."""
+
+    async def leave(self) -> None: ...
+
+
 class Node(StatusNode, Protocol):
     """The services the API acts on (routed.daemon.Daemon)."""
 
@@ -40,6 +46,9 @@ class Node(StatusNode, Protocol):
     docker_front: FrontSupervisor | None
     reloader: Reloader
     drain_file: Path
+
+    @property
+    def registry(self) -> Leaving | None: ...
 
     def stop(self) -> None: ...
 
@@ -161,6 +170,10 @@ class NodeApi:
         withdrawn = 0
         if request.get("withdraw"):
             log.warning(event("stopping", withdraw="yes"))
+            if self.node.registry is not None:
+                # first: once ExaBGP is stopped the daemon is on its way out; reflectors forget
+                # this node when its session closes, not when its lease runs out
+                await self.node.registry.leave()
             withdrawn = await self.node.speaker.withdraw_and_stop()
             if self.node.docker_front is not None:
                 self.node.docker_front.stop()

@@ -26,16 +26,17 @@ Listener = Callable[[str, str, str], None]  # (peer, state, diag)
 
 
 def sessions(cfg: NodeConfig, clients: Iterable[IPAddress] = ()) -> list[dict[str, Any]]:
-    """A session per peer with `bfd:`, and per client of a range with `bfd:` (`clients`: those
-    connected from a range now, as the speaker tells them)."""
+    """A session per peer with `bfd:`, and per client of a range or of the registry whose
+    entry has `bfd:` (`clients`: those the speaker has now)."""
     peers: list[tuple[IPAddress, PeerSettings]] = [(p.address, p) for p in resolved_peers(cfg)]
-    ranges = cfg.peer_ranges
+    ranges, registry = cfg.peer_ranges, cfg.peer_registry
     for address in clients:
         covering = next(
             (r for r in ranges if address.version == r.range.version and address in r.range), None
         )
-        if covering is not None:
-            peers.append((address, covering))
+        settings = covering or registry
+        if settings is not None:
+            peers.append((address, settings))
     return [
         {
             "peer": str(address),
@@ -66,7 +67,8 @@ class BfdSupervisor:
         self._writer: asyncio.StreamWriter | None = None
         self._configured = asyncio.Event()  # some peer has bfd: (no process otherwise)
         self._stopping = False
-        self.clients: list[IPAddress] = []  # a range's clients connected now (bgp.dynamic)
+        self.dynamic: list[IPAddress] = []  # a range's clients connected now (bgp.dynamic)
+        self.registered: list[IPAddress] = []  # the registry's clients (routed.registry)
         self._configure_soon: asyncio.TimerHandle | None = None
 
     async def run(self) -> None:
@@ -106,10 +108,23 @@ class BfdSupervisor:
         if self._writer is not None:
             await self._configure()
 
-    def set_clients(self, clients: list[IPAddress], delay: float = 0.2) -> None:
-        """The speaker's clients of ranges changed: configure the process once the burst is over
-        (a fleet joining is hundreds of changes, each a whole configuration)."""
-        self.clients = clients
+    @property
+    def clients(self) -> list[IPAddress]:
+        return [*self.dynamic, *self.registered]
+
+    def set_clients(self, clients: list[IPAddress]) -> None:
+        """The speaker's clients of ranges changed."""
+        self.dynamic = clients
+        self._reconfigure_soon()
+
+    def set_registered(self, clients: list[IPAddress]) -> None:
+        """The registry's clients changed."""
+        self.registered = clients
+        self._reconfigure_soon()
+
+    def _reconfigure_soon(self, delay: float = 0.2) -> None:
+        """Configure the process once the burst is over (a fleet joining is hundreds of
+        changes, each a whole configuration)."""
         if self._configure_soon is None:
             self._configure_soon = asyncio.get_running_loop().call_later(delay, self._configure_clients)
 

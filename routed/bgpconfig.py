@@ -3,6 +3,9 @@ so that bgp never reads routed's schema."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
+
 from bgp import config as bgp
 from routed.config import NodeConfig, Peer, Role
 from routed.config.derived import (
@@ -12,6 +15,7 @@ from routed.config.derived import (
     long_lived_stale_for,
     resolved_peers,
     resolved_ranges,
+    resolved_registry,
 )
 from routed.config.peering import PeerRange, PeerSettings
 from routed.config.reload import ReloadPlan
@@ -53,10 +57,20 @@ def range_config(cfg: NodeConfig, peer: PeerRange, session_families: set[int]) -
     return bgp.NeighborRange(prefix=peer.range, template=template)
 
 
-def speaker_config(cfg: NodeConfig) -> bgp.SpeakerConfig:
+def speaker_config(cfg: NodeConfig, registered: Iterable[IPAddress] = ()) -> bgp.SpeakerConfig:
+    """`registered`: the clients the node registry gives (routed.registry), if the config
+    takes clients from it."""
     gr = cfg.bgp.graceful_restart
-    peers, ranges = resolved_peers(cfg), resolved_ranges(cfg)
+    peers, ranges, registry = resolved_peers(cfg), resolved_ranges(cfg), resolved_registry(cfg)
+    clients = sorted(registered, key=lambda a: (a.version, int(a))) if registry is not None else []
     families: set[int] = {p.address.version for p in peers} | {r.range.version for r in ranges}
+    families |= {a.version for a in clients}
+    listed = tuple(neighbor_config(cfg, p, families) for p in peers)
+    if registry is not None:
+        listed += tuple(
+            dataclasses.replace(neighbor_config(cfg, registry, families, address), registered=True)
+            for address in clients
+        )
     return bgp.SpeakerConfig(
         name=cfg.name,
         asn=cfg.asn,
@@ -64,7 +78,7 @@ def speaker_config(cfg: NodeConfig) -> bgp.SpeakerConfig:
         fabric_address=cfg.fabric.address,
         fabric_address6=cfg.fabric.address6,
         pools=cfg.pool_networks,
-        neighbors=tuple(neighbor_config(cfg, p, families) for p in peers),
+        neighbors=listed,
         ranges=tuple(range_config(cfg, r, families) for r in ranges),
         reflector=cfg.role is Role.REFLECTOR,
         cluster_id=effective_cluster_id(cfg),

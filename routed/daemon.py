@@ -14,10 +14,11 @@ import logging
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
+from bgp.config import Reconfiguration
 from bgp.speaker import Speaker
 from routed import service
 from routed.api import ApiError
@@ -48,6 +49,9 @@ from routed.nodestatus import node_status
 from routed.reloader import Applied, Reloader
 from routed.workloads.manager import UsageError, WorkloadManager
 from routed.workloads.store import WorkloadStore
+
+if TYPE_CHECKING:
+    from routed.registry import NodeRegistry
 
 log = logging.getLogger("routed.daemon")
 
@@ -83,6 +87,11 @@ class Daemon:
             clients_changed=lambda clients: self.bfd.set_clients(clients),
         )
         self.ipam = make_ipam(cfg, owner_of=self.speaker.block_owner)
+        self.registry: NodeRegistry | None = None
+        if cfg.ipam.mode is IpamMode.ETCD:  # etcd is configured: the node registers itself
+            from routed.registry import for_node
+
+            self.registry = for_node(cfg, self._registry_changed, self.speaker.holds)
         self.workloads = WorkloadManager(
             cfg,
             WorkloadStore(cfg.state_dir),
@@ -148,13 +157,23 @@ class Daemon:
         self.cfg = new
         self.firewall.set_pools(new.pools)
         self._fabric_changed()
-        for holder in (self.workloads, self.ipam, self.docker):
+        for holder in (self.workloads, self.ipam, self.docker, self.registry):
             if holder is not None:
                 holder.cfg = new
         self.reconciler.resync_interval = new.fib.resync_interval
 
     async def _reconfigure_bgp(self, new: NodeConfig, plan: ReloadPlan) -> None:
-        await self.speaker.reconfigure(speaker_config(new), reconfiguration(plan))
+        registered = self.registry.clients if self.registry is not None else ()
+        await self.speaker.reconfigure(speaker_config(new, registered), reconfiguration(plan))
+
+    async def _registry_changed(
+        self, clients: frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address]
+    ) -> None:
+        """The registry's clients joined or left: only those sessions move."""
+        before = {n.address for n in self.speaker.cfg.neighbors if n.registered}
+        change = Reconfiguration(added=tuple(clients - before), removed=tuple(before - clients))
+        await self.speaker.reconfigure(speaker_config(self.cfg, clients), change)
+        self.bfd.set_registered(sorted(clients, key=lambda a: (a.version, int(a))))
 
     async def _attach_declared(self, new: NodeConfig, plan: ReloadPlan) -> None:
         for declared in new.workloads:
@@ -239,6 +258,8 @@ class Daemon:
             tasks.add(asyncio.create_task(self.bfd.run(), name="bfd"))
             tasks.add(asyncio.create_task(self.firewall.run(), name="firewall"))
             tasks.add(asyncio.create_task(self.fabric.run(), name="fabric"))
+            if self.registry is not None:
+                tasks.add(asyncio.create_task(self.registry.run(), name="registry"))
             stop = asyncio.create_task(self._stop.wait())
             done, _ = await asyncio.wait({*tasks, stop}, return_when=asyncio.FIRST_COMPLETED)
             for task in tasks:

@@ -167,7 +167,9 @@ class ExaBgpSupervisor:
     def reload_config(self) -> None:
         """Write the config again and have ExaBGP reload it (SIGUSR1): it starts added
         neighbors, stops removed ones and leaves unchanged sessions as they are. An ExaBGP
-        between runs reads the new file when it starts."""
+        between runs reads the new file when it starts, and one not started yet writes it then."""
+        if not self.runtime_dir.exists():
+            return
         self._write_config()
         if self.process is not None and self.process.returncode is None:
             self.process.send_signal(signal.SIGUSR1)

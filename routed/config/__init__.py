@@ -12,7 +12,7 @@ from pathlib import Path as FsPath
 
 from routed.config.checks import cross_field_problems
 from routed.config.document import ConfigError, ConfigProblem, format_path, validate_document
-from routed.config.peering import Peer, PeerRange
+from routed.config.peering import Peer, PeerRange, PeerRegistry
 from routed.config.schema import NodeConfig
 from routed.config.services import Workload
 from routed.config.types import PeerKind, Role
@@ -25,6 +25,7 @@ __all__ = [
     "Peer",
     "PeerKind",
     "PeerRange",
+    "PeerRegistry",
     "Role",
     "Workload",
     "load_config",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from routed.config.derived import installs_learned_routes, resolved_peers
 from routed.config.document import FieldProblem
-from routed.config.peering import ExportMode, PeerRange
+from routed.config.peering import ExportMode, PeerRange, PeerRegistry
 from routed.config.schema import NodeConfig
 from routed.config.services import IpamMode
 from routed.config.types import IBGP_KINDS, PeerKind, Role
@@ -61,6 +61,9 @@ def cross_field_problems(cfg: NodeConfig) -> list[FieldProblem]:
         where = ("peers", index)
         if isinstance(peer, PeerRange):
             problems += _range_problems(cfg, index, peer)
+            continue
+        if isinstance(peer, PeerRegistry):
+            problems += _registry_problems(cfg, index, peer)
             continue
         if peer.address in seen:
             add(
@@ -258,4 +261,27 @@ def _range_problems(cfg: NodeConfig, index: int, peer: PeerRange) -> list[FieldP
                     "connecting from both could not be told which settings are its; make them disjoint",
                 )
             )
+    return found
+
+
+def _registry_problems(cfg: NodeConfig, index: int, peer: PeerRegistry) -> list[FieldProblem]:
+    where: Path = ("peers", index)
+    found: list[FieldProblem] = []
+    if cfg.role is not Role.REFLECTOR:
+        found.append(FieldProblem((*where, "registry"), "clients from the registry are for role: reflector"))
+    if cfg.ipam.etcd is None:
+        found.append(
+            FieldProblem(
+                (*where, "registry"),
+                "the registry is in etcd: give this node ipam: {mode: etcd, etcd: {endpoints: [...]}} "
+                "(the hosts' etcd) to read it",
+            )
+        )
+    if peer.asn is not None and peer.asn != cfg.asn:
+        found.append(
+            FieldProblem((*where, "asn"), f"clients are iBGP and must have our AS {cfg.asn}, not {peer.asn}")
+        )
+    first = next(i for i, p in enumerate(cfg.peers) if isinstance(p, PeerRegistry))
+    if first != index:
+        found.append(FieldProblem((*where, "registry"), f"the registry is already peers[{first}]; keep one"))
     return found

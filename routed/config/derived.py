@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
-from routed.config.peering import Peer, PeerRange, PeerSettings
+from routed.config.peering import Peer, PeerRange, PeerRegistry, PeerSettings
 from routed.config.schema import NodeConfig
 from routed.config.types import PeerKind, Role
 
@@ -64,4 +64,17 @@ def resolved_ranges(cfg: NodeConfig) -> tuple[PeerRange, ...]:
             }
         )
         for r in cfg.peer_ranges
+    )
+
+
+def resolved_registry(cfg: NodeConfig) -> PeerRegistry | None:
+    """The registry's clients' settings, their AS and limit filled in."""
+    entry = cfg.peer_registry
+    if entry is None:
+        return None
+    return entry.model_copy(
+        update={
+            "asn": cfg.asn if entry.asn is None else entry.asn,
+            "max_prefixes": cfg.bgp.max_prefixes if entry.max_prefixes is None else entry.max_prefixes,
+        }
     )

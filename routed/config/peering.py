@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -227,16 +227,39 @@ class PeerRange(PeerSettings):
         return str(self.range)
 
 
+class PeerRegistry(PeerSettings):
+    """Clients taken from the node registry in etcd (routed.registry): every node with etcd
+    configured registers its fabric addresses; this reflector peers with each as a client,
+    with these settings, and follows joins and leaves without a restart."""
+
+    registry: Literal["etcd"]
+
+    @model_validator(mode="after")
+    def _clients_only(self) -> PeerRegistry:
+        if self.kind is not PeerKind.CLIENT:
+            raise ValueError(
+                f"the registry gives clients of this reflector (kind: client), not kind: {self.kind.value}"
+            )
+        return self
+
+
 def _peer_entry(value: Any) -> str:
     if isinstance(value, dict):
-        return "peer[range]" if "range" in value else "peer[address]"
-    return "peer[range]" if isinstance(value, PeerRange) else "peer[address]"
+        for field in ("range", "registry"):
+            if field in value:
+                return f"peer[{field}]"
+        return "peer[address]"
+    if isinstance(value, PeerRange):
+        return "peer[range]"
+    return "peer[registry]" if isinstance(value, PeerRegistry) else "peer[address]"
 
 
-# a peer by address, or a range of clients; the tags carry brackets so that an error's
-# location (routed.config.document) skips them, as it skips pydantic's validator names
+# a peer by address, a range of clients, or the registry's; the tags carry brackets so that an
+# error's location (routed.config.document) skips them, as it skips pydantic's validator names
 PeerEntry = Annotated[
-    Annotated[Peer, Tag("peer[address]")] | Annotated[PeerRange, Tag("peer[range]")],
+    Annotated[Peer, Tag("peer[address]")]
+    | Annotated[PeerRange, Tag("peer[range]")]
+    | Annotated[PeerRegistry, Tag("peer[registry]")],
     Discriminator(_peer_entry),
 ]
 

@@ -21,6 +21,7 @@ from routed.config.peering import (
     Peer,
     PeerEntry,
     PeerRange,
+    PeerRegistry,
 )
 from routed.config.pools import PoolEntry
 from routed.config.services import (
@@ -59,7 +60,7 @@ class NodeConfig(Strict):
     mesh: Annotated[Literal["full", "off"], BeforeValidator(_mesh_mode)] = "off"
     mesh_nodes: tuple[Address, ...] = ()
     cluster_id: RouterId | None = None
-    peers: tuple[PeerEntry, ...] = ()  # by address, or a range of clients (`range:`)
+    peers: tuple[PeerEntry, ...] = ()  # by address, a range of clients, or the registry's
     bgp: Bgp = Bgp()
     api: Api = Api()
     metrics: Metrics = Metrics()
@@ -78,6 +79,11 @@ class NodeConfig(Strict):
     @property
     def peer_ranges(self) -> tuple[PeerRange, ...]:
         return tuple(p for p in self.peers if isinstance(p, PeerRange))
+
+    @property
+    def peer_registry(self) -> PeerRegistry | None:
+        """The `registry: etcd` entry, if any (at most one: routed.config.checks)."""
+        return next((p for p in self.peers if isinstance(p, PeerRegistry)), None)
 
     @property
     def pool_networks(self) -> tuple[IPNetwork, ...]:

@@ -20,6 +20,7 @@ with etcd's user authentication.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -166,6 +167,7 @@ class EtcdStore:
         self._current = 0
         self._client: aetcd.Client | None = None
         self._bad_keys_logged: set[bytes] = set()
+        self._closing: set[asyncio.Task[None]] = set()  # clients discarded after a failure
 
     def _skip(self, key: bytes, problem: BadRecord) -> None:
         """A record routed would not have written: skipped, and said once per key."""
@@ -179,6 +181,19 @@ class EtcdStore:
                     fix="delete or repair it (etcdctl del KEY); routed never writes such a record",
                 )
             )
+
+    def _discard(self) -> None:
+        """Drop the client after a failure, closing it only once the requests still in flight
+        on it have had their time: closing it at once cancelled them, and a CancelledError
+        out of another task's request (IPAM's upkeep beside a workload's add) ended the daemon."""
+        client, self._client = self._client, None
+        if client is not None:
+            asyncio.get_running_loop().call_later(self.timeout + 1, self._close_later, client)
+
+    def _close_later(self, client: aetcd.Client) -> None:
+        task = asyncio.get_running_loop().create_task(client.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
         if self._client is not None:
@@ -205,6 +220,10 @@ class EtcdStore:
             self._client = client
         return self._client
 
+    async def call(self, what: str, request: Callable[[aetcd.Client], Awaitable[T]]) -> T:
+        """`request` on a connected client, failing over between the endpoints (the registry's)."""
+        return await self._call(what, request)
+
     async def _call(self, what: str, request: Callable[[aetcd.Client], Awaitable[T]]) -> T:
         errors = []
         for _ in self.endpoints:
@@ -219,7 +238,7 @@ class EtcdStore:
                 log.warning(
                     event("etcd_request_failed", endpoint=endpoint, request=what, reason=type(exc).__name__)
                 )
-                await self.close()
+                self._discard()
                 self._current = (self._current + 1) % len(self.endpoints)
         raise EtcdUnreachable(f"etcd is unreachable ({'; '.join(errors)})")
 
