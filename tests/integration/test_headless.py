@@ -47,8 +47,14 @@ def ring_streams(lab: Lab, seconds: float) -> list[PingStream]:
     return [PingStream(lab, src, "web", HOSTS[dst], seconds).start() for src, dst in RING]
 
 
-@pytest.mark.long(240)
-def test_both_reflectors_gone_for_two_minutes_loses_no_packet() -> None:
+# How long both reflectors stay away: past their restart time (20 s) and into long-lived stale
+# is what the suite needs; issue 12's two minutes run as a command, with its figure in
+# docs/benchmarks.md: ROUTED_HEADLESS_SECONDS=125 pytest tests/integration/test_headless.py -k gone
+HEADLESS_S = float(os.environ.get("ROUTED_HEADLESS_SECONDS", "50"))
+
+
+@pytest.mark.long(60 + HEADLESS_S)
+def test_both_reflectors_gone_loses_no_packet() -> None:
     restart_time = 20
     # the reflectors' restart time is short, so long-lived stale takes over within the test; h4's
     # too: restarted while headless, it must keep the routes its previous run left in the kernel
@@ -62,7 +68,7 @@ def test_both_reflectors_gone_for_two_minutes_loses_no_packet() -> None:
         lab.exec("h1", "ip", "netns", "add", "old")
         lab.exec("h1", "routed", "workload", "add", "old", "--netns", "old", "--ip", "10.65.1.66")
         wait_until(lambda: kernel_routes(lab, "h3").get("10.65.1.66"), "10.0.0.11", timeout=10)
-        running = ring_streams(lab, 140)
+        running = ring_streams(lab, HEADLESS_S + 15)
         time.sleep(5)
         for rr in ("rr1", "rr2"):
             kill_and_wait(daemon_pid(lab, rr), signal.SIGKILL)
@@ -85,7 +91,7 @@ def test_both_reflectors_gone_for_two_minutes_loses_no_packet() -> None:
         assert route_to(lab, "h3", "10.65.1.1") == "10.0.0.11"
         wait_until(lambda: "event=bgp_ready_deferred" in lab.log("h4"), timeout=restart_time + 15)
         assert route_to(lab, "h4", "10.65.1.1") == "10.0.0.11"  # kept: no reflector to say otherwise
-        time.sleep(max(0.0, 125 - (time.monotonic() - running[0].started)))  # two minutes without reflectors
+        time.sleep(max(0.0, HEADLESS_S - (time.monotonic() - running[0].started)))  # still no reflector
         lab.start("rr1")
         # within seconds of one reflector coming back, the new workload is everywhere
         for node in ("h2", "h3", "h4"):
