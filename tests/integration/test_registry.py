@@ -29,12 +29,16 @@ RESTART_TIME = 6
 
 
 def edits() -> dict[str, list[tuple[str, str]]]:
+    # the workloads are added by the test once etcd answers (their blocks are claimed there):
+    # at the lab's start a host may ask before rr1's etcd is up
+    workloads = [(f"routed workload add {h}-web{w} --netns web{w}", "echo later") for h in HOSTS for w in (1, 2)]
     found: dict[str, list[tuple[str, str]]] = {
         "quickstart.clab.yml": [
             (
                 "        - ip addr add 10.0.0.1/24 dev eth1\n",
                 f"        - ip addr add 10.0.0.1/24 dev eth1\n        - {ETCD_ON_RR1}\n",
-            )
+            ),
+            *workloads,
         ],
         "quickstart/rr1.yaml": [
             (CLIENTS, f"  - {{registry: etcd, kind: client, password: s3cret}}\n{ETCD_IPAM}\n")
@@ -63,6 +67,9 @@ def test_clients_from_the_registry_join_leave_and_come_back() -> None:
     with lab_variant("quickstart", appended, edits()) as topology, running_lab(topology) as lab:
         wait_until(lambda: sessions_up(lab, "rr1"), sorted(HOSTS.values()), timeout=60, what="all hosts join")
         assert set(clients(lab)) == set(HOSTS.values())
+        for host in HOSTS:
+            add = ("routed", "workload", "add", f"{host}-web1", "--netns", "web1")
+            wait_until(lambda a=add, h=host: lab.exec(h, *a, check=False).returncode, 0, timeout=30)
         wait_until(lambda: learned_from(lab, "h1"), {"10.0.0.12", "10.0.0.13"}, timeout=30, what="h1 learns")
         since = clients(lab)["10.0.0.11"]["since"]
 
