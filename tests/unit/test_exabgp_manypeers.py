@@ -229,3 +229,86 @@ def test_a_quiet_turn_is_a_tenth_of_the_negotiated_hold_time() -> None:
     assert quiet_turn_s(peer(0)) == 10.0  # no keepalives at all (hold time 0)
     assert quiet_turn_s(peer(65535)) == 10.0
     assert quiet_turn_s(type("NoProto", (), {"proto": None})()) == QUIET_TURN_S
+
+
+class ScanNeighbor(FakeNeighbor, dict):  # type: ignore[type-arg]
+    def __init__(self, address: str) -> None:
+        FakeNeighbor.__init__(self)
+        dict.__init__(self, passive=True)
+        self.address = address
+
+    def name(self) -> str:
+        return f"neighbor {self.address}"
+
+
+def test_between_full_scans_only_peers_with_a_reason_get_a_turn(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A 1,000-client reflector turns ~40 times a second: looking at every peer each time was
+    most of its idle CPU. Every peer is looked at FULL_SCAN_S apart; in between, a peer runs
+    when its socket woke the poll, when it was busy at the last scan, or when work was queued."""
+    from exabgp.bgp.fsm import FSM
+    from exabgp.reactor.peer import ACTION
+
+    from bgp.exabgp import manypeers
+
+    clock = [100.0]
+    monkeypatch.setattr(manypeers.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(manypeers, "WORK", set())
+
+    class Peer:
+        def __init__(self, fd: int, established: bool = True) -> None:
+            self.fd, self._teardown, self._neighbor = fd, None, None
+            self.neighbor = ScanNeighbor(f"10.1.0.{fd}")
+            self.fsm = FSM.ESTABLISHED if established else FSM.CONNECT
+            self.proto = type("Proto", (), {"negotiated": type("N", (), {"holdtime": 90})()})()
+            self.__dict__[manypeers.LAST_TURN] = (ACTION.LATER, clock[0] - 0.1)
+
+        def stopping(self) -> bool:
+            return False
+
+        def socket(self) -> int:
+            return self.fd
+
+        def run(self) -> object:
+            return ACTION.LATER
+
+        def teardown(self, code: int) -> None: ...
+
+        handle_connection = reestablish = reconfigure = remove = shutdown = teardown
+
+    class Configuration:
+        def inject_change(self, peers: object, change: object) -> bool:
+            return True
+
+        inject_eor = inject_operational = inject_refresh = inject_change
+
+    class Reactor:
+        def __init__(self, peers: list[Peer]) -> None:
+            self._peers = {p.neighbor.name(): p for p in peers}
+
+        def register_peer(self, name: str, peer: Peer) -> None:
+            self._peers[name] = peer
+
+        def reload(self) -> bool:
+            return True
+
+    manypeers.quiet_peers(Reactor, Peer, Configuration)
+    peers = [Peer(7), Peer(8), Peer(9), Peer(10, established=False)]
+    reactor = Reactor(peers)
+    connecting = peers[3].neighbor.name()
+
+    def active(ready: set[int] = frozenset()) -> set[str]:  # type: ignore[assignment]
+        reactor.__dict__[manypeers.READY_FDS] = set(ready)
+        return reactor.active_peers()  # type: ignore[attr-defined, no-any-return]
+
+    assert active() == {connecting}  # the full scan: the idle established ones wait
+    clock[0] += 0.05
+    assert active({8}) == {"neighbor 10.1.0.8", connecting}  # its socket woke the poll
+    Configuration().inject_change({"neighbor 10.1.0.9"}, "a change")
+    assert active() == {"neighbor 10.1.0.9", connecting}  # a route queued for it
+    assert active() == {connecting}  # once
+    peers[0].teardown(2)
+    assert active() == {"neighbor 10.1.0.7", connecting}
+    reactor.reload()
+    assert manypeers.SCAN not in reactor.__dict__  # the next turn looks at every peer
+    clock[0] += 10  # past an idle peer's tenth of hold time: the full scan finds it due
+    assert active() == {p.neighbor.name() for p in peers}
