@@ -159,6 +159,9 @@ def status_text(status: dict[str, Any], now: float | None = None) -> str:
         limit = peer.get("max_prefixes")
         if limit and limit["over"] and peer["state"] == "up":
             info = f"over max_prefixes {limit['limit']} ({limit['action']})"
+        if peer.get("forget_in_s") is not None:
+            left = f"left: forgotten in {peer['forget_in_s']:.0f}s"
+            info = f"{info}; {left}" if info else left
         if peer["state"] != "up":
             for why in (peer.get("last_error"), peer.get("hint")):
                 if why and not (why.startswith("BFD") and info.startswith("BFD")):
@@ -167,7 +170,9 @@ def status_text(status: dict[str, Any], now: float | None = None) -> str:
             (
                 peer["address"],
                 peer.get("description") or "-",
-                peer["kind"],
+                peer["kind"]
+                + (f" ({peer['range']})" if peer.get("range") else "")
+                + (" (registry)" if peer.get("registered") else ""),
                 str(peer["asn"]),
                 peer["state"],
                 human_duration(now - peer["since"]),
