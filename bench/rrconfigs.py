@@ -100,6 +100,9 @@ def frr(clients: Sequence[IPv4Address]) -> dict[str, tuple[str, str]]:
         " no bgp default ipv4-unicast",
         " bgp graceful-restart",
         f" bgp graceful-restart restart-time {RESTART_TIME}",
+        # the Forwarding State bit, as routed, BIRD and GoBGP set it: without it the clients
+        # must drop every route of the reflector when it comes back (RFC 4724 4.2)
+        " bgp graceful-restart preserve-fw-state",
         " neighbor clients peer-group",
         f" neighbor clients remote-as {ASN}",
         " neighbor clients passive",
