@@ -301,7 +301,7 @@ def patch() -> bool:
     reloads_not_dropped(Reactor)
     fast_hexstring()
     indexed_neighbor_match()
-    quiet_peers(Reactor, Peer, _Configuration)
+    quiet_peers(Reactor, Peer)
     peer_sets(_Configuration)
     batched_updates(Protocol)
     generated_neighbors(Neighbor, Peer)

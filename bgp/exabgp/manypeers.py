@@ -28,11 +28,6 @@ woke the poll, when it has routes, End-of-RIBs, messages or a refresh queued, wh
 or reload waits for it, when its last turn asked for another at once, and otherwise every
 tenth of its hold time (its keepalive and hold timers count in seconds). Peers not established
 yet (connecting, exchanging OPENs) and peers on their way out run on every turn, as before.
-Finding those peers looked at every peer on every turn, and a 1,000-client reflector turns
-~40 times a second for keepalives alone (8 % of a core idle): every peer is now looked at
-FULL_SCAN_S apart, and in between only those whose socket woke the poll, those busy at the
-last scan, and those given work since (marked where the work is queued: an API command's
-injection, a teardown, a connection, a reload, a peer asking for another turn at once).
 """
 
 from __future__ import annotations
@@ -172,12 +167,7 @@ def needs_turn(peer: Any, now: float, ready: set[int], later: object) -> bool:
     return bool(ready) and peer.socket() in ready
 
 
-FULL_SCAN_S = 0.25  # how often every peer is looked at; between, only those known to have work
-WORK: set[str] = set()  # keys of peers given work since the last turn (marked where it is queued)
-SCAN = "_routed_scan"  # the reactor's last full scan: (when, busy keys, fd -> key)
-
-
-def quiet_peers(reactor_class: Any, peer_class: Any, configuration_class: Any) -> None:
+def quiet_peers(reactor_class: Any, peer_class: Any) -> None:
     from exabgp.bgp.fsm import FSM  # type: ignore[import-untyped]
     from exabgp.reactor.peer import ACTION  # type: ignore[import-untyped]
 
@@ -186,71 +176,20 @@ def quiet_peers(reactor_class: Any, peer_class: Any, configuration_class: Any) -
     def run_noted(self: Any) -> Any:
         action = run(self)
         self.__dict__[LAST_TURN] = (action, time.monotonic())
-        if action != ACTION.LATER:
-            WORK.add(self.neighbor.name())  # it asked for another turn at once
         return action
-
-    def full_scan(self: Any, now: float, ready: set[int]) -> set[str]:
-        peers: set[str] = set()
-        busy: set[str] = set()  # run on every turn until the next scan
-        by_fd: dict[int, str] = {}
-        for key, peer in self._peers.items():
-            if peer.stopping():
-                busy.add(key)
-            elif peer.neighbor["passive"] and not peer.proto:
-                continue
-            elif peer.fsm != FSM.ESTABLISHED:
-                busy.add(key)
-            else:
-                by_fd[peer.socket()] = key
-                if needs_turn(peer, now, ready, ACTION.LATER):
-                    peers.add(key)
-        self.__dict__[SCAN] = (now, busy, by_fd)
-        return peers | busy
 
     def active_peers(self: Any) -> set[str]:
         now = time.monotonic()
         ready: set[int] = self.__dict__.pop(READY_FDS, set())
-        work = WORK.copy()
-        WORK.clear()
-        scan = self.__dict__.get(SCAN)
-        if scan is None or now - scan[0] >= FULL_SCAN_S:
-            peers = full_scan(self, now, ready)
-        else:
-            _, busy, by_fd = scan
-            peers = set(busy) | {by_fd[fd] for fd in ready if fd in by_fd}
-        return {key for key in peers | work if key in self._peers}
-
-    def marking(method: str) -> None:
-        original = getattr(peer_class, method)
-
-        def marked(self: Any, *args: Any, **kwargs: Any) -> Any:
-            WORK.add(self.neighbor.name())
-            return original(self, *args, **kwargs)
-
-        setattr(peer_class, method, marked)
-
-    for method in ("teardown", "handle_connection", "reestablish", "reconfigure", "remove", "shutdown"):
-        marking(method)
-    for method in ("inject_change", "inject_eor", "inject_operational", "inject_refresh"):
-        injecting = getattr(configuration_class, method)
-
-        def inject_marked(self: Any, peers: Any, what: Any, _original: Any = injecting) -> Any:
-            WORK.update(peers)
-            return _original(self, peers, what)
-
-        setattr(configuration_class, method, inject_marked)
-    register_peer, reload = reactor_class.register_peer, reactor_class.reload
-
-    def register_marked(self: Any, name: str, peer: Any) -> Any:
-        WORK.add(name)  # a client of a range, just accepted
-        return register_peer(self, name, peer)
-
-    def reload_rescanned(self: Any) -> Any:
-        self.__dict__.pop(SCAN, None)  # peers added and changed: look at every one next turn
-        return reload(self)
+        peers = set()
+        for key, peer in self._peers.items():
+            if peer.stopping():
+                peers.add(key)
+            elif peer.neighbor["passive"] and not peer.proto:
+                continue
+            elif peer.fsm != FSM.ESTABLISHED or needs_turn(peer, now, ready, ACTION.LATER):
+                peers.add(key)
+        return peers
 
     peer_class.run = run_noted
     reactor_class.active_peers = active_peers
-    reactor_class.register_peer = register_marked
-    reactor_class.reload = reload_rescanned
