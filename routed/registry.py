@@ -27,7 +27,7 @@ import aetcd
 
 from routed.config import NodeConfig
 from routed.config.types import NODE_NAME, IPAddress
-from routed.ipam.etcdstore import EtcdStore, EtcdUnreachable
+from routed.ipam.etcdstore import BadRecord, EtcdStore, EtcdUnreachable
 from routed.log import event
 
 log = logging.getLogger("routed.registry")
@@ -36,7 +36,7 @@ LEASE_TTL_S = 30  # a node gone for good leaves the registry this long after its
 POLL_S = 2.0  # how often a reflector reads the registry
 
 
-class BadNode(ValueError):
+class BadNode(BadRecord):
     """A registry record routed would not have written."""
 
 
@@ -90,7 +90,6 @@ class NodeRegistry:
         self.store = store
         self._changed, self._holds = changed, holds
         self.clients: frozenset[IPAddress] = frozenset()
-        self._skipped: set[bytes] = set()
 
     async def run(self) -> None:
         try:
@@ -154,7 +153,7 @@ class NodeRegistry:
             try:
                 _, addresses = parse(kv.key, kv.value, self.store.prefix)
             except BadNode as exc:
-                self._skip(kv.key, str(exc))
+                self.store.skip(kv.key, exc)  # said once per key, as IPAM's own records are
                 continue
             registered |= {a for a in addresses if self._eligible(a)}
         # a client gone from the registry stays while the speaker holds anything of it
@@ -178,18 +177,6 @@ class NodeRegistry:
         own = {*cfg.fabric.addresses, cfg.router_id}
         listed = {p.address for p in cfg.listed_peers}
         return cfg.fabric.address_for(address.version) is not None and address not in own | listed
-
-    def _skip(self, key: bytes, reason: str) -> None:
-        if key not in self._skipped:
-            self._skipped.add(key)
-            log.error(
-                event(
-                    "registry_record_skipped",
-                    key=key.decode(errors="replace")[:200],
-                    reason=reason,
-                    fix="delete or repair it (etcdctl del KEY); routed never writes such a record",
-                )
-            )
 
 
 def for_node(

@@ -226,6 +226,13 @@ def _nat_problems(cfg: NodeConfig) -> list[FieldProblem]:
     return problems
 
 
+def _client_asn_problem(cfg: NodeConfig, where: Path, peer: PeerRange | PeerRegistry) -> list[FieldProblem]:
+    """Clients of a range or of the registry are iBGP: our AS or none written."""
+    if peer.asn is None or peer.asn == cfg.asn:
+        return []
+    return [FieldProblem((*where, "asn"), f"clients are iBGP and must have our AS {cfg.asn}, not {peer.asn}")]
+
+
 def _range_problems(cfg: NodeConfig, index: int, peer: PeerRange) -> list[FieldProblem]:
     where: Path = ("peers", index)
     found: list[FieldProblem] = []
@@ -244,10 +251,7 @@ def _range_problems(cfg: NodeConfig, index: int, peer: PeerRange) -> list[FieldP
                 "accept its clients on (fabric.address, fabric.address6)",
             )
         )
-    if peer.asn is not None and peer.asn != cfg.asn:
-        found.append(
-            FieldProblem((*where, "asn"), f"clients are iBGP and must have our AS {cfg.asn}, not {peer.asn}")
-        )
+    found += _client_asn_problem(cfg, where, peer)
     for other_index, other in enumerate(cfg.peers[:index]):
         if (
             isinstance(other, PeerRange)
@@ -277,10 +281,7 @@ def _registry_problems(cfg: NodeConfig, index: int, peer: PeerRegistry) -> list[
                 "(the hosts' etcd) to read it",
             )
         )
-    if peer.asn is not None and peer.asn != cfg.asn:
-        found.append(
-            FieldProblem((*where, "asn"), f"clients are iBGP and must have our AS {cfg.asn}, not {peer.asn}")
-        )
+    found += _client_asn_problem(cfg, where, peer)
     first = next(i for i, p in enumerate(cfg.peers) if isinstance(p, PeerRegistry))
     if first != index:
         found.append(FieldProblem((*where, "registry"), f"the registry is already peers[{first}]; keep one"))

@@ -169,6 +169,10 @@ class EtcdStore:
         self._bad_keys_logged: set[bytes] = set()
         self._closing: set[asyncio.Task[None]] = set()  # clients discarded after a failure
 
+    def skip(self, key: bytes, problem: BadRecord) -> None:
+        """A record another reader of this etcd (the node registry) would not take either."""
+        self._skip(key, problem)
+
     def _skip(self, key: bytes, problem: BadRecord) -> None:
         """A record routed would not have written: skipped, and said once per key."""
         if key not in self._bad_keys_logged:
