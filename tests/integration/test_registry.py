@@ -31,7 +31,9 @@ RESTART_TIME = 6
 def edits() -> dict[str, list[tuple[str, str]]]:
     # the workloads are added by the test once etcd answers (their blocks are claimed there):
     # at the lab's start a host may ask before rr1's etcd is up
-    workloads = [(f"routed workload add {h}-web{w} --netns web{w}", "echo later") for h in HOSTS for w in (1, 2)]
+    workloads = [
+        (f"routed workload add {h}-web{w} --netns web{w}", "echo later") for h in HOSTS for w in (1, 2)
+    ]
     found: dict[str, list[tuple[str, str]]] = {
         "quickstart.clab.yml": [
             (
