@@ -97,6 +97,14 @@ class Lab:
         self.cli("start", node)
 
 
+def generate_lab(root: Path, name: str, *options: str) -> Path:
+    """`routed lab generate` as a user runs it: NAME.clab.yml and NAME/ under root."""
+    subprocess.run(
+        [*ROUTED, "lab", "generate", str(root), "--name", name, *options], check=True, capture_output=True
+    )
+    return root / f"{name}.clab.yml"
+
+
 def new_lab(topology: str | Path) -> Lab:
     file = topology if isinstance(topology, Path) else LABS / f"{topology}.clab.yml"
     return Lab(file, uuid.uuid4().hex[:8])

@@ -7,14 +7,12 @@ reflector touches no client's session."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.lab import Lab, running_lab
+from tests.lab import Lab, generate_lab, running_lab
 from tests.netns import wait_until
 from tests.support.fabric import daemon_pid, kernel_routes, sessions_up, status
 from tests.traffic import kill_and_wait, ping_from
@@ -35,22 +33,7 @@ def edit(path: Path, old: str, new: str) -> None:
 
 
 def generated_lab(root: Path) -> Path:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "routed.cli",
-            "lab",
-            "generate",
-            str(root),
-            "--name",
-            "ranges",
-            "--hosts",
-            "3",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    topology = generate_lab(root, "ranges", "--hosts", "3")
     configs = root / "ranges"
     edit(configs / "rr1.yaml", RANGE, "{range: 10.0.0.0/16, kind: client, password: s3cret}")
     for host in ("h1", "h2"):
@@ -58,7 +41,7 @@ def generated_lab(root: Path) -> Path:
     for host in ("h1", "h2", "h3"):
         with (configs / f"{host}.yaml").open("a") as config:
             config.write(f"bgp: {{graceful_restart: {{restart_time: {RESTART_TIME}}}}}\n")
-    return root / "ranges.clab.yml"
+    return topology
 
 
 def clients(lab: Lab) -> dict[str, dict[str, object]]:

@@ -4,13 +4,11 @@ other host's through the reflector pair (issue 30's 200-host lab starts from the
 from __future__ import annotations
 
 import itertools
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.lab import running_lab
+from tests.lab import generate_lab, running_lab
 from tests.netns import wait_until
 from tests.traffic import ping_from
 
@@ -20,27 +18,8 @@ HOSTS = 4
 
 
 def test_a_generated_lab_comes_up_and_its_workloads_reach_each_other(tmp_path: Path) -> None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "routed.cli",
-            "lab",
-            "generate",
-            str(tmp_path),
-            "--name",
-            "gen",
-            "--hosts",
-            str(HOSTS),
-            "--reflectors",
-            "2",
-            "--workloads",
-            "1",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    with running_lab(tmp_path / "gen.clab.yml") as lab:
+    topology = generate_lab(tmp_path, "gen", "--hosts", str(HOSTS), "--reflectors", "2", "--workloads", "1")
+    with running_lab(topology) as lab:
         first = {f"h{i}": f"10.65.0.{(i - 1) * 64 + 1}" for i in range(1, HOSTS + 1)}  # w1 of each block
         for (node, _), (_, address) in itertools.permutations(first.items(), 2):
             wait_until(
