@@ -83,13 +83,25 @@ class DynamicPeers:
 
     def admit(self, address: IPAddress) -> Neighbor | None:
         """An event from an address no neighbor has: a new client if a range covers it."""
+        neighbor = self._add(address)
+        if neighbor is not None:
+            log.info(
+                event(
+                    "bgp_client_joined",
+                    peer=address,
+                    range=neighbor.config.from_range,
+                    clients=len(self.clients()),
+                )
+            )
+            self._save_soon()
+        return neighbor
+
+    def _add(self, address: IPAddress) -> Neighbor | None:
+        """A Neighbor for a client of a range that covers `address`, if one does."""
         covering = self.cfg.range_for(address)
         if covering is None:
             return None
-        neighbor = Neighbor(covering.neighbor(address), self.clock, pending=True)
-        self.neighbors[address] = neighbor
-        log.info(event("bgp_client_joined", peer=address, range=covering.prefix, clients=len(self.clients())))
-        self._save_soon()
+        neighbor = self.neighbors[address] = Neighbor(covering.neighbor(address), self.clock, pending=True)
         return neighbor
 
     def restore(self) -> int:
@@ -98,13 +110,10 @@ class DynamicPeers:
             return 0
         restored = 0
         for address in self.memory.load():
-            covering = self.cfg.range_for(address)
-            if covering is None or address in self.neighbors:
-                continue
-            neighbor = Neighbor(covering.neighbor(address), self.clock, pending=True)
-            self.neighbors[address] = neighbor
-            neighbor.arm_forget(self.cfg.timers.restart_time, self._expired)
-            restored += 1
+            neighbor = self._add(address) if address not in self.neighbors else None
+            if neighbor is not None:
+                neighbor.arm_forget(self.cfg.timers.restart_time, self._expired)
+                restored += 1
         if restored:
             log.info(event("bgp_clients_remembered", clients=restored, wait_s=self.cfg.timers.restart_time))
         return restored
@@ -122,11 +131,10 @@ class DynamicPeers:
         keep = 0.0
         if neighbor.stale_timer in (RESTART_TIMER, LONG_LIVED_TIMER) and neighbor.stale_until is not None:
             keep = max(0.0, neighbor.stale_until - self.clock.time())
+        log.info(event("bgp_client_left", peer=neighbor.address, forget_in_s=round(keep, 1)))
         if keep:
             neighbor.arm_forget(keep, self._expired)
-            log.info(event("bgp_client_left", peer=neighbor.address, forget_in_s=round(keep, 1)))
         else:
-            log.info(event("bgp_client_left", peer=neighbor.address, forget_in_s=0))
             self.forget(neighbor)
 
     def channel_changed(self) -> None:

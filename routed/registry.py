@@ -155,7 +155,8 @@ class NodeRegistry:
             except BadNode as exc:
                 self.store.skip(kv.key, exc)  # said once per key, as IPAM's own records are
                 continue
-            registered |= {a for a in addresses if self._eligible(a)}
+            registered.update(addresses)
+        registered = self._eligible(registered)
         # a client gone from the registry stays while the speaker holds anything of it
         wanted = frozenset(registered | {a for a in self.clients if self._holds(a)})
         if wanted != self.clients:
@@ -171,12 +172,11 @@ class NodeRegistry:
             )
             await self._changed(wanted)
 
-    def _eligible(self, address: IPAddress) -> bool:
-        """A client the speaker can take: of a fabric family, not us, not a listed peer."""
+    def _eligible(self, addresses: set[IPAddress]) -> set[IPAddress]:
+        """The clients the speaker can take: of a fabric family, not us, not a listed peer."""
         cfg = self.cfg
-        own = {*cfg.fabric.addresses, cfg.router_id}
-        listed = {p.address for p in cfg.listed_peers}
-        return cfg.fabric.address_for(address.version) is not None and address not in own | listed
+        excluded = {*cfg.fabric.addresses, cfg.router_id, *(p.address for p in cfg.listed_peers)}
+        return {a for a in addresses - excluded if cfg.fabric.address_for(a.version) is not None}
 
 
 def for_node(
