@@ -53,7 +53,8 @@ TRIAL_BASE = int(IPv4Address("10.120.0.0"))
 RESTART_START = {
     "bird": ["bird", "-c", "/etc/bird/bird.conf", "-s", "/run/bird/bird.ctl", "-R"],
     "gobgp": ["sh", "-c", "setsid -f gobgpd -f /etc/gobgp/gobgpd.toml -t toml -l warn -r >/dev/null 2>&1"],
-    "frr": ["/usr/lib/frr/bgpd", "-d", "-u", "frr", "-g", "frr", "-f", "/etc/frr/frr.conf"],
+    # -K: bgpd knows it restarts gracefully (sets the R bit, defers its End-of-RIB)
+    "frr": ["/usr/lib/frr/bgpd", "-d", "-K", "-u", "frr", "-g", "frr", "-f", "/etc/frr/frr.conf"],
 }
 
 
@@ -171,8 +172,17 @@ def restart(topo: Topology, daemon: str, rr: Reflector) -> None:
         kill(pid, signal.SIGTERM if daemon == "routed" else signal.SIGKILL, 60)
     if daemon == "routed":
         runner.start(topo, "rr")
-    else:
-        node_exec(topo, "rr", *RESTART_START[daemon])
+        return
+    # a SIGKILLed multi-threaded daemon (FRR's bgpd) reads as a zombie while its other threads
+    # still close their sockets and its pid file stays locked: try again until it starts
+    deadline = time.monotonic() + 60
+    while True:
+        result = runner.run_in_node(topo, "rr", RESTART_START[daemon], capture=True)
+        if result.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    if result.returncode != 0:
+        raise RuntimeError(f"{daemon} did not start again: {result.stderr or result.stdout}")
 
 
 class Arrivals:

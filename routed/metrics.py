@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -29,6 +28,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from bgp.records import PeerJson, SpeakerStatus
+from routed.httpserve import HttpServer, Reply
 from routed.log import event
 from routed.nodestatus import FibStatus, NodeStatus
 
@@ -277,14 +277,12 @@ class _ServerCollector(Collector):
 
 
 class MetricsServer:
-    """/metrics, /healthz and /readyz over HTTP, in the daemon's event loop (aiohttp)."""
+    """/metrics, /healthz and /readyz over HTTP, in the daemon's event loop (routed.httpserve)."""
 
     def __init__(self, listen: str, status: Callable[[], Status]) -> None:
         self.listen = listen
         self.listening = ""  # what we bound, or why not
         self._status = CachedStatus(status)
-        self._in_flight = 0
-        self.refused = 0  # requests answered 503 because MAX_CONCURRENT were being served
         self.registry = CollectorRegistry()
         self.registry.register(StatusCollector(self._status))
         self.registry.register(_ServerCollector(self))
@@ -294,18 +292,20 @@ class MetricsServer:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
-        self._runner: web.AppRunner | None = None
+        # looked up on every request, so that a handler replaced on the class takes effect
+        self.http = HttpServer(
+            {
+                "/metrics": lambda: self._metrics(),
+                "/healthz": lambda: self._healthz(),
+                "/readyz": lambda: self._readyz(),
+            },
+            MAX_CONCURRENT,
+        )
 
     async def start(self) -> None:
-        app = web.Application(middlewares=[self._bounded])
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
         host, port = split_listen(self.listen)
         try:
-            await web.TCPSite(self._runner, host, port, reuse_address=True).start()
+            await self.http.start(host, port)
         except OSError as exc:
             # routing matters more than its metrics: the daemon runs on, saying so everywhere
             self.listening = f"error: cannot listen on {self.listen}: {exc.strerror or exc}"
@@ -325,40 +325,21 @@ class MetricsServer:
     def status_builds(self) -> int:
         return self._status.builds
 
+    @property
+    def refused(self) -> int:
+        """Requests answered 503 because MAX_CONCURRENT were being served."""
+        return self.http.refused
+
     async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self.http.close()
 
-    @web.middleware
-    async def _bounded(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if self._in_flight >= MAX_CONCURRENT:
-            self.refused += 1
-            if self.refused == 1 or self.refused % 1000 == 0:
-                log.warning(event("metrics_busy", in_flight=self._in_flight, refused=self.refused))
-            return web.Response(
-                status=503, text="busy: too many concurrent requests\n", headers={"Retry-After": "1"}
-            )
-        self._in_flight += 1
-        try:
-            response: web.StreamResponse = await handler(request)
-            return response
-        finally:
-            self._in_flight -= 1
+    async def _metrics(self) -> Reply:
+        return Reply(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
 
-    async def _metrics(self, request: web.Request) -> web.StreamResponse:
-        body = generate_latest(self.registry)
-        # written here, not after the handler returns, so that a slow reader counts as in flight
-        response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE_LATEST})
-        response.content_length = len(body)
-        await response.prepare(request)
-        await response.write(body)
-        await response.write_eof()
-        return response
+    async def _healthz(self) -> Reply:
+        return Reply.text("ok\n")
 
-    async def _healthz(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
-
-    async def _readyz(self, request: web.Request) -> web.Response:
+    async def _readyz(self) -> Reply:
         checks = readiness(self._status())
         ready = all(checks.values())
-        return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+        return Reply.json({"ready": ready, "checks": checks}, status=200 if ready else 503)

@@ -271,3 +271,26 @@ def test_listener_accepts_only_when_a_connection_waits() -> None:
             listener._accepted.pop(other).close()
     finally:
         sock.close()
+
+
+def test_exabgp_runs_without_loading_asyncio_until_something_uses_it() -> None:
+    """The launcher's process imports ExaBGP whole with asyncio (and ssl) deferred; a use of an
+    asyncio name still gets the real module."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from bgp.exabgp import launch\n"
+        "launch.deferred_asyncio()\n"
+        "assert launch.patch()\n"
+        "import exabgp.application.server, exabgp.reactor.loop\n"
+        "assert 'ssl' not in sys.modules and 'asyncio.events' not in sys.modules, 'loaded early'\n"
+        "from exabgp.reactor import asynchronous\n"
+        "loop = asynchronous.asyncio.new_event_loop()\n"
+        "assert loop.run_until_complete(asynchronous.asyncio.sleep(0, 'done')) == 'done'\n"
+        "loop.close()\n"
+        "assert sys.modules['asyncio'].get_event_loop_policy is not None\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

@@ -197,8 +197,7 @@ async def test_fifty_concurrent_scrapes_build_the_status_once_and_all_get_an_ans
     server = MetricsServer("127.0.0.1:0", build)
     await server.start()
     try:
-        assert server._runner is not None
-        host, port = server._runner.addresses[0][:2]
+        host, port = server.http.address
         async with aiohttp.ClientSession() as session:
 
             async def get(path: str) -> int:
@@ -217,25 +216,24 @@ async def test_requests_past_the_bound_are_told_to_come_back(monkeypatch: Any) -
     import asyncio
 
     import aiohttp
-    from aiohttp import web
 
     from routed import metrics
+    from routed.httpserve import Reply
 
     release = asyncio.Event()
     entered = 0
 
-    async def slow(self: metrics.MetricsServer, request: web.Request) -> web.Response:
+    async def slow(self: metrics.MetricsServer) -> Reply:
         nonlocal entered
         entered += 1
         await release.wait()  # a reader that takes its time
-        return web.Response(text="ok\n")
+        return Reply.text("ok\n")
 
     monkeypatch.setattr(metrics.MetricsServer, "_healthz", slow)
     server = metrics.MetricsServer("127.0.0.1:0", lambda: status([]))
     await server.start()
     try:
-        assert server._runner is not None
-        host, port = server._runner.addresses[0][:2]
+        host, port = server.http.address
         async with aiohttp.ClientSession() as session:
 
             async def get() -> int:
