@@ -53,8 +53,8 @@ TRIAL_BASE = int(IPv4Address("10.120.0.0"))
 RESTART_START = {
     "bird": ["bird", "-c", "/etc/bird/bird.conf", "-s", "/run/bird/bird.ctl", "-R"],
     "gobgp": ["sh", "-c", "setsid -f gobgpd -f /etc/gobgp/gobgpd.toml -t toml -l warn -r >/dev/null 2>&1"],
-    # -K: bgpd knows it restarts gracefully (sets the R bit, defers its End-of-RIB)
-    "frr": ["/usr/lib/frr/bgpd", "-d", "-K", "-u", "frr", "-g", "frr", "-f", "/etc/frr/frr.conf"],
+    # FRR 8.4's bgpd has no -K (FRR 9's "this start is a graceful restart")
+    "frr": ["/usr/lib/frr/bgpd", "-d", "-u", "frr", "-g", "frr", "-f", "/etc/frr/frr.conf"],
 }
 
 
