@@ -17,6 +17,7 @@ import json
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 from routed.config import load_config
 from routed.lab import runner
@@ -52,15 +53,34 @@ def routed_hosts(topo: Topology) -> dict[str, dict[int, str]]:
     are not reflectors: the fabric address of the family, else (IPv4 on an IPv6-only fabric)
     the IPv6 one."""
     hosts = {}
+    for node, cfg in _host_configs(topo):
+        v6 = cfg.fabric.address_for(6)
+        v4 = cfg.fabric.address_for(4) or v6
+        hosts[node] = {v: str(a) for v, a in ((4, v4), (6, v6)) if a is not None}
+    return hosts
+
+
+def routers(topo: Topology) -> dict[str, dict[int, str]]:
+    """{node: {IP version: its eBGP router}} of the hosts behind a router (a ToR, `routed lab
+    generate --tors`): everything such a host learns is via that router, not via the host
+    that owns it."""
+    found: dict[str, dict[int, str]] = {}
+    for node, cfg in _host_configs(topo):
+        for peer in cfg.listed_peers:
+            if peer.kind.value == "ebgp":
+                found.setdefault(node, {}).setdefault(peer.address.version, str(peer.address))
+    return found
+
+
+def _host_configs(topo: Topology) -> list[tuple[str, Any]]:
+    configs = []
     for node in topo.nodes:
         for bind in node.binds:
             if bind.target == CONFIG_TARGET:
                 cfg = load_config(bind.source)
                 if cfg.role.value == "node":
-                    v6 = cfg.fabric.address_for(6)
-                    v4 = cfg.fabric.address_for(4) or v6
-                    hosts[node.name] = {v: str(a) for v, a in ((4, v4), (6, v6)) if a is not None}
-    return hosts
+                    configs.append((node.name, cfg))
+    return configs
 
 
 @dataclass(frozen=True)
@@ -114,6 +134,7 @@ def check(topo: Topology, owned: dict[str, Holdings] | None = None) -> Report:
     """`owned` ({host: its holdings}) when the caller already read them: a lab of hundreds of
     hosts polled for convergence reads each host's holdings once, its kernel every time."""
     hosts = routed_hosts(topo)
+    behind = routers(topo)
     if owned is None:
         owned = {node: holdings(topo, node) for node in hosts}
     report = Report(hosts=len(hosts))
@@ -124,7 +145,7 @@ def check(topo: Topology, owned: dict[str, Holdings] | None = None) -> Report:
                 expected.update({host_prefix(ip): "dev" for ip in held.workloads})
                 expected.update({block: "unreachable" for block in held.blocks})
             else:
-                via = {v: f"via {address}" for v, address in hosts[owner].items()}
+                via = {v: f"via {address}" for v, address in (behind.get(node) or hosts[owner]).items()}
                 expected.update({host_prefix(ip): via[version(ip)] for ip in held.outside})
                 expected.update({block: via[version(block)] for block in held.blocks})
         actual = kernel_routes(topo, node)

@@ -117,12 +117,24 @@ def _add_lab(sub: SubParsers) -> None:
         if action == "inspect":
             p.add_argument("--json", action="store_true")
     generate = lab_actions.add_parser(
-        "generate", help="write a topology of N hosts behind R reflectors, with every node's config"
+        "generate",
+        help="write a topology of N hosts behind R reflectors (or K ToRs), with every node's config",
     )
     generate.add_argument("directory", metavar="DIR", help="where NAME.clab.yml and NAME/ go")
     generate.add_argument("--name", default="generated", help="the lab's name (default: generated)")
     generate.add_argument("--hosts", type=int, required=True)
-    generate.add_argument("--reflectors", type=int, default=1)
+    generate.add_argument(
+        "--reflectors",
+        type=int,
+        default=None,
+        help="route reflectors on one L2 fabric (default 1; 0 with --tors)",
+    )
+    generate.add_argument(
+        "--tors",
+        type=int,
+        default=0,
+        help="racks instead: each host on a /31 to its rack's ToR (BIRD2), peering eBGP; a spine between",
+    )
     generate.add_argument("--workloads", type=int, default=1, help="workloads per host")
     generate.add_argument("--pool", type=ipaddress.IPv4Network, default=ipaddress.IPv4Network("10.65.0.0/16"))
     generate.add_argument("--block-size", type=int, default=26, help="each host's block, a /N of the pool")

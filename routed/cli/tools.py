@@ -47,11 +47,12 @@ def cmd_lab_generate(args: argparse.Namespace) -> int:
     plan = LabPlan(
         args.name,
         args.hosts,
-        args.reflectors,
+        args.reflectors if args.reflectors is not None else (0 if args.tors else 1),
         args.workloads,
         args.pool,
         args.block_size,
         clients=args.clients,
+        tors=args.tors,
     )
     try:
         files = generate(plan)

@@ -51,6 +51,40 @@ def test_reflectors_can_list_every_client_instead(tmp_path: Path) -> None:
     assert len(rr1.listed_peers) == 31 and not rr1.peer_ranges  # 30 clients and rr2
 
 
+def test_racks_behind_tors_under_a_spine(tmp_path: Path) -> None:
+    plan = LabPlan("r", hosts=200, reflectors=0, tors=8, workloads=1)
+    topo = load_topology(write(tmp_path, plan))
+    names = {n.name for n in topo.nodes}
+    assert names == {"spine", *(f"tor{r}" for r in range(1, 9)), *(f"h{h}" for h in range(1, 201))}
+    assert len(topo.links) == 200 + 8  # a /31 per host, one per ToR to the spine
+    files = [
+        CheckedFile(path.name, text := path.read_text(), parse_config(text, path.name))
+        for path in sorted((tmp_path / "r").glob("*.yaml"))
+    ]
+    assert fabric_problems(files) == []
+    configs = {f.cfg.name: f.cfg for f in files}
+    # 25 hosts a rack; h26 is the first of rack 2, on its /31 with tor2, from its own AS
+    h26 = configs["h26"]
+    assert str(h26.fabric.address) == "10.1.0.51" and h26.asn == 4200000026
+    [tor] = h26.listed_peers
+    assert (str(tor.address), tor.kind.value, tor.asn, tor.description) == (
+        "10.1.0.50",
+        "ebgp",
+        65002,
+        "tor2",
+    )
+    tor2 = (tmp_path / "r" / "tor2.conf").read_text()
+    assert "neighbor 10.1.0.51 as 4200000026;" in tor2 and "neighbor 10.0.255.2 as 65000;" in tor2
+    assert tor2.count("protocol bgp ") == 25 + 1 and "local as 65002;" in tor2
+    assert "10.65.0.0/16+" in tor2  # only the pool travels
+    spine = (tmp_path / "r" / "spine.conf").read_text()
+    assert spine.count("protocol bgp ") == 8 and "neighbor 10.0.255.15 as 65008;" in spine
+    assert dict(topo.node("tor2").env) == {"NODE_DAEMON": "bird"}
+    assert "ip addr add 10.0.255.3/31 dev eth26" in (topo.node("tor2").exec or [])
+    # one ToR: no spine
+    assert "r/spine.conf" not in generate(LabPlan("r", hosts=3, reflectors=0, tors=1))
+
+
 @pytest.mark.parametrize(
     ("plan", "needle"),
     [
@@ -61,6 +95,9 @@ def test_reflectors_can_list_every_client_instead(tmp_path: Path) -> None:
         (LabPlan("g", hosts=1, workloads=100), "do not fit a /26 block"),
         (LabPlan("g", hosts=1, block_size=12), "must be within the pool"),
         (LabPlan("g", hosts=1, clients="some"), "use range or list"),
+        (LabPlan("g", hosts=4, reflectors=2, tors=2), "give 0 reflectors"),
+        (LabPlan("g", hosts=2, reflectors=0, tors=3), "no more than there are hosts"),
+        (LabPlan("g", hosts=2, reflectors=0), "1-9 reflectors"),
     ],
 )
 def test_impossible_labs_are_refused_saying_what_to_change(plan: LabPlan, needle: str) -> None:
