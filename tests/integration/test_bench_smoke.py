@@ -187,3 +187,30 @@ def test_rrscale_smoke(tmp_path: Path) -> None:
         assert result["rss_mb"] > 0
         restart = result["restart"]
         assert (restart["withdrawn"], restart["swept"], restart["full_tables"]) == (0, 0, True), result
+
+
+def test_footprint_smoke(tmp_path: Path) -> None:
+    # an idle host's processes and each import's cost are measured (the budget is a figure in
+    # docs/benchmarks.md, not asserted here)
+    run_bench("bench.footprint", "--idle", "1", tmp=tmp_path)
+    data = json.loads((tmp_path / "footprint.json").read_text())
+    commands = " ".join(p["command"] for p in data["host_processes"])
+    assert "routed run" in commands and "bgp.exabgp.launch" in commands, commands
+    assert data["host_rss_kb"] == sum(p["rss_kb"] for p in data["host_processes"]) > 0
+    assert data["exabgp_imports"][0]["import"] == "interpreter"
+    assert all(row["rss_kb"] > 0 for row in data["daemon_imports"] + data["exabgp_imports"])
+
+
+def test_labscale_smoke(tmp_path: Path) -> None:
+    # a generated lab of 4 real hosts through every step of the 200-host run: truth, a new
+    # container reached by all, a reflector restart and a mass restart under counted pings
+    run_bench(
+        "bench.labscale", "--hosts", "4", "--idle", "1", "--reflector-seconds", "15",
+        "--mass-seconds", "25", "--timeout", "120", tmp=tmp_path,
+    )  # fmt: skip
+    data = json.loads((tmp_path / "labscale.json").read_text())
+    assert data["new_container"]["hosts_reaching"] == 3 and data["new_container"]["unreached"] == []
+    for event in ("reflector_restart", "mass_restart"):
+        assert data[event]["sent"] > 0 and data[event]["lost"] == 0, data[event]
+        assert data[event]["streams_outlasted_event"], data[event]
+    assert data["idle"]["host_rss_mb"]["max"] > 0
