@@ -20,6 +20,7 @@ from typing import Any
 
 from bgp import procfs
 from routed.lab import runner
+from routed.lab.generate import LabPlan, generate
 from routed.lab.topology import Topology, load_topology
 
 LABS = Path(__file__).resolve().parents[1] / "labs"
@@ -127,6 +128,15 @@ def generated_lab(topology: str, files: dict[str, str]) -> Iterator[Topology]:
             yield topo
         finally:
             runner.down(topo)
+
+
+def write_generated(plan: LabPlan, base: Path, netns_name: str) -> Topology:
+    """`routed lab generate`'s files for plan written under base, loaded as a topology whose
+    namespaces are rt-<netns_name>-<node>."""
+    for name, text in generate(plan).items():
+        (base / name).parent.mkdir(parents=True, exist_ok=True)
+        (base / name).write_text(text)
+    return load_topology(base / f"{plan.name}.clab.yml", name=netns_name, prefix="rt")
 
 
 def reflector_topology(daemon: str, file_suffix: str, target: str) -> str:

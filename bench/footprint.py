@@ -22,10 +22,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.common import node_exec, processes, save
+from bench.common import node_exec, processes, save, write_generated
 from routed.lab import runner
-from routed.lab.generate import LabPlan, generate
-from routed.lab.topology import load_topology
+from routed.lab.generate import LabPlan
 
 # (label, statement) in the order the daemon loads them; each adds to the ones before it
 DAEMON_IMPORTS = [
@@ -122,11 +121,7 @@ def wait_idle_host(topo: Any, timeout: float) -> dict[str, Any]:
 def measure(workloads: int, idle: float) -> dict[str, Any]:
     plan = LabPlan(name="fp", hosts=1, reflectors=2, workloads=workloads)
     with tempfile.TemporaryDirectory(prefix="routed-footprint-") as tmp:
-        base = Path(tmp)
-        for name, text in generate(plan).items():
-            (base / name).parent.mkdir(parents=True, exist_ok=True)
-            (base / name).write_text(text)
-        topo = load_topology(base / "fp.clab.yml", name=f"f{uuid.uuid4().hex[:6]}", prefix="rt")
+        topo = write_generated(plan, Path(tmp), f"f{uuid.uuid4().hex[:6]}")
         runner.up(topo)
         try:
             status = wait_idle_host(topo, 60)

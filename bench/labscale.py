@@ -41,12 +41,12 @@ from pathlib import Path
 from typing import Any
 
 from bench import truth
-from bench.common import daemon_cpu_s, node_exec, pid_in_node, save
+from bench.common import daemon_cpu_s, node_exec, pid_in_node, save, write_generated
 from bench.footprint import process_memory
 from bench.restarts import kill
 from routed.lab import runner
-from routed.lab.generate import LabPlan, generate
-from routed.lab.topology import Topology, load_topology
+from routed.lab.generate import LabPlan
+from routed.lab.topology import Topology
 
 RATE = 20  # pings a second per stream
 STREAMS = 10  # sampled host pairs, workload to workload
@@ -263,11 +263,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "workloads": args.workloads,
     }
     with tempfile.TemporaryDirectory(prefix="routed-labscale-") as tmp:
-        base = Path(tmp)
-        for name, text in generate(plan).items():
-            (base / name).parent.mkdir(parents=True, exist_ok=True)
-            (base / name).write_text(text)
-        topo = load_topology(base / "scale.clab.yml", name=f"s{uuid.uuid4().hex[:5]}", prefix="rt")
+        topo = write_generated(plan, Path(tmp), f"s{uuid.uuid4().hex[:5]}")
         started = time.monotonic()
         try:
             runner.up(topo)

@@ -172,13 +172,10 @@ def _node(name: str, plan: LabPlan, address: IPv4Address, workloads: int) -> lis
     return lines
 
 
-def _racks_topology(plan: LabPlan) -> str:
-    nodes, links = racks.routers(plan)
-    lines = [
-        f"# {plan.name}: {plan.hosts} hosts in {plan.tors} rack(s), each host on a /31 to its rack's ToR "
-        f"(BIRD2, eBGP){', the ToRs under a spine' if plan.tors > 1 else ''},",
-        f"# {plan.workloads} workload(s) per host, each host one /{plan.block_size} block of {plan.pool}. "
-        "Written by `routed lab generate`.",
+def _header(plan: LabPlan, *comment: str) -> list[str]:
+    """A topology's opening lines: its comment, name, the node kind's image and label."""
+    return [
+        *comment,
         f"name: {plan.name}",
         "",
         "topology:",
@@ -187,8 +184,19 @@ def _racks_topology(plan: LabPlan) -> str:
         "      image: routed:latest",
         f"      labels: {{lab: routed-{plan.name}}}",
         "  nodes:",
-        *nodes,
     ]
+
+
+def _racks_topology(plan: LabPlan) -> str:
+    nodes, links = racks.routers(plan)
+    lines = _header(
+        plan,
+        f"# {plan.name}: {plan.hosts} hosts in {plan.tors} rack(s), each host on a /31 to its rack's ToR "
+        f"(BIRD2, eBGP){', the ToRs under a spine' if plan.tors > 1 else ''},",
+        f"# {plan.workloads} workload(s) per host, each host one /{plan.block_size} block of {plan.pool}. "
+        "Written by `routed lab generate`.",
+    )
+    lines += nodes
     for h in range(1, plan.hosts + 1):
         lines += _node(f"h{h}", plan, plan.host_address(h), plan.workloads)
     lines += ["  links:", *links]
@@ -199,18 +207,13 @@ def topology(plan: LabPlan) -> str:
     if plan.tors:
         return _racks_topology(plan)
     names = [f"rr{r}" for r in range(1, plan.reflectors + 1)] + [f"h{h}" for h in range(1, plan.hosts + 1)]
-    lines = [
+    lines = _header(
+        plan,
         f"# {plan.name}: {plan.reflectors} route reflector(s) and {plan.hosts} hosts on one L2 fabric "
         f"({FABRIC}), {plan.workloads} workload(s) per host,",
         f"# each host one /{plan.block_size} block of {plan.pool}. Written by `routed lab generate`.",
-        f"name: {plan.name}",
-        "",
-        "topology:",
-        "  kinds:",
-        "    linux:",
-        "      image: routed:latest",
-        f"      labels: {{lab: routed-{plan.name}}}",
-        "  nodes:",
+    )
+    lines += [
         "    sw:",
         "      kind: linux",
         "      exec:",
