@@ -2,9 +2,14 @@
 
 pyroute2's own `netns=` support forks a helper process to create the socket.
 In the daemon that child inherits asyncio's signal wake-up fd, and its exit
-signal reads as a SIGTERM to the parent's loop. Entering the namespace in this
-thread just long enough to create the socket avoids any child at all; a netlink
-socket stays bound to the namespace it was created in.
+signal reads as a SIGTERM to the parent's loop. A short-lived thread enters the
+namespace and creates the socket instead; a netlink socket stays bound to the
+namespace it was created in.
+
+The daemon's own thread never changes namespace: a thread started while it was
+in a workload's namespace (gRPC starts its pollers and workers from the thread
+that calls into it) would stay there for good, and etcd's connections from it
+failed with "Network is unreachable" from the new workload's empty namespace.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ import ctypes
 import ctypes.util
 import fcntl
 import os
+import socket
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -105,9 +112,34 @@ def check_workload_netns(netns: str) -> None:
     os.close(open_workload_netns(netns))
 
 
+def socket_in(path: Path, family: int, kind: int, proto: int = 0) -> socket.socket:
+    """A socket created in the netns at `path` by a thread of its own, which ends with it."""
+    target = open_netns(path)
+    made: list[socket.socket | BaseException] = []
+
+    def make() -> None:
+        try:
+            _setns(target)
+            made.append(socket.socket(family, kind, proto))
+        except BaseException as exc:  # handed to the caller
+            made.append(exc)
+
+    try:
+        helper = threading.Thread(target=make, name="routed-netns-socket", daemon=True)
+        helper.start()
+        helper.join()
+    finally:
+        os.close(target)
+    (result,) = made
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
 @contextlib.contextmanager
 def entered(path: Path) -> Iterator[None]:
-    """Run the body in the netns at `path`. The body must not await."""
+    """Run the body in the netns at `path`. The body must not await. Not for the daemon, whose
+    thread must stay in its namespace (see the module's docstring): use `socket_in` there."""
     target = open_netns(path)
     saved = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -125,7 +157,5 @@ def async_iproute(netns: str | None = None, **kwargs: Any) -> Any:
     """An AsyncIPRoute whose socket lives in `netns` (None: the current namespace)."""
     if netns is None:
         return AsyncIPRoute(**kwargs)
-    with entered(netns_path(netns)):
-        ipr = AsyncIPRoute(**kwargs)
-        _ = ipr.socket  # created now, inside the namespace
-    return ipr
+    sock = socket_in(netns_path(netns), socket.AF_NETLINK, socket.SOCK_DGRAM, socket.NETLINK_ROUTE)
+    return AsyncIPRoute(fileno=sock.detach(), **kwargs)

@@ -23,7 +23,7 @@ from routed.fib import rtnl
 from routed.fib.plan import RoutePlan
 from routed.fib.routes import ROUTE_PROTOCOL, NextHop, Route, RouteKey, link_local, unreachable_route, via
 from routed.log import event
-from routed.netns import async_iproute, entered, netns_path
+from routed.netns import async_iproute, netns_path, socket_in
 
 log = logging.getLogger("routed.fib")
 
@@ -110,14 +110,8 @@ class NetlinkKernel:
         self._indexes: dict[str, int] = {}
 
     def _open(self, groups: int = 0) -> socket.socket:
-        def make() -> socket.socket:
-            return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-
-        if self._netns:
-            with entered(netns_path(self._netns)):
-                sock = make()
-        else:
-            sock = make()
+        kind = (socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        sock = socket_in(netns_path(self._netns), *kind) if self._netns else socket.socket(*kind)
         sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 64 << 20)

@@ -150,6 +150,19 @@ class SecureClient(aetcd.Client):  # type: ignore[misc]
             aetcd.exceptions._handle_exception(exc)
 
 
+# gRPC shares one connection per target between channels by default, with its reconnect backoff
+# (1 s, then 1.6 times longer each failure, up to 120 s): a node whose daemon started before its
+# network found etcd "unreachable" for minutes after the network came up, every new client
+# inheriting the old failure. A client of its own per channel connects afresh each time, and a
+# channel kept open retries at least once a second.
+CHANNEL_OPTIONS: dict[str, int] = {
+    "grpc.use_local_subchannel_pool": 1,
+    "grpc.initial_reconnect_backoff_ms": 100,
+    "grpc.min_reconnect_backoff_ms": 100,
+    "grpc.max_reconnect_backoff_ms": 1000,
+}
+
+
 class EtcdStore:
     def __init__(
         self,
@@ -214,6 +227,7 @@ class EtcdStore:
                 "timeout": int(max(1, self.timeout)),
                 "username": username,
                 "password": password,
+                "options": CHANNEL_OPTIONS,
             }
             client = (
                 aetcd.Client(**settings)

@@ -174,6 +174,24 @@ async def secured(args: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
+async def network_late(args: dict[str, Any]) -> dict[str, Any]:
+    """A node that starts before its network: etcd is unreachable (lo down, 127.0.0.1 has no
+    route) for several tries in a row, then the network comes up and the very next claim must
+    reach etcd, not wait out a reconnect backoff grown by the failures before it."""
+    node = ipam("a", 1, args)
+    found: dict[str, Any] = {"before": []}
+    subprocess.run(["ip", "link", "set", "lo", "down"], check=True)
+    try:
+        for attempt in range(6):
+            found["before"].append(await outcome(node.assign(f"w{attempt}", [], set())))
+            await asyncio.sleep(1)
+    finally:
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    found["after"] = await outcome(node.assign("w-after", [], set()))
+    await node.close()
+    return found
+
+
 if __name__ == "__main__":
     case, raw = sys.argv[1], json.loads(sys.argv[2])
     cases = {
@@ -182,6 +200,7 @@ if __name__ == "__main__":
         "release_as_etcd_dies": release_as_etcd_dies,
         "hostile_records": hostile_records,
         "secured": secured,
+        "network_late": network_late,
     }
     result = asyncio.run(cases[case](raw))
     print(json.dumps(result), flush=True)

@@ -127,6 +127,23 @@ def test_two_nodes_race_for_the_last_free_block(etcd_netns: str, tmp_path: Path)
         assert sorted(found["owners"]["a"] + found["owners"]["b"]) == ["10.70.0.64/26"]
 
 
+def test_a_node_up_before_its_network_reaches_etcd_as_soon_as_the_network_is_up(
+    etcd_netns: str, tmp_path: Path
+) -> None:
+    """gRPC's shared connection kept its reconnect backoff (growing to 120 s) across clients:
+    a node booted before its network found etcd unreachable long after it was up."""
+    start_cluster(etcd_netns, tmp_path, 1)
+    args = {
+        "pool": "10.70.2.0/24",
+        "dir": str(tmp_path / "late"),
+        "endpoints": ["127.0.0.1:23790"],
+        "prefix": "/late",
+    }
+    found = run_case(etcd_netns, "network_late", args)
+    assert all("etcd is unreachable" in r for r in found["before"]), found
+    assert found["after"] == "10.70.2.1", found
+
+
 def test_a_block_released_just_before_etcd_dies_is_reported_released(etcd_netns: str, tmp_path: Path) -> None:
     members = start_cluster(etcd_netns, tmp_path, 1)
     args = {
