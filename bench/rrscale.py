@@ -162,6 +162,25 @@ class Reflector:
         return pids[0]
 
 
+def profile(rr: Reflector, py_spy: str, label: str) -> list[subprocess.Popen[bytes]]:
+    """py-spy recording each of the reflector's Python processes (folded stacks, one line a
+    stack and its samples: bench-profiles/rrscale-LABEL-PROCESS-PID.txt)."""
+    started = []
+    for pid, cmdline in rr._pids():
+        name = next(needle for needle in rr.needles if needle in cmdline).strip().replace(" ", "_")
+        out = Path("bench-profiles") / f"rrscale-{label}-{name}-{pid}.txt"
+        out.parent.mkdir(exist_ok=True)
+        command = [py_spy, "record", "--format", "raw", "--rate", "200", "-o", str(out), "-p", str(pid)]
+        started.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return started
+
+
+def stop_profiles(profilers: list[subprocess.Popen[bytes]]) -> None:
+    for profiler in profilers:
+        profiler.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
+        profiler.wait(timeout=60)
+
+
 def restart(topo: Topology, daemon: str, rr: Reflector) -> None:
     """Stop the reflector the way a planned restart stops it, then start it again."""
     pid = rr.main_pid()
@@ -225,7 +244,9 @@ async def scenario(topo: Topology, daemon: str, size: int, args: argparse.Namesp
         result["rss_mb"] = round(rr.rss_mb(), 1)
 
         cpu, by_process = rr.cpu_s(), rr.cpu_by_process()
+        profilers = profile(rr, args.profile, f"{daemon}-{size}-idle") if args.profile else []
         await asyncio.sleep(args.idle)
+        stop_profiles(profilers)
         result["cpu_idle_pct"] = round(100 * (rr.cpu_s() - cpu) / args.idle, 2)
         result["cpu_idle_pct_by_process"] = {
             name: round(100 * (used - by_process.get(name, 0.0)) / args.idle, 2)
@@ -233,6 +254,7 @@ async def scenario(topo: Topology, daemon: str, size: int, args: argparse.Namesp
         }
 
         last, median, cpu = [], [], rr.cpu_s()
+        profilers = profile(rr, args.profile, f"{daemon}-{size}-changes") if args.profile else []
         for trial in range(args.trials):
             origin = random.Random(trial).randrange(size)
             prefix = IPv4Network((TRIAL_BASE + 64 * trial, 26))
@@ -249,6 +271,7 @@ async def scenario(topo: Topology, daemon: str, size: int, args: argparse.Namesp
                     median.append((statistics.median(arrivals.times) - started) * 1000)
             sim.watch = None
             await asyncio.sleep(0.05)
+        stop_profiles(profilers)
         if args.trials:
             result["cpu_per_change_ms"] = round(1000 * (rr.cpu_s() - cpu) / (2 * args.trials), 2)
             result["change_last_ms"] = {"p50": percentile(last, 0.5), "p99": percentile(last, 0.99)}
@@ -321,6 +344,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--output", default="rrscale")
+    parser.add_argument(
+        "--profile",
+        metavar="PY_SPY",
+        help="record the reflector with this py-spy while idle and during the change trials",
+    )
     args = parser.parse_args(argv)
     results = []
     for size in args.sizes:

@@ -79,6 +79,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from bgp.exabgp.manypeers import READY_FDS, batched_updates, indexed_neighbor_match, peer_sets, quiet_peers
+from bgp.exabgp.poller import EpollPoller
 from bgp.exabgp.ranges import commands_reach_clients, generated_neighbors, md5_on_ranges, reload_keeps_clients
 
 PATCHED_VERSIONS = ("5.0.",)
@@ -115,6 +116,18 @@ SILENT_CLOSE = "graceful restarted negotiated"  # how ExaBGP 5.0 words its silen
 # removes the neighbour (reload) or holds it down (max prefixes) and brings it back itself
 MAX_PREFIXES, PEER_DECONFIGURED = 1, 3
 FINAL_SUBCODES = (MAX_PREFIXES, PEER_DECONFIGURED)
+
+
+def epoll_reactor(reactor_class: Any) -> None:
+    """The reactor's poll() over every peer's socket on every turn, kept as epoll
+    (bgp/exabgp/poller.py: 53 us a turn at 1,000 clients, 0.3 with epoll)."""
+    init = reactor_class.__init__
+
+    def init_with_epoll(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self._poller = EpollPoller()
+
+    reactor_class.__init__ = init_with_epoll
 
 
 def hard_teardowns(peer_class: Any) -> None:
@@ -296,6 +309,7 @@ def patch() -> bool:
     if not version.startswith(PATCHED_VERSIONS):
         return False
     Reactor._wait_for_io = wait_for_io
+    epoll_reactor(Reactor)
     copy_only_for_self(Neighbor)
     loopless_generators(ASYNC)
     polled_listener(Listener)

@@ -229,3 +229,107 @@ def test_a_quiet_turn_is_a_tenth_of_the_negotiated_hold_time() -> None:
     assert quiet_turn_s(peer(0)) == 10.0  # no keepalives at all (hold time 0)
     assert quiet_turn_s(peer(65535)) == 10.0
     assert quiet_turn_s(type("NoProto", (), {"proto": None})()) == QUIET_TURN_S
+
+
+ESTABLISHED, CONNECT = "established", "connect"
+
+
+class ReactorPeer(FakePeer):
+    """A peer as QuietTurns sees it in the reactor's table."""
+
+    def __init__(self, fd: int, fsm: str = ESTABLISHED, passive: bool = False) -> None:
+        super().__init__(fd)
+        self.fsm = fsm
+        self.proto = None
+        self.leaving = False
+        self.neighbor.__class__ = type("N", (FakeNeighbor,), {"__getitem__": lambda s, k: passive})
+
+    def stopping(self) -> bool:
+        return self.leaving
+
+
+def settled_turns(peers: dict[str, ReactorPeer], now: float = 100.0) -> Any:
+    from bgp.exabgp.manypeers import QuietTurns
+
+    turns = QuietTurns(ESTABLISHED, LATER)
+    for _ in range(2):  # the first turns are full scans
+        turns.choose(peers, set(), now, True)
+    for peer in peers.values():
+        quiet(peer, now)
+    return turns
+
+
+def table(n: int) -> dict[str, ReactorPeer]:
+    return {f"p{i}": ReactorPeer(100 + i) for i in range(n)}
+
+
+def test_a_settled_reactor_looks_only_at_the_peers_whose_socket_woke_it() -> None:
+    peers = table(5)
+    turns = settled_turns(peers)
+    for peer in peers.values():  # a scan would now choose every peer: none may be looked at
+        peer.neighbor.rib.outgoing.queued = True
+    assert turns.choose(peers, {102}, 100.05, True) == {"p2"}
+    assert turns.choose(peers, set(), 100.06, True) == set()
+    del peers["p3"]
+    assert turns.choose(peers, {103}, 100.07, True) == set()  # gone meanwhile: not run
+
+
+def test_a_full_scan_comes_at_least_once_a_second() -> None:
+    peers = table(3)
+    for peer in peers.values():  # hold time 90 s: a quiet turn every 9 s
+        peer.proto = type("Proto", (), {"negotiated": type("Negotiated", (), {"holdtime": 90})()})()
+    turns = settled_turns(peers)
+    peers["p1"].neighbor.rib.outgoing.queued = True  # not by a command: only a scan sees it
+    assert turns.choose(peers, set(), 100.5, True) == set()
+    assert turns.choose(peers, set(), 101.01, True) == {"p1"}
+
+
+def test_anything_but_a_settled_peers_socket_makes_two_full_turns() -> None:
+    for disturbance in ("api", "callbacks", "reload", "asked_again"):
+        peers = table(3)
+        turns = settled_turns(peers)
+        peers["p1"].neighbor.rib.outgoing.queued = True  # what the command queued, say
+        if disturbance == "api":
+            first = turns.choose(peers, {7}, 100.01, True)  # a descriptor no settled peer owns
+        elif disturbance == "callbacks":
+            first = turns.choose(peers, set(), 100.01, False)
+        elif disturbance == "reload":
+            turns.disturb()
+            first = turns.choose(peers, set(), 100.01, True)
+        else:
+            turns.ran(peers["p0"], NOW)
+            first = turns.choose(peers, set(), 100.01, True)
+        assert "p1" in first, disturbance
+        if disturbance == "asked_again":
+            continue  # one full turn: the peer's own
+        peers["p1"].neighbor.rib.outgoing.queued = False
+        peers["p2"].neighbor.rib.outgoing.queued = True  # queued by the command, read after the peers
+        assert "p2" in turns.choose(peers, set(), 100.02, True), disturbance
+        peers["p2"].neighbor.rib.outgoing.queued = False
+
+
+def test_peers_not_established_or_leaving_run_every_turn_and_keep_scans_full() -> None:
+    peers = table(3)
+    peers["new"] = ReactorPeer(200, fsm=CONNECT)
+    peers["waiting"] = ReactorPeer(201, fsm=CONNECT, passive=True)  # passive, not connected
+    turns = settled_turns(peers)
+    for turn in range(5):
+        assert turns.choose(peers, set(), 100.01 + turn / 100, True) == {"new"}
+    peers["new"].fsm = ESTABLISHED
+    quiet(peers["new"])
+    peers["p0"].leaving = True
+    assert turns.choose(peers, set(), 100.1, True) == {"p0"}
+    assert turns.choose(peers, set(), 100.11, True) == {"p0"}
+    peers["p0"].leaving = False
+    turns.choose(peers, set(), 100.12, True)
+    turns.choose(peers, set(), 100.13, True)
+    peers["p1"].neighbor.rib.outgoing.queued = True
+    assert turns.choose(peers, set(), 100.14, True) == set()  # settled again: incremental
+
+
+def test_a_peer_that_ran_with_work_left_or_a_new_state_makes_the_next_turn_full() -> None:
+    peers = table(2)
+    turns = settled_turns(peers)
+    peers["p1"].neighbor.rib.outgoing.queued = True
+    turns.ran(peers["p1"], LATER)  # ran, but something is still queued
+    assert "p1" in turns.choose(peers, set(), 100.01, True)
