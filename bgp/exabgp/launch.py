@@ -78,6 +78,7 @@ import types
 from collections.abc import Iterator
 from typing import Any
 
+from bgp.exabgp.fanout import direct_fanout
 from bgp.exabgp.manypeers import READY_FDS, batched_updates, indexed_neighbor_match, peer_sets, quiet_peers
 from bgp.exabgp.poller import EpollPoller
 from bgp.exabgp.ranges import commands_reach_clients, generated_neighbors, md5_on_ranges, reload_keeps_clients
@@ -298,10 +299,12 @@ def patch() -> bool:
     """Apply the fixes if this ExaBGP is one they were written for; True if applied."""
     from exabgp.bgp.neighbor import Neighbor  # type: ignore[import-untyped]
     from exabgp.configuration.configuration import _Configuration  # type: ignore[import-untyped]
+    from exabgp.reactor.api import API
     from exabgp.reactor.asynchronous import ASYNC  # type: ignore[import-untyped]
     from exabgp.reactor.delay import Delay  # type: ignore[import-untyped]
     from exabgp.reactor.listener import Listener  # type: ignore[import-untyped]
     from exabgp.reactor.loop import Reactor  # type: ignore[import-untyped]
+    from exabgp.reactor.network.connection import Connection  # type: ignore[import-untyped]
     from exabgp.reactor.peer import Peer  # type: ignore[import-untyped]
     from exabgp.reactor.protocol import Protocol  # type: ignore[import-untyped]
     from exabgp.version import version  # type: ignore[import-untyped]
@@ -318,13 +321,15 @@ def patch() -> bool:
     reloads_not_dropped(Reactor)
     fast_hexstring()
     indexed_neighbor_match()
-    quiet_peers(Reactor, Peer)
+    quiet_peers(Reactor, Peer, API, ASYNC)
     peer_sets(_Configuration)
     batched_updates(Protocol)
     generated_neighbors(Neighbor, Peer)
     commands_reach_clients(_Configuration)
     reload_keeps_clients(Reactor)
     md5_on_ranges(Listener)
+    if os.environ.get("ROUTED_DIRECT_FANOUT", "1") != "0":  # 0: every change through ExaBGP's queues
+        direct_fanout(_Configuration, Reactor, Peer, Protocol, Connection)
     if os.environ.get("ROUTED_RAW_UPDATES", "1") != "0":  # 0: ExaBGP decodes every UPDATE, as before
         raw_updates()
     return True

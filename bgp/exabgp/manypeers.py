@@ -37,9 +37,12 @@ with a full scan at least once a second (QuietTurns).
 from __future__ import annotations
 
 import itertools
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+
+from bgp.exabgp.fanout import has_backlog
 
 READY_FDS = "_routed_ready"  # the descriptors the reactor's last poll reported (launch.wait_for_io)
 LAST_TURN = "_routed_turn"  # a peer's last turn: (its ACTION, when)
@@ -109,7 +112,9 @@ def peer_sets(configuration_class: Any) -> None:
         original = getattr(configuration_class, method)
 
         def with_a_set(self: Any, peers: Any, what: Any, _original: Any = original) -> Any:
-            return _original(self, peers if isinstance(peers, set | frozenset | dict) else set(peers), what)
+            matched = peers if isinstance(peers, set | frozenset | dict) else set(peers)
+            touch(matched)  # whatever this queues for them goes out on their next turn
+            return _original(self, matched, what)
 
         setattr(configuration_class, method, with_a_set)
 
@@ -174,34 +179,48 @@ class QuietTurns:
 
     A full scan looks at every peer; while every peer is settled (established, its last turn
     asked for nothing more, nothing queued), a turn looks only at the peers whose socket woke
-    the poll, and a full scan comes at the latest after `full_scan_s` (at most a second, at
-    least as often as the shortest quiet turn). Anything else that happened (a descriptor no
-    settled peer owns, such as the API's or the listener's; callbacks queued; a reload; a
-    peer asking for more) makes this turn and the next full scans: an API command is read
-    after the peers' turns, and what it queued is for the turn after."""
+    the poll and the peers a route command queued work for (`touch`), and a full scan comes
+    at the latest after `full_scan_s` (at most a second, at least as often as the shortest
+    quiet turn). Anything else (a descriptor no settled peer or API process owns; a command
+    or callback that is not a route's, such as a teardown or a new connection; a reload; a
+    peer asking for more) makes this turn and the next full scans."""
 
     def __init__(self, established: object, later: object) -> None:
         self.established = established
         self.later = later
         self.settled_fds: dict[int, str] = {}
+        self.touched: set[str] = set()
         self.next_full = 0.0
         self.full_turns = 2
 
     def disturb(self) -> None:
         self.full_turns = 2
 
+    def touch(self, names: Iterable[str]) -> None:
+        self.touched.update(names)
+
     def ran(self, peer: Any, action: object) -> None:
         if action != self.later or peer.fsm != self.established or has_work(peer):
             self.full_turns = max(self.full_turns, 1)
 
-    def choose(self, peers: dict[str, Any], ready: set[int], now: float, idle_callbacks: bool) -> set[str]:
-        quiet = now < self.next_full and idle_callbacks and ready.issubset(self.settled_fds)
-        if self.full_turns == 0 and quiet:
-            chosen = {self.settled_fds[fd] for fd in ready}
-            return {key for key in chosen if key in peers}
-        if not (idle_callbacks and ready.issubset(self.settled_fds)):
+    def choose(
+        self,
+        peers: dict[str, Any],
+        ready: set[int],
+        now: float,
+        api_fds: Iterable[int] = (),
+        busy: bool = False,
+    ) -> set[str]:
+        """`busy`: callbacks other than route commands' are queued (a new connection's, say)."""
+        foreign = ready.difference(self.settled_fds, api_fds)
+        if busy or foreign:
             self.full_turns = 2
+        if self.full_turns == 0 and now < self.next_full:
+            chosen = {self.settled_fds[fd] for fd in ready if fd in self.settled_fds} | self.touched
+            self.touched = set()
+            return {key for key in chosen if key in peers}
         self.full_turns = max(0, self.full_turns - 1)
+        self.touched = set()
         return self._scan(peers, ready, now)
 
     def _scan(self, peers: dict[str, Any], ready: set[int], now: float) -> set[str]:
@@ -229,9 +248,32 @@ class QuietTurns:
         return chosen
 
 
+# A command after its neighbour selector: announce or withdraw of routes, End-of-RIBs,
+# refreshes and operational messages go through _Configuration.inject_*, which touch the peers
+# they queue work for; anything else (teardown, watchdog, shutdown, ...) disturbs the turns.
+ROUTE_COMMAND = re.compile(r"(?:^|\s)(?:announce|withdraw)\s+(?!watchdog)\S")
+NOT_A_ROUTE = "_routed_not_a_route"  # on ASYNC: ids of the queued callbacks no route command made
+_TURNS: list[QuietTurns] = []  # the process's one reactor's
+
+
+def is_route_command(command: str) -> bool:
+    return bool(ROUTE_COMMAND.search(command))
+
+
+def touch(names: Iterable[str]) -> None:
+    """Peers a route command queued work for: they get the next turn."""
+    if _TURNS:
+        _TURNS[0].touch(names)
+
+
+def disturb() -> None:
+    if _TURNS:
+        _TURNS[0].disturb()
+
+
 def has_work(peer: Any) -> bool:
     """Whether an established peer has something queued or waiting on it."""
-    if peer._teardown or peer._neighbor is not None:
+    if peer._teardown or peer._neighbor is not None or has_backlog(peer):
         return True
     neighbor = peer.neighbor
     return bool(neighbor.eor or neighbor.messages or neighbor.refresh or neighbor.rib.outgoing.pending())
@@ -240,33 +282,49 @@ def has_work(peer: Any) -> bool:
 QUIET_TURNS = "_routed_quiet"
 
 
-def quiet_peers(reactor_class: Any, peer_class: Any) -> None:
+def quiet_peers(reactor_class: Any, peer_class: Any, api_class: Any, async_class: Any) -> None:
     from exabgp.bgp.fsm import FSM  # type: ignore[import-untyped]
     from exabgp.reactor.peer import ACTION  # type: ignore[import-untyped]
 
-    run = peer_class.run
-    reload = reactor_class.reload
+    run, reload = peer_class.run, reactor_class.reload
+    process, schedule = api_class.process, async_class.schedule
 
-    def turns(reactor: Any) -> QuietTurns:
-        found: QuietTurns | None = reactor.__dict__.get(QUIET_TURNS)
-        if found is None:
-            found = reactor.__dict__[QUIET_TURNS] = QuietTurns(FSM.ESTABLISHED, ACTION.LATER)
-        return found
+    def turns() -> QuietTurns:
+        if not _TURNS:
+            _TURNS.append(QuietTurns(FSM.ESTABLISHED, ACTION.LATER))
+        return _TURNS[0]
 
     def run_noted(self: Any) -> Any:
         action = run(self)
         self.__dict__[LAST_TURN] = (action, time.monotonic())
-        turns(self.reactor).ran(self, action)
+        turns().ran(self, action)
         return action
 
     def active_peers(self: Any) -> set[str]:
         ready: set[int] = self.__dict__.pop(READY_FDS, set())
-        return turns(self).choose(self._peers, ready, time.monotonic(), self.asynchronous.ready())
+        queued = self.asynchronous._async
+        not_a_route: set[int] = self.asynchronous.__dict__.setdefault(NOT_A_ROUTE, set())
+        if not_a_route:
+            not_a_route.intersection_update(id(callback) for _, callback in queued)
+        return turns().choose(self._peers, ready, time.monotonic(), self.processes.fds, bool(not_a_route))
 
     def reload_noted(self: Any, *args: Any, **kwargs: Any) -> Any:
-        turns(self).disturb()
+        turns().disturb()
         return reload(self, *args, **kwargs)
+
+    def process_noted(self: Any, reactor: Any, service: Any, command: str) -> Any:
+        if not is_route_command(command):
+            turns().disturb()
+        return process(self, reactor, service, command)
+
+    def schedule_noted(self: Any, uid: Any, command: Any, callback: Any) -> Any:
+        if not (isinstance(command, str) and is_route_command(command)):
+            self.__dict__.setdefault(NOT_A_ROUTE, set()).add(id(callback))
+            turns().disturb()
+        return schedule(self, uid, command, callback)
 
     peer_class.run = run_noted
     reactor_class.active_peers = active_peers
     reactor_class.reload = reload_noted
+    api_class.process = process_noted
+    async_class.schedule = schedule_noted

@@ -99,6 +99,7 @@ class FakePeer:
         self._teardown = None
         self._neighbor = None
         self.neighbor = FakeNeighbor()
+        self.proto: Any = None
 
     def socket(self) -> int:
         return self.fd
@@ -253,7 +254,7 @@ def settled_turns(peers: dict[str, ReactorPeer], now: float = 100.0) -> Any:
 
     turns = QuietTurns(ESTABLISHED, LATER)
     for _ in range(2):  # the first turns are full scans
-        turns.choose(peers, set(), now, True)
+        turns.choose(peers, set(), now)
     for peer in peers.values():
         quiet(peer, now)
     return turns
@@ -268,20 +269,22 @@ def test_a_settled_reactor_looks_only_at_the_peers_whose_socket_woke_it() -> Non
     turns = settled_turns(peers)
     for peer in peers.values():  # a scan would now choose every peer: none may be looked at
         peer.neighbor.rib.outgoing.queued = True
-    assert turns.choose(peers, {102}, 100.05, True) == {"p2"}
-    assert turns.choose(peers, set(), 100.06, True) == set()
+    assert turns.choose(peers, {102}, 100.05) == {"p2"}
+    assert turns.choose(peers, set(), 100.06) == set()
     del peers["p3"]
-    assert turns.choose(peers, {103}, 100.07, True) == set()  # gone meanwhile: not run
+    assert turns.choose(peers, {103}, 100.07) == set()  # gone meanwhile: not run
 
 
 def test_a_full_scan_comes_at_least_once_a_second() -> None:
     peers = table(3)
     for peer in peers.values():  # hold time 90 s: a quiet turn every 9 s
-        peer.proto = type("Proto", (), {"negotiated": type("Negotiated", (), {"holdtime": 90})()})()
+        peer.proto = type(
+            "Proto", (), {"connection": None, "negotiated": type("Negotiated", (), {"holdtime": 90})()}
+        )()
     turns = settled_turns(peers)
     peers["p1"].neighbor.rib.outgoing.queued = True  # not by a command: only a scan sees it
-    assert turns.choose(peers, set(), 100.5, True) == set()
-    assert turns.choose(peers, set(), 101.01, True) == {"p1"}
+    assert turns.choose(peers, set(), 100.5) == set()
+    assert turns.choose(peers, set(), 101.01) == {"p1"}
 
 
 def test_anything_but_a_settled_peers_socket_makes_two_full_turns() -> None:
@@ -290,21 +293,21 @@ def test_anything_but_a_settled_peers_socket_makes_two_full_turns() -> None:
         turns = settled_turns(peers)
         peers["p1"].neighbor.rib.outgoing.queued = True  # what the command queued, say
         if disturbance == "api":
-            first = turns.choose(peers, {7}, 100.01, True)  # a descriptor no settled peer owns
+            first = turns.choose(peers, {7}, 100.01, api_fds={9})  # a descriptor no settled peer owns
         elif disturbance == "callbacks":
-            first = turns.choose(peers, set(), 100.01, False)
+            first = turns.choose(peers, set(), 100.01, busy=True)
         elif disturbance == "reload":
             turns.disturb()
-            first = turns.choose(peers, set(), 100.01, True)
+            first = turns.choose(peers, set(), 100.01)
         else:
             turns.ran(peers["p0"], NOW)
-            first = turns.choose(peers, set(), 100.01, True)
+            first = turns.choose(peers, set(), 100.01)
         assert "p1" in first, disturbance
         if disturbance == "asked_again":
             continue  # one full turn: the peer's own
         peers["p1"].neighbor.rib.outgoing.queued = False
         peers["p2"].neighbor.rib.outgoing.queued = True  # queued by the command, read after the peers
-        assert "p2" in turns.choose(peers, set(), 100.02, True), disturbance
+        assert "p2" in turns.choose(peers, set(), 100.02), disturbance
         peers["p2"].neighbor.rib.outgoing.queued = False
 
 
@@ -314,17 +317,17 @@ def test_peers_not_established_or_leaving_run_every_turn_and_keep_scans_full() -
     peers["waiting"] = ReactorPeer(201, fsm=CONNECT, passive=True)  # passive, not connected
     turns = settled_turns(peers)
     for turn in range(5):
-        assert turns.choose(peers, set(), 100.01 + turn / 100, True) == {"new"}
+        assert turns.choose(peers, set(), 100.01 + turn / 100) == {"new"}
     peers["new"].fsm = ESTABLISHED
     quiet(peers["new"])
     peers["p0"].leaving = True
-    assert turns.choose(peers, set(), 100.1, True) == {"p0"}
-    assert turns.choose(peers, set(), 100.11, True) == {"p0"}
+    assert turns.choose(peers, set(), 100.1) == {"p0"}
+    assert turns.choose(peers, set(), 100.11) == {"p0"}
     peers["p0"].leaving = False
-    turns.choose(peers, set(), 100.12, True)
-    turns.choose(peers, set(), 100.13, True)
+    turns.choose(peers, set(), 100.12)
+    turns.choose(peers, set(), 100.13)
     peers["p1"].neighbor.rib.outgoing.queued = True
-    assert turns.choose(peers, set(), 100.14, True) == set()  # settled again: incremental
+    assert turns.choose(peers, set(), 100.14) == set()  # settled again: incremental
 
 
 def test_a_peer_that_ran_with_work_left_or_a_new_state_makes_the_next_turn_full() -> None:
@@ -332,4 +335,37 @@ def test_a_peer_that_ran_with_work_left_or_a_new_state_makes_the_next_turn_full(
     turns = settled_turns(peers)
     peers["p1"].neighbor.rib.outgoing.queued = True
     turns.ran(peers["p1"], LATER)  # ran, but something is still queued
-    assert "p1" in turns.choose(peers, set(), 100.01, True)
+    assert "p1" in turns.choose(peers, set(), 100.01)
+
+
+def test_a_route_command_turns_only_the_peers_it_queued_work_for() -> None:
+    peers = table(4)
+    turns = settled_turns(peers)
+    for peer in peers.values():  # a scan would choose every peer: none may be looked at
+        peer.neighbor.rib.outgoing.queued = True
+    assert turns.choose(peers, {9}, 100.01, api_fds={9}) == set()  # the command is read after
+    turns.touch({"p1", "p3", "gone"})  # what inject_* queued work for
+    assert turns.choose(peers, set(), 100.02, api_fds={9}) == {"p1", "p3"}
+    assert turns.choose(peers, set(), 100.03, api_fds={9}) == set()  # once
+
+
+def test_commands_that_are_not_a_routes_are_told_apart() -> None:
+    from bgp.exabgp.manypeers import is_route_command
+
+    for command in (
+        "neighbor 10.0.0.2 , neighbor 10.0.0.3 announce attributes next-hop 10.0.0.9 nlri 10.65.1.0/26",
+        "neighbor 10.0.0.2 withdraw attributes nlri 10.65.1.0/26",
+        "neighbor 10.0.0.2 announce eor ipv4 unicast",
+        "announce route 10.65.1.0/26 next-hop 10.0.0.9",
+        "neighbor 10.0.0.2 announce route-refresh ipv4 unicast",
+    ):
+        assert is_route_command(command), command
+    for command in (
+        "neighbor 10.0.0.2 teardown 2",
+        "announce watchdog dns",
+        "withdraw watchdog dns",
+        "show neighbor summary",
+        "shutdown",
+        "checking for new connection(s)",
+    ):
+        assert not is_route_command(command), command
