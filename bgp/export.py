@@ -124,12 +124,35 @@ def refresh(
     roles = {a: n.config.role for a, n in neighbors.items()}
     targets = {a: n for a, n in neighbors.items() if not n.pending and (only is None or a in only)}
 
+    # A reflector's clients mostly want the same thing for a prefix: what `desired` reads of a
+    # target is its role, export mode, family and whether it is the best path's source, so it
+    # runs once per such kind of target, not once per target (1,000 clients: ~20 ms a change).
+    # The same object then goes to each: grouping the plan by it is one hash per kind.
+    memo: dict[tuple[object, ...], Export | None] = {}
+
     def wants(address: IPAddress) -> Callable[[IPNetwork], Export | None]:
         config = targets[address].config
         role = roles[address]
+        version = config.address.version
 
         def want(prefix: IPNetwork) -> Export | None:
-            return desired(me, config, role, prefix, local, selections[prefix], roles)
+            selection = selections[prefix]
+            best = selection.best if selection else None
+            other_family = prefix.version != version
+            key = (
+                prefix,
+                role,
+                config.export,
+                config.extended_next_hop,
+                other_family,
+                config.local_address if other_family else None,
+                best is not None and best.peer.address == address,
+            )
+            try:
+                return memo[key]
+            except KeyError:
+                found = memo[key] = desired(me, config, role, prefix, local, selection, roles)
+                return found
 
         return (lambda prefix: None) if withdrawing else want
 

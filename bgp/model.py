@@ -197,3 +197,13 @@ class Export:
     communities: tuple[tuple[int, int], ...] = ()
     originator_id: IPv4Address | None = None
     cluster_list: tuple[IPv4Address, ...] = ()
+    # computed once: an export plan groups a reflector's 1,000 clients by their Export, and an
+    # address's hash is computed in Python each time (ipaddress), three of them here
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        fields = (self.next_hop, self.origin, self.as_path, self.med, self.local_pref, self.communities)
+        object.__setattr__(self, "_hash", hash((*fields, self.originator_id, self.cluster_list)))
+
+    def __hash__(self) -> int:
+        return self._hash

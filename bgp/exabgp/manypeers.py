@@ -252,6 +252,7 @@ class QuietTurns:
 # refreshes and operational messages go through _Configuration.inject_*, which touch the peers
 # they queue work for; anything else (teardown, watchdog, shutdown, ...) disturbs the turns.
 ROUTE_COMMAND = re.compile(r"(?:^|\s)(?:announce|withdraw)\s+(?!watchdog)\S")
+NEW_CONNECTIONS = "checking for new connection(s)"  # what the reactor schedules for its listener
 NOT_A_ROUTE = "_routed_not_a_route"  # on ASYNC: ids of the queued callbacks no route command made
 _TURNS: list[QuietTurns] = []  # the process's one reactor's
 
@@ -321,6 +322,12 @@ def quiet_peers(reactor_class: Any, peer_class: Any, api_class: Any, async_class
         if not (isinstance(command, str) and is_route_command(command)):
             self.__dict__.setdefault(NOT_A_ROUTE, set()).add(id(callback))
             turns().disturb()
+        if command == NEW_CONNECTIONS:
+            # in front of the route commands queued: behind them (a reflector distributing
+            # its table) the kernel's accept queue overflowed and clients came back on SYN
+            # retransmission's doubling timers, their sessions up to two minutes late
+            self._async.appendleft((uid, callback))
+            return None
         return schedule(self, uid, command, callback)
 
     peer_class.run = run_noted

@@ -369,3 +369,24 @@ def test_commands_that_are_not_a_routes_are_told_apart() -> None:
         "checking for new connection(s)",
     ):
         assert not is_route_command(command), command
+
+
+def test_new_connections_are_taken_before_the_route_commands_queued(monkeypatch: Any) -> None:
+    from exabgp.reactor.api import API
+    from exabgp.reactor.asynchronous import ASYNC
+    from exabgp.reactor.loop import Reactor
+    from exabgp.reactor.peer import Peer
+
+    from bgp.exabgp.manypeers import NEW_CONNECTIONS, quiet_peers
+
+    for cls, name in ((Reactor, "active_peers"), (Reactor, "reload"), (Peer, "run"), (API, "process")):
+        monkeypatch.setattr(cls, name, getattr(cls, name))  # restored after the test
+    monkeypatch.setattr(ASYNC, "schedule", ASYNC.schedule)
+    quiet_peers(Reactor, Peer, API, ASYNC)
+    queue = ASYNC()
+    routes = [("api", iter(())) for _ in range(3)]  # a reflector's table being distributed
+    queue._async.extend(routes)
+    accept = iter(())
+    queue.schedule("listener", NEW_CONNECTIONS, accept)
+    assert queue._async[0] == ("listener", accept)
+    assert list(queue._async)[1:] == routes
