@@ -74,27 +74,21 @@ import importlib
 import os
 import select
 import sys
-import time
 import types
 from collections.abc import Iterator
 from typing import Any
 
-from bgp.exabgp.fanout import direct_fanout
 from bgp.exabgp.manypeers import READY_FDS, batched_updates, indexed_neighbor_match, peer_sets, quiet_peers
-from bgp.exabgp.poller import EpollPoller
 from bgp.exabgp.ranges import commands_reach_clients, generated_neighbors, md5_on_ranges, reload_keeps_clients
 
 PATCHED_VERSIONS = ("5.0.",)
 CONNECT_RETRY_MAX = 5  # seconds between outgoing attempts, at most
-CALLBACKS_S = 0.02  # the longest a reactor turn runs API callbacks before its peers get theirs
 
 
 def wait_for_io(self: Any, sleeptime: int) -> Iterator[int]:
     """ExaBGP's Reactor._wait_for_io, plus: closed descriptors leave the poll set."""
     spin_prevention = False
     ready = self.__dict__.setdefault(READY_FDS, set())  # for quiet_peers: whose socket woke us
-    if not self.asynchronous.ready():
-        sleeptime = 0  # callbacks left for the next turn (a run takes 50 steps): no sleep first
     try:
         for fd, event in self._poller.poll(sleeptime):
             ready.add(fd)
@@ -121,18 +115,6 @@ SILENT_CLOSE = "graceful restarted negotiated"  # how ExaBGP 5.0 words its silen
 # removes the neighbour (reload) or holds it down (max prefixes) and brings it back itself
 MAX_PREFIXES, PEER_DECONFIGURED = 1, 3
 FINAL_SUBCODES = (MAX_PREFIXES, PEER_DECONFIGURED)
-
-
-def epoll_reactor(reactor_class: Any) -> None:
-    """The reactor's poll() over every peer's socket on every turn, kept as epoll
-    (bgp/exabgp/poller.py: 53 us a turn at 1,000 clients, 0.3 with epoll)."""
-    init = reactor_class.__init__
-
-    def init_with_epoll(self: Any, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **kwargs)
-        self._poller = EpollPoller()
-
-    reactor_class.__init__ = init_with_epoll
 
 
 def hard_teardowns(peer_class: Any) -> None:
@@ -212,23 +194,13 @@ def loopless_generators(async_class: Any) -> None:
     def run_generators_in_place(self: Any) -> Any:
         if not self._async or any(self._is_coroutine(callback) for _, callback in self._async):
             return run(self)
-        # A step at a time, for at most CALLBACKS_S of the turn: a step of a route command
-        # reaches every client (bgp.exabgp.fanout), 20 ms at 1,000, and fifty of them in one
-        # turn kept the listener and the peers' OPENs waiting for a second at a time
-        deadline, more = time.monotonic() + CALLBACKS_S, False
-        self.LIMIT = 1
-        for _ in range(async_class.LIMIT):
-            steps = self._run_async()
-            try:
-                steps.send(None)
-            except StopIteration as done:
-                more = done.value
-            else:
-                steps.close()  # it awaited: only a coroutine callback can, and those went to run()
-                raise RuntimeError("an ExaBGP generator callback awaited")
-            if not self._async or time.monotonic() >= deadline:
-                break
-        return more
+        steps = self._run_async()
+        try:
+            steps.send(None)
+        except StopIteration as done:
+            return done.value
+        steps.close()  # it awaited: only a coroutine callback can, and those went to run()
+        raise RuntimeError("an ExaBGP generator callback awaited")
 
     async_class.run = run_generators_in_place
 
@@ -313,12 +285,10 @@ def patch() -> bool:
     """Apply the fixes if this ExaBGP is one they were written for; True if applied."""
     from exabgp.bgp.neighbor import Neighbor  # type: ignore[import-untyped]
     from exabgp.configuration.configuration import _Configuration  # type: ignore[import-untyped]
-    from exabgp.reactor.api import API
     from exabgp.reactor.asynchronous import ASYNC  # type: ignore[import-untyped]
     from exabgp.reactor.delay import Delay  # type: ignore[import-untyped]
     from exabgp.reactor.listener import Listener  # type: ignore[import-untyped]
     from exabgp.reactor.loop import Reactor  # type: ignore[import-untyped]
-    from exabgp.reactor.network.connection import Connection  # type: ignore[import-untyped]
     from exabgp.reactor.peer import Peer  # type: ignore[import-untyped]
     from exabgp.reactor.protocol import Protocol  # type: ignore[import-untyped]
     from exabgp.version import version  # type: ignore[import-untyped]
@@ -326,7 +296,6 @@ def patch() -> bool:
     if not version.startswith(PATCHED_VERSIONS):
         return False
     Reactor._wait_for_io = wait_for_io
-    epoll_reactor(Reactor)
     copy_only_for_self(Neighbor)
     loopless_generators(ASYNC)
     polled_listener(Listener)
@@ -335,17 +304,13 @@ def patch() -> bool:
     reloads_not_dropped(Reactor)
     fast_hexstring()
     indexed_neighbor_match()
-    quiet_peers(Reactor, Peer, API, ASYNC)
+    quiet_peers(Reactor, Peer)
     peer_sets(_Configuration)
     batched_updates(Protocol)
     generated_neighbors(Neighbor, Peer)
     commands_reach_clients(_Configuration)
     reload_keeps_clients(Reactor)
     md5_on_ranges(Listener)
-    # 1: reflected changes written straight to settled clients (bgp.exabgp.fanout); off by
-    # default until a 1,000-client reflector restart with it loses nothing (NOTES.md)
-    if os.environ.get("ROUTED_DIRECT_FANOUT", "0") == "1":
-        direct_fanout(_Configuration, Reactor, Peer, Protocol, Connection)
     if os.environ.get("ROUTED_RAW_UPDATES", "1") != "0":  # 0: ExaBGP decodes every UPDATE, as before
         raw_updates()
     return True
