@@ -8,8 +8,8 @@ namespace it was created in.
 
 The daemon's own thread never changes namespace: a thread started while it was
 in a workload's namespace (gRPC starts its pollers and workers from the thread
-that calls into it) would stay there for good, and etcd's connections from it
-failed with "Network is unreachable" from the new workload's empty namespace.
+that calls into it) would stay there for good, and every connection it made
+would start from the workload's namespace.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Netlink sockets in a workload's namespace (routed/netns.py): made there, and made without the
 calling thread ever leaving its own namespace. A thread started by the daemon's thread while it
-stood in a new workload's namespace would stay there: gRPC's did, and etcd became unreachable."""
+stood in a new workload's namespace (gRPC starts its own that way) would stay there for good."""
 
 from __future__ import annotations
 
