@@ -114,22 +114,18 @@ def check_workload_netns(netns: str) -> None:
 
 def socket_in(path: Path, family: int, kind: int, proto: int = 0) -> socket.socket:
     """A socket created in the netns at `path` by a thread of its own, which ends with it."""
-    target = open_netns(path)
     made: list[socket.socket | BaseException] = []
 
     def make() -> None:
         try:
-            _setns(target)
-            made.append(socket.socket(family, kind, proto))
+            with entered(path):
+                made.append(socket.socket(family, kind, proto))
         except BaseException as exc:  # handed to the caller
             made.append(exc)
 
-    try:
-        helper = threading.Thread(target=make, name="routed-netns-socket", daemon=True)
-        helper.start()
-        helper.join()
-    finally:
-        os.close(target)
+    helper = threading.Thread(target=make, name="routed-netns-socket", daemon=True)
+    helper.start()
+    helper.join()
     (result,) = made
     if isinstance(result, BaseException):
         raise result

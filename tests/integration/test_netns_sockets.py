@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import threading
 
 import pytest
@@ -53,4 +54,4 @@ def test_sockets_are_made_in_the_namespace_by_a_thread_of_their_own(
 
 def test_a_missing_namespace_is_an_error_in_the_caller() -> None:
     with pytest.raises(routed_netns.NetnsError, match="not found"):
-        routed_netns.socket_in(netns_path("rt-no-such-namespace"), 16, 3)
+        routed_netns.socket_in(netns_path("rt-no-such-namespace"), socket.AF_NETLINK, socket.SOCK_RAW)
