@@ -249,10 +249,15 @@ class Speaker:
     def _send_due_eors(self) -> None:
         if not self.exabgp.connected:
             return
+        # one command for every peer with the same families: a reflector's End-of-RIBs fall due
+        # for all its clients at once, and ExaBGP's cost is per command (it scans its peers)
+        by_families: dict[tuple[str, ...], list[IPAddress]] = {}
         for neighbor in self.restart.eors_due():
-            families = sorted(neighbor.families & set(graceful.FAMILY_VERSIONS))
-            self.exabgp.end_of_rib(neighbor.address, families)
+            families = tuple(sorted(neighbor.families & set(graceful.FAMILY_VERSIONS)))
+            by_families.setdefault(families, []).append(neighbor.address)
             log.info(event("bgp_end_of_rib_sent", peer=neighbor.address, families=",".join(families)))
+        for families, peers in by_families.items():
+            self.exabgp.end_of_rib(peers, families)
 
     def drop_routes(self, neighbor: Neighbor) -> int:
         """Withdraw every route of a peer at once, fresh or kept as stale; how many went."""

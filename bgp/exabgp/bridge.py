@@ -91,8 +91,8 @@ class ExaBgpBridge:
         for (attributes, announced), peers in plan.announces.items():
             self.pump.queue(commands.announce(peers, announced, attributes))
 
-    def end_of_rib(self, peer: IPAddress, families: Iterable[str]) -> None:
-        self.pump.queue(commands.end_of_rib([peer], family) for family in families)
+    def end_of_rib(self, peers: Sequence[IPAddress], families: Iterable[str]) -> None:
+        self.pump.queue(commands.end_of_rib(peers, family) for family in families)
 
     def teardown(self, peers: Sequence[IPAddress], subcode: int) -> None:
         self.pump.queue([commands.teardown(peers, subcode)])

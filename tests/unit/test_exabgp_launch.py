@@ -19,6 +19,7 @@ class FakeReactor:
 
     def __init__(self, api_fds: list[int] | None = None) -> None:
         self._poller = select.poll()
+        self.listener = type("Listener", (), {"_sockets": {}})()
         self.processes = type("Processes", (), {"fds": api_fds or []})()
         self.spin_sleeps = 0
 
@@ -78,6 +79,10 @@ def test_applies_only_to_the_versions_it_was_written_for(monkeypatch: Any) -> No
     monkeypatch.setattr(Delay, "increase", Delay.increase)
     monkeypatch.setattr(Peer, "teardown", Peer.teardown)
     monkeypatch.setattr(Peer, "_close", Peer._close)
+    from exabgp.reactor.listener import Listener
+
+    for name in ("__init__", "incoming", "_connected", "_listen"):
+        monkeypatch.setattr(Listener, name, getattr(Listener, name))
     import exabgp.reactor.api.response.json as json_response
     import exabgp.util
 
@@ -232,13 +237,28 @@ def test_coroutine_callbacks_still_get_their_loop() -> None:
     assert ran == ["awaited"]
 
 
-def test_listener_accepts_only_when_a_connection_waits() -> None:
+def listening(counting: type[socket.socket]) -> socket.socket:
+    sock = counting(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    sock.setblocking(False)
+    return sock
+
+
+def polled_listener() -> Any:
     from exabgp.reactor.listener import Listener
 
     class Polled(Listener):  # type: ignore[misc]
         pass
 
+    quiet_exabgp_log()
     launch.polled_listener(Polled)
+    listener = Polled(reactor=None)
+    listener.serving = True
+    return listener
+
+
+def test_listener_accepts_only_when_a_connection_waits() -> None:
     accepts = 0
 
     class Counting(socket.socket):
@@ -247,28 +267,88 @@ def test_listener_accepts_only_when_a_connection_waits() -> None:
             accepts += 1
             return super().accept()
 
-    sock = Counting(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen()
-    sock.setblocking(False)
-    listener = Polled(reactor=None)
+    listener = polled_listener()
+    sock = listening(Counting)
     listener._sockets[sock] = ("127.0.0.1", sock.getsockname()[1], "127.0.0.1", False)
-    listener.serving = True
     try:
         assert not any(listener.incoming() for _ in range(100))
         assert accepts == 0
         with socket.create_connection(sock.getsockname()):
             assert listener.incoming() is True
-            listener._accepted.pop(sock).close()
+            for connection in listener._connected():
+                connection.io.close()
         # a listening socket added later is polled too
-        other = Counting(socket.AF_INET, socket.SOCK_STREAM)
-        other.bind(("127.0.0.1", 0))
-        other.listen()
-        other.setblocking(False)
+        other = listening(Counting)
         listener._sockets[other] = ("127.0.0.1", other.getsockname()[1], "127.0.0.1", False)
         with other, socket.create_connection(other.getsockname()):
             assert listener.incoming() is True
-            listener._accepted.pop(other).close()
+            assert [c.io.close() for c in listener._connected()] == [None]
+    finally:
+        sock.close()
+
+
+def test_listener_takes_every_waiting_connection_in_one_turn_in_order() -> None:
+    """ExaBGP took one connection a listening socket a turn: 1,000 clients connecting at once
+    overflowed a busy reflector's accept queue."""
+    listener = polled_listener()
+    assert listener._backlog == launch.LISTEN_BACKLOG
+    sock = listening(socket.socket)
+    listener._sockets[sock] = ("127.0.0.1", sock.getsockname()[1], "127.0.0.1", False)
+    clients = []
+    try:
+        for _ in range(20):
+            client = socket.socket()
+            client.bind(("127.0.0.1", 0))
+            client.connect(sock.getsockname())
+            clients.append(client)
+        assert listener.incoming() is True
+        connections = listener._connected()
+        first = next(connections)  # new_connections may stop after one: the rest wait for it
+        assert first.peer == "127.0.0.1" and first.io.getpeername() == clients[0].getsockname()
+        first.io.close()
+        assert listener.incoming() is True  # nothing new, but 19 not handed over yet
+        rest = list(listener._connected())
+        assert [c.io.getpeername() for c in rest] == [c.getsockname() for c in clients[1:]]
+        for connection in rest:
+            connection.io.close()
+        assert listener.incoming() is False
+    finally:
+        for client in clients:
+            client.close()
+        sock.close()
+
+
+def test_exabgp_unpatched_takes_one_connection_a_turn() -> None:
+    """The limit itself, so the change stays needed only while it exists."""
+    from exabgp.reactor.listener import Listener
+
+    listener = Listener(reactor=None)
+    listener.serving = True
+    sock = listening(socket.socket)
+    listener._sockets[sock] = ("127.0.0.1", sock.getsockname()[1], "127.0.0.1", False)
+    clients = [socket.create_connection(sock.getsockname()) for _ in range(3)]
+    try:
+        assert listener.incoming() is True
+        assert len(listener._accepted) == 1  # one taken, two left in the kernel's queue
+        listener._accepted.pop(sock).close()
+    finally:
+        for client in clients:
+            client.close()
+        sock.close()
+
+
+def test_a_connection_wakes_the_reactor_without_being_yielded_as_a_peer() -> None:
+    reactor = FakeReactor()
+    sock = listening(socket.socket)
+    reactor.listener._sockets[sock] = ("127.0.0.1", sock.getsockname()[1], "127.0.0.1", False)
+    try:
+        assert list(launch.wait_for_io(reactor, 0)) == []
+        with socket.create_connection(sock.getsockname()):
+            assert [fd for fd, _ in reactor._poller.poll(1000)] == [sock.fileno()]
+            assert list(launch.wait_for_io(reactor, 1000)) == []  # woke at once, nothing yielded
+        del reactor.listener._sockets[sock]
+        assert list(launch.wait_for_io(reactor, 0)) == []
+        assert reactor._poller.poll(0) == []  # no longer polled
     finally:
         sock.close()
 

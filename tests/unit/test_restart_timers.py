@@ -3,6 +3,7 @@ our End-of-RIB goes to each peer (deferral, order, the power-event rule)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from bgp.config import RestartTimers
@@ -14,7 +15,13 @@ TIMERS = RestartTimers(restart_time=120, stalepath_time=300, select_defer_time=6
 
 
 def eors(sent: list[str]) -> list[str]:
-    return [line.split()[1] for line in sent if line.endswith(" eor ipv4 unicast")]
+    """The peers our End-of-RIB went to (one command names every peer it is due to at once)."""
+    return [
+        peer
+        for line in sent
+        if line.endswith(" eor ipv4 unicast")
+        for peer in re.findall(r"neighbor (\S+)", line)
+    ]
 
 
 def node(tmp_path: Path, long_lived: bool = False) -> Harness:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from ipaddress import IPv4Address, ip_address, ip_network
 from pathlib import Path
 
@@ -163,11 +164,11 @@ async def test_end_of_rib_follows_the_announcements_it_vouches_for() -> None:
     )
     reader.feed_eof()
     await speaker.exabgp.read(channel)
-    to_h2 = [line for line in queued(speaker) if line.startswith("neighbor 10.0.0.12 ")]
+    to_h2 = [line for line in queued(speaker) if "10.0.0.12" in re.findall(r"neighbor (\S+)", line)]
     assert len(to_h2) == 2, to_h2
     assert to_h2[0].startswith("neighbor 10.0.0.12 announce attributes next-hop 10.0.0.11 ")
     assert to_h2[0].endswith(" nlri 10.65.1.1/32")
-    assert to_h2[1] == "neighbor 10.0.0.12 announce eor ipv4 unicast"
+    assert to_h2[1].endswith(" announce eor ipv4 unicast"), to_h2  # one command for every peer due
 
 
 async def test_after_a_power_event_a_reflector_waits_for_every_client() -> None:
