@@ -6,11 +6,13 @@ runs N iBGP clients from N addresses (10.1.0.1 up), each announcing its host's /
 (bench/rrconfigs.py). For each size N it measures:
 
 - established_s: from the first connect until every session is Established;
-- full_table_s: until every client holds every other client's routes;
+- full_table_s: until every client holds every other client's routes; end_of_rib_s: until
+  every client has the reflector's End-of-RIB as well;
 - change_last_ms: a new block announced by one client until the last of the others has it,
   p50/p99 over `--trials` (change_median_ms: until half of them have it);
 - rss_mb (after the full table), cpu_converge_s (reflector CPU to distribute it),
-  cpu_idle_pct (keepalives only, over `--idle` seconds), cpu_per_change_ms;
+  cpu_idle_pct (keepalives only, over `--idle` seconds from 1 s after the last End-of-RIB),
+  cpu_per_change_ms;
 - restart (with --restart): the reflector restarted the way its users restart it with
   graceful restart, until every client has its End-of-RIB; routes withdrawn or swept (0 is
   the target); sim_cpu_s is the clients' own CPU, so a client-bound figure shows as one.
@@ -237,6 +239,11 @@ async def scenario(topo: Topology, daemon: str, size: int, args: argparse.Namesp
         result["established_s"] = await sim.wait(lambda: sim.up == size, timeout, "every session Established")
         result["full_table_s"] = result["established_s"] + await sim.wait(
             lambda: sim.full_tables(expected), timeout, f"every client holding {expected} routes"
+        )
+        # idle means keepalives only: the reflector's End-of-RIBs (and whatever it sends after
+        # the last route) are the tail of its convergence, not its idle cost
+        result["end_of_rib_s"] = result["full_table_s"] + await sim.wait(
+            lambda: all(c.end_of_rib_at is not None for c in sim.clients), timeout, "every End-of-RIB"
         )
         result["cpu_converge_s"] = rr.cpu_s() - cpu
         result["sim_cpu_converge_s"] = time.process_time() - sim_cpu
