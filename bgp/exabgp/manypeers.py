@@ -37,6 +37,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from bgp.exabgp.fanout import has_backlog
+
 READY_FDS = "_routed_ready"  # the descriptors the reactor's last poll reported (launch.wait_for_io)
 LAST_TURN = "_routed_turn"  # a peer's last turn: (its ACTION, when)
 QUIET_TURN_S = 0.3
@@ -163,6 +165,8 @@ def needs_turn(peer: Any, now: float, ready: set[int], later: object) -> bool:
         return True
     neighbor = peer.neighbor
     if neighbor.eor or neighbor.messages or neighbor.refresh or neighbor.rib.outgoing.pending():
+        return True
+    if has_backlog(peer):  # a direct write the kernel did not take whole (bgp.exabgp.fanout)
         return True
     return bool(ready) and peer.socket() in ready
 

@@ -6,9 +6,11 @@ import asyncio
 import copy
 import select
 import socket
+import time
 from typing import Any
 
 import pytest
+from exabgp.reactor.asynchronous import ASYNC
 from exabgp.reactor.loop import Reactor
 
 from bgp.exabgp import launch
@@ -22,6 +24,7 @@ class FakeReactor:
         self.listener = type("Listener", (), {"_sockets": {}})()
         self.processes = type("Processes", (), {"fds": api_fds or []})()
         self.spin_sleeps = 0
+        self.asynchronous = ASYNC()
 
     def _prevent_spin(self) -> None:
         self.spin_sleeps += 1
@@ -58,6 +61,14 @@ def test_exabgp_unpatched_sleeps_on_every_turn() -> None:
     for _ in range(3):
         list(Reactor._wait_for_io(reactor, 0))  # type: ignore[arg-type]
     assert reactor.spin_sleeps == 3
+
+
+def test_no_sleep_while_callbacks_wait_for_the_next_turn() -> None:
+    reactor = FakeReactor()
+    reactor.asynchronous._async.append(("api", iter(())))  # a callback queued for the next turn
+    started = time.monotonic()
+    assert list(launch.wait_for_io(reactor, 2000)) == []
+    assert time.monotonic() - started < 1.0  # not the 2 s a turn without callbacks may sleep
 
 
 def test_api_pipes_are_left_to_exabgp() -> None:

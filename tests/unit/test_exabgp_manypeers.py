@@ -99,6 +99,7 @@ class FakePeer:
         self._teardown = None
         self._neighbor = None
         self.neighbor = FakeNeighbor()
+        self.proto: Any = None
 
     def socket(self) -> int:
         return self.fd
@@ -122,6 +123,14 @@ def test_an_idle_established_peer_waits_for_its_timer_turn() -> None:
     )  # no hold time known: the shortest
 
 
+def backlogged() -> Any:
+    from bgp.exabgp.fanout import BACKLOG
+
+    connection = type("C", (), {})()
+    connection.__dict__[BACKLOG] = b"left"
+    return connection
+
+
 def test_a_peer_with_work_gets_its_turn_at_once() -> None:
     from bgp.exabgp.manypeers import needs_turn
 
@@ -138,6 +147,8 @@ def test_a_peer_with_work_gets_its_turn_at_once() -> None:
         lambda p: p.neighbor.refresh.append("refresh"),
         lambda p: setattr(p, "_teardown", 3),
         lambda p: setattr(p, "_neighbor", object()),
+        # a direct write the kernel did not take whole (bgp.exabgp.fanout): its turn writes it
+        lambda p: setattr(p, "proto", type("P", (), {"connection": backlogged()})()),
     ):
         peer = quiet(FakePeer(7))
         make_busy(peer)

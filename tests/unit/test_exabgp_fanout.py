@@ -1,0 +1,126 @@
+"""bgp.exabgp.fanout: which peers a change may be written to directly, and the backlog a
+partial write leaves in front of anything the connection writes next."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections import deque
+from typing import Any
+
+from bgp.exabgp.fanout import BACKLOG, SENDING, WRITING, flush_backlog, has_backlog, settled, write_now
+
+ESTABLISHED, FAMILY, SENT = "established", ("ipv4", "unicast"), "send-update"
+
+
+class Connection:
+    def __init__(self, io: Any) -> None:
+        self.io = io
+
+
+class Rib:
+    def __init__(self) -> None:
+        self.queued = False
+
+    def pending(self) -> bool:
+        return self.queued
+
+
+class Neighbor:
+    def __init__(self) -> None:
+        self.eor: deque[Any] = deque()
+        self.messages: deque[Any] = deque()
+        self.refresh: deque[Any] = deque()
+        self.rib = type("R", (), {"outgoing": Rib()})()
+        self.api: dict[str, bool] = {}
+
+    def families(self) -> list[Any]:
+        return [FAMILY]
+
+
+class Peer:
+    def __init__(self, io: Any) -> None:
+        self.fsm = ESTABLISHED
+        self.proto: Any = type("P", (), {"connection": Connection(io)})()
+        self._teardown = None
+        self._neighbor = None
+        self.neighbor = Neighbor()
+
+
+def test_only_a_settled_peer_is_written_to_directly() -> None:
+    a, b = socket.socketpair()
+    assert settled(Peer(a), ESTABLISHED, FAMILY, SENT)
+    unsettle = [
+        lambda p: setattr(p, "fsm", "openconfirm"),
+        lambda p: setattr(p, "proto", None),
+        lambda p: setattr(p, "_teardown", 2),
+        lambda p: setattr(p, "_neighbor", object()),
+        lambda p: setattr(p.proto.connection, "io", None),
+        lambda p: p.proto.connection.__dict__.__setitem__(WRITING, True),  # a write under way
+        lambda p: p.__dict__.__setitem__(SENDING, True),  # a batch taken from its queue
+        lambda p: p.neighbor.eor.append("ipv4 unicast"),
+        lambda p: p.neighbor.messages.append("operational"),
+        lambda p: p.neighbor.refresh.append("refresh"),
+        lambda p: setattr(p.neighbor.rib.outgoing, "queued", True),  # older changes first
+        lambda p: p.neighbor.api.__setitem__(SENT, True),  # the API sees each UPDATE
+    ]
+    for index, make in enumerate(unsettle):
+        peer = Peer(a)
+        make(peer)
+        assert not settled(peer, ESTABLISHED, FAMILY, SENT), index
+    assert not settled(Peer(a), ESTABLISHED, ("ipv6", "unicast"), SENT)  # a family it lacks
+    a.close()
+    b.close()
+
+
+def test_what_the_kernel_leaves_goes_first_and_whole() -> None:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    connection = Connection(a)
+    big = bytes(range(256)) * 4096  # more than the socket takes at once
+    assert write_now(connection, big)
+    assert connection.__dict__.get(BACKLOG), "the kernel took it all: the test proves nothing"
+    assert write_now(connection, b"after")  # behind the backlog, never in front of it
+    received = bytearray()
+    b.setblocking(False)
+    while True:  # the peer reads, the connection's turns write what is left
+        drained = False
+        while not drained:
+            try:
+                received += b.recv(1 << 20)
+            except BlockingIOError:
+                drained = True
+        if not flush_backlog(connection) and not connection.__dict__.get(BACKLOG):
+            break
+    with contextlib.suppress(BlockingIOError):
+        received += b.recv(1 << 20)
+    assert bytes(received) == big + b"after"
+    a.close()
+    b.close()
+
+
+def test_a_broken_socket_hands_the_change_back() -> None:
+    a, b = socket.socketpair()
+    b.close()
+    connection = Connection(a)
+    assert not write_now(connection, b"x" * 10)
+    assert not connection.__dict__.get(BACKLOG)
+    a.close()
+
+
+def test_a_backlog_waits_while_a_write_is_under_way_and_gives_the_peer_turns() -> None:
+    a, b = socket.socketpair()
+    peer = Peer(a)
+    connection = peer.proto.connection
+    connection.__dict__[BACKLOG] = b"left"
+    assert has_backlog(peer)
+    connection.__dict__[WRITING] = True
+    assert flush_backlog(connection)  # kept: the writer under way sends it first
+    assert connection.__dict__[BACKLOG] == b"left"
+    connection.__dict__[WRITING] = False
+    assert not flush_backlog(connection)
+    assert b.recv(16) == b"left"
+    assert not has_backlog(peer)
+    a.close()
+    b.close()
