@@ -82,6 +82,7 @@ from typing import Any
 
 from bgp.exabgp.fanout import direct_fanout
 from bgp.exabgp.manypeers import READY_FDS, batched_updates, indexed_neighbor_match, peer_sets, quiet_peers
+from bgp.exabgp.poller import EpollPoller
 from bgp.exabgp.ranges import commands_reach_clients, generated_neighbors, md5_on_ranges, reload_keeps_clients
 
 PATCHED_VERSIONS = ("5.0.",)
@@ -144,6 +145,18 @@ SILENT_CLOSE = "graceful restarted negotiated"  # how ExaBGP 5.0 words its silen
 # removes the neighbour (reload) or holds it down (max prefixes) and brings it back itself
 MAX_PREFIXES, PEER_DECONFIGURED = 1, 3
 FINAL_SUBCODES = (MAX_PREFIXES, PEER_DECONFIGURED)
+
+
+def epoll_reactor(reactor_class: Any) -> None:
+    """The reactor's poll() over every peer's socket on every turn, kept as epoll
+    (bgp/exabgp/poller.py: 53 us a turn at 1,000 clients, 0.3 with epoll)."""
+    init = reactor_class.__init__
+
+    def init_with_epoll(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self._poller = EpollPoller()
+
+    reactor_class.__init__ = init_with_epoll
 
 
 def hard_teardowns(peer_class: Any) -> None:
@@ -368,6 +381,7 @@ def patch() -> bool:
     """Apply the fixes if this ExaBGP is one they were written for; True if applied."""
     from exabgp.bgp.neighbor import Neighbor  # type: ignore[import-untyped]
     from exabgp.configuration.configuration import _Configuration  # type: ignore[import-untyped]
+    from exabgp.reactor.api import API
     from exabgp.reactor.asynchronous import ASYNC  # type: ignore[import-untyped]
     from exabgp.reactor.delay import Delay  # type: ignore[import-untyped]
     from exabgp.reactor.listener import Listener  # type: ignore[import-untyped]
@@ -380,6 +394,7 @@ def patch() -> bool:
     if not version.startswith(PATCHED_VERSIONS):
         return False
     Reactor._wait_for_io = wait_for_io
+    epoll_reactor(Reactor)
     copy_only_for_self(Neighbor)
     loopless_generators(ASYNC)
     polled_listener(Listener)
@@ -388,7 +403,7 @@ def patch() -> bool:
     reloads_not_dropped(Reactor)
     fast_hexstring()
     indexed_neighbor_match()
-    quiet_peers(Reactor, Peer)
+    quiet_peers(Reactor, Peer, API, ASYNC)
     peer_sets(_Configuration)
     batched_updates(Protocol)
     generated_neighbors(Neighbor, Peer)

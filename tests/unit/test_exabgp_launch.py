@@ -90,10 +90,21 @@ def test_applies_only_to_the_versions_it_was_written_for(monkeypatch: Any) -> No
     monkeypatch.setattr(Delay, "increase", Delay.increase)
     monkeypatch.setattr(Peer, "teardown", Peer.teardown)
     monkeypatch.setattr(Peer, "_close", Peer._close)
+    from exabgp.reactor.api import API
     from exabgp.reactor.listener import Listener
+    from exabgp.reactor.network.connection import Connection
 
-    for name in ("__init__", "incoming", "_connected", "_listen"):
-        monkeypatch.setattr(Listener, name, getattr(Listener, name))
+    patched = {
+        Listener: ("__init__", "incoming", "_connected", "_listen"),
+        Reactor: ("__init__", "active_peers", "reload"),
+        Peer: ("run",),
+        API: ("process",),
+        ASYNC: ("schedule", "run"),
+        Connection: ("writer",),
+    }
+    for cls, names in patched.items():
+        for name in names:
+            monkeypatch.setattr(cls, name, getattr(cls, name))
     import exabgp.reactor.api.response.json as json_response
     import exabgp.util
 
