@@ -18,7 +18,7 @@ Every other peer takes ExaBGP's path as before (ROUTED_DIRECT_FANOUT=0: every pe
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 SENDING = "_routed_sending"  # on a Peer: a batch of UPDATEs taken from its queue, not all written
@@ -95,12 +95,6 @@ def flush_backlog(connection: Any) -> bool:
     return False
 
 
-def touch(names: Iterable[str]) -> None:
-    from bgp.exabgp.manypeers import touch as touch_turns  # manypeers imports this module
-
-    touch_turns(names)
-
-
 def has_backlog(peer: Any) -> bool:
     proto = peer.proto
     return proto is not None and proto.connection is not None and bool(proto.connection.__dict__.get(BACKLOG))
@@ -131,7 +125,7 @@ def direct_fanout(
             return inject_change(self, peers, change)
         table = reactors[0]._peers
         family = change.nlri.family().afi_safi()
-        rest, backlogged, done, packed = set(), set(), False, {}
+        rest, done, packed = set(), False, {}
         for name in peers:
             peer = table.get(name)
             if peer is None or not settled(peer, FSM.ESTABLISHED, family, sent_code):
@@ -151,14 +145,11 @@ def direct_fanout(
                 packed[key] = list(Update([change.nlri], change.attributes).messages(negotiated, True))
             messages = packed[key]
             connection = peer.proto.connection
-            if not write_now(connection, b"".join(messages)):
+            if not write_now(connection, b"".join(messages)):  # its turns write what the kernel left
                 rest.add(name)
                 continue
-            if connection.__dict__.get(BACKLOG):
-                backlogged.add(name)
             outgoing.update_cache(change)
             peer.stats[sent_code] += len(messages)
-        touch(backlogged)  # their turns write what the kernel left
         if rest:
             done = inject_change(self, rest, change) or done
         return done

@@ -28,18 +28,13 @@ woke the poll, when it has routes, End-of-RIBs, messages or a refresh queued, wh
 or reload waits for it, when its last turn asked for another at once, and otherwise every
 tenth of its hold time (its keepalive and hold timers count in seconds). Peers not established
 yet (connecting, exchanging OPENs) and peers on their way out run on every turn, as before.
-Deciding that still looked at every peer on every turn: an idle 1,000-client reflector's
-keepalives alone woke it ~40 times a second, and each wake scanned 1,000 peers (8.6 % of a
-core). While every peer is settled, a turn now looks only at the peers whose socket woke it,
-with a full scan at least once a second (QuietTurns).
 """
 
 from __future__ import annotations
 
 import itertools
-import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bgp.exabgp.fanout import has_backlog
@@ -47,7 +42,6 @@ from bgp.exabgp.fanout import has_backlog
 READY_FDS = "_routed_ready"  # the descriptors the reactor's last poll reported (launch.wait_for_io)
 LAST_TURN = "_routed_turn"  # a peer's last turn: (its ACTION, when)
 QUIET_TURN_S = 0.3
-FULL_SCAN_S = 1.0  # the longest a settled reactor goes without looking at every peer
 
 Matcher = Callable[[Sequence[str], Sequence[Sequence[str]]], Sequence[str]]
 
@@ -112,9 +106,7 @@ def peer_sets(configuration_class: Any) -> None:
         original = getattr(configuration_class, method)
 
         def with_a_set(self: Any, peers: Any, what: Any, _original: Any = original) -> Any:
-            matched = peers if isinstance(peers, set | frozenset | dict) else set(peers)
-            touch(matched)  # whatever this queues for them goes out on their next turn
-            return _original(self, matched, what)
+            return _original(self, peers if isinstance(peers, set | frozenset | dict) else set(peers), what)
 
         setattr(configuration_class, method, with_a_set)
 
@@ -165,173 +157,53 @@ def quiet_turn_s(peer: Any) -> float:
 
 
 def needs_turn(peer: Any, now: float, ready: set[int], later: object) -> bool:
-    """Whether an established peer has anything to do this turn (see quiet_peers)."""
+    """Whether an established peer has anything to do this turn (see quiet_peers). Every
+    settled peer is asked this on every turn of the reactor, so it reads what its last turn
+    noted (LAST_TURN: the action it returned, when its timers are due, its socket) before
+    anything else: ~0.5 us a peer, where the hold time and the socket read afresh cost 2."""
     last = peer.__dict__.get(LAST_TURN)
-    if last is None or last[0] != later or now - last[1] >= quiet_turn_s(peer):
+    if last is None or last[0] != later or now >= last[1]:
         return True
-    if has_work(peer):
-        return True
-    return bool(ready) and peer.socket() in ready
-
-
-class QuietTurns:
-    """Which peers get this turn of the reactor (see quiet_peers), kept on the reactor.
-
-    A full scan looks at every peer; while every peer is settled (established, its last turn
-    asked for nothing more, nothing queued), a turn looks only at the peers whose socket woke
-    the poll and the peers a route command queued work for (`touch`), and a full scan comes
-    at the latest after `full_scan_s` (at most a second, at least as often as the shortest
-    quiet turn). Anything else (a descriptor no settled peer or API process owns; a command
-    or callback that is not a route's, such as a teardown or a new connection; a reload; a
-    peer asking for more) makes this turn and the next full scans."""
-
-    def __init__(self, established: object, later: object) -> None:
-        self.established = established
-        self.later = later
-        self.settled_fds: dict[int, str] = {}
-        self.touched: set[str] = set()
-        self.next_full = 0.0
-        self.full_turns = 2
-
-    def disturb(self) -> None:
-        self.full_turns = 2
-
-    def touch(self, names: Iterable[str]) -> None:
-        self.touched.update(names)
-
-    def ran(self, peer: Any, action: object) -> None:
-        if action != self.later or peer.fsm != self.established or has_work(peer):
-            self.full_turns = max(self.full_turns, 1)
-
-    def choose(
-        self,
-        peers: dict[str, Any],
-        ready: set[int],
-        now: float,
-        api_fds: Iterable[int] = (),
-        busy: bool = False,
-    ) -> set[str]:
-        """`busy`: callbacks other than route commands' are queued (a new connection's, say)."""
-        foreign = ready.difference(self.settled_fds, api_fds)
-        if busy or foreign:
-            self.full_turns = 2
-        if self.full_turns == 0 and now < self.next_full:
-            chosen = {self.settled_fds[fd] for fd in ready if fd in self.settled_fds} | self.touched
-            self.touched = set()
-            return {key for key in chosen if key in peers}
-        self.full_turns = max(0, self.full_turns - 1)
-        self.touched = set()
-        return self._scan(peers, ready, now)
-
-    def _scan(self, peers: dict[str, Any], ready: set[int], now: float) -> set[str]:
-        chosen = set()
-        settled_fds = {}
-        gap = FULL_SCAN_S
-        for key, peer in peers.items():
-            if peer.stopping():
-                chosen.add(key)
-                self.full_turns = max(self.full_turns, 1)
-            elif peer.neighbor["passive"] and not peer.proto:
-                continue
-            elif peer.fsm != self.established:
-                chosen.add(key)
-                self.full_turns = max(self.full_turns, 1)
-            else:
-                if needs_turn(peer, now, ready, self.later):
-                    chosen.add(key)
-                fd = peer.socket()
-                if fd != -1:
-                    settled_fds[fd] = key
-                gap = min(gap, quiet_turn_s(peer))
-        self.settled_fds = settled_fds
-        self.next_full = now + gap
-        return chosen
-
-
-# A command after its neighbour selector: announce or withdraw of routes, End-of-RIBs,
-# refreshes and operational messages go through _Configuration.inject_*, which touch the peers
-# they queue work for; anything else (teardown, watchdog, shutdown, ...) disturbs the turns.
-ROUTE_COMMAND = re.compile(r"(?:^|\s)(?:announce|withdraw)\s+(?!watchdog)\S")
-NEW_CONNECTIONS = "checking for new connection(s)"  # what the reactor schedules for its listener
-NOT_A_ROUTE = "_routed_not_a_route"  # on ASYNC: ids of the queued callbacks no route command made
-_TURNS: list[QuietTurns] = []  # the process's one reactor's
-
-
-def is_route_command(command: str) -> bool:
-    return bool(ROUTE_COMMAND.search(command))
-
-
-def touch(names: Iterable[str]) -> None:
-    """Peers a route command queued work for: they get the next turn."""
-    if _TURNS:
-        _TURNS[0].touch(names)
-
-
-def disturb() -> None:
-    if _TURNS:
-        _TURNS[0].disturb()
-
-
-def has_work(peer: Any) -> bool:
-    """Whether an established peer has something queued or waiting on it."""
-    if peer._teardown or peer._neighbor is not None or has_backlog(peer):
+    if peer._teardown or peer._neighbor is not None:
         return True
     neighbor = peer.neighbor
-    return bool(neighbor.eor or neighbor.messages or neighbor.refresh or neighbor.rib.outgoing.pending())
+    if neighbor.eor or neighbor.messages or neighbor.refresh:
+        return True
+    outgoing = neighbor.rib.outgoing
+    if outgoing._new_nlri or outgoing._refresh_changes:  # OutgoingRIB.pending(), without the call
+        return True
+    if has_backlog(peer):  # a direct write the kernel did not take whole (bgp.exabgp.fanout)
+        return True
+    return bool(ready) and last[2] in ready
 
 
-QUIET_TURNS = "_routed_quiet"
-
-
-def quiet_peers(reactor_class: Any, peer_class: Any, api_class: Any, async_class: Any) -> None:
+def quiet_peers(reactor_class: Any, peer_class: Any) -> None:
     from exabgp.bgp.fsm import FSM  # type: ignore[import-untyped]
     from exabgp.reactor.peer import ACTION  # type: ignore[import-untyped]
 
-    run, reload = peer_class.run, reactor_class.reload
-    process, schedule = api_class.process, async_class.schedule
-
-    def turns() -> QuietTurns:
-        if not _TURNS:
-            _TURNS.append(QuietTurns(FSM.ESTABLISHED, ACTION.LATER))
-        return _TURNS[0]
+    run = peer_class.run
+    established, later = FSM.ESTABLISHED, ACTION.LATER
 
     def run_noted(self: Any) -> Any:
         action = run(self)
-        self.__dict__[LAST_TURN] = (action, time.monotonic())
-        turns().ran(self, action)
+        self.__dict__[LAST_TURN] = (action, time.monotonic() + quiet_turn_s(self), self.socket())
         return action
 
     def active_peers(self: Any) -> set[str]:
+        now = time.monotonic()
         ready: set[int] = self.__dict__.pop(READY_FDS, set())
-        queued = self.asynchronous._async
-        not_a_route: set[int] = self.asynchronous.__dict__.setdefault(NOT_A_ROUTE, set())
-        if not_a_route:
-            not_a_route.intersection_update(id(callback) for _, callback in queued)
-        return turns().choose(self._peers, ready, time.monotonic(), self.processes.fds, bool(not_a_route))
-
-    def reload_noted(self: Any, *args: Any, **kwargs: Any) -> Any:
-        turns().disturb()
-        return reload(self, *args, **kwargs)
-
-    def process_noted(self: Any, reactor: Any, service: Any, command: str) -> Any:
-        if not is_route_command(command):
-            turns().disturb()
-        return process(self, reactor, service, command)
-
-    def schedule_noted(self: Any, uid: Any, command: Any, callback: Any) -> Any:
-        if not (isinstance(command, str) and is_route_command(command)):
-            self.__dict__.setdefault(NOT_A_ROUTE, set()).add(id(callback))
-            turns().disturb()
-        if command == NEW_CONNECTIONS:
-            # in front of the route commands queued: behind them (a reflector distributing
-            # its table) the kernel's accept queue overflowed and clients came back on SYN
-            # retransmission's doubling timers, their sessions up to two minutes late
-            self._async.appendleft((uid, callback))
-            return None
-        return schedule(self, uid, command, callback)
+        peers = set()
+        for key, peer in self._peers.items():
+            # FSM compares through a method of its own: its state is a plain int
+            if peer.fsm.state == established and not needs_turn(peer, now, ready, later):
+                continue
+            if peer.stopping() or peer.fsm.state == established:
+                peers.add(key)
+            elif peer.neighbor["passive"] and not peer.proto:
+                continue
+            else:
+                peers.add(key)
+        return peers
 
     peer_class.run = run_noted
     reactor_class.active_peers = active_peers
-    reactor_class.reload = reload_noted
-    api_class.process = process_noted
-    async_class.schedule = schedule_noted

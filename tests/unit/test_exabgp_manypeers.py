@@ -78,11 +78,11 @@ class Queue(list):  # type: ignore[type-arg]
 
 
 class FakeRib:
-    def __init__(self) -> None:
-        self.queued = False
+    """OutgoingRIB's two queues, which needs_turn reads instead of calling pending()."""
 
-    def pending(self) -> bool:
-        return self.queued
+    def __init__(self) -> None:
+        self._new_nlri: dict[str, object] = {}
+        self._refresh_changes: list[object] = []
 
 
 class FakeNeighbor:
@@ -109,8 +109,20 @@ LATER, NOW = 2, 3
 
 
 def quiet(peer: FakePeer, now: float = 100.0) -> FakePeer:
-    peer.__dict__["_routed_turn"] = (LATER, now - 0.1)
+    """As if its last turn, 0.1 s ago, returned LATER (its timers due QUIET_TURN_S after)."""
+    from bgp.exabgp.manypeers import QUIET_TURN_S
+
+    peer.__dict__["_routed_turn"] = (LATER, now - 0.1 + QUIET_TURN_S, peer.fd)
     return peer
+
+
+def test_the_outgoing_queues_read_are_what_pending_means() -> None:
+    from exabgp.rib.outgoing import OutgoingRIB
+
+    rib = OutgoingRIB(True, [])
+    assert rib._new_nlri == {} and rib._refresh_changes == [] and not rib.pending()
+    rib._refresh_changes.append(object())
+    assert rib.pending()
 
 
 def test_an_idle_established_peer_waits_for_its_timer_turn() -> None:
@@ -123,6 +135,14 @@ def test_an_idle_established_peer_waits_for_its_timer_turn() -> None:
     )  # no hold time known: the shortest
 
 
+def backlogged() -> Any:
+    from bgp.exabgp.fanout import BACKLOG
+
+    connection = type("C", (), {})()
+    connection.__dict__[BACKLOG] = b"left"
+    return connection
+
+
 def test_a_peer_with_work_gets_its_turn_at_once() -> None:
     from bgp.exabgp.manypeers import needs_turn
 
@@ -130,15 +150,18 @@ def test_a_peer_with_work_gets_its_turn_at_once() -> None:
     assert needs_turn(quiet(FakePeer(7)), 100.0, {7}, LATER)  # its socket woke the poll
     assert not needs_turn(quiet(FakePeer(7)), 100.0, {8}, LATER)
     peer = quiet(FakePeer(7))
-    peer.__dict__["_routed_turn"] = (NOW, 99.9)
+    peer.__dict__["_routed_turn"] = (NOW, 100.2, 7)
     assert needs_turn(peer, 100.0, set(), LATER)  # asked to run again at once
     for make_busy in (
-        lambda p: p.neighbor.rib.outgoing.__setattr__("queued", True),
+        lambda p: p.neighbor.rib.outgoing._new_nlri.__setitem__("10.65.1.1/32", object()),
+        lambda p: p.neighbor.rib.outgoing._refresh_changes.append(object()),
         lambda p: p.neighbor.eor.append("ipv4 unicast"),
         lambda p: p.neighbor.messages.append("operational"),
         lambda p: p.neighbor.refresh.append("refresh"),
         lambda p: setattr(p, "_teardown", 3),
         lambda p: setattr(p, "_neighbor", object()),
+        # a direct write the kernel did not take whole (bgp.exabgp.fanout): its turn writes it
+        lambda p: setattr(p, "proto", type("P", (), {"connection": backlogged()})()),
     ):
         peer = quiet(FakePeer(7))
         make_busy(peer)
@@ -232,161 +255,49 @@ def test_a_quiet_turn_is_a_tenth_of_the_negotiated_hold_time() -> None:
     assert quiet_turn_s(type("NoProto", (), {"proto": None})()) == QUIET_TURN_S
 
 
-ESTABLISHED, CONNECT = "established", "connect"
+def test_a_turn_runs_only_the_peers_with_something_to_do() -> None:
+    from exabgp.bgp.fsm import FSM
+    from exabgp.reactor.peer import ACTION
 
+    from bgp.exabgp.manypeers import READY_FDS, quiet_peers
 
-class ReactorPeer(FakePeer):
-    """A peer as QuietTurns sees it in the reactor's table."""
+    class Neighbor(FakeNeighbor):
+        def __init__(self, passive: bool) -> None:
+            super().__init__()
+            self.passive = passive
 
-    def __init__(self, fd: int, fsm: str = ESTABLISHED, passive: bool = False) -> None:
-        super().__init__(fd)
-        self.fsm = fsm
-        self.proto = None
-        self.leaving = False
-        self.neighbor.__class__ = type("N", (FakeNeighbor,), {"__getitem__": lambda s, k: passive})
+        def __getitem__(self, key: str) -> bool:
+            return {"passive": self.passive}[key]
 
-    def stopping(self) -> bool:
-        return self.leaving
+    class Peer(FakePeer):
+        def __init__(self, fd: int, state: int = FSM.ESTABLISHED, passive: bool = False) -> None:
+            super().__init__(fd)
+            self.fsm = type("Fsm", (), {"state": state})()
+            self.neighbor = Neighbor(passive)
+            self.gone = False
 
+        def run(self) -> int:
+            return int(ACTION.LATER)
 
-def settled_turns(peers: dict[str, ReactorPeer], now: float = 100.0) -> Any:
-    from bgp.exabgp.manypeers import QuietTurns
+        def stopping(self) -> bool:
+            return self.gone
 
-    turns = QuietTurns(ESTABLISHED, LATER)
-    for _ in range(2):  # the first turns are full scans
-        turns.choose(peers, set(), now)
+    class Reactor:
+        pass
+
+    quiet_peers(Reactor, Peer)
+    peers = {
+        "settled": Peer(1),
+        "woken": Peer(2),
+        "connecting": Peer(3, FSM.CONNECT),
+        "waiting": Peer(4, FSM.IDLE, passive=True),  # passive and no connection: nothing to run
+        "leaving": Peer(5, FSM.IDLE, passive=True),
+    }
+    peers["leaving"].gone = True
     for peer in peers.values():
-        quiet(peer, now)
-    return turns
-
-
-def table(n: int) -> dict[str, ReactorPeer]:
-    return {f"p{i}": ReactorPeer(100 + i) for i in range(n)}
-
-
-def test_a_settled_reactor_looks_only_at_the_peers_whose_socket_woke_it() -> None:
-    peers = table(5)
-    turns = settled_turns(peers)
-    for peer in peers.values():  # a scan would now choose every peer: none may be looked at
-        peer.neighbor.rib.outgoing.queued = True
-    assert turns.choose(peers, {102}, 100.05) == {"p2"}
-    assert turns.choose(peers, set(), 100.06) == set()
-    del peers["p3"]
-    assert turns.choose(peers, {103}, 100.07) == set()  # gone meanwhile: not run
-
-
-def test_a_full_scan_comes_at_least_once_a_second() -> None:
-    peers = table(3)
-    for peer in peers.values():  # hold time 90 s: a quiet turn every 9 s
-        peer.proto = type(
-            "Proto", (), {"connection": None, "negotiated": type("Negotiated", (), {"holdtime": 90})()}
-        )()
-    turns = settled_turns(peers)
-    peers["p1"].neighbor.rib.outgoing.queued = True  # not by a command: only a scan sees it
-    assert turns.choose(peers, set(), 100.5) == set()
-    assert turns.choose(peers, set(), 101.01) == {"p1"}
-
-
-def test_anything_but_a_settled_peers_socket_makes_two_full_turns() -> None:
-    for disturbance in ("api", "callbacks", "reload", "asked_again"):
-        peers = table(3)
-        turns = settled_turns(peers)
-        peers["p1"].neighbor.rib.outgoing.queued = True  # what the command queued, say
-        if disturbance == "api":
-            first = turns.choose(peers, {7}, 100.01, api_fds={9})  # a descriptor no settled peer owns
-        elif disturbance == "callbacks":
-            first = turns.choose(peers, set(), 100.01, busy=True)
-        elif disturbance == "reload":
-            turns.disturb()
-            first = turns.choose(peers, set(), 100.01)
-        else:
-            turns.ran(peers["p0"], NOW)
-            first = turns.choose(peers, set(), 100.01)
-        assert "p1" in first, disturbance
-        if disturbance == "asked_again":
-            continue  # one full turn: the peer's own
-        peers["p1"].neighbor.rib.outgoing.queued = False
-        peers["p2"].neighbor.rib.outgoing.queued = True  # queued by the command, read after the peers
-        assert "p2" in turns.choose(peers, set(), 100.02), disturbance
-        peers["p2"].neighbor.rib.outgoing.queued = False
-
-
-def test_peers_not_established_or_leaving_run_every_turn_and_keep_scans_full() -> None:
-    peers = table(3)
-    peers["new"] = ReactorPeer(200, fsm=CONNECT)
-    peers["waiting"] = ReactorPeer(201, fsm=CONNECT, passive=True)  # passive, not connected
-    turns = settled_turns(peers)
-    for turn in range(5):
-        assert turns.choose(peers, set(), 100.01 + turn / 100) == {"new"}
-    peers["new"].fsm = ESTABLISHED
-    quiet(peers["new"])
-    peers["p0"].leaving = True
-    assert turns.choose(peers, set(), 100.1) == {"p0"}
-    assert turns.choose(peers, set(), 100.11) == {"p0"}
-    peers["p0"].leaving = False
-    turns.choose(peers, set(), 100.12)
-    turns.choose(peers, set(), 100.13)
-    peers["p1"].neighbor.rib.outgoing.queued = True
-    assert turns.choose(peers, set(), 100.14) == set()  # settled again: incremental
-
-
-def test_a_peer_that_ran_with_work_left_or_a_new_state_makes_the_next_turn_full() -> None:
-    peers = table(2)
-    turns = settled_turns(peers)
-    peers["p1"].neighbor.rib.outgoing.queued = True
-    turns.ran(peers["p1"], LATER)  # ran, but something is still queued
-    assert "p1" in turns.choose(peers, set(), 100.01)
-
-
-def test_a_route_command_turns_only_the_peers_it_queued_work_for() -> None:
-    peers = table(4)
-    turns = settled_turns(peers)
-    for peer in peers.values():  # a scan would choose every peer: none may be looked at
-        peer.neighbor.rib.outgoing.queued = True
-    assert turns.choose(peers, {9}, 100.01, api_fds={9}) == set()  # the command is read after
-    turns.touch({"p1", "p3", "gone"})  # what inject_* queued work for
-    assert turns.choose(peers, set(), 100.02, api_fds={9}) == {"p1", "p3"}
-    assert turns.choose(peers, set(), 100.03, api_fds={9}) == set()  # once
-
-
-def test_commands_that_are_not_a_routes_are_told_apart() -> None:
-    from bgp.exabgp.manypeers import is_route_command
-
-    for command in (
-        "neighbor 10.0.0.2 , neighbor 10.0.0.3 announce attributes next-hop 10.0.0.9 nlri 10.65.1.0/26",
-        "neighbor 10.0.0.2 withdraw attributes nlri 10.65.1.0/26",
-        "neighbor 10.0.0.2 announce eor ipv4 unicast",
-        "announce route 10.65.1.0/26 next-hop 10.0.0.9",
-        "neighbor 10.0.0.2 announce route-refresh ipv4 unicast",
-    ):
-        assert is_route_command(command), command
-    for command in (
-        "neighbor 10.0.0.2 teardown 2",
-        "announce watchdog dns",
-        "withdraw watchdog dns",
-        "show neighbor summary",
-        "shutdown",
-        "checking for new connection(s)",
-    ):
-        assert not is_route_command(command), command
-
-
-def test_new_connections_are_taken_before_the_route_commands_queued(monkeypatch: Any) -> None:
-    from exabgp.reactor.api import API
-    from exabgp.reactor.asynchronous import ASYNC
-    from exabgp.reactor.loop import Reactor
-    from exabgp.reactor.peer import Peer
-
-    from bgp.exabgp.manypeers import NEW_CONNECTIONS, quiet_peers
-
-    for cls, name in ((Reactor, "active_peers"), (Reactor, "reload"), (Peer, "run"), (API, "process")):
-        monkeypatch.setattr(cls, name, getattr(cls, name))  # restored after the test
-    monkeypatch.setattr(ASYNC, "schedule", ASYNC.schedule)
-    quiet_peers(Reactor, Peer, API, ASYNC)
-    queue = ASYNC()
-    routes = [("api", iter(())) for _ in range(3)]  # a reflector's table being distributed
-    queue._async.extend(routes)
-    accept = iter(())
-    queue.schedule("listener", NEW_CONNECTIONS, accept)
-    assert queue._async[0] == ("listener", accept)
-    assert list(queue._async)[1:] == routes
+        peer.run()  # noted: LATER, timers due in QUIET_TURN_S, its socket
+    reactor = Reactor()
+    reactor._peers = peers  # type: ignore[attr-defined]
+    reactor.__dict__[READY_FDS] = {2}
+    assert reactor.active_peers() == {"woken", "connecting", "leaving"}  # type: ignore[attr-defined]
+    assert reactor.active_peers() == {"connecting", "leaving"}  # type: ignore[attr-defined]
