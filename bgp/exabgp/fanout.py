@@ -121,6 +121,9 @@ def direct_fanout(
         reactors[:] = [self]
 
     def inject_fanned(self: Any, peers: Any, change: Any) -> Any:
+        from bgp.exabgp.manypeers import queued_work  # manypeers imports this module
+
+        queued_work()  # a write the kernel leaves half done is work for that peer's turn
         if not reactors:
             return inject_change(self, peers, change)
         table = reactors[0]._peers

@@ -381,6 +381,7 @@ def patch() -> bool:
     """Apply the fixes if this ExaBGP is one they were written for; True if applied."""
     from exabgp.bgp.neighbor import Neighbor  # type: ignore[import-untyped]
     from exabgp.configuration.configuration import _Configuration  # type: ignore[import-untyped]
+    from exabgp.reactor.api import API
     from exabgp.reactor.asynchronous import ASYNC  # type: ignore[import-untyped]
     from exabgp.reactor.delay import Delay  # type: ignore[import-untyped]
     from exabgp.reactor.listener import Listener  # type: ignore[import-untyped]
@@ -402,7 +403,7 @@ def patch() -> bool:
     reloads_not_dropped(Reactor)
     fast_hexstring()
     indexed_neighbor_match()
-    quiet_peers(Reactor, Peer)
+    quiet_peers(Reactor, Peer, API, ASYNC)
     peer_sets(_Configuration)
     batched_updates(Protocol)
     generated_neighbors(Neighbor, Peer)

@@ -106,6 +106,7 @@ def peer_sets(configuration_class: Any) -> None:
         original = getattr(configuration_class, method)
 
         def with_a_set(self: Any, peers: Any, what: Any, _original: Any = original) -> Any:
+            queued_work()  # for quiet_peers: the next scan looks at every peer's queues
             return _original(self, peers if isinstance(peers, set | frozenset | dict) else set(peers), what)
 
         setattr(configuration_class, method, with_a_set)
@@ -156,46 +157,70 @@ def quiet_turn_s(peer: Any) -> float:
     return min(10.0, max(QUIET_TURN_S, hold / 10)) if hold else 10.0
 
 
-def needs_turn(peer: Any, now: float, ready: set[int], later: object) -> bool:
-    """Whether an established peer has anything to do this turn (see quiet_peers). Every
-    settled peer is asked this on every turn of the reactor, so it reads what its last turn
-    noted (LAST_TURN: the action it returned, when its timers are due, its socket) before
-    anything else: ~0.5 us a peer, where the hold time and the socket read afresh cost 2."""
-    last = peer.__dict__.get(LAST_TURN)
-    if last is None or last[0] != later or now >= last[1]:
-        return True
+_QUEUED = [0]  # bumped whenever something may have queued work for a peer outside its own turn
+
+
+def queued_work() -> None:
+    """Something may have queued work for peers (an API command, a callback, an injection, a
+    reload, a connection, a write left half done): the next scan looks at every peer's queues."""
+    _QUEUED[0] += 1
+
+
+def has_work(peer: Any) -> bool:
+    """Whether a peer has something queued or waiting on it (OutgoingRIB.pending() read
+    without the call: this runs for every peer on every turn that follows a command)."""
     if peer._teardown or peer._neighbor is not None:
         return True
     neighbor = peer.neighbor
     if neighbor.eor or neighbor.messages or neighbor.refresh:
         return True
     outgoing = neighbor.rib.outgoing
-    if outgoing._new_nlri or outgoing._refresh_changes:  # OutgoingRIB.pending(), without the call
+    if outgoing._new_nlri or outgoing._refresh_changes:
         return True
-    if has_backlog(peer):  # a direct write the kernel did not take whole (bgp.exabgp.fanout)
-        return True
-    return bool(ready) and last[2] in ready
+    return has_backlog(peer)  # a direct write the kernel did not take whole (bgp.exabgp.fanout)
 
 
-def quiet_peers(reactor_class: Any, peer_class: Any) -> None:
+def needs_turn(peer: Any, now: float, ready: set[int], later: object, queues: bool = True) -> bool:
+    """Whether an established peer has anything to do this turn (see quiet_peers). It reads
+    what its last turn noted (LAST_TURN: the action it returned, when its timers fall due, its
+    socket, whether it left work queued); its queues only with `queues`, since nothing else
+    puts work there without a queued_work() first."""
+    last = peer.__dict__.get(LAST_TURN)
+    if last is None or last[0] != later or now >= last[1] or last[3]:
+        return True
+    if ready and last[2] in ready:
+        return True
+    return queues and has_work(peer)
+
+
+def quiet_peers(reactor_class: Any, peer_class: Any, api_class: Any, async_class: Any) -> None:
     from exabgp.bgp.fsm import FSM  # type: ignore[import-untyped]
     from exabgp.reactor.peer import ACTION  # type: ignore[import-untyped]
 
-    run = peer_class.run
+    run, reload, handle_connection = peer_class.run, reactor_class.reload, reactor_class.handle_connection
+    process, run_callbacks = api_class.process, async_class.run
     established, later = FSM.ESTABLISHED, ACTION.LATER
+    scanned = [-1]  # the _QUEUED count at the last scan
 
     def run_noted(self: Any) -> Any:
         action = run(self)
-        self.__dict__[LAST_TURN] = (action, time.monotonic() + quiet_turn_s(self), self.socket())
+        self.__dict__[LAST_TURN] = (
+            action,
+            time.monotonic() + quiet_turn_s(self),
+            self.socket(),
+            has_work(self),
+        )
         return action
 
     def active_peers(self: Any) -> set[str]:
         now = time.monotonic()
         ready: set[int] = self.__dict__.pop(READY_FDS, set())
+        queues = scanned[0] != _QUEUED[0] or self._stopping
+        scanned[0] = _QUEUED[0]
         peers = set()
         for key, peer in self._peers.items():
             # FSM compares through a method of its own: its state is a plain int
-            if peer.fsm.state == established and not needs_turn(peer, now, ready, later):
+            if peer.fsm.state == established and not needs_turn(peer, now, ready, later, queues):
                 continue
             if peer.stopping() or peer.fsm.state == established:
                 peers.add(key)
@@ -205,5 +230,21 @@ def quiet_peers(reactor_class: Any, peer_class: Any) -> None:
                 peers.add(key)
         return peers
 
+    def noting(original: Any) -> Any:
+        def noted(*args: Any, **kwargs: Any) -> Any:
+            queued_work()
+            return original(*args, **kwargs)
+
+        return noted
+
+    def callbacks_noted(self: Any) -> Any:
+        if self._async:
+            queued_work()
+        return run_callbacks(self)
+
     peer_class.run = run_noted
     reactor_class.active_peers = active_peers
+    reactor_class.reload = noting(reload)
+    reactor_class.handle_connection = noting(handle_connection)
+    api_class.process = noting(process)
+    async_class.run = callbacks_noted

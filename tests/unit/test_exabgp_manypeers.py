@@ -112,7 +112,7 @@ def quiet(peer: FakePeer, now: float = 100.0) -> FakePeer:
     """As if its last turn, 0.1 s ago, returned LATER (its timers due QUIET_TURN_S after)."""
     from bgp.exabgp.manypeers import QUIET_TURN_S
 
-    peer.__dict__["_routed_turn"] = (LATER, now - 0.1 + QUIET_TURN_S, peer.fd)
+    peer.__dict__["_routed_turn"] = (LATER, now - 0.1 + QUIET_TURN_S, peer.fd, False)
     return peer
 
 
@@ -150,8 +150,10 @@ def test_a_peer_with_work_gets_its_turn_at_once() -> None:
     assert needs_turn(quiet(FakePeer(7)), 100.0, {7}, LATER)  # its socket woke the poll
     assert not needs_turn(quiet(FakePeer(7)), 100.0, {8}, LATER)
     peer = quiet(FakePeer(7))
-    peer.__dict__["_routed_turn"] = (NOW, 100.2, 7)
+    peer.__dict__["_routed_turn"] = (NOW, 100.2, 7, False)
     assert needs_turn(peer, 100.0, set(), LATER)  # asked to run again at once
+    peer.__dict__["_routed_turn"] = (LATER, 100.2, 7, True)
+    assert needs_turn(peer, 100.0, set(), LATER)  # left work queued after its turn
     for make_busy in (
         lambda p: p.neighbor.rib.outgoing._new_nlri.__setitem__("10.65.1.1/32", object()),
         lambda p: p.neighbor.rib.outgoing._refresh_changes.append(object()),
@@ -166,6 +168,8 @@ def test_a_peer_with_work_gets_its_turn_at_once() -> None:
         peer = quiet(FakePeer(7))
         make_busy(peer)
         assert needs_turn(peer, 100.0, set(), LATER)
+        # queues are read only after something may have filled them (queued_work)
+        assert not needs_turn(peer, 100.0, set(), LATER, queues=False)
 
 
 def test_injections_take_the_matched_peers_as_a_set() -> None:
@@ -283,9 +287,23 @@ def test_a_turn_runs_only_the_peers_with_something_to_do() -> None:
             return self.gone
 
     class Reactor:
-        pass
+        def reload(self) -> None:
+            pass
 
-    quiet_peers(Reactor, Peer)
+        def handle_connection(self, name: str, connection: object) -> None:
+            pass
+
+    class Api:
+        def process(self, reactor: Any, service: str, command: str) -> None:
+            reactor._peers["settled"].neighbor.eor.append("ipv4 unicast")  # as inject_eor would
+
+    class Callbacks:
+        _async: tuple[object, ...] = ()
+
+        def run(self) -> bool:
+            return False
+
+    quiet_peers(Reactor, Peer, Api, Callbacks)
     peers = {
         "settled": Peer(1),
         "woken": Peer(2),
@@ -298,6 +316,9 @@ def test_a_turn_runs_only_the_peers_with_something_to_do() -> None:
         peer.run()  # noted: LATER, timers due in QUIET_TURN_S, its socket
     reactor = Reactor()
     reactor._peers = peers  # type: ignore[attr-defined]
+    reactor._stopping = False  # type: ignore[attr-defined]
     reactor.__dict__[READY_FDS] = {2}
     assert reactor.active_peers() == {"woken", "connecting", "leaving"}  # type: ignore[attr-defined]
     assert reactor.active_peers() == {"connecting", "leaving"}  # type: ignore[attr-defined]
+    Api().process(reactor, "routed", "neighbor 10.0.0.1 announce eor ipv4 unicast")  # type: ignore[call-arg]
+    assert reactor.active_peers() == {"settled", "connecting", "leaving"}  # type: ignore[attr-defined]
