@@ -38,7 +38,9 @@ A sixth, of speed only: ExaBGP's ASYNC.run no longer starts an asyncio event loo
 reactor turn for generator callbacks (docs/upstream/exabgp/0004).
 
 A seventh, of speed only: the listener polls its sockets before calling accept() on every
-reactor turn (docs/upstream/exabgp/0005).
+reactor turn (docs/upstream/exabgp/0005), takes every waiting connection, not one a turn,
+listens with a backlog of 4,096, not 200, and its sockets wake the reactor's poll: 1,000
+clients connecting at once overflowed the accept queue (docs/upstream/exabgp/0011).
 
 An eighth, of speed only, for many neighbours: API commands naming neighbours are matched
 through an index instead of a regular expression per selector per neighbour
@@ -47,6 +49,10 @@ peer a turn only when it has something to do, or every tenth of its hold time fo
 (`quiet_peers`),
 the neighbours a command matched are a set, not a list searched per neighbour (`peer_sets`),
 and a peer's UPDATEs go out in writes of up to 64 KB, not one send() each (`batched_updates`).
+The reactor polls through epoll (`epoll_reactor`, bgp/exabgp/poller.py); a reflected change is
+packed once and written straight to every settled client (bgp/exabgp/fanout.py,
+ROUTED_DIRECT_FANOUT=0 to leave it to ExaBGP's queues); and a turn runs API callbacks for
+CALLBACKS_S at most, so one that writes to 1,000 clients does not hold up the peers' own turns.
 
 A ninth, of correctness, for neighbours accepted from a range (bgp/exabgp/ranges.py,
 docs/upstream/exabgp/0009): each client gets its own RIB and queues (they shared the

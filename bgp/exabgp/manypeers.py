@@ -28,6 +28,10 @@ woke the poll, when it has routes, End-of-RIBs, messages or a refresh queued, wh
 or reload waits for it, when its last turn asked for another at once, and otherwise every
 tenth of its hold time (its keepalive and hold timers count in seconds). Peers not established
 yet (connecting, exchanging OPENs) and peers on their way out run on every turn, as before.
+Deciding that looks at every peer on every turn (a form that looked only at the peers whose
+socket woke the poll left a connecting peer without turns in the lab tests, NOTES.md), but
+cheaply: a peer's own last turn notes when its timers fall due, its socket and whether it left
+work, and its queues are read only after something may have filled them (`queued_work`).
 """
 
 from __future__ import annotations
