@@ -44,7 +44,7 @@ from typing import Any
 from bgp.exabgp.fanout import has_backlog
 
 READY_FDS = "_routed_ready"  # the descriptors the reactor's last poll reported (launch.wait_for_io)
-LAST_TURN = "_routed_turn"  # a peer's last turn: (its ACTION, when)
+LAST_TURN = "_routed_turn"  # a peer's last turn: (its ACTION, timers due at, its socket, work left)
 QUIET_TURN_S = 0.3
 
 Matcher = Callable[[Sequence[str], Sequence[Sequence[str]]], Sequence[str]]
