@@ -107,6 +107,8 @@ def direct_fanout(
     from exabgp.bgp.message import Message, Update  # type: ignore[import-untyped]
     from exabgp.reactor.peer import ACTION  # type: ignore[import-untyped]
 
+    from bgp.exabgp.manypeers import queued_work  # here: manypeers imports this module
+
     sent_code = "send-" + Message.CODE.short(Message.CODE.UPDATE)
     reactors: list[Any] = []  # the process's one reactor, for the configuration's injections
     init, inject_change, new_update = (
@@ -121,8 +123,6 @@ def direct_fanout(
         reactors[:] = [self]
 
     def inject_fanned(self: Any, peers: Any, change: Any) -> Any:
-        from bgp.exabgp.manypeers import queued_work  # manypeers imports this module
-
         queued_work()  # a write the kernel leaves half done is work for that peer's turn
         if not reactors:
             return inject_change(self, peers, change)
