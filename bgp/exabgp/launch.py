@@ -37,10 +37,11 @@ is `self` and needs rewriting (docs/upstream/exabgp/0003).
 A sixth, of speed only: ExaBGP's ASYNC.run no longer starts an asyncio event loop per
 reactor turn for generator callbacks (docs/upstream/exabgp/0004).
 
-A seventh, of speed only: the listener polls its sockets before calling accept() on every
-reactor turn (docs/upstream/exabgp/0005), takes every waiting connection, not one a turn,
-listens with a backlog of 4,096, not 200, and its sockets wake the reactor's poll: 1,000
-clients connecting at once overflowed the accept queue (docs/upstream/exabgp/0011).
+A seventh, of speed only (bgp/exabgp/listening.py): the listener polls its sockets before
+calling accept() on every reactor turn (docs/upstream/exabgp/0005), takes every waiting
+connection, not one a turn, listens with a backlog of 4,096, not 200, and its sockets wake the
+reactor's poll: 1,000 clients connecting at once overflowed the accept queue
+(docs/upstream/exabgp/0011).
 
 An eighth, of speed only, for many neighbours: API commands naming neighbours are matched
 through an index instead of a regular expression per selector per neighbour
@@ -76,7 +77,6 @@ so ExaBGP's error handling (RFC 7606, NOTIFICATIONs) is unchanged.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
 import select
@@ -87,15 +87,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from bgp.exabgp.fanout import direct_fanout
+from bgp.exabgp.listening import polled_listener, polled_listening_sockets
 from bgp.exabgp.manypeers import READY_FDS, batched_updates, indexed_neighbor_match, peer_sets, quiet_peers
 from bgp.exabgp.poller import EpollPoller
 from bgp.exabgp.ranges import commands_reach_clients, generated_neighbors, md5_on_ranges, reload_keeps_clients
 
 PATCHED_VERSIONS = ("5.0.",)
 CONNECT_RETRY_MAX = 5  # seconds between outgoing attempts, at most
-ACCEPTS_PER_TURN = 256  # connections taken from one listening socket in one reactor turn
 CALLBACKS_S = 0.02  # the longest a reactor turn runs API callbacks before its peers get theirs
-LISTEN_BACKLOG = 4096  # ExaBGP asks for 200; the kernel caps it at net.core.somaxconn
 
 
 def wait_for_io(self: Any, sleeptime: int) -> Iterator[int]:
@@ -127,23 +126,6 @@ def wait_for_io(self: Any, sleeptime: int) -> Iterator[int]:
     except Exception:
         self._prevent_spin()
         return
-
-
-def polled_listening_sockets(self: Any) -> set[int]:
-    """Keeps the listening sockets in the reactor's poll set and returns their descriptors. An
-    idle reactor slept a whole period (speed/100 s, 100 ms at routed's speed) before it looked
-    for new connections; now a client's connection wakes it."""
-    listening = {sock.fileno() for sock in self.listener._sockets}
-    registered: set[int] = self.__dict__.setdefault("_routed_listening", set())
-    if listening != registered:
-        for fd in registered - listening:
-            with contextlib.suppress(KeyError):  # closed, and dropped from the poll set already
-                self._poller.unregister(fd)
-        for fd in listening - registered:
-            self._poller.register(fd, select.POLLIN)
-        registered.clear()
-        registered.update(listening)
-    return listening
 
 
 SILENT_CLOSE = "graceful restarted negotiated"  # how ExaBGP 5.0 words its silent close
@@ -261,73 +243,6 @@ def loopless_generators(async_class: Any) -> None:
         return more
 
     async_class.run = run_generators_in_place
-
-
-def polled_listener(listener_class: Any) -> None:
-    """Listener.incoming called accept() on every listening socket on every reactor turn;
-    with nothing waiting each call raised EAGAIN (~6 us). A poll(0) over the listening
-    sockets (~0.6 us) says first whether any accept() can succeed
-    (docs/upstream/exabgp/0005).
-
-    And it listened with a backlog of 200 and took one connection per listening socket per
-    turn: a reflector whose 1,000 clients connect at once, its turns long with the sessions
-    already up, overflowed the kernel's accept queue and the clients came back on their SYN
-    retransmission timers, seconds to a minute later. It listens with LISTEN_BACKLOG now and
-    takes every waiting connection (up to ACCEPTS_PER_TURN a socket), each handed over once,
-    in order (docs/upstream/exabgp/0011)."""
-    from exabgp.logger import log  # type: ignore[import-untyped]
-    from exabgp.reactor.network.error import error  # type: ignore[import-untyped]
-
-    def waiting(self: Any) -> list[tuple[Any, Any]]:
-        accepted: list[tuple[Any, Any]] = self.__dict__.setdefault("_routed_waiting", [])
-        return accepted
-
-    def incoming_all(self: Any) -> bool:
-        if not self.serving:
-            return False
-        accepted = waiting(self)
-        polled = self.__dict__.get("_routed_polled")
-        if polled is None or polled[0] != list(self._sockets):
-            poller = select.poll()
-            for sock in self._sockets:
-                poller.register(sock, select.POLLIN)
-            polled = self._routed_polled = (list(self._sockets), poller)
-        if not polled[1].poll(0):
-            return bool(accepted)  # some not handed over yet (new_connections stopped early)
-        for sock in self._sockets:
-            for _ in range(ACCEPTS_PER_TURN):
-                try:
-                    io, _ = sock.accept()
-                except OSError as exc:
-                    if exc.errno not in error.block:
-                        log.critical(lambda exc=exc: str(exc), "network")
-                    break
-                accepted.append((sock, io))
-        return bool(accepted)
-
-    def connected_in_order(self: Any) -> Iterator[Any]:
-        from exabgp.reactor.network.incoming import Incoming  # type: ignore[import-untyped]
-
-        accepted = waiting(self)
-        while accepted:
-            sock, io = accepted.pop(0)
-            try:
-                # ExaBGP's own naming: "local" is the connection's far end, as its neighbours say
-                local_ip, remote_ip = io.getpeername()[0], io.getsockname()[0]
-            except OSError as exc:  # reset before we got to it
-                log.debug(lambda exc=exc: f"accepted connection gone: {exc}", "network")
-                io.close()
-                continue
-            yield Incoming(self._family_AFI_map[sock.family], remote_ip, local_ip, io)
-
-    init = listener_class.__init__
-
-    def init_with_backlog(self: Any, reactor: Any, backlog: int = LISTEN_BACKLOG) -> None:
-        init(self, reactor, max(backlog, LISTEN_BACKLOG))
-
-    listener_class.__init__ = init_with_backlog
-    listener_class.incoming = incoming_all
-    listener_class._connected = connected_in_order
 
 
 def raw_updates() -> None:

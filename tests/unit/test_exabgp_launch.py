@@ -13,7 +13,7 @@ import pytest
 from exabgp.reactor.asynchronous import ASYNC
 from exabgp.reactor.loop import Reactor
 
-from bgp.exabgp import launch
+from bgp.exabgp import launch, listening
 
 
 class FakeReactor:
@@ -259,7 +259,7 @@ def test_coroutine_callbacks_still_get_their_loop() -> None:
     assert ran == ["awaited"]
 
 
-def listening(counting: type[socket.socket]) -> socket.socket:
+def listening_socket(counting: type[socket.socket]) -> socket.socket:
     sock = counting(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen()
@@ -274,7 +274,7 @@ def polled_listener() -> Any:
         pass
 
     quiet_exabgp_log()
-    launch.polled_listener(Polled)
+    listening.polled_listener(Polled)
     listener = Polled(reactor=None)
     listener.serving = True
     return listener
@@ -297,7 +297,7 @@ def test_listener_accepts_only_when_a_connection_waits() -> None:
             return super().accept()
 
     listener = polled_listener()
-    sock = listening(Counting)
+    sock = listening_socket(Counting)
     listener._sockets[sock] = ("127.0.0.1", sock.getsockname()[1], "127.0.0.1", False)
     try:
         assert not any(listener.incoming() for _ in range(100))
@@ -307,7 +307,7 @@ def test_listener_accepts_only_when_a_connection_waits() -> None:
             for connection in listener._connected():
                 closed(connection)
         # a listening socket added later is polled too
-        other = listening(Counting)
+        other = listening_socket(Counting)
         listener._sockets[other] = ("127.0.0.1", other.getsockname()[1], "127.0.0.1", False)
         with other, socket.create_connection(other.getsockname()):
             assert listener.incoming() is True
@@ -320,8 +320,8 @@ def test_listener_takes_every_waiting_connection_in_one_turn_in_order() -> None:
     """ExaBGP took one connection a listening socket a turn: 1,000 clients connecting at once
     overflowed a busy reflector's accept queue."""
     listener = polled_listener()
-    assert listener._backlog == launch.LISTEN_BACKLOG
-    sock = listening(socket.socket)
+    assert listener._backlog == listening.LISTEN_BACKLOG
+    sock = listening_socket(socket.socket)
     listener._sockets[sock] = ("127.0.0.1", sock.getsockname()[1], "127.0.0.1", False)
     clients = []
     try:
@@ -353,7 +353,7 @@ def test_exabgp_unpatched_takes_one_connection_a_turn() -> None:
 
     listener = Listener(reactor=None)
     listener.serving = True
-    sock = listening(socket.socket)
+    sock = listening_socket(socket.socket)
     listener._sockets[sock] = ("127.0.0.1", sock.getsockname()[1], "127.0.0.1", False)
     clients = [socket.create_connection(sock.getsockname()) for _ in range(3)]
     try:
@@ -368,7 +368,7 @@ def test_exabgp_unpatched_takes_one_connection_a_turn() -> None:
 
 def test_a_connection_wakes_the_reactor_without_being_yielded_as_a_peer() -> None:
     reactor = FakeReactor()
-    sock = listening(socket.socket)
+    sock = listening_socket(socket.socket)
     reactor.listener._sockets[sock] = ("127.0.0.1", sock.getsockname()[1], "127.0.0.1", False)
     try:
         assert list(launch.wait_for_io(reactor, 0)) == []
