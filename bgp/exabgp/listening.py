@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import select
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -50,8 +51,8 @@ def polled_listener(listener_class: Any) -> None:
     from exabgp.logger import log  # type: ignore[import-untyped]
     from exabgp.reactor.network.error import error  # type: ignore[import-untyped]
 
-    def waiting(self: Any) -> list[tuple[Any, Any]]:
-        accepted: list[tuple[Any, Any]] = self.__dict__.setdefault("_routed_waiting", [])
+    def waiting(self: Any) -> deque[tuple[Any, Any]]:
+        accepted: deque[tuple[Any, Any]] = self.__dict__.setdefault("_routed_waiting", deque())
         return accepted
 
     def incoming_all(self: Any) -> bool:
@@ -82,7 +83,7 @@ def polled_listener(listener_class: Any) -> None:
 
         accepted = waiting(self)
         while accepted:
-            sock, io = accepted.pop(0)
+            sock, io = accepted.popleft()
             try:
                 # ExaBGP's own naming: "local" is the connection's far end, as its neighbours say
                 local_ip, remote_ip = io.getpeername()[0], io.getsockname()[0]
