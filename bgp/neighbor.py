@@ -66,6 +66,7 @@ class Neighbor:
         self.hint = ""  # why its session may not be coming up
         self.bfd: str | None = None  # its BFD session's state, if it has one
         self.adj_rib_out: dict[IPNetwork, Export] = {}
+        self.export_kind: tuple[NeighborConfig, int] | None = None  # bgp.export's, for this config
         self.rejections: Counter[str] = Counter()  # refused prefixes since start, by reason
         self.stale_timer = ""  # which *_TIMER runs, if any
         self.stale_until: float | None = None  # wall time it fires

@@ -149,6 +149,9 @@ class RestartCoordinator:
 
     def eors_due(self) -> list[Neighbor]:
         """The neighbors our End-of-RIB may go to now (each once a session): marked sent."""
+        waiting = [n for n in self.neighbors.values() if n.up and not n.eor_sent]
+        if not waiting:
+            return []  # the usual case, asked after every batch of events: no N-sized sets built
         received = {a for a, n in self.neighbors.items() if n.eor}
         # restarting peers that may wait for our End-of-RIB before sending theirs (another
         # reflector): not waited for, or two reflectors restarted together would deadlock. A
@@ -159,13 +162,11 @@ class RestartCoordinator:
         # only those still owing theirs are asked about: a reflector of N clients would otherwise
         # ask N targets about N peers after every batch of events (O(N^2) each time)
         peers, due = [a for a in self.neighbors if a not in received], []
-        for address, neighbor in self.neighbors.items():
-            if not neighbor.up or neighbor.eor_sent:
-                continue
+        for neighbor in waiting:
             if graceful.eor_due(
                 local_ready=self.local_ready,
                 reflects=self.cfg.reflector,
-                target=address,
+                target=neighbor.address,
                 peers=peers,
                 eor_received=received,
                 deferral_expired=self.deferral_expired,

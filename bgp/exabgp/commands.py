@@ -6,6 +6,7 @@ one UPDATE: the measured difference between 15 s and under 7 s for 20k prefixes.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 
 from bgp.model import Export, IPAddress, IPNetwork
@@ -41,9 +42,14 @@ def _chunks(prefixes: Sequence[IPNetwork]) -> Iterable[Sequence[IPNetwork]]:
         yield prefixes[start : start + NLRI_PER_COMMAND]
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _neighbor(peer: IPAddress) -> str:
+    return f"neighbor {peer}"  # a reflector names its 1,000 clients in every change: once each
+
+
 def _selector(peers: Sequence[IPAddress]) -> str:
     # ExaBGP applies one command to several neighbours: "neighbor A , neighbor B announce ..."
-    return " , ".join(f"neighbor {peer}" for peer in peers)
+    return " , ".join(map(_neighbor, peers))
 
 
 def _by_family(prefixes: Iterable[IPNetwork]) -> Iterator[tuple[int, Sequence[IPNetwork]]]:

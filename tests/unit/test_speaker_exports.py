@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from ipaddress import IPv4Address, ip_address, ip_network
 from pathlib import Path
 
+from bgp.config import ExportMode
 from bgp.exabgp.config import render_config, render_environment
 from bgp.model import Attributes, Peer
 from bgp.speaker import Speaker
@@ -103,6 +105,64 @@ peers:
     assert queued(rr) == [
         "neighbor 10.0.0.11 , neighbor 10.0.0.2 withdraw attributes next-hop 0.0.0.0 nlri 10.65.2.1/32",
     ]
+
+
+def test_each_peer_gets_its_own_changes_and_equal_ones_share_a_command() -> None:
+    """Two clients' routes in one batch: neither gets its own back, the non-client gets both,
+    and each announcement goes in one command to every peer that gets exactly it."""
+    rr = make(NODE_RR)
+    h1 = Peer(ip_address("10.0.0.11"), 64512, 64512, IPv4Address("10.0.0.11"))
+    h2 = Peer(ip_address("10.0.0.12"), 64512, 64512, IPv4Address("10.0.0.12"))
+    changes = rr.rib.update(h1, [(ip_network("10.65.1.0/26"), Attributes(next_hop=h1.address))]).changes
+    changes |= rr.rib.update(h2, [(ip_network("10.65.2.0/26"), Attributes(next_hop=h2.address))]).changes
+    rr.program(changes)
+    tail = "origin igp local-preference 100 originator-id {0} cluster-list [ 10.0.0.254 ] nlri {1}"
+    assert queued(rr) == [
+        "neighbor 10.0.0.11 , neighbor 10.0.0.2 announce attributes next-hop 10.0.0.12 "
+        + tail.format("10.0.0.12", "10.65.2.0/26"),
+        "neighbor 10.0.0.12 , neighbor 10.0.0.2 announce attributes next-hop 10.0.0.11 "
+        + tail.format("10.0.0.11", "10.65.1.0/26"),
+    ]
+    rr.program(rr.rib.peer_down(h1.address))
+    assert queued(rr) == [
+        "neighbor 10.0.0.12 , neighbor 10.0.0.2 withdraw attributes next-hop 0.0.0.0 nlri 10.65.1.0/26"
+    ]
+    rr.refresh(rr.every_prefix())
+    assert queued(rr) == []  # each Adj-RIB-Out holds what was sent: nothing again
+
+
+def test_a_neighbor_whose_export_mode_changes_is_planned_by_its_new_config() -> None:
+    """Peers of a kind share what they are sent; one whose config changed is of another kind."""
+    tor2 = "  - {address: 10.1.1.2, kind: ebgp, asn: 65002}\n"
+    speaker = make(NODE.replace(", export: aggregate", "").replace("fib:", tor2 + "fib:"))
+    rr = Peer(ip_address("10.0.0.1"), 64512, 64512, IPv4Address("10.0.0.1"))
+    learned = ip_network("10.65.2.1/32")
+    speaker.program(speaker.rib.update(rr, [(learned, Attributes(next_hop=ip_address("10.0.0.12")))]).changes)
+    assert queued(speaker) == [
+        f"neighbor 10.1.1.0 , neighbor 10.1.1.2 announce attributes next-hop self origin igp nlri {learned}"
+    ]
+    tor = speaker.neighbors[ip_address("10.1.1.0")]
+    tor.config = dataclasses.replace(tor.config, export=ExportMode.AGGREGATE)  # as a reload does
+    speaker.refresh(speaker.every_prefix())
+    assert queued(speaker) == [
+        f"neighbor 10.1.1.0 withdraw attributes next-hop 0.0.0.0 nlri {learned}",
+        "neighbor 10.1.1.0 announce attributes next-hop self origin igp nlri 10.65.0.0/16",
+    ]
+
+
+NODE_RR = """\
+name: rr1
+router_id: 10.0.0.1
+asn: 64512
+role: reflector
+cluster_id: 10.0.0.254
+fabric: {interface: eth1, address: 10.0.0.1}
+pools: [10.65.0.0/16]
+peers:
+  - {address: 10.0.0.11, kind: client}
+  - {address: 10.0.0.12, kind: client}
+  - {address: 10.0.0.2, kind: nonclient}
+"""
 
 
 REFLECTOR = """\
