@@ -119,12 +119,12 @@ def refresh(
         groups.setdefault(tuple(entries), []).append(target.address)
 
     result = ExportPlan()
-    for entries, peers in groups.items():
-        withdraw = tuple(prefixes[index] for index, wanted in entries if wanted is None)
+    for signature, peers in groups.items():
+        withdraw = tuple(prefixes[index] for index, wanted in signature if wanted is None)
         if withdraw:
             result.withdraws.setdefault(withdraw, []).extend(peers)
         announce: dict[Export, list[IPNetwork]] = {}
-        for index, wanted in entries:
+        for index, wanted in signature:
             if wanted is not None:
                 announce.setdefault(wanted, []).append(prefixes[index])
         for attributes, group in announce.items():
