@@ -24,6 +24,7 @@ from typing import Any
 SENDING = "_routed_sending"  # on a Peer: a batch of UPDATEs taken from its queue, not all written
 WRITING = "_routed_writing"  # on a Connection: a write under way (the kernel took part of it)
 BACKLOG = "_routed_backlog"  # on a Connection: bytes written directly that the kernel left
+FINGERPRINT = "_routed_fingerprint"  # on a Protocol: its session's fingerprint()
 
 
 def fingerprint(negotiated: Any) -> tuple[Any, ...]:
@@ -51,11 +52,44 @@ def settled(peer: Any, established: object, family: object, sent_code: str) -> b
     if peer.__dict__.get(SENDING):
         return False
     neighbor = peer.neighbor
-    if neighbor.eor or neighbor.messages or neighbor.refresh or neighbor.rib.outgoing.pending():
+    if neighbor.eor or neighbor.messages or neighbor.refresh:
+        return False
+    outgoing = neighbor.rib.outgoing
+    if outgoing._new_nlri or outgoing._refresh_changes:  # OutgoingRIB.pending(), without the call
         return False
     if neighbor.api.get(sent_code, False):
         return False
-    return family in neighbor.families()
+    return family in neighbor._families  # Neighbor.families() copies the list first
+
+
+def session_fingerprint(proto: Any) -> tuple[Any, ...]:
+    """The fingerprint of a session's negotiation, computed once per session (connection)."""
+    key: tuple[Any, ...] | None = proto.__dict__.get(FINGERPRINT)
+    if key is None:
+        key = proto.__dict__[FINGERPRINT] = fingerprint(proto.negotiated)
+    return key
+
+
+def sent_already(outgoing: Any, family: Any, index: bytes, change: Any, announce: bool) -> bool:
+    """Cache.in_cache(change), with the change's family and index computed once per change,
+    not once per peer (in_cache builds a Family object each call)."""
+    if not announce or not outgoing.cache:
+        return False
+    cached = outgoing._seen.get(family, {}).get(index)
+    if not cached:
+        return False
+    attributes, nexthop = change.attributes.index(), change.nlri.nexthop.index()
+    return bool(cached.attributes.index() == attributes and cached.nlri.nexthop.index() == nexthop)
+
+
+def record_sent(outgoing: Any, family: Any, index: bytes, change: Any, announce: bool) -> None:
+    """Cache.update_cache(change), likewise."""
+    if not outgoing.cache:
+        return
+    if announce:
+        outgoing._seen.setdefault(family, {})[index] = change
+    elif family in outgoing._seen:
+        outgoing._seen[family].pop(index, None)
 
 
 def write_now(connection: Any, data: bytes) -> bool:
@@ -104,7 +138,7 @@ def direct_fanout(
     configuration_class: Any, reactor_class: Any, peer_class: Any, protocol_class: Any, connection_class: Any
 ) -> None:
     from exabgp.bgp.fsm import FSM  # type: ignore[import-untyped]
-    from exabgp.bgp.message import Message, Update  # type: ignore[import-untyped]
+    from exabgp.bgp.message import Action, Message, Update  # type: ignore[import-untyped]
     from exabgp.reactor.peer import ACTION  # type: ignore[import-untyped]
 
     from bgp.exabgp.manypeers import queued_work  # here: manypeers imports this module
@@ -124,35 +158,32 @@ def direct_fanout(
 
     def inject_fanned(self: Any, peers: Any, change: Any) -> Any:
         queued_work()  # a write the kernel leaves half done is work for that peer's turn
-        if not reactors:
+        if not reactors or change.nlri.nexthop.SELF:  # next hop self: each peer's own attributes
             return inject_change(self, peers, change)
         table = reactors[0]._peers
         family = change.nlri.family().afi_safi()
+        index, announce = change.index(), change.nlri.action == Action.ANNOUNCE
         rest, done, packed = set(), False, {}
         for name in peers:
             peer = table.get(name)
             if peer is None or not settled(peer, FSM.ESTABLISHED, family, sent_code):
                 rest.add(name)
                 continue
-            neighbor = peer.neighbor
-            if neighbor.remove_self(change) is not change:  # next hop self: its own attributes
-                rest.add(name)
-                continue
-            outgoing = neighbor.rib.outgoing
+            outgoing = peer.neighbor.rib.outgoing
             done = True
-            if outgoing.in_cache(change):
+            if sent_already(outgoing, family, index, change, announce):
                 continue  # ExaBGP's add_to_rib skips it too: sent already
-            negotiated = peer.proto.negotiated
-            key = fingerprint(negotiated)
+            proto = peer.proto
+            key = session_fingerprint(proto)
             if key not in packed:
-                packed[key] = list(Update([change.nlri], change.attributes).messages(negotiated, True))
-            messages = packed[key]
-            connection = peer.proto.connection
-            if not write_now(connection, b"".join(messages)):  # its turns write what the kernel left
+                messages = list(Update([change.nlri], change.attributes).messages(proto.negotiated, True))
+                packed[key] = (b"".join(messages), len(messages))
+            data, count = packed[key]
+            if not write_now(proto.connection, data):  # its turns write what the kernel left
                 rest.add(name)
                 continue
-            outgoing.update_cache(change)
-            peer.stats[sent_code] += len(messages)
+            record_sent(outgoing, family, index, change, announce)
+            peer.stats[sent_code] += count
         if rest:
             done = inject_change(self, rest, change) or done
         return done

@@ -8,7 +8,17 @@ import socket
 from collections import deque
 from typing import Any
 
-from bgp.exabgp.fanout import BACKLOG, SENDING, WRITING, flush_backlog, has_backlog, settled, write_now
+from bgp.exabgp.fanout import (
+    BACKLOG,
+    SENDING,
+    WRITING,
+    flush_backlog,
+    has_backlog,
+    record_sent,
+    sent_already,
+    settled,
+    write_now,
+)
 
 ESTABLISHED, FAMILY, SENT = "established", ("ipv4", "unicast"), "send-update"
 
@@ -20,10 +30,8 @@ class Connection:
 
 class Rib:
     def __init__(self) -> None:
-        self.queued = False
-
-    def pending(self) -> bool:
-        return self.queued
+        self._new_nlri: dict[Any, Any] = {}
+        self._refresh_changes: list[Any] = []
 
 
 class Neighbor:
@@ -33,9 +41,7 @@ class Neighbor:
         self.refresh: deque[Any] = deque()
         self.rib = type("R", (), {"outgoing": Rib()})()
         self.api: dict[str, bool] = {}
-
-    def families(self) -> list[Any]:
-        return [FAMILY]
+        self._families = [FAMILY]
 
 
 class Peer:
@@ -61,7 +67,8 @@ def test_only_a_settled_peer_is_written_to_directly() -> None:
         lambda p: p.neighbor.eor.append("ipv4 unicast"),
         lambda p: p.neighbor.messages.append("operational"),
         lambda p: p.neighbor.refresh.append("refresh"),
-        lambda p: setattr(p.neighbor.rib.outgoing, "queued", True),  # older changes first
+        lambda p: p.neighbor.rib.outgoing._new_nlri.__setitem__("n", 1),  # older changes first
+        lambda p: p.neighbor.rib.outgoing._refresh_changes.append(1),  # a route refresh's
         lambda p: p.neighbor.api.__setitem__(SENT, True),  # the API sees each UPDATE
     ]
     for index, make in enumerate(unsettle):
@@ -124,3 +131,59 @@ def test_a_backlog_waits_while_a_write_is_under_way_and_gives_the_peer_turns() -
     assert not has_backlog(peer)
     a.close()
     b.close()
+
+
+def change(prefix: str, length: int, next_hop: str, med: int | None = None, announce: bool = True) -> Any:
+    from exabgp.bgp.message import Action  # type: ignore[import-untyped]
+    from exabgp.bgp.message.update.attribute import Attributes  # type: ignore[import-untyped]
+    from exabgp.bgp.message.update.attribute.med import MED  # type: ignore[import-untyped]
+    from exabgp.bgp.message.update.attribute.origin import Origin  # type: ignore[import-untyped]
+    from exabgp.bgp.message.update.nlri.cidr import CIDR  # type: ignore[import-untyped]
+    from exabgp.bgp.message.update.nlri.inet import INET  # type: ignore[import-untyped]
+    from exabgp.protocol.family import AFI, SAFI  # type: ignore[import-untyped]
+    from exabgp.protocol.ip import IP  # type: ignore[import-untyped]
+    from exabgp.rib.change import Change  # type: ignore[import-untyped]
+
+    nlri = INET(AFI.ipv4, SAFI.unicast, Action.ANNOUNCE if announce else Action.WITHDRAW)
+    nlri.cidr = CIDR(IP.pton(prefix), length)
+    nlri.nexthop = IP.create(next_hop)
+    attributes = Attributes()
+    attributes.add(Origin(Origin.IGP))
+    if med is not None:
+        attributes.add(MED(med))
+    return Change(nlri, attributes)
+
+
+def test_the_adj_rib_out_cache_is_read_and_written_as_exabgp_does() -> None:
+    """sent_already/record_sent (the family and index computed once per change) agree with
+    ExaBGP's own Cache.in_cache/update_cache, change after change."""
+    from exabgp.rib.cache import Cache  # type: ignore[import-untyped]
+
+    families = [("ipv4", "unicast")]
+    ours, theirs = Cache(True, families), Cache(True, families)
+    sequence = [
+        change("10.65.1.0", 26, "10.0.0.11"),
+        change("10.65.1.0", 26, "10.0.0.11"),  # the same again: sent already
+        change("10.65.1.0", 26, "10.0.0.12"),  # another next hop
+        change("10.65.1.0", 26, "10.0.0.12", med=5),  # other attributes
+        change("10.65.2.0", 26, "10.0.0.12"),
+        change("10.65.1.0", 26, "0.0.0.0", announce=False),  # withdrawn: never "sent already"
+        change("10.65.1.0", 26, "10.0.0.12", med=5),  # back after its withdrawal
+        change("10.65.9.0", 26, "0.0.0.0", announce=False),  # withdrawal of what was never sent
+    ]
+    seen_already = []
+    for item in sequence:
+        family, index = item.nlri.family().afi_safi(), item.index()
+        announce = item.nlri.action == type(item.nlri.action).ANNOUNCE
+        expected = theirs.in_cache(item)
+        assert sent_already(ours, family, index, item, announce) == expected
+        seen_already.append(expected)
+        theirs.update_cache(item)
+        record_sent(ours, family, index, item, announce)
+        assert {f: set(v) for f, v in ours._seen.items()} == {f: set(v) for f, v in theirs._seen.items()}
+    assert seen_already == [False, True, False, False, False, False, False, False]
+    off = Cache(False, families)
+    record_sent(off, ("ipv4", "unicast"), sequence[0].index(), sequence[0], True)
+    assert not off._seen and not sent_already(
+        off, ("ipv4", "unicast"), sequence[0].index(), sequence[0], True
+    )
