@@ -44,7 +44,7 @@ def fingerprint(negotiated: Any) -> tuple[Any, ...]:
 def settled(peer: Any, established: object, family: object, sent_code: str) -> bool:
     """Whether a change may be written to this peer directly (see the module's docstring)."""
     proto = peer.proto
-    if peer.fsm != established or proto is None or peer._teardown or peer._neighbor is not None:
+    if peer.fsm.state != established or proto is None or peer._teardown or peer._neighbor is not None:
         return False
     connection = proto.connection
     if connection is None or connection.io is None or connection.__dict__.get(WRITING):

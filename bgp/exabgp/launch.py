@@ -88,7 +88,14 @@ from typing import Any
 
 from bgp.exabgp.fanout import direct_fanout
 from bgp.exabgp.listening import polled_listener, polled_listening_sockets
-from bgp.exabgp.manypeers import READY_FDS, batched_updates, indexed_neighbor_match, peer_sets, quiet_peers
+from bgp.exabgp.manypeers import (
+    READY_FDS,
+    batched_updates,
+    cached_peers,
+    indexed_neighbor_match,
+    peer_sets,
+    quiet_peers,
+)
 from bgp.exabgp.poller import EpollPoller
 from bgp.exabgp.ranges import commands_reach_clients, generated_neighbors, md5_on_ranges, reload_keeps_clients
 
@@ -331,6 +338,7 @@ def patch() -> bool:
     commands_reach_clients(_Configuration)
     reload_keeps_clients(Reactor)
     md5_on_ranges(Listener)
+    cached_peers(Reactor)  # after every other patch of Reactor.reload: it forgets around them all
     if os.environ.get("ROUTED_DIRECT_FANOUT", "1") != "0":  # 0: every change takes ExaBGP's queues
         direct_fanout(_Configuration, Reactor, Peer, Protocol, Connection)
     if os.environ.get("ROUTED_RAW_UPDATES", "1") != "0":  # 0: ExaBGP decodes every UPDATE, as before

@@ -157,6 +157,34 @@ def indexed_neighbor_match() -> None:
         module.extract_neighbors = extractor
 
 
+PEERS_MEMO = "_routed_peers"  # on the Reactor: (service, its peers' names, what peers() said)
+
+
+def cached_peers(reactor_class: Any) -> None:
+    """Reactor.peers(service), which every API command asks (the peers it may name), walks every
+    peer and reads its API settings: 1,000 reads per change at a reflector. Its answer is kept
+    until the set of peers changes (compared by their names, in C) or a reload (which may
+    give a peer another API setting) runs."""
+    peers, reload = reactor_class.peers, reactor_class.reload
+
+    def peers_cached(self: Any, service: str = "") -> list[str]:
+        names = list(self._peers)
+        memo = self.__dict__.get(PEERS_MEMO)
+        if memo is None or memo[0] != service or memo[1] != names:
+            memo = self.__dict__[PEERS_MEMO] = (service, names, peers(self, service))
+        return list(memo[2])
+
+    def reload_forgetting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        self.__dict__.pop(PEERS_MEMO, None)
+        try:
+            return reload(self, *args, **kwargs)
+        finally:
+            self.__dict__.pop(PEERS_MEMO, None)
+
+    reactor_class.peers = peers_cached
+    reactor_class.reload = reload_forgetting
+
+
 def peer_sets(configuration_class: Any) -> None:
     for method in ("inject_change", "inject_eor", "inject_operational", "inject_refresh"):
         original = getattr(configuration_class, method)

@@ -46,7 +46,7 @@ class Neighbor:
 
 class Peer:
     def __init__(self, io: Any) -> None:
-        self.fsm = ESTABLISHED
+        self.fsm = type("F", (), {"state": ESTABLISHED})()
         self.proto: Any = type("P", (), {"connection": Connection(io)})()
         self._teardown = None
         self._neighbor = None
@@ -57,7 +57,7 @@ def test_only_a_settled_peer_is_written_to_directly() -> None:
     a, b = socket.socketpair()
     assert settled(Peer(a), ESTABLISHED, FAMILY, SENT)
     unsettle = [
-        lambda p: setattr(p, "fsm", "openconfirm"),
+        lambda p: setattr(p.fsm, "state", "openconfirm"),
         lambda p: setattr(p, "proto", None),
         lambda p: setattr(p, "_teardown", 2),
         lambda p: setattr(p, "_neighbor", object()),

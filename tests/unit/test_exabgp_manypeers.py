@@ -402,3 +402,33 @@ def test_the_linear_extraction_of_a_thousand_selectors() -> None:
     assert extracted == original(command) and not calls  # the usual shape: never the original's
     assert len(extracted[0]) == 1000
     assert extracted[1] == "announce attributes next-hop 10.0.0.11 origin igp nlri 10.65.1.0/26"
+
+
+def test_the_peers_an_api_command_may_name_are_asked_again_only_when_they_change() -> None:
+    from bgp.exabgp.manypeers import cached_peers
+
+    class Reactor:
+        def __init__(self) -> None:
+            self._peers: dict[str, Any] = {"a": {"api": ["p1"]}, "b": {"api": ["p1", "p2"]}}
+            self.asked = 0
+
+        def peers(self, service: str = "") -> list[str]:
+            self.asked += 1
+            return [name for name, peer in self._peers.items() if not service or service in peer["api"]]
+
+        def reload(self) -> None:
+            self._peers["a"]["api"] = ["p2"]  # a reload may give a peer another API setting
+
+    cached_peers(Reactor)
+    reactor = Reactor()
+    assert reactor.peers("p2") == ["b"] and reactor.peers("p2") == ["b"] and reactor.asked == 1
+    reactor.peers("p2").append("mutated by a caller")
+    assert reactor.peers("p2") == ["b"] and reactor.asked == 1
+    assert reactor.peers("p1") == ["a", "b"] and reactor.asked == 2  # another service
+    reactor._peers["c"] = {"api": ["p1"]}  # a client of a range joins
+    assert reactor.peers("p1") == ["a", "b", "c"] and reactor.asked == 3
+    del reactor._peers["a"]
+    assert reactor.peers("p1") == ["b", "c"] and reactor.asked == 4
+    reactor._peers["a"] = {"api": ["p1"]}
+    reactor.reload()
+    assert reactor.peers("p2") == ["b", "a"] and reactor.asked == 5
