@@ -31,6 +31,22 @@ fib: {install_learned: true}
 """
 
 
+# a reflector of two clients and a non-client
+NODE_RR = """\
+name: rr1
+router_id: 10.0.0.1
+asn: 64512
+role: reflector
+cluster_id: 10.0.0.254
+fabric: {interface: eth1, address: 10.0.0.1}
+pools: [10.65.0.0/16]
+peers:
+  - {address: 10.0.0.11, kind: client}
+  - {address: 10.0.0.12, kind: client}
+  - {address: 10.0.0.2, kind: nonclient}
+"""
+
+
 def make(text: str = NODE) -> Speaker:
     cfg = parse_config(text, "h1.yaml")
     reconciler = Reconciler(FakeKernel(), sources=("local", "bgp"))
@@ -76,19 +92,7 @@ def test_routes_ebgp_export_and_split_horizon() -> None:
 
 
 def test_reflector_reflects_to_other_clients_with_attributes() -> None:
-    rr = make("""\
-name: rr1
-router_id: 10.0.0.1
-asn: 64512
-role: reflector
-cluster_id: 10.0.0.254
-fabric: {interface: eth1, address: 10.0.0.1}
-pools: [10.65.0.0/16]
-peers:
-  - {address: 10.0.0.11, kind: client}
-  - {address: 10.0.0.12, kind: client}
-  - {address: 10.0.0.2, kind: nonclient}
-""")
+    rr = make(NODE_RR)
     h2 = Peer(ip_address("10.0.0.12"), 64512, 64512, IPv4Address("10.0.0.12"))
     result = rr.rib.update(h2, [(ip_network("10.65.2.1/32"), Attributes(next_hop=ip_address("10.0.0.12")))])
     rr.program(result.changes)
@@ -148,21 +152,6 @@ def test_a_neighbor_whose_export_mode_changes_is_planned_by_its_new_config() -> 
         f"neighbor 10.1.1.0 withdraw attributes next-hop 0.0.0.0 nlri {learned}",
         "neighbor 10.1.1.0 announce attributes next-hop self origin igp nlri 10.65.0.0/16",
     ]
-
-
-NODE_RR = """\
-name: rr1
-router_id: 10.0.0.1
-asn: 64512
-role: reflector
-cluster_id: 10.0.0.254
-fabric: {interface: eth1, address: 10.0.0.1}
-pools: [10.65.0.0/16]
-peers:
-  - {address: 10.0.0.11, kind: client}
-  - {address: 10.0.0.12, kind: client}
-  - {address: 10.0.0.2, kind: nonclient}
-"""
 
 
 REFLECTOR = """\
