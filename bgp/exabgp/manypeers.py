@@ -100,10 +100,9 @@ def indexed_matcher(original_match: Callable[[Sequence[str], str], bool]) -> Mat
 
 _OTHER_SPACE = re.compile(r"[^\S ]")  # whitespace but a plain space: not one "key value" pair
 _SELECTOR_KEYS = frozenset({"neighbor", "local-ip", "local-as", "peer-as", "router-id", "family-allowed"})
-Extractor = Callable[[str], tuple[Any, str]]
 
 
-def linear_extractor(original: Extractor) -> Extractor:
+def linear_extract_neighbors(command: str) -> tuple[Any, str]:
     """limit.extract_neighbors, linear in the command's length. The original splits off each
     word of "neighbor A , neighbor B , ... announce ..." with str.split(' ', 2), copying the
     rest of the command every time: O(selectors x length), 20 MB copied per change for a
@@ -111,39 +110,35 @@ def linear_extractor(original: Extractor) -> Extractor:
     quirks included (a line ending in a selector's pair goes back to the rest of the line as
     it was at the last three-way split), but for one: where that rest is where it stands, the
     original loops forever, appending to a list until the process runs out of memory; this
-    says the line has no command. `original` is kept for the signature's sake only."""
-
-    def extract_neighbors(command: str) -> tuple[Any, str]:
-        words = command.split(" ")
-        if len(words) < 2 or words[0] != "neighbor":
-            return [], command
-        if len(words) < 3:
-            return [], words[1]
-        returned: list[list[str]] = []
-        definition, at, rest = [f"neighbor {words[1]}"], 2, 1  # rest: the original's `remaining`
-        if len(words) == 3:
-            return definition, words[2]
-        while True:
-            left = len(words) - at
-            if left < 2:
-                return definition, " ".join(words[at:])
-            key, value = words[at], words[at + 1]
-            if left >= 3:
-                rest = at + 2
-            if key == ",":
+    says the line has no command."""
+    words = command.split(" ")
+    if len(words) < 2 or words[0] != "neighbor":
+        return [], command
+    if len(words) < 3:
+        return [], words[1]
+    returned: list[list[str]] = []
+    definition, at, rest = [f"neighbor {words[1]}"], 2, 1  # rest: the original's `remaining`
+    if len(words) == 3:
+        return definition, words[2]
+    while True:
+        left = len(words) - at
+        if left < 2:
+            return definition, " ".join(words[at:])
+        key, value = words[at], words[at + 1]
+        if left >= 3:
+            rest = at + 2
+        if key == ",":
+            returned.append(definition)
+            definition, at = [], at + 1
+            continue
+        if key not in _SELECTOR_KEYS:
+            if definition:
                 returned.append(definition)
-                definition, at = [], at + 1
-                continue
-            if key not in _SELECTOR_KEYS:
-                if definition:
-                    returned.append(definition)
-                return returned, " ".join(words[at:])
-            definition.append(f"{key} {value}")
-            if left < 3 and rest == at:
-                return [*returned, definition], ""  # where the original never returns
-            at = rest
-
-    return extract_neighbors
+            return returned, " ".join(words[at:])
+        definition.append(f"{key} {value}")
+        if left < 3 and rest == at:
+            return [*returned, definition], ""  # where the original never returns
+        at = rest
 
 
 def indexed_neighbor_match() -> None:
@@ -152,9 +147,8 @@ def indexed_neighbor_match() -> None:
     matcher = indexed_matcher(limit.match_neighbor)
     for module in (limit, announce, rib):
         module.match_neighbors = matcher
-    extractor = linear_extractor(limit.extract_neighbors)
     for module in (limit, announce, rib, neighbor):
-        module.extract_neighbors = extractor
+        module.extract_neighbors = linear_extract_neighbors
 
 
 PEERS_MEMO = "_routed_peers"  # on the Reactor: (service, its peers' names, what peers() said)
