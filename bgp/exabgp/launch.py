@@ -52,8 +52,9 @@ the neighbours a command matched are a set, not a list searched per neighbour (`
 and a peer's UPDATEs go out in writes of up to 64 KB, not one send() each (`batched_updates`).
 The reactor polls through epoll (`epoll_reactor`, bgp/exabgp/poller.py); a reflected change is
 packed once and written straight to every settled client (bgp/exabgp/fanout.py,
-ROUTED_DIRECT_FANOUT=0 to leave it to ExaBGP's queues); and a turn runs API callbacks for
-CALLBACKS_S at most, so one that writes to 1,000 clients does not hold up the peers' own turns.
+ROUTED_DIRECT_FANOUT=0 to leave it to ExaBGP's queues); routed's own `announce attributes`
+commands skip ExaBGP's configuration parser (bgp/exabgp/apiparse.py); and a turn runs API
+callbacks for CALLBACKS_S at most, so one that writes to 1,000 clients does not hold up the peers' own turns.
 
 A ninth, of correctness, for neighbours accepted from a range (bgp/exabgp/ranges.py,
 docs/upstream/exabgp/0009): each client gets its own RIB and queues (they shared the
@@ -86,6 +87,7 @@ import types
 from collections.abc import Iterator
 from typing import Any
 
+from bgp.exabgp.apiparse import direct_attributes
 from bgp.exabgp.fanout import direct_fanout
 from bgp.exabgp.listening import polled_listener, polled_listening_sockets
 from bgp.exabgp.manypeers import (
@@ -339,6 +341,7 @@ def patch() -> bool:
     reload_keeps_clients(Reactor)
     md5_on_ranges(Listener)
     cached_peers(Reactor)  # after every other patch of Reactor.reload: it forgets around them all
+    direct_attributes(API)
     if os.environ.get("ROUTED_DIRECT_FANOUT", "1") != "0":  # 0: every change takes ExaBGP's queues
         direct_fanout(_Configuration, Reactor, Peer, Protocol, Connection)
     if os.environ.get("ROUTED_RAW_UPDATES", "1") != "0":  # 0: ExaBGP decodes every UPDATE, as before

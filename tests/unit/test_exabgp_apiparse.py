@@ -1,0 +1,240 @@
+"""bgp.exabgp.apiparse builds, for every command routed writes, the Changes ExaBGP's own
+api_attributes builds through its configuration parser; other text is left to ExaBGP."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import pytest
+from exabgp.reactor.api import API  # type: ignore[import-untyped]
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bgp.exabgp import commands
+from bgp.exabgp.apiparse import direct_attributes, parse_attributes
+from bgp.model import Export, Origin
+
+
+@pytest.fixture(autouse=True)
+def quiet_exabgp_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ExaBGP's parser logs through a logger only its own main() sets up."""
+    from exabgp.logger import log  # type: ignore[import-untyped]
+
+    for level in ("debug", "info", "warning", "error"):
+        monkeypatch.setattr(log, level, classmethod(lambda cls, *args, **kwargs: None))
+
+
+def exabgps(command: str) -> list[Any]:
+    """ExaBGP's api_attributes as released, whether or not a test patched the class."""
+    original = getattr(API.api_attributes, "__wrapped__", API.api_attributes)
+    return list(original(API(None), command, []))
+
+
+def described(changes: list[Any]) -> list[tuple[Any, ...]]:
+    return [
+        (
+            type(change.nlri).__name__,
+            change.nlri.afi,
+            change.nlri.safi,
+            change.nlri.action,
+            change.index(),
+            change.extensive(),
+            change.attributes.index(),
+            type(change.nlri.nexthop).__name__,
+            change.nlri.nexthop.index(),
+            sorted(change.attributes.keys()),
+        )
+        for change in changes
+    ]
+
+
+def without_selector(line: str) -> str:
+    """The command as ExaBGP's callback hands it to api_attributes (selectors extracted)."""
+    return (
+        line[line.index(" announce ") + 1 :] if " announce " in line else line[line.index(" withdraw ") + 1 :]
+    )
+
+
+V4 = st.builds(
+    lambda n, length: ipaddress.ip_network((n, length), strict=False),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 32),
+)
+V6 = st.builds(
+    lambda n, length: ipaddress.ip_network((n, length), strict=False),
+    st.integers(0, 2**128 - 1),
+    st.integers(0, 128),
+)
+ADDRESS = st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6))
+EXPORTS = st.builds(
+    Export,
+    next_hop=st.one_of(st.none(), ADDRESS),
+    origin=st.sampled_from(list(Origin)),
+    as_path=st.lists(st.integers(1, 2**32 - 1), max_size=4).map(tuple),
+    med=st.one_of(st.none(), st.integers(0, 2**32 - 1)),
+    local_pref=st.one_of(st.none(), st.integers(0, 2**32 - 1)),
+    communities=st.lists(st.tuples(st.integers(0, 65535), st.integers(0, 65535)), max_size=3).map(tuple),
+    originator_id=st.one_of(st.none(), st.ip_addresses(v=4)),
+    cluster_list=st.lists(st.ip_addresses(v=4), max_size=3).map(tuple),
+)
+PEERS = [ipaddress.ip_address("10.1.0.1"), ipaddress.ip_address("10.1.0.2")]
+
+
+@settings(max_examples=400, deadline=None)
+@given(EXPORTS, st.lists(st.one_of(V4, V6), min_size=1, max_size=5))
+def test_our_announcements_parse_as_exabgp_parses_them(export: Export, prefixes: list[Any]) -> None:
+    for line in commands.announce(PEERS, prefixes, export):
+        command = without_selector(line)
+        theirs = described(exabgps(command))
+        for _ in ("parsed", "from the kept attributes"):
+            ours = parse_attributes(command.split(" ", 1)[1])
+            assert ours is not None, command  # every command we write takes the direct path
+            assert described(ours) == theirs
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(V4, V6), min_size=1, max_size=5))
+def test_our_withdrawals_parse_as_exabgp_parses_them(prefixes: list[Any]) -> None:
+    for line in commands.withdraw(PEERS, prefixes):
+        command = without_selector(line)
+        ours = parse_attributes(command.split(" ", 1)[1])
+        assert ours is not None, command
+        assert described(ours) == described(exabgps(command))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "attributes next-hop 10.0.0.1 origin igp nlri 10.2.0.0/24 224.1.0.0/16",  # the last's family
+        "attributes next-hop 10.0.0.1 origin igp nlri 224.1.0.0/16 10.2.0.0/24",
+        "attributes next-hop self origin igp nlri 10.2.0.0/24 fd00::/64",
+        "attributes next-hop self origin igp nlri fd00::/64 10.2.0.0/24",
+        "attributes next-hop 10.0.0.1 nlri 10.2.0.0/24 10.2.0.0/24",
+    ],
+)
+def test_text_in_our_grammar_from_elsewhere_parses_as_exabgp_parses_it(text: str) -> None:
+    theirs = described(exabgps(f"announce {text}"))
+    for _ in ("parsed", "from the kept attributes"):
+        ours = parse_attributes(text)
+        assert ours is not None and described(ours) == theirs
+
+
+def test_commands_with_the_same_attributes_share_them() -> None:
+    export = Export(
+        next_hop=ipaddress.ip_address("10.0.0.11"), originator_id=ipaddress.ip_address("10.0.0.11")
+    )
+    (first,) = commands.announce(PEERS, [ipaddress.ip_network("10.65.1.0/26")], export)
+    (second,) = commands.announce(PEERS, [ipaddress.ip_network("10.65.2.0/26")], export)
+    (other,) = commands.announce(PEERS, [ipaddress.ip_network("10.65.2.0/26")], Export(next_hop=PEERS[0]))
+    parsed = [parse_attributes(without_selector(line).split(" ", 1)[1]) for line in (first, second, other)]
+    assert all(changes is not None and len(changes) == 1 for changes in parsed)
+    a, b, c = (changes[0] for changes in parsed if changes is not None)
+    assert a.attributes is b.attributes and a.nlri.nexthop is b.nlri.nexthop
+    assert c.attributes is not a.attributes and c.attributes.index() != a.attributes.index()
+    assert a.nlri is not b.nlri and a.index() != b.index()
+
+
+OTHER_TEXT = [
+    "announce attributes next-hop 10.0.0.1 label 100 nlri 10.2.0.0/24",  # labelled: ExaBGP's
+    "announce attributes next-hop 10.0.0.1 rd 65000:1 label 5 nlri 10.2.0.0/24",
+    "announce attributes next-hop 10.0.0.1 med 5 origin igp nlri 10.2.0.0/24",  # our order differs
+    "announce attributes next-hop 10.0.0.1 origin igp community [65000:1,65000:2] nlri 10.2.0.0/24",
+    "announce attributes next-hop 10.0.0.1 origin igp nlri 10.2.0.0/24 ;",
+    "announce attributes next-hop 10.0.0.1 origin igp # a comment nlri 10.2.0.0/24",
+    "announce attributes next-hop 10.0.0.1 split /26 nlri 10.2.0.0/24",
+    "announce attributes next-hop 10.0.0.1  origin igp nlri 10.2.0.0/24",
+    "announce attributes next-hop 10.0.0.1 origin igp nlri",
+    "announce attributes next-hop 10.0.0.1 origin igp",
+    "announce attributes next-hop 10.0.0.1 origin bogus nlri 10.2.0.0/24",
+]
+
+
+@pytest.mark.parametrize("command", OTHER_TEXT)
+def test_other_text_is_left_to_exabgps_parser(command: str) -> None:
+    class Probe(API):  # type: ignore[misc]
+        pass
+
+    direct_attributes(Probe, {})
+    try:
+        theirs: Any = described(exabgps(command))
+    except (ValueError, IndexError) as error:
+        theirs = type(error)
+    try:
+        patched: Any = described(list(Probe(None).api_attributes(command, [])))
+    except (ValueError, IndexError) as error:
+        patched = type(error)
+    assert patched == theirs
+
+
+def test_text_out_of_our_grammar_is_not_parsed_directly() -> None:
+    for command in OTHER_TEXT[:8]:
+        assert parse_attributes(command.split(" ", 1)[1]) is None, command
+
+
+def test_a_value_the_parser_refuses_goes_to_exabgp() -> None:
+    assert parse_attributes("attributes next-hop 10.0.0.999 origin igp nlri 10.2.0.0/24") is None
+    assert parse_attributes("attributes next-hop 10.0.0.1 origin igp nlri 10.2.0.0/99") is None
+
+
+class Recorder:
+    """The parts of ExaBGP's reactor a route command's callback touches, recording them."""
+
+    def __init__(self, found: bool = True) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.found = found
+        self.processes = self
+        self.configuration = self
+        self.asynchronous = self
+        self.scheduled: list[Any] = []
+
+    def peers(self, service: str) -> list[str]:
+        return ["neighbor 10.1.0.1 local-ip 10.0.0.1", "neighbor 10.1.0.2 local-ip 10.0.0.1"]
+
+    def schedule(self, service: str, line: str, callback: Any) -> None:
+        self.scheduled.append(callback)
+
+    def inject_change(self, peers: Any, change: Any) -> bool:
+        self.calls.append(("inject", sorted(peers), change.nlri.action, change.extensive()))
+        return self.found
+
+    def answer_done(self, service: str) -> None:
+        self.calls.append(("done",))
+
+    def answer_error(self, service: str) -> None:
+        self.calls.append(("error",))
+
+    def run(self, api: Any, registry: dict[str, Any], line: str) -> list[tuple[Any, ...]]:
+        verb = "announce attributes" if " announce " in line else "withdraw attributes"
+        registry[verb](api, self, "routed", line, False)
+        for callback in self.scheduled:
+            list(callback)
+        return self.calls
+
+
+@pytest.mark.parametrize("found", [True, False])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "neighbor 10.1.0.1 announce attributes next-hop 10.0.0.11 origin igp nlri 10.65.1.0/26 10.65.2.0/26",
+        "neighbor 10.1.0.2 withdraw attributes next-hop 0.0.0.0 nlri 10.65.1.0/26",
+        "neighbor 10.1.0.9 announce attributes next-hop 10.0.0.11 origin igp nlri 10.65.1.0/26",  # no one
+        "neighbor 10.1.0.1 announce attributes next-hop 10.0.0.11 origin bogus nlri 10.65.1.0/26",
+        "neighbor 10.1.0.1 announce attributes next-hop 10.0.0.11 label 7 nlri 10.65.1.0/26",
+    ],
+)
+def test_route_commands_do_what_exabgps_do(line: str, found: bool) -> None:
+    from exabgp.reactor.api.command import announce  # type: ignore[import-untyped]
+
+    class Probe(API):  # type: ignore[misc]
+        pass
+
+    ours: dict[str, Any] = {}
+    direct_attributes(Probe, ours)
+    theirs = {
+        "announce attributes": announce.announce_attributes,
+        "withdraw attributes": announce.withdraw_attribute,
+    }
+    expected = Recorder(found).run(API(None), theirs, line)
+    assert Recorder(found).run(Probe(None), ours, line) == expected
+    assert expected[-1] in {("done",), ("error",)}
