@@ -28,6 +28,7 @@ class CommandPump:
         self._window_open = asyncio.Event()
         self._window_open.set()
         self._counters = counters
+        self._idle = False  # run() waits for the next command: one may be written at once
 
     def attach(self, channel: Channel) -> None:
         """A new ExaBGP: nothing of the old one's is in flight any more."""
@@ -36,8 +37,21 @@ class CommandPump:
         self._window_open.set()
 
     def queue(self, lines: Iterable[str]) -> None:
+        """Queue `lines`; while nothing waits before them, write them at once (a reflected route
+        is then on its way to ExaBGP without another turn of the event loop)."""
         for line in lines:
-            self._outbox.put_nowait(line)
+            channel = self.channel
+            if (
+                self._idle
+                and self._outbox.empty()
+                and self._window_open.is_set()
+                and channel is not None
+                and not channel.writer.is_closing()
+                and channel.writer.transport.get_write_buffer_size() == 0
+            ):
+                self._write(channel, line)
+            else:
+                self._outbox.put_nowait(line)
 
     def take_queued(self) -> list[str]:
         """Remove and return the commands not written yet (what a speaker would send next)."""
@@ -62,21 +76,33 @@ class CommandPump:
                 return  # no ExaBGP to tell; its death already ended every session
             await asyncio.sleep(0.02)
 
+    def _write(self, channel: Channel, line: str) -> bool:
+        try:
+            channel.writer.write(line.encode() + b"\n")
+        except (ConnectionError, OSError, RuntimeError):
+            return False  # ExaBGP is going; the next channel re-announces everything
+        self._in_flight.append(line)
+        self._counters["commands_sent"] += 1
+        if len(self._in_flight) >= ACK_WINDOW:
+            self._window_open.clear()
+        return True
+
     async def run(self) -> None:
         while True:
-            line = await self._outbox.get()
+            self._idle = True
+            try:
+                line = await self._outbox.get()
+            finally:
+                self._idle = False
             while True:
                 await self._window_open.wait()
                 channel = self.channel
                 if channel is not None and not channel.writer.is_closing():
                     break
                 await asyncio.sleep(0.1)  # no ExaBGP right now; the next channel re-announces anyway
+            if not self._write(channel, line):
+                continue
             try:
-                channel.writer.write(line.encode() + b"\n")
                 await channel.writer.drain()
             except (ConnectionError, OSError):
                 continue
-            self._in_flight.append(line)
-            self._counters["commands_sent"] += 1
-            if len(self._in_flight) >= ACK_WINDOW:
-                self._window_open.clear()
