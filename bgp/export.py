@@ -87,6 +87,58 @@ def refresh(
     it, a range's client while its session is down)."""
     prefixes = list(prefixes)
     targets = [n for n in neighbors.values() if not n.pending and (only is None or n.address in only)]
+    if len(prefixes) == 1:
+        return _refresh_one(targets, prefixes[0], me, local, rib, neighbors, withdrawing)
+    return _refresh_many(targets, prefixes, me, local, rib, neighbors, withdrawing)
+
+
+def _refresh_one(
+    targets: list[Neighbor],
+    prefix: IPNetwork,
+    me: LocalSide,
+    local: Collection[IPNetwork],
+    rib: Rib,
+    neighbors: Mapping[IPAddress, Neighbor],
+    withdrawing: bool,
+) -> ExportPlan:
+    """refresh() for one prefix, the reflector's everyday case (a change from one client to
+    1,000 others): each target's entry read, compared and written once, peers grouped by what
+    they get (an Export, its hash cached, or None), no per-target list or signature."""
+    want = _wanting(me, prefix, local, rib, neighbors) if not withdrawing else None
+    groups: dict[Export | None, list[IPAddress]] = {}
+    for target in targets:
+        wanted = want(target) if want is not None else None
+        adj_rib_out = target.adj_rib_out
+        sent = adj_rib_out.get(prefix)
+        if wanted is sent or (wanted is not None and sent is not None and wanted == sent):
+            continue
+        if wanted is None:
+            del adj_rib_out[prefix]
+        else:
+            adj_rib_out[prefix] = wanted
+        peers = groups.get(wanted)
+        if peers is None:
+            groups[wanted] = [target.address]
+        else:
+            peers.append(target.address)
+    result = ExportPlan()
+    for wanted, peers in groups.items():
+        if wanted is None:
+            result.withdraws[(prefix,)] = peers
+        else:
+            result.announces[(wanted, (prefix,))] = peers
+    return result
+
+
+def _refresh_many(
+    targets: list[Neighbor],
+    prefixes: list[IPNetwork],
+    me: LocalSide,
+    local: Collection[IPNetwork],
+    rib: Rib,
+    neighbors: Mapping[IPAddress, Neighbor],
+    withdrawing: bool,
+) -> ExportPlan:
     # One change at a reflector of 1,000 clients asks this 1,000 times: per target only what
     # must be (its entry read, compared, written); neighbours are keyed by identity, and an
     # address or a prefix is hashed (in Python, by ipaddress) as few times as can be.

@@ -6,7 +6,6 @@ one UPDATE: the measured difference between 15 s and under 7 s for 20k prefixes.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Iterator, Sequence
 
 from bgp.model import Export, IPAddress, IPNetwork
@@ -42,9 +41,20 @@ def _chunks(prefixes: Sequence[IPNetwork]) -> Iterable[Sequence[IPNetwork]]:
         yield prefixes[start : start + NLRI_PER_COMMAND]
 
 
-@functools.lru_cache(maxsize=1 << 16)
+# A reflector names its 1,000 clients in every change: each one's text is made once, and found
+# by its integer (an address's own hash is computed in Python, through hex(), on every lookup)
+_NEIGHBOR_TEXT: dict[tuple[type, int], str] = {}
+_NEIGHBOR_TEXT_MAX = 1 << 16
+
+
 def _neighbor(peer: IPAddress) -> str:
-    return f"neighbor {peer}"  # a reflector names its 1,000 clients in every change: once each
+    key = (type(peer), peer._ip)  # type: ignore[union-attr]  # ipaddress's own int, since 3.3
+    text = _NEIGHBOR_TEXT.get(key)
+    if text is None:
+        if len(_NEIGHBOR_TEXT) >= _NEIGHBOR_TEXT_MAX:
+            _NEIGHBOR_TEXT.clear()
+        text = _NEIGHBOR_TEXT[key] = f"neighbor {peer}"
+    return text
 
 
 def _selector(peers: Sequence[IPAddress]) -> str:
