@@ -62,11 +62,18 @@ def settled(peer: Any, established: object, family: object, sent_code: str) -> b
     return family in neighbor._families  # Neighbor.families() copies the list first
 
 
-def session_fingerprint(proto: Any) -> tuple[Any, ...]:
-    """The fingerprint of a session's negotiation, computed once per session (connection)."""
-    key: tuple[Any, ...] | None = proto.__dict__.get(FINGERPRINT)
+_FINGERPRINTS: dict[tuple[Any, ...], int] = {}  # each distinct fingerprint -> a small number
+
+
+def session_fingerprint(proto: Any) -> int:
+    """A number for the fingerprint of a session's negotiation (sessions negotiated alike get
+    the same), computed once per session (connection): a change looks it up once per client,
+    and a tuple of tuples is hashed anew each time."""
+    key: int | None = proto.__dict__.get(FINGERPRINT)
     if key is None:
-        key = proto.__dict__[FINGERPRINT] = fingerprint(proto.negotiated)
+        key = proto.__dict__[FINGERPRINT] = _FINGERPRINTS.setdefault(
+            fingerprint(proto.negotiated), len(_FINGERPRINTS)
+        )
     return key
 
 
@@ -163,10 +170,12 @@ def direct_fanout(
         table = reactors[0]._peers
         family = change.nlri.family().afi_safi()
         index, announce = change.index(), change.nlri.action == Action.ANNOUNCE
-        rest, done, packed = set(), False, {}
+        rest, done = set(), False
+        packed: dict[int, tuple[bytes, int]] = {}  # a session fingerprint's number -> UPDATEs, count
+        established = FSM.ESTABLISHED
         for name in peers:
             peer = table.get(name)
-            if peer is None or not settled(peer, FSM.ESTABLISHED, family, sent_code):
+            if peer is None or not settled(peer, established, family, sent_code):
                 rest.add(name)
                 continue
             outgoing = peer.neighbor.rib.outgoing
@@ -175,10 +184,11 @@ def direct_fanout(
                 continue  # ExaBGP's add_to_rib skips it too: sent already
             proto = peer.proto
             key = session_fingerprint(proto)
-            if key not in packed:
+            wire = packed.get(key)
+            if wire is None:
                 messages = list(Update([change.nlri], change.attributes).messages(proto.negotiated, True))
-                packed[key] = (b"".join(messages), len(messages))
-            data, count = packed[key]
+                wire = packed[key] = (b"".join(messages), len(messages))
+            data, count = wire
             if not write_now(proto.connection, data):  # its turns write what the kernel left
                 rest.add(name)
                 continue

@@ -238,3 +238,23 @@ def test_route_commands_do_what_exabgps_do(line: str, found: bool) -> None:
     expected = Recorder(found).run(API(None), theirs, line)
     assert Recorder(found).run(Probe(None), ours, line) == expected
     assert expected[-1] in {("done",), ("error",)}
+
+
+def test_the_answer_goes_out_with_the_last_change_not_a_step_later() -> None:
+    """Each step of a callback is a reactor turn at 1,000 clients, and each turn after a command
+    looks at every peer's queues: the answer comes with the last change."""
+    ours: dict[str, Any] = {}
+
+    class Probe(API):  # type: ignore[misc]
+        pass
+
+    direct_attributes(Probe, ours)
+    reactor = Recorder()
+    line = "neighbor 10.1.0.1 announce attributes next-hop 10.0.0.11 origin igp nlri 10.65.1.0/26 fd00::/64"
+    ours["announce attributes"](Probe(None), reactor, "routed", line, False)
+    (callback,) = reactor.scheduled
+    next(callback)  # the first change, then the other callbacks' turn
+    assert [call[0] for call in reactor.calls] == ["inject"]
+    with pytest.raises(StopIteration):
+        next(callback)  # the second and last change, and the answer
+    assert [call[0] for call in reactor.calls] == ["inject", "inject", "done"]

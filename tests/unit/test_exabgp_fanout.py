@@ -187,3 +187,25 @@ def test_the_adj_rib_out_cache_is_read_and_written_as_exabgp_does() -> None:
     assert not off._seen and not sent_already(
         off, ("ipv4", "unicast"), sequence[0].index(), sequence[0], True
     )
+
+
+def negotiated(asn4: bool = True, peer_as: int = 64512, families: tuple[Any, ...] = (FAMILY,)) -> Any:
+    addpath = type("A", (), {"_send": {FAMILY: False}})()
+    fields = {"asn4": asn4, "local_as": 64512, "peer_as": peer_as, "msg_size": 4096, "aigp": False}
+    return type("N", (), {**fields, "families": list(families), "nexthop": [], "addpath": addpath})()
+
+
+def test_sessions_negotiated_alike_share_a_packing_and_others_do_not() -> None:
+    from bgp.exabgp.fanout import session_fingerprint
+
+    def proto(negotiation: Any) -> Any:
+        return type("P", (), {"negotiated": negotiation})()
+
+    alike = [proto(negotiated()), proto(negotiated())]
+    unlike = [proto(negotiated(asn4=False)), proto(negotiated(peer_as=65001)), proto(negotiated(families=()))]
+    numbers = [session_fingerprint(p) for p in alike + unlike]
+    assert numbers[0] == numbers[1]
+    assert len(set(numbers[1:])) == 4  # each different negotiation packs apart
+    first = alike[0]
+    first.negotiated = negotiated(asn4=False)  # read once per session: a new one is a new proto
+    assert session_fingerprint(first) == numbers[0]
