@@ -50,6 +50,40 @@ OUR_GRAMMAR = re.compile(
     rf" nlri(?: {_PREFIX})+"
 )
 
+_NOT_ADDRESS = str.maketrans("", "", "0123456789ABCDEFabcdef.:")  # deletes what an address may hold
+_VERBS = {"announce": " announce attributes ", "withdraw": " withdraw attributes "}
+
+
+def our_selectors(line: str) -> tuple[str, list[str], str] | None:
+    """For a line as routed writes it, `neighbor A , neighbor B ... VERB attributes ...` with
+    our attributes: (the command name ExaBGP dispatches it to, the `neighbor ADDRESS`
+    selectors, the command after them), which is what its dispatch (API.response: the first
+    registered name the line contains) and extract_neighbors make of such a line; else None.
+    Checked with operations over the whole text at once (a reflector's change names 999
+    clients, and a Python step per selector is a millisecond)."""
+    verb = "announce"
+    at = line.find(_VERBS[verb])
+    if at <= 0:
+        verb = "withdraw"
+        at = line.find(_VERBS[verb])
+        if at <= 0:
+            return None
+    head, text = line[:at], line[at + 1 :]
+    selectors = head.split(" , ")
+    addresses = head.replace("neighbor ", "").split(" , ")
+    if (
+        not head.startswith("neighbor ")
+        or head.count("neighbor ") != len(selectors)
+        or head.count(" , neighbor ") != len(selectors) - 1
+        or len(addresses) != len(selectors)
+        or "" in addresses
+        or "".join(addresses).translate(_NOT_ADDRESS)  # only hex digits, dots and colons
+        or OUR_GRAMMAR.fullmatch(text, len(verb) + 1) is None
+    ):
+        return None
+    return f"{verb} attributes", selectors, text
+
+
 TEMPLATES_MAX = 4096  # distinct (attributes, family): a reflector has one per client at most
 _templates: dict[tuple[str, Any, Any], tuple[Any, Any]] = {}
 
@@ -105,14 +139,32 @@ def parse_attributes(text: str) -> list[Any] | None:
 
 
 def direct_attributes(api_class: Any, callbacks: dict[str, Any] | None = None) -> None:
-    """API.api_attributes through parse_attributes, and the two commands' callbacks (in
-    `callbacks`, ExaBGP's registry of text commands unless given) with lazy log lines."""
+    """API.api_attributes through parse_attributes, the two commands' callbacks (in
+    `callbacks`, ExaBGP's registry of text commands unless given) with lazy log lines, and
+    routed's lines dispatched to them and their selectors read by our_selectors."""
     from exabgp.bgp.message import Action
     from exabgp.logger import log  # type: ignore[import-untyped]
     from exabgp.reactor.api.command import announce  # type: ignore[import-untyped]
     from exabgp.reactor.api.command.command import Command  # type: ignore[import-untyped]
 
+    from bgp.exabgp.manypeers import match_addresses
+
     parse_with_configuration = api_class.api_attributes
+    respond = api_class.response
+    registry = Command.callback["text"] if callbacks is None else callbacks
+    last: list[Any] = [None, None]  # (a line, our_selectors of it): read once, by identity
+
+    def ours(line: str) -> tuple[str, list[str], str] | None:
+        if last[0] is not line:
+            last[0], last[1] = line, our_selectors(line)
+        found: tuple[str, list[str], str] | None = last[1]
+        return found
+
+    def response(self: Any, reactor: Any, service: str, command: str, use_json: bool) -> Any:
+        found = ours(command) if not use_json else None
+        if found is None:
+            return respond(self, reactor, service, command, use_json)
+        return registry[found[0]](self, reactor, service, command, use_json)
 
     @functools.wraps(parse_with_configuration)  # __wrapped__: ExaBGP's, for the tests
     def api_attributes(self: Any, command: str, peers: Any) -> Any:
@@ -126,8 +178,13 @@ def direct_attributes(api_class: Any, callbacks: dict[str, Any] | None = None) -
         def command(self: Any, reactor: Any, service: str, line: str, use_json: bool) -> bool:
             def callback() -> Iterator[bool]:
                 try:
-                    descriptions, text = announce.extract_neighbors(line)
-                    peers = announce.match_neighbors(reactor.peers(service), descriptions)
+                    found = ours(line)
+                    if found is not None:
+                        _, selectors, text = found
+                        peers = match_addresses(reactor.peers(service), selectors)
+                    else:
+                        descriptions, text = announce.extract_neighbors(line)
+                        peers = announce.match_neighbors(reactor.peers(service), descriptions)
                     if not peers:
                         self.log_failure(f"no neighbor matching the command : {text}")
                         reactor.processes.answer_error(service)
@@ -164,7 +221,7 @@ def direct_attributes(api_class: Any, callbacks: dict[str, Any] | None = None) -
         return command
 
     api_class.api_attributes = api_attributes
-    registry = Command.callback["text"] if callbacks is None else callbacks
+    api_class.response = response
     for name in ("attribute", "attributes"):
         registry[f"announce {name}"] = route_command(Action.ANNOUNCE)
         registry[f"withdraw {name}"] = route_command(Action.WITHDRAW)

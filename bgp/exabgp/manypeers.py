@@ -62,19 +62,37 @@ def pair_index(names: Sequence[str]) -> dict[str, set[str]]:
     return index
 
 
+_PAIR_INDEX: list[Any] = [None, None]  # (the peers' names, pair_index of them), the last asked
+
+
+def _indexed(peers: Sequence[str]) -> tuple[tuple[str, ...], dict[str, set[str]]]:
+    key = tuple(peers)
+    if _PAIR_INDEX[0] != key:
+        _PAIR_INDEX[0], _PAIR_INDEX[1] = key, pair_index(key)
+    return key, _PAIR_INDEX[1]
+
+
+_NONE: frozenset[str] = frozenset()
+
+
+def match_addresses(peers: Sequence[str], selectors: Sequence[str]) -> list[str]:
+    """match_neighbors(peers, [[s] for s in selectors]) for selectors that are each one
+    `neighbor ADDRESS` pair (no wildcard), as routed writes them: the pair index looked up
+    without a Python step per selector, 999 of them in a reflector's change."""
+    _, index = _indexed(peers)
+    matched = set().union(*map(index.get, selectors, itertools.repeat(_NONE)))
+    return [peer for peer in dict.fromkeys(peers) if peer in matched]
+
+
 def indexed_matcher(original_match: Callable[[Sequence[str], str], bool]) -> Matcher:
     """match_neighbors(peers, descriptions) with ExaBGP's semantics (limit.match_neighbor: the
     strings of a description must all match, up to a `neighbor *`, which matches any), through
     a pair index. A string that is not one `key value` pair takes the original matcher."""
-    cached: list[Any] = [None, None]
 
     def match_neighbors(peers: Sequence[str], descriptions: Sequence[Sequence[str]]) -> Sequence[str]:
         if not descriptions:
             return peers
-        key = tuple(peers)
-        if cached[0] != key:
-            cached[0], cached[1] = key, pair_index(key)
-        index: dict[str, set[str]] = cached[1]
+        key, index = _indexed(peers)
         matched: set[str] = set()
         for description in descriptions:
             candidates: set[str] | None = None

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from bgp.exabgp import commands
 from bgp.exabgp.apiparse import direct_attributes, parse_attributes
 from bgp.model import Export, Origin
+from tests.unit.test_exabgp_extract import released_limit
 
 
 @pytest.fixture(autouse=True)
@@ -258,3 +259,111 @@ def test_the_answer_goes_out_with_the_last_change_not_a_step_later() -> None:
     with pytest.raises(StopIteration):
         next(callback)  # the second and last change, and the answer
     assert [call[0] for call in reactor.calls] == ["inject", "inject", "done"]
+
+
+SELECTOR_WORDS = st.sampled_from(
+    [
+        "neighbor",
+        "10.1.0.1",
+        "10.1.0.2",
+        "fd00::1",
+        ",",
+        "*",
+        "local-ip",
+        "10.0.0.1",
+        "",
+        "neighbor 10.1.0.1,",
+    ]
+)
+TAILS = st.sampled_from(
+    [
+        "announce attributes next-hop 10.0.0.11 origin igp nlri 10.65.1.0/26",
+        "withdraw attributes next-hop 0.0.0.0 nlri 10.65.1.0/26 10.65.2.0/26",
+        "announce attributes next-hop 10.0.0.11 origin igp med 5 nlri fd00:65::/64",
+        "announce attributes next-hop 10.0.0.11 label 7 nlri 10.65.1.0/26",
+        "announce route 10.65.1.0/26 next-hop self",
+        "teardown 2",
+        "announce eor ipv4 unicast",
+        "withdraw attributes next-hop 0.0.0.0 nlri 10.65.1.0/26 # reset",
+    ]
+)
+NAMES = [
+    "neighbor 10.1.0.1 local-ip 10.0.0.1 local-as 64512 peer-as 64512 router-id 10.0.0.1",
+    "neighbor 10.1.0.2 local-ip 10.0.0.1 local-as 64512 peer-as 64512 router-id 10.0.0.1",
+    "neighbor fd00::1 local-ip fd00::a local-as 64512 peer-as 64512 router-id 10.0.0.1",
+]
+
+
+def exabgps_dispatch(line: str) -> str | None:
+    from exabgp.reactor.api.command.command import Command  # type: ignore[import-untyped]
+
+    for registered in Command.functions:  # API.response's own test, in its own order
+        if registered == line or line.endswith(" " + registered) or registered + " " in line:
+            return str(registered)
+    return None
+
+
+VALID = ["neighbor 10.1.0.1", "neighbor 10.1.0.2", "neighbor fd00::1", "neighbor 10.9.9.9"]
+FAULTY = ["neighbor *", "local-ip 10.0.0.1", "neighbor  10.1.0.1", "neighbor 10.1.0.1,", "neighbor"]
+SELECTORS = st.sampled_from([*VALID * 8, *FAULTY, "neighbor 10.1.0.1 local-ip"])
+SEPARATORS = st.sampled_from([*[" , "] * 12, " ", ",", " ,  "])
+# mostly lines of the shape routed writes, now and then with a fault in them
+SELECTOR_LINES = st.builds(
+    lambda pairs: "".join(f"{sep}{sel}" for sel, sep in pairs)[3:],
+    st.lists(st.tuples(SELECTORS, SEPARATORS), min_size=1, max_size=8),
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(st.lists(SELECTOR_WORDS, max_size=10), SELECTOR_LINES.map(lambda line: [line])), TAILS)
+def test_our_selectors_read_a_line_as_exabgp_does(words: list[str], tail: str) -> None:
+    from bgp.exabgp.apiparse import our_selectors
+    from bgp.exabgp.manypeers import linear_extract_neighbors, match_addresses
+
+    line = " ".join([*words, tail])
+    found = our_selectors(line)
+    if found is None:
+        return
+    verb, selectors, text = found
+    assert exabgps_dispatch(line) == verb
+    descriptions, command = linear_extract_neighbors(line)
+    assert (descriptions, command) == ([[s] for s in selectors], text)
+    assert match_addresses(NAMES, selectors) == released_limit().match_neighbors(NAMES, descriptions)
+
+
+def test_every_line_we_write_takes_our_selectors() -> None:
+    from bgp.exabgp.apiparse import our_selectors
+
+    peers = [ipaddress.ip_address(f"10.1.{i // 250}.{i % 250 + 1}") for i in range(999)]
+    peers.append(ipaddress.ip_address("fd00::1"))
+    export = Export(next_hop=PEERS[0], originator_id=ipaddress.ip_address("10.0.0.11"), med=5)
+    lines = [
+        *commands.announce(peers, [ipaddress.ip_network("10.65.1.0/26")], export),
+        *commands.withdraw(
+            peers, [ipaddress.ip_network("10.65.1.0/26"), ipaddress.ip_network("fd00:65::/64")]
+        ),
+    ]
+    for line in lines:
+        found = our_selectors(line)
+        assert found is not None and len(found[1]) == 1000
+        assert exabgps_dispatch(line) == found[0]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        "neighbor 10.1.0.1 , 10.1.0.2neighbor 10.1.0.3",  # a selector without its key
+        "neighbor 10.1.0.1 , neighbor *",
+        "neighbor 10.1.0.1 , neighbor 10.1.0.2 local-ip 10.0.0.1",
+        "neighbor 10.1.0.1 ,neighbor 10.1.0.2",
+        "neighbor neighbor 10.1.0.1",
+        "neighbor 10.1.0.1 , neighbor ",
+        "peer-as 64512",
+    ],
+)
+def test_selectors_of_other_shapes_are_left_to_exabgp(head: str) -> None:
+    from bgp.exabgp.apiparse import our_selectors
+
+    assert (
+        our_selectors(f"{head} announce attributes next-hop 10.0.0.11 origin igp nlri 10.65.1.0/26") is None
+    )
