@@ -87,24 +87,33 @@ def refresh(
     it, a range's client while its session is down)."""
     prefixes = list(prefixes)
     targets = [n for n in neighbors.values() if not n.pending and (only is None or n.address in only)]
+    wanting = wanting_for(me, local, rib, neighbors, withdrawing)
     if len(prefixes) == 1:
-        return _refresh_one(targets, prefixes[0], me, local, rib, neighbors, withdrawing)
-    return _refresh_many(targets, prefixes, me, local, rib, neighbors, withdrawing)
+        return _refresh_one(targets, prefixes[0], wanting)
+    return _refresh_many(targets, prefixes, wanting)
 
 
-def _refresh_one(
-    targets: list[Neighbor],
-    prefix: IPNetwork,
+Wanting = Callable[[IPNetwork], Callable[[Neighbor], Export | None] | None]
+
+
+def wanting_for(
     me: LocalSide,
     local: Collection[IPNetwork],
     rib: Rib,
     neighbors: Mapping[IPAddress, Neighbor],
     withdrawing: bool,
-) -> ExportPlan:
+) -> Wanting:
+    """For a prefix, what each target should have of it (None: nothing, when withdrawing)."""
+    if withdrawing:
+        return lambda prefix: None
+    return lambda prefix: _wanting(me, prefix, local, rib, neighbors)
+
+
+def _refresh_one(targets: list[Neighbor], prefix: IPNetwork, wanting: Wanting) -> ExportPlan:
     """refresh() for one prefix, the reflector's everyday case (a change from one client to
     1,000 others): each target's entry read, compared and written once, peers grouped by what
     they get (an Export, its hash cached, or None), no per-target list or signature."""
-    want = _wanting(me, prefix, local, rib, neighbors) if not withdrawing else None
+    want = wanting(prefix)
     groups: dict[Export | None, list[IPAddress]] = {}
     for target in targets:
         wanted = want(target) if want is not None else None
@@ -130,21 +139,13 @@ def _refresh_one(
     return result
 
 
-def _refresh_many(
-    targets: list[Neighbor],
-    prefixes: list[IPNetwork],
-    me: LocalSide,
-    local: Collection[IPNetwork],
-    rib: Rib,
-    neighbors: Mapping[IPAddress, Neighbor],
-    withdrawing: bool,
-) -> ExportPlan:
+def _refresh_many(targets: list[Neighbor], prefixes: list[IPNetwork], wanting: Wanting) -> ExportPlan:
     # One change at a reflector of 1,000 clients asks this 1,000 times: per target only what
     # must be (its entry read, compared, written); neighbours are keyed by identity, and an
     # address or a prefix is hashed (in Python, by ipaddress) as few times as can be.
     changed: dict[Neighbor, list[tuple[int, Export | None]]] = {}
     for index, prefix in enumerate(prefixes):
-        want = _wanting(me, prefix, local, rib, neighbors) if not withdrawing else None
+        want = wanting(prefix)
         for target in targets:
             wanted = want(target) if want is not None else None
             sent = target.adj_rib_out.get(prefix)

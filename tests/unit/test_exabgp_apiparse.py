@@ -285,6 +285,7 @@ TAILS = st.sampled_from(
         "teardown 2",
         "announce eor ipv4 unicast",
         "withdraw attributes next-hop 0.0.0.0 nlri 10.65.1.0/26 # reset",
+        "announce attributes next-hop 10.0.0.11 origin igp nlri 10.65.1.0/26 # reset",  # ExaBGP: `reset`
     ]
 )
 NAMES = [

@@ -50,12 +50,12 @@ def test_the_one_prefix_path_plans_what_the_general_path_plans(
             rr.rib.update(peer, [], [prefix])
         targets = [n for n in rr.neighbors.values() if not n.pending]
         before = {n.address: dict(n.adj_rib_out) for n in targets}
-        args = (rr.me, rr.local, rr.rib, rr.neighbors, withdrawing)
-        general = planned(export._refresh_many(targets, [prefix], *args))
+        wanting = export.wanting_for(rr.me, rr.local, rr.rib, rr.neighbors, withdrawing)
+        general = planned(export._refresh_many(targets, [prefix], wanting))
         after_general = {n.address: dict(n.adj_rib_out) for n in targets}
         for n in targets:
             n.adj_rib_out.clear()
             n.adj_rib_out.update(before[n.address])
-        one = planned(export._refresh_one(targets, prefix, *args))
+        one = planned(export._refresh_one(targets, prefix, wanting))
         assert one == general
         assert {n.address: dict(n.adj_rib_out) for n in targets} == after_general
