@@ -108,16 +108,24 @@ def _template(head: str, last_prefix: str, key: tuple[str, Any, Any]) -> tuple[A
     return cached
 
 
-def parse_attributes(text: str) -> list[Any] | None:
-    """The Changes ExaBGP's api_attributes builds for `text` (the command after its action,
-    `attributes ... nlri ...`), or None when the text is not in our grammar or the parser
-    refuses it: the caller then takes ExaBGP's own path."""
+@functools.cache
+def _exabgp() -> tuple[Any, ...]:
+    """What parse_attributes uses of ExaBGP, imported once (an import statement on every command
+    is ~3 us), and only in ExaBGP's process: routed's daemon never loads ExaBGP."""
     from exabgp.bgp.message import Action  # type: ignore[import-untyped]
     from exabgp.bgp.message.update.nlri import CIDR, INET  # type: ignore[import-untyped]
     from exabgp.configuration.static.parser import prefix  # type: ignore[import-untyped]
     from exabgp.protocol.ip import IP  # type: ignore[import-untyped]
     from exabgp.rib.change import Change  # type: ignore[import-untyped]
 
+    return Action, CIDR, INET, prefix, IP, Change
+
+
+def parse_attributes(text: str) -> list[Any] | None:
+    """The Changes ExaBGP's api_attributes builds for `text` (the command after its action,
+    `attributes ... nlri ...`), or None when the text is not in our grammar or the parser
+    refuses it: the caller then takes ExaBGP's own path."""
+    Action, CIDR, INET, prefix, IP, Change = _exabgp()
     if OUR_GRAMMAR.fullmatch(text) is None:
         return None
     head, _, nlri = text.partition(" nlri ")

@@ -54,7 +54,8 @@ The reactor polls through epoll (`epoll_reactor`, bgp/exabgp/poller.py); a refle
 packed once and written straight to every settled client (bgp/exabgp/fanout.py,
 ROUTED_DIRECT_FANOUT=0 to leave it to ExaBGP's queues); routed's own `announce attributes`
 commands skip ExaBGP's configuration parser (bgp/exabgp/apiparse.py); and a turn runs API
-callbacks for CALLBACKS_S at most, so one that writes to 1,000 clients does not hold up the peers' own turns.
+callbacks for CALLBACKS_S at most, so one that writes to 1,000 clients does not hold up the
+peers' own turns.
 
 A ninth, of correctness, for neighbours accepted from a range (bgp/exabgp/ranges.py,
 docs/upstream/exabgp/0009): each client gets its own RIB and queues (they shared the
