@@ -31,6 +31,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from bgp.exabgp.neighborranges import address_range
+
 _ADDRESS = r"[0-9A-Fa-f.:]+"
 _PREFIX = rf"{_ADDRESS}/[0-9]{{1,3}}"
 _NUMBER = r"[0-9]+"
@@ -50,7 +52,8 @@ OUR_GRAMMAR = re.compile(
     rf" nlri(?: {_PREFIX})+"
 )
 
-_NOT_ADDRESS = str.maketrans("", "", "0123456789ABCDEFabcdef.:")  # deletes what an address may hold
+# deletes what an address, or a range of them (neighborranges), may hold
+_NOT_ADDRESS = str.maketrans("", "", "0123456789ABCDEFabcdef.:-")
 _VERBS = {"announce": " announce attributes ", "withdraw": " withdraw attributes "}
 
 
@@ -60,7 +63,8 @@ def our_selectors(line: str) -> tuple[str, list[str], str] | None:
     selectors, the command after them), which is what its dispatch (API.response: the first
     registered name the line contains) and extract_neighbors make of such a line; else None.
     Checked with operations over the whole text at once (a reflector's change names 999
-    clients, and a Python step per selector is a millisecond)."""
+    clients, and a Python step per selector is a millisecond). A selector may be a range,
+    `neighbor FIRST-LAST` (bgp/exabgp/neighborranges.py), which only match_addresses reads."""
     verb = "announce"
     at = line.find(_VERBS[verb])
     if at <= 0:
@@ -81,6 +85,8 @@ def our_selectors(line: str) -> tuple[str, list[str], str] | None:
         or OUR_GRAMMAR.fullmatch(text, len(verb) + 1) is None
     ):
         return None
+    if "-" in head and None in map(address_range, [s for s in selectors if "-" in s]):
+        return None  # ExaBGP's own path answers it: no neighbour matches
     return f"{verb} attributes", selectors, text
 
 

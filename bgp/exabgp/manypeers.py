@@ -36,6 +36,7 @@ work, and its queues are read only after something may have filled them (`queued
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import re
 import time
@@ -43,6 +44,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bgp.exabgp.fanout import has_backlog
+from bgp.exabgp.neighborranges import AddressIndex, address_index, address_range
 
 READY_FDS = "_routed_ready"  # the descriptors the reactor's last poll reported (launch.wait_for_io)
 LAST_TURN = "_routed_turn"  # a peer's last turn: (its ACTION, timers due at, its socket, work left)
@@ -62,13 +64,13 @@ def pair_index(names: Sequence[str]) -> dict[str, set[str]]:
     return index
 
 
-_PAIR_INDEX: list[Any] = [None, None]  # (the peers' names, pair_index of them), the last asked
+_PAIR_INDEX: list[Any] = [None, None, None]  # (the peers' names, their pair_index, address_index)
 
 
 def _indexed(peers: Sequence[str]) -> tuple[tuple[str, ...], dict[str, set[str]]]:
     key = tuple(peers)
     if _PAIR_INDEX[0] != key:
-        _PAIR_INDEX[0], _PAIR_INDEX[1] = key, pair_index(key)
+        _PAIR_INDEX[0], _PAIR_INDEX[1], _PAIR_INDEX[2] = key, pair_index(key), None
     return key, _PAIR_INDEX[1]
 
 
@@ -78,9 +80,19 @@ _NONE: frozenset[str] = frozenset()
 def match_addresses(peers: Sequence[str], selectors: Sequence[str]) -> list[str]:
     """match_neighbors(peers, [[s] for s in selectors]) for selectors that are each one
     `neighbor ADDRESS` pair (no wildcard), as routed writes them: the pair index looked up
-    without a Python step per selector, 999 of them in a reflector's change."""
+    without a Python step per selector, 999 of them in a reflector's change. A selector
+    `neighbor FIRST-LAST` (routed's route commands, commands._route_selector) matches every
+    peer whose address is in that range; ExaBGP's own matching would match none."""
     _, index = _indexed(peers)
     matched = set().union(*map(index.get, selectors, itertools.repeat(_NONE)))
+    ranges = [found for found in map(address_range, [s for s in selectors if "-" in s]) if found is not None]
+    if ranges:
+        if _PAIR_INDEX[2] is None:
+            _PAIR_INDEX[2] = address_index(index)
+        by_version: AddressIndex = _PAIR_INDEX[2]
+        for version, low, high in ranges:
+            numbers, names = by_version[version]
+            matched.update(*names[bisect.bisect_left(numbers, low) : bisect.bisect_right(numbers, high)])
     return [peer for peer in dict.fromkeys(peers) if peer in matched]
 
 

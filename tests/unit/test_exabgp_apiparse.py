@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bgp.exabgp import commands
-from bgp.exabgp.apiparse import direct_attributes, parse_attributes
+from bgp.exabgp.apiparse import direct_attributes, our_selectors, parse_attributes
+from bgp.exabgp.manypeers import linear_extract_neighbors, match_addresses
 from bgp.model import Export, Origin
 from tests.unit.test_exabgp_extract import released_limit
 
@@ -318,9 +319,6 @@ SELECTOR_LINES = st.builds(
 @settings(max_examples=3000, deadline=None)
 @given(st.one_of(st.lists(SELECTOR_WORDS, max_size=10), SELECTOR_LINES.map(lambda line: [line])), TAILS)
 def test_our_selectors_read_a_line_as_exabgp_does(words: list[str], tail: str) -> None:
-    from bgp.exabgp.apiparse import our_selectors
-    from bgp.exabgp.manypeers import linear_extract_neighbors, match_addresses
-
     line = " ".join([*words, tail])
     found = our_selectors(line)
     if found is None:
@@ -333,8 +331,6 @@ def test_our_selectors_read_a_line_as_exabgp_does(words: list[str], tail: str) -
 
 
 def test_every_line_we_write_takes_our_selectors() -> None:
-    from bgp.exabgp.apiparse import our_selectors
-
     peers = [ipaddress.ip_address(f"10.1.{i // 250}.{i % 250 + 1}") for i in range(999)]
     peers.append(ipaddress.ip_address("fd00::1"))
     export = Export(next_hop=PEERS[0], originator_id=ipaddress.ip_address("10.0.0.11"), med=5)
@@ -344,10 +340,73 @@ def test_every_line_we_write_takes_our_selectors() -> None:
             peers, [ipaddress.ip_network("10.65.1.0/26"), ipaddress.ip_network("fd00:65::/64")]
         ),
     ]
+    names = [f"neighbor {peer} local-ip 10.0.0.11 local-as 64512 peer-as 64512" for peer in peers]
     for line in lines:
         found = our_selectors(line)
-        assert found is not None and len(found[1]) == 1000
+        assert found is not None
         assert exabgps_dispatch(line) == found[0]
+        assert match_addresses(names, found[1]) == names
+    assert len(lines[0]) < 300  # four ranges of 250 clients and one IPv6 address, not 1,000 names
+
+
+def name_of(address: Any) -> str:
+    return f"neighbor {address} local-ip 10.0.0.11 local-as 64512 peer-as 64512 router-id 10.0.0.11"
+
+
+# addresses close together, so that some peers and targets run on and others leave gaps
+NEAR_ADDRESSES = st.one_of(
+    st.integers(250, 255).map(lambda n: ipaddress.ip_address(f"10.1.0.{n}")),  # runs on into 10.1.1.0
+    st.integers(0, 40).map(lambda n: ipaddress.ip_address(f"10.1.1.{n}")),
+    st.integers(0, 40).map(lambda n: ipaddress.ip_address(f"fd00::{n:x}")),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.lists(NEAR_ADDRESSES, min_size=1, max_size=40, unique=True),
+    st.data(),
+    st.sampled_from(["announce", "withdraw"]),
+)
+def test_a_command_with_ranges_reaches_exactly_its_peers(peers: list[Any], data: Any, verb: str) -> None:
+    """A route command names its peers in ranges where they run on; matched against the
+    configured neighbours (some of them not among the targets, and targets not configured),
+    it reaches exactly what ExaBGP's own matching of the same command with every peer named
+    one by one reaches."""
+    targets = data.draw(st.lists(NEAR_ADDRESSES, min_size=1, max_size=40, unique=True))
+    configured = [name_of(peer) for peer in peers]
+    prefixes = [ipaddress.ip_network("10.65.1.0/26")]
+    if verb == "announce":
+        (line,) = commands.announce(targets, prefixes, Export(next_hop=PEERS[0]))
+    else:
+        (line,) = commands.withdraw(targets, prefixes)
+    found = our_selectors(line)
+    assert found is not None and exabgps_dispatch(line) == found[0]
+    one_by_one = " , ".join(f"neighbor {target}" for target in targets) + line[line.index(f" {verb} ") :]
+    descriptions, text = linear_extract_neighbors(one_by_one)
+    assert text == found[2]
+    assert match_addresses(configured, found[1]) == released_limit().match_neighbors(configured, descriptions)
+    assert len(found[1]) <= len(targets)
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [
+        "neighbor 10.1.0.3-10.1.0.1",  # the wrong way round
+        "neighbor 10.1.0.1-fd00::3",  # two families
+        "neighbor 10.1.0.1-",
+        "neighbor -10.1.0.1",
+        "neighbor 10.1.0.1-10.1.0.2-10.1.0.3",
+        "neighbor 10.1.0.1--10.1.0.3",
+    ],
+)
+def test_a_range_that_is_not_one_is_left_to_exabgp(selector: str) -> None:
+    """ExaBGP's own path matches nothing to it and answers the command with an error."""
+    line = (
+        f"neighbor 10.1.0.9 , {selector} announce attributes next-hop 10.0.0.11 origin igp nlri 10.65.1.0/26"
+    )
+    assert our_selectors(line) is None
+    descriptions, _ = linear_extract_neighbors(line)
+    assert released_limit().match_neighbors([name_of("10.1.0.2")], descriptions) == []
 
 
 @pytest.mark.parametrize(
@@ -363,8 +422,6 @@ def test_every_line_we_write_takes_our_selectors() -> None:
     ],
 )
 def test_selectors_of_other_shapes_are_left_to_exabgp(head: str) -> None:
-    from bgp.exabgp.apiparse import our_selectors
-
     assert (
         our_selectors(f"{head} announce attributes next-hop 10.0.0.11 origin igp nlri 10.65.1.0/26") is None
     )

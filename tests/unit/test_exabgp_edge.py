@@ -126,6 +126,24 @@ def test_commands_batch_prefixes() -> None:
     ]
 
 
+def test_route_commands_name_runs_of_peers_as_ranges() -> None:
+    """Three or more consecutive addresses are one `neighbor FIRST-LAST` (neighborranges), two
+    are named each; End-of-RIBs and teardowns, which ExaBGP's own code reads, name every peer."""
+    peers = [ip_address(a) for a in ("10.0.0.9", "10.0.0.5", "10.0.0.2", "10.0.0.4", "10.0.0.3", "10.0.0.7")]
+    peers += [ip_address("fd00::a"), ip_address("fd00::8"), ip_address("fd00::9"), ip_address("10.0.0.8")]
+    selector = "neighbor 10.0.0.2-10.0.0.5 , neighbor 10.0.0.7-10.0.0.9 , neighbor fd00::8-fd00::a announce attributes"
+    assert commands.announce(peers, [ip_network("10.65.0.0/26")], commands.Export()) == [
+        f"{selector} next-hop self origin igp nlri 10.65.0.0/26"
+    ]
+    assert commands.withdraw(peers[:3], [ip_network("10.65.0.0/26")]) == [
+        "neighbor 10.0.0.2 , neighbor 10.0.0.5 , neighbor 10.0.0.9 withdraw attributes next-hop 0.0.0.0 "
+        "nlri 10.65.0.0/26"
+    ]
+    assert commands.end_of_rib(peers[2:5], "ipv4 unicast") == (
+        "neighbor 10.0.0.2 , neighbor 10.0.0.4 , neighbor 10.0.0.3 announce eor ipv4 unicast"
+    )
+
+
 def test_reflection_attributes_text() -> None:
     export = commands.Export(
         next_hop=ip_address("10.0.0.12"),
