@@ -149,7 +149,9 @@ class RestartCoordinator:
 
     def eors_due(self) -> list[Neighbor]:
         """The neighbors our End-of-RIB may go to now (each once a session): marked sent."""
-        waiting = [n for n in self.neighbors.values() if n.up and not n.eor_sent]
+        # eor_sent first: this runs after every batch of events, and at 1,000 neighbours `up` (a
+        # property) read for each was a seventh of the daemon's samples for a reflected change
+        waiting = [n for n in self.neighbors.values() if not n.eor_sent and n.up]
         if not waiting:
             return []  # the usual case, asked after every batch of events: no N-sized sets built
         received = {a for a, n in self.neighbors.items() if n.eor}

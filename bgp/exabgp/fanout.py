@@ -172,9 +172,10 @@ def direct_fanout(
         index, announce = change.index(), change.nlri.action == Action.ANNOUNCE
         rest, done = set(), False
         packed: dict[int, tuple[bytes, int]] = {}  # a session fingerprint's number -> UPDATEs, count
+        written: list[tuple[Any, Any, int]] = []  # (peer, its Adj-RIB-Out, UPDATEs): noted after
         established = FSM.ESTABLISHED
-        for name in peers:
-            peer = table.get(name)
+        for name in peers if isinstance(peers, set | frozenset | dict) else dict.fromkeys(peers):
+            peer = table.get(name)  # each once: a name twice would be written twice before the books
             if peer is None or not settled(peer, established, family, sent_code):
                 rest.add(name)
                 continue
@@ -192,6 +193,10 @@ def direct_fanout(
             if not write_now(proto.connection, data):  # its turns write what the kernel left
                 rest.add(name)
                 continue
+            written.append((peer, outgoing, count))
+        # the books after the last write, not between writes: the last client gets the change
+        # sooner, and nothing runs between the two loops that could read them
+        for peer, outgoing, count in written:
             record_sent(outgoing, family, index, change, announce)
             peer.stats[sent_code] += count
         if rest:
