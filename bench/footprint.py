@@ -5,7 +5,8 @@ The host is the one the issue names: a few workloads, two reflector sessions, me
 sessions are up and it has idled, every process in its namespace is read from /proc: RSS
 (what the budget counts), its peak and PSS. Then the imports, each measured in a fresh
 interpreter as the RSS it adds over the ones before it, for the daemon's process and for
-ExaBGP's, in the order they load.
+ExaBGP's, in the order they load, and for one process holding both (the floor if ExaBGP's
+reactor ran inside the daemon).
 
     python -m bench.footprint [--workloads 3] [--idle 20]
 """
@@ -45,6 +46,15 @@ EXABGP_IMPORTS = [
     ("exabgp.configuration", "import exabgp.configuration.configuration"),
     ("exabgp.reactor", "import exabgp.reactor.loop"),
     ("launcher patches", "launch.patch()"),
+    ("exabgp.application", "import exabgp.application.main, exabgp.application.server"),
+]
+# the floor if ExaBGP ran inside the daemon's process: one interpreter, one asyncio
+ONE_PROCESS_IMPORTS = [
+    ("interpreter", "pass"),
+    ("all the daemon loads", "import routed.daemon"),
+    ("exabgp.configuration", "import exabgp.configuration.configuration"),
+    ("exabgp.reactor", "import exabgp.reactor.loop"),
+    ("launcher patches", "from bgp.exabgp import launch; launch.patch()"),
     ("exabgp.application", "import exabgp.application.main, exabgp.application.server"),
 ]
 MEASURE = """
@@ -139,6 +149,7 @@ def measure(workloads: int, idle: float) -> dict[str, Any]:
         "reflector_processes": reflector,
         "daemon_imports": import_costs(DAEMON_IMPORTS),
         "exabgp_imports": import_costs(EXABGP_IMPORTS),
+        "one_process_imports": import_costs(ONE_PROCESS_IMPORTS),
     }
 
 
@@ -149,7 +160,7 @@ def report(data: dict[str, Any]) -> str:
         for p in data["host_processes"]
     ]
     lines.append(f"  {data['host_rss_kb'] / 1024:6.1f} MB RSS in all (PSS {data['host_pss_kb'] / 1024:.1f})")
-    for name in ("daemon_imports", "exabgp_imports"):
+    for name in ("daemon_imports", "exabgp_imports", "one_process_imports"):
         lines.append(f"{name.replace('_', ' ')}:")
         lines += [
             f"  +{row['added_kb'] / 1024:5.1f} MB = {row['rss_kb'] / 1024:5.1f}  {row['import']}"

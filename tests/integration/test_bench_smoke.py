@@ -198,7 +198,11 @@ def test_footprint_smoke(tmp_path: Path) -> None:
     assert "routed run" in commands and "bgp.exabgp.launch" in commands, commands
     assert data["host_rss_kb"] == sum(p["rss_kb"] for p in data["host_processes"]) > 0
     assert data["exabgp_imports"][0]["import"] == "interpreter"
-    assert all(row["rss_kb"] > 0 for row in data["daemon_imports"] + data["exabgp_imports"])
+    rows = data["daemon_imports"] + data["exabgp_imports"] + data["one_process_imports"]
+    assert all(row["rss_kb"] > 0 for row in rows)
+    # one process holding both costs more than the daemon alone, less than the two apart
+    daemon, exabgp = data["daemon_imports"][-1]["rss_kb"], data["exabgp_imports"][-1]["rss_kb"]
+    assert daemon < data["one_process_imports"][-1]["rss_kb"] < daemon + exabgp, rows
 
 
 def test_labscale_smoke(tmp_path: Path) -> None:
