@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from bgp.events import event
 from bgp.exabgp import commands
 from bgp.exabgp.messages import MessageError, parse_line
+from bgp.exabgp.patched import installed_is_patched
 from bgp.exabgp.process import Channel, ExaBgpSupervisor
 from bgp.exabgp.pump import CommandPump
 from bgp.export import ExportPlan
@@ -52,6 +53,7 @@ class ExaBgpBridge:
         self.handler = handler
         self.counters = counters
         self.pump = CommandPump(counters)
+        self.ranges = installed_is_patched()  # neighbour ranges only for an ExaBGP that reads them
         self.supervisor = ExaBgpSupervisor(runtime_dir, config_text, environment, self._on_channel)
         self._readers: list[asyncio.Task[Any]] = []
 
@@ -87,9 +89,9 @@ class ExaBgpBridge:
 
     def send(self, plan: ExportPlan) -> None:
         for withdrawn, peers in plan.withdraws.items():
-            self.pump.queue(commands.withdraw(peers, withdrawn))
+            self.pump.queue(commands.withdraw(peers, withdrawn, self.ranges))
         for (attributes, announced), peers in plan.announces.items():
-            self.pump.queue(commands.announce(peers, announced, attributes))
+            self.pump.queue(commands.announce(peers, announced, attributes, self.ranges))
 
     def end_of_rib(self, peers: Sequence[IPAddress], families: Iterable[str]) -> None:
         self.pump.queue(commands.end_of_rib(peers, family) for family in families)

@@ -78,14 +78,15 @@ def _runs(numbers: list[int]) -> Iterator[tuple[int, int]]:
     yield first, previous
 
 
-def _route_selector(peers: Sequence[IPAddress]) -> str:
+def _route_selector(peers: Sequence[IPAddress], ranges: bool) -> str:
     """_selector, but each run of RUN_MIN or more consecutive addresses is written as one
     `neighbor FIRST-LAST`: a reflector's change names every client but its origin, 999 at
     1,000 clients (21.7 KB a command, which ExaBGP read in two turns and split into 999
     selectors), and clients of a range mostly have consecutive addresses. Only routed's
     ExaBGP reads a range (bgp/exabgp/apiparse.py, manypeers.match_addresses), and only in
-    the route commands it recognises as ours: End-of-RIBs and teardowns name each peer."""
-    if len(peers) < RUN_MIN:
+    the route commands it recognises as ours: End-of-RIBs and teardowns name each peer, and
+    so does every command when the ExaBGP installed is not one the launcher patches."""
+    if not ranges or len(peers) < RUN_MIN:
         return _selector(peers)
     parts: list[str] = []
     for kind in (IPv4Address, IPv6Address):
@@ -111,13 +112,16 @@ def _by_family(prefixes: Iterable[IPNetwork]) -> Iterator[tuple[int, Sequence[IP
             yield version, chunk
 
 
-def announce(peers: Sequence[IPAddress], prefixes: Iterable[IPNetwork], export: Export) -> list[str]:
+def announce(
+    peers: Sequence[IPAddress], prefixes: Iterable[IPNetwork], export: Export, ranges: bool = True
+) -> list[str]:
     """Commands announcing `prefixes` with `export` to every peer in `peers` (one command, not one
-    each); one family to a command (an IPv6 session carries IPv4 too, RFC 8950)."""
+    each, runs of peers as ranges with `ranges`); one family to a command (an IPv6 session
+    carries IPv4 too, RFC 8950)."""
     chunks = list(_by_family(prefixes))
     if not chunks:
         return []
-    head = f"{_route_selector(peers)} announce attributes {export_text(export)} nlri"
+    head = f"{_route_selector(peers, ranges)} announce attributes {export_text(export)} nlri"
     return [f"{head} {' '.join(map(str, chunk))}" for _, chunk in chunks]
 
 
@@ -127,11 +131,11 @@ def announce(peers: Sequence[IPAddress], prefixes: Iterable[IPNetwork], export: 
 _WITHDRAW_NEXT_HOP = {4: "0.0.0.0", 6: "::"}
 
 
-def withdraw(peers: Sequence[IPAddress], prefixes: Iterable[IPNetwork]) -> list[str]:
+def withdraw(peers: Sequence[IPAddress], prefixes: Iterable[IPNetwork], ranges: bool = True) -> list[str]:
     chunks = list(_by_family(prefixes))
     if not chunks:
         return []
-    selector = _route_selector(peers)
+    selector = _route_selector(peers, ranges)
     return [
         f"{selector} withdraw attributes next-hop {_WITHDRAW_NEXT_HOP[version]} "
         f"nlri {' '.join(map(str, chunk))}"

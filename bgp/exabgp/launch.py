@@ -99,10 +99,10 @@ from bgp.exabgp.manypeers import (
     peer_sets,
     quiet_peers,
 )
+from bgp.exabgp.patched import PATCHED_VERSIONS
 from bgp.exabgp.poller import EpollPoller
 from bgp.exabgp.ranges import commands_reach_clients, generated_neighbors, md5_on_ranges, reload_keeps_clients
 
-PATCHED_VERSIONS = ("5.0.",)
 CONNECT_RETRY_MAX = 5  # seconds between outgoing attempts, at most
 CALLBACKS_S = 0.02  # the longest a reactor turn runs API callbacks before its peers get theirs
 

@@ -142,6 +142,27 @@ def test_route_commands_name_runs_of_peers_as_ranges() -> None:
     assert commands.end_of_rib(peers[2:5], "ipv4 unicast") == (
         "neighbor 10.0.0.2 , neighbor 10.0.0.4 , neighbor 10.0.0.3 announce eor ipv4 unicast"
     )
+    # an ExaBGP the launcher does not patch reads no range: every peer named
+    assert commands.withdraw(peers[2:5], [ip_network("10.65.0.0/26")], ranges=False) == [
+        "neighbor 10.0.0.2 , neighbor 10.0.0.4 , neighbor 10.0.0.3 withdraw attributes next-hop 0.0.0.0 "
+        "nlri 10.65.0.0/26"
+    ]
+
+
+def test_ranges_are_written_only_for_an_exabgp_the_launcher_patches(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    from bgp.exabgp import patched
+
+    assert patched.installed_is_patched()  # the ExaBGP this project installs
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "5.1.0")
+    assert not patched.installed_is_patched()
+
+    def missing(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", missing)
+    assert not patched.installed_is_patched()
 
 
 def test_reflection_attributes_text() -> None:
