@@ -88,16 +88,18 @@ def _route_selector(peers: Sequence[IPAddress], ranges: bool) -> str:
     so does every command when the ExaBGP installed is not one the launcher patches."""
     if not ranges or len(peers) < RUN_MIN:
         return _selector(peers)
+    # ipaddress's own ints (`_ip`, since 3.3): int() is a Python-level call per peer
+    v4 = [peer._ip for peer in peers if type(peer) is IPv4Address]  # type: ignore[attr-defined]
+    v6 = [peer._ip for peer in peers if type(peer) is IPv6Address and peer._scope_id is None]  # type: ignore[attr-defined]
     parts: list[str] = []
-    for kind in (IPv4Address, IPv6Address):
-        numbers = [peer._ip for peer in peers if type(peer) is kind]  # type: ignore[union-attr]
-        if not numbers:
-            continue
-        for first, last in _runs(numbers):
+    for kind, numbers in ((IPv4Address, v4), (IPv6Address, v6)):
+        for first, last in _runs(numbers) if numbers else ():
             if last - first + 1 >= RUN_MIN:
                 parts.append(f"neighbor {kind(first)}-{kind(last)}")
             else:
                 parts.extend(_neighbor(kind(number)) for number in range(first, last + 1))
+    if len(v4) + len(v6) < len(peers):  # link-local addresses with their scope: each named
+        parts.extend(_neighbor(peer) for peer in peers if isinstance(peer, IPv6Address) and peer.scope_id)
     return " , ".join(parts)
 
 

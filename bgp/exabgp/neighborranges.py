@@ -20,7 +20,8 @@ AddressIndex = dict[int, tuple[list[int], list[set[str]]]]  # IP version -> addr
 
 
 def address_index(index: dict[str, set[str]]) -> AddressIndex:
-    """The `neighbor ADDRESS` pairs of a pair index by IP version, sorted by address."""
+    """The `neighbor ADDRESS` pairs of a pair index by IP version, sorted by address (but for
+    link-local addresses with a scope, which routed names one by one)."""
     found: dict[int, list[tuple[int, set[str]]]] = {4: [], 6: []}
     for pair, names in index.items():
         if pair.startswith("neighbor "):
@@ -28,7 +29,8 @@ def address_index(index: dict[str, set[str]]) -> AddressIndex:
                 address = ipaddress.ip_address(pair[9:])
             except ValueError:
                 continue
-            found[address.version].append((int(address), names))
+            if getattr(address, "scope_id", None) is None:  # one with its scope is only ever named
+                found[address.version].append((int(address), names))
     by_version: AddressIndex = {}
     for version, pairs in found.items():
         pairs.sort(key=lambda pair: pair[0])

@@ -388,6 +388,14 @@ def test_a_command_with_ranges_reaches_exactly_its_peers(peers: list[Any], data:
     assert len(found[1]) <= len(targets)
 
 
+def test_a_range_never_reaches_a_link_local_peer_with_its_scope() -> None:
+    """routed names such a peer on its own (commands._route_selector), and a range's numbers
+    cannot tell fe80::2%eth1 from fe80::2%eth2."""
+    configured = [name_of("fe80::1"), name_of("fe80::2%eth1"), name_of("fe80::3")]
+    assert match_addresses(configured, ["neighbor fe80::1-fe80::3"]) == [configured[0], configured[2]]
+    assert match_addresses(configured, ["neighbor fe80::1-fe80::3", "neighbor fe80::2%eth1"]) == configured
+
+
 @pytest.mark.parametrize(
     "selector",
     [

@@ -142,6 +142,11 @@ def test_route_commands_name_runs_of_peers_as_ranges() -> None:
     assert commands.end_of_rib(peers[2:5], "ipv4 unicast") == (
         "neighbor 10.0.0.2 , neighbor 10.0.0.4 , neighbor 10.0.0.3 announce eor ipv4 unicast"
     )
+    # a link-local address with its scope is named, not folded into a range of others
+    scoped = [ip_address("fe80::1"), ip_address("fe80::2%eth1"), ip_address("fe80::3"), ip_address("fe80::2")]
+    assert commands.withdraw(scoped, [ip_network("10.65.0.0/26")])[0].startswith(
+        "neighbor fe80::1-fe80::3 , neighbor fe80::2%eth1 withdraw"
+    )
     # an ExaBGP the launcher does not patch reads no range: every peer named
     assert commands.withdraw(peers[2:5], [ip_network("10.65.0.0/26")], ranges=False) == [
         "neighbor 10.0.0.2 , neighbor 10.0.0.4 , neighbor 10.0.0.3 withdraw attributes next-hop 0.0.0.0 "
