@@ -254,10 +254,15 @@ class Simulator:
                 continue
 
     async def _keepalives(self) -> None:
+        """Each client's KEEPALIVE every hold/3, the clients spread over the interval as the
+        timers of hosts that came up at different moments are. All at once (as before the
+        eighteenth session) made the reflector read 1,000 in one burst every 30 s, 50-70 ms of
+        routed's ExaBGP in which a change trial could fall: a p99 of 185 ms where the p50 was 43."""
         while self.running:
-            await asyncio.sleep(self.hold / 3)
+            gap = self.hold / 3 / max(1, len(self.clients))
             for client in self.clients:
                 client.send(message(KEEPALIVE))
+                await asyncio.sleep(gap)
 
     async def start(self, rate: float = 0.0) -> None:
         """Connect every client (`rate` a second when given, else all at once)."""

@@ -290,6 +290,7 @@ async def scenario(topo: Topology, daemon: str, size: int, args: argparse.Namesp
             result["cpu_per_change_ms"] = round(1000 * (rr.cpu_s() - cpu) / (2 * args.trials), 2)
             result["change_last_ms"] = {"p50": percentile(last, 0.5), "p99": percentile(last, 0.99)}
             result["change_median_ms"] = {"p50": percentile(median, 0.5), "p99": percentile(median, 0.99)}
+            result["change_last_each_ms"] = [round(value, 1) for value in last]  # p99 of 10 is the max
 
         if args.restart:
             try:

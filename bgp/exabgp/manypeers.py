@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import random
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -49,6 +50,7 @@ from bgp.exabgp.neighborranges import AddressIndex, address_index, address_range
 READY_FDS = "_routed_ready"  # the descriptors the reactor's last poll reported (launch.wait_for_io)
 LAST_TURN = "_routed_turn"  # a peer's last turn: (its ACTION, timers due at, its socket, work left)
 QUIET_TURN_S = 0.3
+QUIET_JITTER = 0.25  # an idle peer's turn comes up to this much of its interval early, at random
 
 Matcher = Callable[[Sequence[str], Sequence[Sequence[str]]], Sequence[str]]
 
@@ -254,15 +256,21 @@ def batched_updates(protocol_class: Any) -> None:
     protocol_class.new_update = new_update_batched
 
 
-def quiet_turn_s(peer: Any) -> float:
+def quiet_turn_s(peer: Any, jitter: Callable[[], float] = random.random) -> float:
     """How long an idle established peer may go without a turn: a tenth of its negotiated hold
     time (its keepalives, due every third, go out at most that late; a silent peer is noticed
-    at most that late), between QUIET_TURN_S and 10 s."""
+    at most that late), between QUIET_TURN_S and 10 s, less up to QUIET_JITTER of it at random.
+
+    Without the jitter, peers whose turns fell together (a reflector's 1,000 clients, which all
+    had a turn when its table went out) stayed together: one reactor turn ran all of them
+    every interval, ~0.1-0.2 s in which a change waited (a change p99 of 185 ms at 1,000
+    clients where the p50 was 43). RFC 4271 (10) jitters its timers for the same reason."""
     try:
         hold = int(peer.proto.negotiated.holdtime)
     except (AttributeError, TypeError, ValueError):
         return QUIET_TURN_S
-    return min(10.0, max(QUIET_TURN_S, hold / 10)) if hold else 10.0
+    interval = min(10.0, max(QUIET_TURN_S, hold / 10)) if hold else 10.0
+    return interval * (1.0 - QUIET_JITTER * jitter())
 
 
 _QUEUED = [0]  # bumped whenever something may have queued work for a peer outside its own turn

@@ -251,12 +251,29 @@ def test_a_quiet_turn_is_a_tenth_of_the_negotiated_hold_time() -> None:
         negotiated = type("Negotiated", (), {"holdtime": hold})()
         return type("Peer", (), {"proto": type("Proto", (), {"negotiated": negotiated})()})()
 
-    assert quiet_turn_s(peer(90)) == 9.0  # keepalives every 30 s go out by 39 s at the latest
-    assert quiet_turn_s(peer(9)) == 0.9
-    assert quiet_turn_s(peer(3)) == QUIET_TURN_S
-    assert quiet_turn_s(peer(0)) == 10.0  # no keepalives at all (hold time 0)
-    assert quiet_turn_s(peer(65535)) == 10.0
+    def turn(hold: object) -> float:
+        return quiet_turn_s(peer(hold), jitter=lambda: 0.0)
+
+    assert turn(90) == 9.0  # keepalives every 30 s go out by 39 s at the latest
+    assert turn(9) == 0.9
+    assert turn(3) == QUIET_TURN_S
+    assert turn(0) == 10.0  # no keepalives at all (hold time 0)
+    assert turn(65535) == 10.0
     assert quiet_turn_s(type("NoProto", (), {"proto": None})()) == QUIET_TURN_S
+
+
+def test_quiet_turns_are_jittered_so_that_peers_drift_apart() -> None:
+    """Peers whose turns fell together do not stay together (a reactor turn running all 1,000
+    clients of a reflector every interval held changes back): each turn comes up to a quarter
+    of the interval early, never late."""
+    from bgp.exabgp.manypeers import QUIET_JITTER, quiet_turn_s
+
+    negotiated = type("Negotiated", (), {"holdtime": 90})()
+    peer = type("Peer", (), {"proto": type("Proto", (), {"negotiated": negotiated})()})()
+    assert quiet_turn_s(peer, jitter=lambda: 1.0) == 9.0 * (1 - QUIET_JITTER) == 6.75
+    turns = [quiet_turn_s(peer) for _ in range(1000)]
+    assert all(6.75 <= t <= 9.0 for t in turns)
+    assert max(turns) - min(turns) > 2.0  # 1,000 peers due together are spread over ~2 s
 
 
 def test_a_turn_runs_only_the_peers_with_something_to_do() -> None:
