@@ -213,9 +213,11 @@ class Simulator:
         asn: int = 64512,
         hold: int = 90,
         restart_time: int = 120,
+        spread_keepalives: bool = False,
     ) -> None:
         self.reflector = reflector
         self.asn, self.hold, self.restart_time = asn, hold, restart_time
+        self.spread_keepalives = spread_keepalives
         self.clients = [Client(self, i, a, routes(i)) for i, a in enumerate(addresses)]
         self.watch: Watch | None = None
         self.up = 0
@@ -254,15 +256,19 @@ class Simulator:
                 continue
 
     async def _keepalives(self) -> None:
-        """Each client's KEEPALIVE every hold/3, the clients spread over the interval as the
-        timers of hosts that came up at different moments are. All at once (as before the
-        eighteenth session) made the reflector read 1,000 in one burst every 30 s, 50-70 ms of
-        routed's ExaBGP in which a change trial could fall: a p99 of 185 ms where the p50 was 43."""
+        """Each client's KEEPALIVE every hold/3: all at once, or with `spread_keepalives` spread
+        over the interval as the timers of hosts that came up at different moments are. At once,
+        a reflector reads 1,000 in one burst every 30 s (50-70 ms of routed's ExaBGP in which a
+        change trial can fall); spread, it wakes ~33 times a second for one each, and a reflector
+        whose every wake-up costs O(N) shows it in its idle CPU (docs/benchmarks.md)."""
         while self.running:
-            gap = self.hold / 3 / max(1, len(self.clients))
+            if not self.spread_keepalives:
+                await asyncio.sleep(self.hold / 3)
+            gap = self.hold / 3 / max(1, len(self.clients)) if self.spread_keepalives else 0.0
             for client in self.clients:
                 client.send(message(KEEPALIVE))
-                await asyncio.sleep(gap)
+                if gap:
+                    await asyncio.sleep(gap)
 
     async def start(self, rate: float = 0.0) -> None:
         """Connect every client (`rate` a second when given, else all at once)."""

@@ -235,10 +235,16 @@ async def scenario(topo: Topology, daemon: str, size: int, args: argparse.Namesp
         lambda i: client_routes(i, args.host_routes),
         hold=rrconfigs.HOLD,
         restart_time=rrconfigs.RESTART_TIME,
+        spread_keepalives=args.spread_keepalives,
     )
     expected = (size - 1) * (1 + args.host_routes)
     timeout = args.timeout
-    result: dict[str, Any] = {"reflector": daemon, "clients": size, "host_routes": args.host_routes}
+    result: dict[str, Any] = {
+        "reflector": daemon,
+        "clients": size,
+        "host_routes": args.host_routes,
+        "keepalives": "spread" if args.spread_keepalives else "together",
+    }
     sim_cpu, cpu = time.process_time(), rr.cpu_s()
     await sim.start()
     try:
@@ -356,6 +362,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=float, default=30.0, help="seconds of keepalives only")
     parser.add_argument(
         "--restart", action="store_true", help="also restart the reflector (graceful restart)"
+    )
+    parser.add_argument(
+        "--spread-keepalives",
+        action="store_true",
+        help="the clients' keepalives spread over the interval (as hosts' timers are), not all at once",
     )
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--output", default="rrscale")
