@@ -46,9 +46,9 @@ from typing import Any
 
 from bgp.exabgp.fanout import has_backlog
 from bgp.exabgp.neighborranges import AddressIndex, address_index, address_range
+from bgp.exabgp.quietturns import LAST_TURN, PEER_KEY, QuietTurns
 
 READY_FDS = "_routed_ready"  # the descriptors the reactor's last poll reported (launch.wait_for_io)
-LAST_TURN = "_routed_turn"  # a peer's last turn: (its ACTION, timers due at, its socket, work left)
 QUIET_TURN_S = 0.3
 QUIET_JITTER = 0.25  # an idle peer's turn comes up to this much of its interval early, at random
 
@@ -317,33 +317,45 @@ def quiet_peers(reactor_class: Any, peer_class: Any, api_class: Any, async_class
     process, run_callbacks = api_class.process, async_class.run
     established, later = FSM.ESTABLISHED, ACTION.LATER
     scanned = [-1]  # the _QUEUED count at the last scan
+    turns = QuietTurns()
 
     def run_noted(self: Any) -> Any:
         action = run(self)
-        self.__dict__[LAST_TURN] = (
+        last = self.__dict__[LAST_TURN] = (
             action,
             time.monotonic() + quiet_turn_s(self),
             self.socket(),
             has_work(self),
         )
+        key = self.__dict__.get(PEER_KEY)
+        if key is not None:
+            turns.note(key, self.fsm.state == established, last, later)
         return action
+
+    def wants_turn(peer: Any) -> bool:
+        """Whether a peer that is not established gets this turn: unless passive and unconnected."""
+        return bool(peer.stopping() or not (peer.neighbor["passive"] and not peer.proto))
 
     def active_peers(self: Any) -> set[str]:
         now = time.monotonic()
         ready: set[int] = self.__dict__.pop(READY_FDS, set())
         queues = scanned[0] != _QUEUED[0] or self._stopping
         scanned[0] = _QUEUED[0]
+        if not queues and not turns.rebuild_due(now):
+            return turns.due_now(self._peers, ready, now, wants_turn)
+        turns.clear(now)
         peers = set()
         for key, peer in self._peers.items():
+            peer.__dict__[PEER_KEY] = key
             # FSM compares through a method of its own: its state is a plain int
-            if peer.fsm.state == established and not needs_turn(peer, now, ready, later, queues):
-                continue
-            if peer.stopping() or peer.fsm.state == established:
+            is_established = peer.fsm.state == established
+            turns.note(key, is_established, peer.__dict__.get(LAST_TURN), later)
+            if is_established:
+                if needs_turn(peer, now, ready, later, queues):
+                    peers.add(key)
+            elif wants_turn(peer):
                 peers.add(key)
-            elif peer.neighbor["passive"] and not peer.proto:
-                continue
-            else:
-                peers.add(key)
+        turns.heapify()
         return peers
 
     def noting(original: Any) -> Any:

@@ -369,3 +369,47 @@ def test_the_peers_an_api_command_may_name_are_asked_again_only_when_they_change
     reactor._peers["a"] = {"api": ["p1"]}
     reactor.reload()
     assert reactor.peers("p2") == ["b", "a"] and reactor.asked == 5
+
+
+def test_a_quiet_turn_looks_only_at_the_peers_due_woken_asking_or_connecting() -> None:
+    """QuietTurns (bgp/exabgp/quietturns.py): between full scans a turn finds the peers it must
+    run without looking at the others; a peer not established gets every turn (what the
+    fifteenth session's quiet turns lacked: a connecting peer left without turns)."""
+    from bgp.exabgp.quietturns import LAST_TURN, QuietTurns
+
+    later, now_ = 1, 100.0
+    turns = QuietTurns()
+    turns.clear(now_)
+    peers: dict[str, Any] = {}
+
+    def peer(key: str, due: float, fd: int, established: bool = True, action: int = later) -> None:
+        peers[key] = type("Peer", (), {})()
+        last = peers[key].__dict__[LAST_TURN] = (action, due, fd, False)
+        turns.note(key, established, last, later)
+
+    peer("quiet", 109.0, 1)
+    peer("due", 100.5, 2)
+    peer("woken", 109.0, 3)
+    peer("asking", 109.0, 4, action=2)  # its last turn asked for another at once
+    peer("connecting", 0.0, 5, established=False)
+    peer("passive", 0.0, 6, established=False)
+    turns.heapify()
+
+    def wants(p: Any) -> bool:
+        return p is not peers["passive"]
+
+    assert turns.due_now(peers, set(), now_, wants) == {"asking", "connecting"}
+    assert turns.due_now(peers, {3}, now_ + 1, wants) == {"asking", "connecting", "due", "woken"}
+    # "due" had its turn and noted a later time: its old heap entry is stale and skipped
+    peers["due"].__dict__[LAST_TURN] = last = (later, 109.5, 2, False)
+    turns.note("due", True, last, later)
+    assert turns.due_now(peers, set(), now_ + 2, wants) == {"asking", "connecting"}
+    # the connecting peer became established: from now on its timer decides
+    last = peers["connecting"].__dict__[LAST_TURN] = (later, 105.0, 5, False)
+    turns.note("connecting", True, last, later)
+    assert turns.due_now(peers, set(), now_ + 3, wants) == {"asking"}
+    assert turns.due_now(peers, set(), 106.0, wants) == {"asking", "connecting"}
+    # a peer gone from the reactor is never named
+    del peers["asking"]
+    assert turns.due_now(peers, {4}, 106.0, wants) == set()
+    assert not turns.rebuild_due(100.9) and turns.rebuild_due(101.0)  # a full scan at least every second
