@@ -28,10 +28,12 @@ woke the poll, when it has routes, End-of-RIBs, messages or a refresh queued, wh
 or reload waits for it, when its last turn asked for another at once, and otherwise every
 tenth of its hold time (its keepalive and hold timers count in seconds). Peers not established
 yet (connecting, exchanging OPENs) and peers on their way out run on every turn, as before.
-Deciding that looks at every peer on every turn (a form that looked only at the peers whose
-socket woke the poll left a connecting peer without turns in the lab tests, NOTES.md), but
-cheaply: a peer's own last turn notes when its timers fall due, its socket and whether it left
-work, and its queues are read only after something may have filled them (`queued_work`).
+A peer's own last turn notes when its timers fall due, its socket and whether it left work,
+and its queues are read only after something may have filled them (`queued_work`): such a turn
+looks at every peer. Any other turn (a socket or a timer woke it) looks only at the peers
+bgp.exabgp.quietturns keeps as due, woken, asking or not established, and a full scan comes
+at least every second (a form that looked only at woken peers, without the not-established
+ones, left a connecting peer without turns in the lab tests, NOTES.md).
 """
 
 from __future__ import annotations
@@ -341,21 +343,25 @@ def quiet_peers(reactor_class: Any, peer_class: Any, api_class: Any, async_class
         ready: set[int] = self.__dict__.pop(READY_FDS, set())
         queues = scanned[0] != _QUEUED[0] or self._stopping
         scanned[0] = _QUEUED[0]
-        if not queues and not turns.rebuild_due(now):
+        rebuild = turns.rebuild_due(now)
+        if not queues and not rebuild:
             return turns.due_now(self._peers, ready, now, wants_turn)
-        turns.clear(now)
+        if rebuild:
+            turns.clear(now)
         peers = set()
         for key, peer in self._peers.items():
-            peer.__dict__[PEER_KEY] = key
+            peer.__dict__[PEER_KEY] = key  # a peer new since the last scan is noted from its first turn
             # FSM compares through a method of its own: its state is a plain int
             is_established = peer.fsm.state == established
-            turns.note(key, is_established, peer.__dict__.get(LAST_TURN), later)
+            if rebuild:
+                turns.note(key, is_established, peer.__dict__.get(LAST_TURN), later)
             if is_established:
                 if needs_turn(peer, now, ready, later, queues):
                     peers.add(key)
             elif wants_turn(peer):
                 peers.add(key)
-        turns.heapify()
+        if rebuild:
+            turns.heapify()
         return peers
 
     def noting(original: Any) -> Any:
