@@ -360,8 +360,6 @@ def quiet_peers(reactor_class: Any, peer_class: Any, api_class: Any, async_class
                     peers.add(key)
             elif wants_turn(peer):
                 peers.add(key)
-        if rebuild:
-            turns.heapify()
         return peers
 
     def noting(original: Any) -> Any:

@@ -36,9 +36,6 @@ class QuietTurns:
         self.due, self.asking, self.unsettled, self.socket_key = [], set(), set(), {}
         self.rebuild_at = now + FULL_SCAN_S
 
-    def heapify(self) -> None:
-        heapq.heapify(self.due)
-
     def note(self, key: str, is_established: bool, last: Any, later: object) -> None:
         """A peer's state after its turn (or as a full scan finds it)."""
         self.asking.discard(key)

@@ -393,7 +393,6 @@ def test_a_quiet_turn_looks_only_at_the_peers_due_woken_asking_or_connecting() -
     peer("asking", 109.0, 4, action=2)  # its last turn asked for another at once
     peer("connecting", 0.0, 5, established=False)
     peer("passive", 0.0, 6, established=False)
-    turns.heapify()
 
     def wants(p: Any) -> bool:
         return p is not peers["passive"]
