@@ -81,7 +81,7 @@ def our_selectors(line: str) -> tuple[str, list[str], str] | None:
         or head.count(" , neighbor ") != len(selectors) - 1
         or len(addresses) != len(selectors)
         or "" in addresses
-        or "".join(addresses).translate(_NOT_ADDRESS)  # only hex digits, dots and colons
+        or "".join(addresses).translate(_NOT_ADDRESS)  # only hex digits, dots, colons and dashes
         or OUR_GRAMMAR.fullmatch(text, len(verb) + 1) is None
     ):
         return None

@@ -98,8 +98,12 @@ def _route_selector(peers: Sequence[IPAddress], ranges: bool) -> str:
                 parts.append(f"neighbor {kind(first)}-{kind(last)}")
             else:
                 parts.extend(_neighbor(kind(number)) for number in range(first, last + 1))
-    if len(v4) + len(v6) < len(peers):  # link-local addresses with their scope: each named
-        parts.extend(_neighbor(peer) for peer in peers if isinstance(peer, IPv6Address) and peer.scope_id)
+    if len(v4) + len(v6) < len(peers):  # the rest (link-local addresses with a scope): each named
+        parts.extend(
+            _neighbor(peer)
+            for peer in peers
+            if not (type(peer) is IPv4Address or (type(peer) is IPv6Address and peer._scope_id is None))  # type: ignore[attr-defined]
+        )
     return " , ".join(parts)
 
 

@@ -147,6 +147,15 @@ def test_route_commands_name_runs_of_peers_as_ranges() -> None:
     assert commands.withdraw(scoped, [ip_network("10.65.0.0/26")])[0].startswith(
         "neighbor fe80::1-fe80::3 , neighbor fe80::2%eth1 withdraw"
     )
+
+    # an address of another class than ipaddress's own is named, never dropped
+    class Odd(IPv4Address):
+        pass
+
+    odd = [ip_address("10.0.0.2"), ip_address("10.0.0.3"), ip_address("10.0.0.4"), Odd("10.0.0.9")]
+    assert commands.withdraw(odd, [ip_network("10.65.0.0/26")])[0].startswith(
+        "neighbor 10.0.0.2-10.0.0.4 , neighbor 10.0.0.9 withdraw"
+    )
     # an ExaBGP the launcher does not patch reads no range: every peer named
     assert commands.withdraw(peers[2:5], [ip_network("10.65.0.0/26")], ranges=False) == [
         "neighbor 10.0.0.2 , neighbor 10.0.0.4 , neighbor 10.0.0.3 withdraw attributes next-hop 0.0.0.0 "
