@@ -1,7 +1,10 @@
 """Counted traffic for restart tests: ping streams at a known rate, every packet accounted for.
 
 A stream is `ping -i INTERVAL -c COUNT -W 1` inside a container of a lab node; its
-summary line says how many were sent and how many came back. Nothing is inferred.
+summary line says how many were sent and how many came back. Nothing is inferred. Each
+reply's line is kept too, so a stream that lost packets says which and when (printed by
+`lost`, which pytest shows with a failed test): a loss is then placed against the test's
+and the lab's logged events.
 """
 
 from __future__ import annotations
@@ -17,6 +20,18 @@ from bgp import procfs
 from tests.lab import Lab
 
 SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received")
+REPLY = re.compile(r"icmp_seq=(\d+)")
+
+
+def runs(numbers: list[int]) -> list[tuple[int, int]]:
+    """Consecutive numbers as (first, last) runs: [1, 2, 3, 7] -> [(1, 3), (7, 7)]."""
+    out: list[tuple[int, int]] = []
+    for number in numbers:
+        if out and number == out[-1][1] + 1:
+            out[-1] = (out[-1][0], number)
+        else:
+            out.append((number, number))
+    return out
 
 
 @dataclass
@@ -29,6 +44,7 @@ class PingStream:
     rate: int = 20  # packets per second
     output: str = ""
     started: float = 0.0  # time.monotonic() when the stream began
+    started_wall: float = 0.0  # time.time() then, to place a loss against the logs
     _thread: threading.Thread | None = field(default=None, repr=False)
 
     @property
@@ -44,7 +60,6 @@ class PingStream:
                 "exec",
                 self.netns,
                 "ping",
-                "-q",
                 "-i",
                 str(1 / self.rate),
                 "-c",
@@ -57,7 +72,7 @@ class PingStream:
             ).stdout
 
         self._thread = threading.Thread(target=run, daemon=True)
-        self.started = time.monotonic()
+        self.started, self.started_wall = time.monotonic(), time.time()
         self._thread.start()
         return self
 
@@ -68,6 +83,21 @@ class PingStream:
         match = SUMMARY.search(self.output)
         assert match, f"no ping summary from {self.node}/{self.netns} -> {self.destination}: {self.output!r}"
         return int(match.group(1)), int(match.group(2))
+
+    def missing(self) -> list[int]:
+        """The sequence numbers (from 1) no reply came back for, once the stream has ended."""
+        answered = {int(number) for number in REPLY.findall(self.output)}
+        return [number for number in range(1, self.count + 1) if number not in answered]
+
+    def describe_losses(self) -> str:
+        """Which requests went unanswered, as runs with their send times (wall clock, UTC)."""
+        parts = []
+        for first, last in runs(self.missing()):
+            at = self.started_wall + (first - 1) / self.rate
+            stamp = time.strftime("%H:%M:%S", time.gmtime(at)) + f".{int(at % 1 * 1000):03d}"
+            offset = (first - 1) / self.rate
+            parts.append(f"icmp_seq {first}-{last} ({last - first + 1}) sent from {stamp} (+{offset:.2f} s)")
+        return f"{self.label}: " + ", ".join(parts)
 
     @property
     def label(self) -> str:
@@ -81,6 +111,8 @@ def lost(streams: list[PingStream]) -> dict[str, tuple[int, int]]:
         sent, received = stream.result()
         assert sent == stream.count, f"{stream.label}: ping sent {sent} of {stream.count}"
         out[stream.label] = (sent, sent - received)
+        if received < sent:
+            print("lost:", stream.describe_losses())
     return out
 
 
