@@ -176,6 +176,26 @@ def test_reconnect_backoff_is_capped(monkeypatch: Any) -> None:
     assert waits[:4] == [1, 2, 3, 4] and max(waits) == launch.CONNECT_RETRY_MAX
 
 
+def test_sessions_exabgp_opens_do_not_wait_on_nagle(monkeypatch: Any) -> None:
+    from exabgp.protocol.family import AFI
+    from exabgp.reactor.network.outgoing import Outgoing
+
+    def nodelay() -> int:
+        connection = Outgoing(AFI.ipv4, "127.0.0.1", "127.0.0.1", port=1)  # as Protocol: .top()
+        assert connection._setup() is None
+        try:
+            return int(connection.io.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        finally:
+            connection.io.close()
+            connection.io = None  # closed: nothing for its __del__ to close and log
+
+    # ExaBGP's own (an earlier test may have applied every patch): its nagle() is commented out
+    monkeypatch.setattr(Outgoing, "_setup", getattr(Outgoing._setup, "__wrapped__", Outgoing._setup))
+    assert nodelay() == 0
+    launch.outgoing_without_nagle(Outgoing)
+    assert nodelay() == 1
+
+
 def test_hexstring_is_exabgps_text() -> None:
     from exabgp.util import hexstring as original
 
