@@ -9,7 +9,10 @@ from pathlib import Path
 
 from routed.apiserver import answers
 
-START_TIMEOUT = 10.0
+# a Python process that imports aiohttp answers in ~1-2 s here; CI once saw the Docker front
+# answer just after 10 s while four labs started and an image was built on two cores, and the
+# daemon refused to start. Waiting longer costs nothing when the helper is quick.
+START_TIMEOUT = 30.0
 
 
 async def start_detached(module: str, args: list[str], socket: Path, what: str) -> asyncio.subprocess.Process:
