@@ -20,7 +20,8 @@ from bgp import procfs
 from tests.lab import Lab
 
 SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received")
-REPLY = re.compile(r"icmp_seq=(\d+)")
+# an echo reply; "From 10.0.0.1 icmp_seq=N Destination Net Unreachable" is not one
+REPLY = re.compile(r"bytes from .*icmp_seq=(\d+)")
 
 
 def runs(numbers: list[int]) -> list[tuple[int, int]]:

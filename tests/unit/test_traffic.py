@@ -7,6 +7,7 @@ from tests.traffic import PingStream, runs
 OUTPUT = """PING 10.65.8.1 (10.65.8.1) 56(84) bytes of data.
 [1764790000.100000] 64 bytes from 10.65.8.1: icmp_seq=1 ttl=62 time=0.1 ms
 [1764790000.150000] 64 bytes from 10.65.8.1: icmp_seq=2 ttl=62 time=0.1 ms
+[1764790000.200000] From 10.0.0.41 icmp_seq=3 Destination Net Unreachable
 [1764790000.300000] 64 bytes from 10.65.8.1: icmp_seq=5 ttl=62 time=0.1 ms
 [1764790000.350000] 64 bytes from 10.65.8.1: icmp_seq=6 ttl=62 time=0.1 ms
 
