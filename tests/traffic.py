@@ -17,22 +17,12 @@ import time
 from dataclasses import dataclass, field
 
 from bgp import procfs
+from bgp.exabgp.commands import runs
 from tests.lab import Lab
 
 SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received")
 # an echo reply; "From 10.0.0.1 icmp_seq=N Destination Net Unreachable" is not one
 REPLY = re.compile(r"bytes from .*icmp_seq=(\d+)")
-
-
-def runs(numbers: list[int]) -> list[tuple[int, int]]:
-    """Consecutive numbers as (first, last) runs: [1, 2, 3, 7] -> [(1, 3), (7, 7)]."""
-    out: list[tuple[int, int]] = []
-    for number in numbers:
-        if out and number == out[-1][1] + 1:
-            out[-1] = (out[-1][0], number)
-        else:
-            out.append((number, number))
-    return out
 
 
 @dataclass

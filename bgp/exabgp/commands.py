@@ -66,8 +66,11 @@ def _selector(peers: Sequence[IPAddress]) -> str:
 RUN_MIN = 3  # consecutive addresses from which a route command names them as one range
 
 
-def _runs(numbers: list[int]) -> Iterator[tuple[int, int]]:
-    """(first, last) of each run of consecutive integers in `numbers`, sorted and deduplicated."""
+def runs(numbers: list[int]) -> Iterator[tuple[int, int]]:
+    """(first, last) of each run of consecutive integers in `numbers`, sorted and deduplicated
+    (sorted in place); nothing for none."""
+    if not numbers:
+        return
     numbers.sort()
     first = previous = numbers[0]
     for number in numbers:
@@ -93,7 +96,7 @@ def _route_selector(peers: Sequence[IPAddress], ranges: bool) -> str:
     v6 = [peer._ip for peer in peers if type(peer) is IPv6Address and peer._scope_id is None]  # type: ignore[attr-defined]
     parts: list[str] = []
     for kind, numbers in ((IPv4Address, v4), (IPv6Address, v6)):
-        for first, last in _runs(numbers) if numbers else ():
+        for first, last in runs(numbers):
             if last - first + 1 >= RUN_MIN:
                 parts.append(f"neighbor {kind(first)}-{kind(last)}")
             else:

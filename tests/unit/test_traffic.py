@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.traffic import PingStream, runs
+from bgp.exabgp.commands import runs
+from tests.traffic import PingStream
 
 OUTPUT = """PING 10.65.8.1 (10.65.8.1) 56(84) bytes of data.
 [1764790000.100000] 64 bytes from 10.65.8.1: icmp_seq=1 ttl=62 time=0.1 ms
@@ -17,8 +18,8 @@ OUTPUT = """PING 10.65.8.1 (10.65.8.1) 56(84) bytes of data.
 
 
 def test_runs_of_consecutive_numbers() -> None:
-    assert runs([]) == []
-    assert runs([1, 2, 3, 7, 9, 10]) == [(1, 3), (7, 7), (9, 10)]
+    assert list(runs([])) == []
+    assert list(runs([1, 2, 3, 7, 9, 10])) == [(1, 3), (7, 7), (9, 10)]
 
 
 def test_a_stream_names_the_requests_that_went_unanswered_and_when() -> None:
