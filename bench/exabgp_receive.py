@@ -6,7 +6,7 @@ ExaBGP to hand routed an UPDATE and what it costs routed to decode it.
 - packets-unparsed: the same without ExaBGP's decoding (bench.exabgp_unparsed);
 - inprocess: ExaBGP in the receiving process, its objects converted directly (a);
 - raw: what routed does now: a plain UPDATE is checked, not decoded, and forwarded as its
-  bytes (launch.py `raw_updates`, wire.py `is_plain`); routed decodes it in bulk.
+  bytes (bgp/exabgp/rawupdates.py, wire.py `is_plain`); routed decodes it in bulk.
 
 The bulk lab's BIRD2 injector sends N /32s to an ExaBGP alone on rx (routed's launcher,
 routed's ExaBGP settings, no Adj-RIB-In), whose API process only writes the lines to a
@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]  # bench.exabgp_unparsed is not in th
 # packets-unparsed: ExaBGP skips decoding UPDATEs; inprocess: ExaBGP in the receiving process,
 # its parsed objects converted directly (bench/exabgp_inprocess.py, prototype a)
 # json: ExaBGP decodes every UPDATE into JSON (routed before issue 18); raw: routed today,
-# plain UPDATEs passed on undecoded (launch.py, raw_updates).
+# plain UPDATEs passed on undecoded (bgp/exabgp/rawupdates.py).
 MODES = ("json", "packets", "packets-unparsed", "inprocess", "raw")
 CONFIG = """\
 process sink {{

@@ -1,7 +1,7 @@
 """ExaBGP's process-API output (JSON encoder) parsed into typed events. Pure.
 
 Anything malformed raises MessageError; the bridge logs it and drops the line. A plain
-UPDATE comes as its bytes (launch.py, raw_updates) and is decoded by wire.py.
+UPDATE comes as its bytes (bgp/exabgp/rawupdates.py) and is decoded by wire.py.
 Messages of types we do not use (keepalive, refresh, ...) parse to None.
 """
 
@@ -90,7 +90,7 @@ def _parse(message: dict[str, Any]) -> Event | None:
             peer, int(note.get("code", 0)), int(note.get("subcode", 0)), str(note.get("data", ""))
         )
     body = neighbor["message"]
-    if "raw" in body:  # an UPDATE ExaBGP passed on undecoded (launch.py, raw_updates)
+    if "raw" in body:  # an UPDATE ExaBGP passed on undecoded (bgp/exabgp/rawupdates.py)
         return decode_update(bytes.fromhex(body["raw"]), peer, peer_asn)
     if "eor" in body:
         eor = body["eor"]

@@ -3,7 +3,7 @@ RFC 6793). Pure.
 
 How routed receives UPDATEs (issue 18, NOTES.md): ExaBGP's process runs `is_plain` over
 each UPDATE it reads; one that passes is not decoded by ExaBGP at all but handed to
-routed as its bytes (launch.py, `raw_updates`), and routed decodes its NLRI in bulk here,
+routed as its bytes (bgp/exabgp/rawupdates.py), and routed decodes its NLRI in bulk here,
 one Attributes object per UPDATE. Anything `is_plain` does not vouch for (an unknown or
 duplicated attribute, unexpected flags, a length that does not add up, End-of-RIB) takes
 ExaBGP's own decoder as before, with its RFC 7606 error handling and its NOTIFICATIONs.
