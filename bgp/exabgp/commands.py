@@ -91,9 +91,19 @@ def _route_selector(peers: Sequence[IPAddress], ranges: bool) -> str:
     so does every command when the ExaBGP installed is not one the launcher patches."""
     if not ranges or len(peers) < RUN_MIN:
         return _selector(peers)
-    # ipaddress's own ints (`_ip`, since 3.3): int() is a Python-level call per peer
-    v4 = [peer._ip for peer in peers if type(peer) is IPv4Address]  # type: ignore[attr-defined]
-    v6 = [peer._ip for peer in peers if type(peer) is IPv6Address and peer._scope_id is None]  # type: ignore[attr-defined]
+    # ipaddress's own ints (`_ip`, since 3.3): int() is a Python-level call per peer. Each
+    # peer is sorted once: a plain address goes into its family's runs; anything else (a
+    # link-local address with its scope, another class) is named by itself, never dropped.
+    v4: list[int] = []
+    v6: list[int] = []
+    named: list[IPAddress] = []
+    for peer in peers:
+        if type(peer) is IPv4Address:
+            v4.append(peer._ip)  # type: ignore[attr-defined]
+        elif type(peer) is IPv6Address and peer._scope_id is None:  # type: ignore[attr-defined]
+            v6.append(peer._ip)  # type: ignore[attr-defined]
+        else:
+            named.append(peer)
     parts: list[str] = []
     for kind, numbers in ((IPv4Address, v4), (IPv6Address, v6)):
         for first, last in runs(numbers):
@@ -101,12 +111,7 @@ def _route_selector(peers: Sequence[IPAddress], ranges: bool) -> str:
                 parts.append(f"neighbor {kind(first)}-{kind(last)}")
             else:
                 parts.extend(_neighbor(kind(number)) for number in range(first, last + 1))
-    if len(v4) + len(v6) < len(peers):  # the rest (link-local addresses with a scope): each named
-        parts.extend(
-            _neighbor(peer)
-            for peer in peers
-            if not (type(peer) is IPv4Address or (type(peer) is IPv6Address and peer._scope_id is None))  # type: ignore[attr-defined]
-        )
+    parts.extend(_neighbor(peer) for peer in named)
     return " , ".join(parts)
 
 
