@@ -100,7 +100,7 @@ from bgp.exabgp.manypeers import (
     peer_sets,
     quiet_peers,
 )
-from bgp.exabgp.patched import PATCHED_VERSIONS
+from bgp.exabgp.patched import installed_is_patched
 from bgp.exabgp.poller import EpollPoller
 from bgp.exabgp.ranges import commands_reach_clients, generated_neighbors, md5_on_ranges, reload_keeps_clients
 from bgp.exabgp.rawupdates import raw_updates
@@ -288,9 +288,8 @@ def patch() -> bool:
     from exabgp.reactor.network.outgoing import Outgoing  # type: ignore[import-untyped]
     from exabgp.reactor.peer import Peer  # type: ignore[import-untyped]
     from exabgp.reactor.protocol import Protocol  # type: ignore[import-untyped]
-    from exabgp.version import version  # type: ignore[import-untyped]
 
-    if not version.startswith(PATCHED_VERSIONS):
+    if not installed_is_patched():
         return False
     Reactor._wait_for_io = wait_for_io
     epoll_reactor(Reactor)

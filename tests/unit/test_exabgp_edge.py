@@ -164,19 +164,30 @@ def test_route_commands_name_runs_of_peers_as_ranges() -> None:
 
 
 def test_ranges_are_written_only_for_an_exabgp_the_launcher_patches(monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib.metadata
+    import sys
+
+    import exabgp.version  # type: ignore[import-untyped]
 
     from bgp.exabgp import patched
 
     assert patched.installed_is_patched()  # the ExaBGP this project installs
-    monkeypatch.setattr(importlib.metadata, "version", lambda name: "5.1.0")
+    monkeypatch.setattr(exabgp.version, "version", "5.1.0")
+    assert not patched.installed_is_patched()
+    monkeypatch.setattr(exabgp.version, "version", "5.0.15")
+    assert patched.installed_is_patched()
+    monkeypatch.setitem(sys.modules, "exabgp.version", None)  # no ExaBGP to be found
     assert not patched.installed_is_patched()
 
-    def missing(name: str) -> str:
-        raise importlib.metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(importlib.metadata, "version", missing)
-    assert not patched.installed_is_patched()
+def test_the_launcher_loads_no_package_metadata() -> None:
+    """importlib.metadata (email, zipfile, pathlib) was 4.6 MB of ExaBGP's process for a version
+    string that ExaBGP itself has: the idle host's budget (issue 30, item 5)."""
+    import subprocess
+    import sys
+
+    probe = "import sys; from bgp.exabgp import launch; print('importlib.metadata' in sys.modules)"
+    done = subprocess.run([sys.executable, "-I", "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
 
 
 def test_reflection_attributes_text() -> None:
