@@ -163,6 +163,9 @@ CHANNEL_OPTIONS: dict[str, int] = {
 }
 
 
+UNAVAILABLE_RETRY_DELAY = 0.1  # seconds before asking an endpoint gRPC could not reach again
+
+
 class EtcdStore:
     def __init__(
         self,
@@ -247,7 +250,7 @@ class EtcdStore:
         for _ in self.endpoints:
             endpoint = self.endpoints[self._current]
             try:
-                return await request(await self._connected())
+                return await self._on_current(request)
             except (aetcd.exceptions.ClientError, OSError) as exc:
                 # ClientError covers more than the connection: a member that lost its quorum
                 # answers "context deadline exceeded" (UNKNOWN) to every request; try the next
@@ -259,6 +262,19 @@ class EtcdStore:
                 self._discard()
                 self._current = (self._current + 1) % len(self.endpoints)
         raise EtcdUnreachable(f"etcd is unreachable ({'; '.join(errors)})")
+
+    async def _on_current(self, request: Callable[[aetcd.Client], Awaitable[T]]) -> T:
+        """`request` on the current endpoint, asked a second time on a fresh channel when gRPC
+        could not reach it at all (UNAVAILABLE, "failed to connect to all addresses"): under
+        load a channel's first connect can lose its race with the deadline while the member is
+        fine, and with one endpoint that failure alone made a node report etcd unreachable.
+        etcd's own clientv3 retries such requests the same way."""
+        try:
+            return await request(await self._connected())
+        except aetcd.exceptions.ConnectionFailedError:
+            self._discard()
+            await asyncio.sleep(UNAVAILABLE_RETRY_DELAY)
+            return await request(await self._connected())
 
     # --- blocks -----------------------------------------------------------------------
 
