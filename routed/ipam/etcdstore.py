@@ -294,7 +294,8 @@ class EtcdStore:
         return await self._call("list blocks", request)
 
     async def claim(self, block: IPNetwork, node: str, now: float) -> bool:
-        """Create the block's key for `node` if nobody has: True if we got it."""
+        """Create the block's key for `node` if nobody has: True if we got it, or had it already
+        (a claim asked again after its answer was lost finds its own key)."""
         key = block_key(self.prefix, block)
         value = json.dumps({"node": node, "claimed": now}).encode()
 
@@ -304,7 +305,16 @@ class EtcdStore:
                 success=[client.transactions.put(key, value)],
                 failure=[],
             )
-            return bool(ok)
+            if ok:
+                return True
+            current = await client.get(key)
+            if current is None:
+                return False  # released in between; the caller tries the next candidate
+            try:
+                return _node(_object(current.value)) == node
+            except BadRecord as problem:
+                self._skip(key, problem)
+                return False
 
         return await self._call(f"claim {block}", request)
 
