@@ -10,7 +10,9 @@ nodes racing for the last free block both send a create-if-absent, and etcd lets
 
 Requests go to one endpoint at a time; a request that cannot be answered (member down, no
 quorum, timeout) moves on to the next endpoint, and only when every endpoint failed does
-the caller hear `EtcdUnreachable`.
+the caller hear `EtcdUnreachable`. A request gRPC could not deliver at all (UNAVAILABLE) is
+asked once more on the same endpoint first, so every write is safe to ask twice: a create
+that finds its own record counts as done.
 
 What etcd returns is not trusted: a key or value routed would not have written is skipped and
 logged once (never an exception out of a listing, which would stop the node's IPAM upkeep).
