@@ -17,11 +17,6 @@ from routed.ipam.blocks import IPNetwork
 from routed.ipam.etcdstore import EtcdStore, EtcdUnreachable, block_key
 
 
-class _Client:
-    async def close(self) -> None:
-        pass
-
-
 class _Version:
     """`version(key) == 0`, the only compare a claim makes, evaluated when it is built."""
 
@@ -66,14 +61,18 @@ class _Etcd:
         pass
 
 
-def _store(endpoints: tuple[str, ...], monkeypatch: pytest.MonkeyPatch) -> tuple[EtcdStore, list[str]]:
+def _store(
+    endpoints: tuple[str, ...], monkeypatch: pytest.MonkeyPatch, etcd: _Etcd | None = None
+) -> tuple[EtcdStore, list[str]]:
+    """A store whose channels are `etcd` (a new empty one each time if None), and the endpoints
+    it opened a channel to, in order."""
     store = EtcdStore(endpoints, "/routed", timeout=0.01)
     connected: list[str] = []
 
     async def connected_client() -> Any:
         if store._client is None:
             connected.append(store.endpoints[store._current])
-            store._client = _Client()  # type: ignore[assignment]
+            store._client = etcd or _Etcd()  # type: ignore[assignment]
         return store._client
 
     monkeypatch.setattr(store, "_connected", connected_client)
@@ -130,30 +129,19 @@ def test_a_single_endpoint_that_stays_unavailable_is_reported(monkeypatch: pytes
     assert len(calls) == 2
 
 
-def _store_on(etcd: _Etcd, monkeypatch: pytest.MonkeyPatch) -> EtcdStore:
-    store = EtcdStore(("127.0.0.1:2379",), "/routed", timeout=0.01)
-
-    async def connected_client() -> Any:
-        return etcd
-
-    monkeypatch.setattr(store, "_connected", connected_client)
-    monkeypatch.setattr(etcdstore, "UNAVAILABLE_RETRY_DELAY", 0)
-    return store
-
-
 BLOCK: IPNetwork = ip_network("10.65.1.0/26")
 
 
 def test_a_claim_whose_answer_was_lost_is_still_ours(monkeypatch: pytest.MonkeyPatch) -> None:
     etcd = _Etcd(fail_after_applying=1)
-    store = _store_on(etcd, monkeypatch)
+    store, _ = _store(("127.0.0.1:2379",), monkeypatch, etcd)
     assert asyncio.run(store.claim(BLOCK, "h1", 1.0)) is True
     assert b'"node": "h1"' in etcd.kv[block_key("/routed", BLOCK)]
 
 
 def test_a_block_another_node_holds_is_not_claimed(monkeypatch: pytest.MonkeyPatch) -> None:
     etcd = _Etcd()
-    store = _store_on(etcd, monkeypatch)
+    store, _ = _store(("127.0.0.1:2379",), monkeypatch, etcd)
     assert asyncio.run(store.claim(BLOCK, "h2", 1.0)) is True
     assert asyncio.run(store.claim(BLOCK, "h1", 2.0)) is False
     etcd.kv[block_key("/routed", BLOCK)] = b"not json"
